@@ -1,0 +1,104 @@
+import type { Dispatcher } from 'undici';
+import { Pool } from 'undici';
+import type { ConnectionPoolConfig } from '../config/schema.ts';
+import type { EndpointSpec } from '../discovery/types.ts';
+import { PeakEwma } from './peak-ewma.ts';
+
+/** Defaults, with their sources (see docs/configuration.md). */
+export const ENDPOINT_DEFAULTS = {
+  /** linkerd2-proxy's default RTT for a new endpoint. */
+  defaultRttMs: 30,
+  /** Finagle / linkerd2-proxy decay of 10 s, used here as the half-life. */
+  ewmaHalfLifeMs: 10_000,
+  /** Envoy's max_connections default. */
+  maxConnections: 1024,
+  /** Istio tcp.connectTimeout default. */
+  connectTimeoutMs: 10_000,
+  /** undici's keepAliveTimeout default; undici also honours the server's keep-alive hint. */
+  idleTimeoutMs: 4_000,
+} as const;
+
+export interface EndpointOptions {
+  connectionPool?: ConnectionPoolConfig | undefined;
+  now: number;
+  /** Extra undici connect options (TLS), filled by the tls layer. */
+  connect?: Record<string, unknown> | undefined;
+}
+
+/**
+ * One upstream address with its per-endpoint state: load (in-flight count and peak-EWMA RTT),
+ * health, ejection, drain, and its own undici Pool. The balancer reads the state; the
+ * endpoint layers (src/stack.ts) update it.
+ */
+export class Endpoint {
+  readonly address: string;
+  readonly host: string;
+  readonly port: number;
+  labels: Record<string, string>;
+  weight: number;
+  zone: string | undefined;
+
+  /** Requests dispatched to this endpoint and not finished yet. */
+  inflight = 0;
+  readonly ewma: PeakEwma;
+  /** Active health checks / registry health. */
+  healthy = true;
+  /** Outlier detection: ejected until this monotonic time (ms). 0 = not ejected. */
+  ejectedUntil = 0;
+  /** Removed by discovery: takes no new requests, lets in-flight ones finish. */
+  draining = false;
+  /** When discovery added it (monotonic ms), for slow start. */
+  readonly addedAt: number;
+  /** Multiplier on the weight applied by slow start (0 < factor <= 1). */
+  weightFactor = 1;
+
+  readonly pool: Pool;
+
+  constructor(spec: EndpointSpec, options: EndpointOptions) {
+    this.address = spec.address;
+    this.host = spec.host;
+    this.port = spec.port;
+    this.labels = spec.labels;
+    this.weight = spec.weight;
+    this.zone = spec.zone;
+    this.addedAt = options.now;
+    this.ewma = new PeakEwma(ENDPOINT_DEFAULTS.defaultRttMs, ENDPOINT_DEFAULTS.ewmaHalfLifeMs, options.now);
+    const cp = options.connectionPool;
+    const secure = options.connect !== undefined;
+    const hostForUrl = this.host.includes(':') ? `[${this.host}]` : this.host;
+    this.pool = new Pool(`${secure ? 'https' : 'http'}://${hostForUrl}:${this.port}`, {
+      connections: cp?.tcp?.maxConnections ?? ENDPOINT_DEFAULTS.maxConnections,
+      connectTimeout: cp?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
+      keepAliveTimeout: cp?.http?.idleTimeout ?? ENDPOINT_DEFAULTS.idleTimeoutMs,
+      maxRequestsPerClient: cp?.http?.maxRequestsPerConnection || undefined,
+      allowH2: false,
+      ...(options.connect ? { connect: options.connect } : {}),
+    } as Pool.Options);
+  }
+
+  /** Applies an update from discovery (same address, new labels/weight/zone). */
+  update(spec: EndpointSpec): void {
+    this.labels = spec.labels;
+    this.weight = spec.weight;
+    this.zone = spec.zone;
+    this.draining = false;
+  }
+
+  isEjected(now: number): boolean {
+    return this.ejectedUntil > now;
+  }
+
+  /** Can take a new request: healthy, not ejected, not draining. */
+  isAvailable(now: number): boolean {
+    return this.healthy && !this.draining && this.ejectedUntil <= now;
+  }
+
+  effectiveWeight(_now: number): number {
+    return this.weight * this.weightFactor;
+  }
+
+  /** The innermost dispatch: the endpoint's own pool. */
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return this.pool.dispatch(opts, handler);
+  }
+}

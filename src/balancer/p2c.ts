@@ -1,0 +1,53 @@
+import type { Endpoint } from './endpoint.ts';
+import type { Balancer, PickContext } from './types.ts';
+
+/** How many random draws P2C makes to find a usable endpoint before it falls back to a scan (Finagle maxEffort). */
+const MAX_EFFORT = 5;
+
+/**
+ * Power of two choices (P2C): draw two distinct usable endpoints at random and keep the one with
+ * the lower cost. `cost` is the load metric (peak-EWMA by default) divided by the endpoint's weight.
+ * O(1) per pick; an O(n) scan only when random draws keep hitting unusable endpoints.
+ */
+export class P2CBalancer implements Balancer {
+  readonly name: string;
+  readonly #cost: (ep: Endpoint, now: number) => number;
+  readonly #random: () => number;
+
+  constructor(name: string, cost: (ep: Endpoint, now: number) => number, random: () => number = Math.random) {
+    this.name = name;
+    this.#cost = cost;
+    this.#random = random;
+  }
+
+  pick(endpoints: readonly Endpoint[], ctx: PickContext): Endpoint | undefined {
+    const n = endpoints.length;
+    if (n === 0) return undefined;
+    if (n === 1) return usable(endpoints[0] as Endpoint, ctx) ? endpoints[0] : undefined;
+    const a = this.#draw(endpoints, ctx, undefined);
+    if (!a) return undefined;
+    const b = this.#draw(endpoints, ctx, a);
+    if (!b) return a;
+    const costA = this.#cost(a, ctx.now) / a.effectiveWeight(ctx.now);
+    const costB = this.#cost(b, ctx.now) / b.effectiveWeight(ctx.now);
+    return costB < costA ? b : a;
+  }
+
+  #draw(endpoints: readonly Endpoint[], ctx: PickContext, not: Endpoint | undefined): Endpoint | undefined {
+    const n = endpoints.length;
+    for (let i = 0; i < MAX_EFFORT; i++) {
+      const ep = endpoints[Math.floor(this.#random() * n)] as Endpoint;
+      if (ep !== not && usable(ep, ctx)) return ep;
+    }
+    const start = Math.floor(this.#random() * n);
+    for (let i = 0; i < n; i++) {
+      const ep = endpoints[(start + i) % n] as Endpoint;
+      if (ep !== not && usable(ep, ctx)) return ep;
+    }
+    return undefined;
+  }
+}
+
+function usable(ep: Endpoint, ctx: PickContext): boolean {
+  return ep.isAvailable(ctx.now) && !ctx.exclude?.has(ep);
+}

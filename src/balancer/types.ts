@@ -1,0 +1,26 @@
+import type { Endpoint } from './endpoint.ts';
+
+/** What a balancer needs to know about one request to pick for it. */
+export interface PickContext {
+  /** Endpoints to avoid (already tried by this request). Avoided, not forbidden, when nothing else is left. */
+  readonly exclude?: ReadonlySet<Endpoint> | undefined;
+  /** Key for consistent hashing, when the policy has one. */
+  readonly hashKey?: string | undefined;
+  /** Monotonic milliseconds (performance.now() or a fake clock). */
+  readonly now: number;
+}
+
+/**
+ * A balancer only compares loads. It sees the endpoint list (owned by the EndpointSet, rebuilt
+ * on each discovery change) and returns one endpoint, or undefined when none is usable.
+ * Picks must be O(1) for P2C algorithms.
+ */
+export interface Balancer {
+  readonly name: string;
+  pick(endpoints: readonly Endpoint[], ctx: PickContext): Endpoint | undefined;
+  /** Called after the endpoint list changed (rebuild rings, schedules...). */
+  update?(endpoints: readonly Endpoint[]): void;
+}
+
+/** A monotonic clock in milliseconds; tests pass a fake one. */
+export type Clock = () => number;

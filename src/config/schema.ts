@@ -1,0 +1,61 @@
+/**
+ * The whole mesh config, in Istio's vocabulary (camelCase). Each feature folder owns the
+ * schema of its own fields (src/<feature>/schema.ts); this file only composes them.
+ * Objects are strict: an unknown field is an error, never silently ignored.
+ */
+import { z } from 'zod';
+import { loadBalancerSchema } from '../balancer/schema.ts';
+import { discoverySchema } from '../discovery/schema.ts';
+import { duration } from './zod-helpers.ts';
+
+/** `trafficPolicy.connectionPool` (Istio). Defaults live in src/balancer/endpoint.ts. */
+export const connectionPoolSchema = z.strictObject({
+  tcp: z
+    .strictObject({
+      maxConnections: z.number().int().positive().optional(),
+      connectTimeout: duration.optional(),
+    })
+    .optional(),
+  http: z
+    .strictObject({
+      http1MaxPendingRequests: z.number().int().positive().optional(),
+      http2MaxRequests: z.number().int().positive().optional(),
+      maxRequestsPerConnection: z.number().int().nonnegative().optional(),
+      idleTimeout: duration.optional(),
+    })
+    .optional(),
+});
+
+export const trafficPolicySchema = z.strictObject({
+  loadBalancer: loadBalancerSchema.optional(),
+  connectionPool: connectionPoolSchema.optional(),
+});
+
+const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+export const serviceSchema = z.strictObject({
+  discovery: discoverySchema,
+  trafficPolicy: trafficPolicySchema.optional(),
+});
+
+export const meshConfigSchema = z.strictObject({
+  /** This mesh's own zone (locality). Falls back to MESHWORK_ZONE. */
+  zone: z.string().min(1).optional(),
+  /**
+   * What to do with a host that is not a configured service: "reject" (default) fails with
+   * MESHWORK_ERR_UNKNOWN_SERVICE; "passthrough" sends it through a plain undici Agent.
+   */
+  unknownServices: z.enum(['reject', 'passthrough']).optional(),
+  /** Bound on how long close() waits for in-flight requests before destroying pools. */
+  closeTimeout: duration.optional(),
+  services: z.record(
+    z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
+    serviceSchema,
+  ),
+});
+
+export type MeshConfig = z.output<typeof meshConfigSchema>;
+export type MeshConfigInput = z.input<typeof meshConfigSchema>;
+export type ServiceConfig = z.output<typeof serviceSchema>;
+export type TrafficPolicy = z.output<typeof trafficPolicySchema>;
+export type ConnectionPoolConfig = z.output<typeof connectionPoolSchema>;

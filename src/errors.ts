@@ -1,0 +1,93 @@
+/**
+ * Typed errors. Every meshwork error carries a stable `code` (`MESHWORK_ERR_*`) and a brand
+ * (a registered symbol), so `isMeshworkError(err)` still works when two copies of the package
+ * are loaded (where `instanceof` would fail).
+ */
+
+const BRAND = Symbol.for('meshwork.error');
+
+export const ErrorCodes = {
+  CONFIG: 'MESHWORK_ERR_CONFIG',
+  UNKNOWN_SERVICE: 'MESHWORK_ERR_UNKNOWN_SERVICE',
+  NO_ENDPOINTS: 'MESHWORK_ERR_NO_ENDPOINTS',
+  CLOSED: 'MESHWORK_ERR_CLOSED',
+  TIMEOUT: 'MESHWORK_ERR_TIMEOUT',
+  OVERFLOW: 'MESHWORK_ERR_OVERFLOW',
+  CIRCUIT_OPEN: 'MESHWORK_ERR_CIRCUIT_OPEN',
+  BUDGET_EXHAUSTED: 'MESHWORK_ERR_BUDGET_EXHAUSTED',
+  FAULT_ABORT: 'MESHWORK_ERR_FAULT_ABORT',
+  TLS_IDENTITY: 'MESHWORK_ERR_TLS_IDENTITY',
+  DISCOVERY: 'MESHWORK_ERR_DISCOVERY',
+  ISTIO_UNSUPPORTED: 'MESHWORK_ERR_ISTIO_UNSUPPORTED',
+  ABORTED: 'MESHWORK_ERR_ABORTED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class MeshworkError extends Error {
+  readonly code: ErrorCode;
+  readonly [BRAND] = true;
+
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.name = 'MeshworkError';
+  }
+}
+
+/** One problem found while validating a config: where it is, what was there, what is wrong. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+export class MeshworkConfigError extends MeshworkError {
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(issues: readonly ConfigIssue[]) {
+    const lines = issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message));
+    super(
+      ErrorCodes.CONFIG,
+      lines.length === 1
+        ? `invalid meshwork config: ${lines[0]}`
+        : `invalid meshwork config:\n  ${lines.join('\n  ')}`,
+    );
+    this.name = 'MeshworkConfigError';
+    this.issues = issues;
+  }
+}
+
+export class UnknownServiceError extends MeshworkError {
+  readonly service: string;
+  constructor(service: string, known: readonly string[]) {
+    super(
+      ErrorCodes.UNKNOWN_SERVICE,
+      `unknown service "${service}": it is not in the mesh config (known: ${known.length ? known.join(', ') : 'none'})`,
+    );
+    this.name = 'UnknownServiceError';
+    this.service = service;
+  }
+}
+
+export class NoEndpointsError extends MeshworkError {
+  readonly service: string;
+  constructor(service: string, detail: string) {
+    super(ErrorCodes.NO_ENDPOINTS, `service "${service}" has no endpoint to send to (${detail})`);
+    this.name = 'NoEndpointsError';
+    this.service = service;
+  }
+}
+
+export class MeshClosedError extends MeshworkError {
+  constructor() {
+    super(ErrorCodes.CLOSED, 'the mesh is closed');
+    this.name = 'MeshClosedError';
+  }
+}
+
+/** True for any meshwork error, from any copy of the package; with `code`, only for that code. */
+export function isMeshworkError(err: unknown, code?: ErrorCode): err is MeshworkError {
+  if (typeof err !== 'object' || err === null || (err as Record<symbol, unknown>)[BRAND] !== true)
+    return false;
+  return code === undefined || (err as MeshworkError).code === code;
+}
