@@ -1,1 +1,15 @@
+export type { Balancer, PickContext } from './balancer/types.ts';
+export { parseDuration } from './config/duration.ts';
+export type { MeshConfig, MeshConfigInput } from './config/schema.ts';
+export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';
 export * from './errors.ts';
+export {
+  type CreateMeshInput,
+  createMesh,
+  type EndpointSnapshot,
+  Mesh,
+  type MeshOptions,
+  type MeshSnapshot,
+  type ServiceSnapshot,
+} from './mesh.ts';
+export type { Logger } from './telemetry/logger.ts';

@@ -1,0 +1,57 @@
+import { NoEndpointsError } from '../errors.ts';
+import { type Dispatch, type EndpointDispatch, failRequest, type MeshRequest } from '../pipeline.ts';
+import type { Endpoint } from './endpoint.ts';
+import type { Clock } from './types.ts';
+
+/**
+ * The boundary between per-request and per-endpoint layers: pick one endpoint of the request's
+ * subset and hand the request to the endpoint stack. Before discovery's first resolution it
+ * waits (bounded by the service's initialTimeout); with nothing to pick it fails fast.
+ */
+export function balance(next: EndpointDispatch, clock: Clock): Dispatch {
+  const dispatch: Dispatch = (req, handler) => {
+    const ep = pick(req, clock());
+    if (ep) return next(ep, req, handler);
+    const set = req.service.endpoints;
+    if (!set.isReady) {
+      set.whenReady(req.service.initialTimeoutMs).then(() => {
+        const late = pick(req, clock());
+        if (late) next(late, req, handler);
+        else failRequest(handler, noEndpoints(req));
+      });
+      return;
+    }
+    failRequest(handler, noEndpoints(req));
+  };
+  return dispatch;
+}
+
+function pick(req: MeshRequest, now: number): Endpoint | undefined {
+  const group = req.service.endpoints.group(req.subset);
+  if (!group) return undefined;
+  const tried = req.tried;
+  const ep = group.balancer.pick(group.endpoints, { now, exclude: tried });
+  // Avoid endpoints already tried, but reuse one rather than fail when nothing else is left.
+  if (ep || !tried || tried.size === 0) return ep;
+  return group.balancer.pick(group.endpoints, { now });
+}
+
+function noEndpoints(req: MeshRequest): NoEndpointsError {
+  const set = req.service.endpoints;
+  const group = set.group(req.subset);
+  const where = req.subset === undefined ? '' : `subset "${req.subset}": `;
+  if (!set.isReady) {
+    return new NoEndpointsError(
+      req.service.name,
+      `${where}discovery (${set.status.provider}) gave no endpoints within ${req.service.initialTimeoutMs} ms`,
+    );
+  }
+  if (!group) return new NoEndpointsError(req.service.name, `unknown subset "${req.subset}"`);
+  const total = group.endpoints.length;
+  return new NoEndpointsError(
+    req.service.name,
+    total === 0
+      ? `${where}discovery returned 0 endpoints`
+      : `${where}none of ${total} endpoints is available (all unhealthy, ejected or draining)`,
+  );
+}

@@ -1,0 +1,198 @@
+import type { ConnectionPoolConfig } from '../config/schema.ts';
+import type { DiscoveryChange, DiscoverySink, DiscoveryStatus } from '../discovery/types.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { Endpoint } from './endpoint.ts';
+import type { Balancer, Clock } from './types.ts';
+
+/** A named subset of a service (Istio DestinationRule `subsets`), with its own balancer. */
+export interface SubsetSpec {
+  name: string;
+  labels: Record<string, string>;
+  balancer: Balancer;
+  connectionPool?: ConnectionPoolConfig | undefined;
+}
+
+/** The endpoints one pick chooses among, and the balancer that chooses. */
+export interface PickGroup {
+  readonly name: string | undefined;
+  endpoints: readonly Endpoint[];
+  readonly balancer: Balancer;
+  readonly labels: Record<string, string> | undefined;
+}
+
+export interface EndpointSetOptions {
+  service: string;
+  provider: string;
+  balancer: Balancer;
+  subsets?: readonly SubsetSpec[];
+  connectionPool?: ConnectionPoolConfig | undefined;
+  connect?: Record<string, unknown> | undefined;
+  clock: Clock;
+  logger: Logger;
+  /** How long a removed endpoint may finish its in-flight requests before its pool is destroyed. */
+  drainTimeoutMs: number;
+}
+
+/**
+ * The live endpoints of one service. Discovery pushes changes in (it is the DiscoverySink);
+ * the balancer layer reads pick groups out. A removed endpoint drains: no new requests,
+ * in-flight ones finish, and its pool closes (destroyed after the drain timeout at the latest).
+ */
+export class EndpointSet implements DiscoverySink {
+  readonly #opts: EndpointSetOptions;
+  readonly #byAddress = new Map<string, Endpoint>();
+  readonly #draining = new Set<Promise<void>>();
+  readonly #groups: PickGroup[];
+  readonly #bySubset = new Map<string, PickGroup>();
+  readonly all: PickGroup;
+  #ready = false;
+  #readyWaiters: (() => void)[] = [];
+  #closed = false;
+  readonly status: DiscoveryStatus;
+
+  constructor(opts: EndpointSetOptions) {
+    this.#opts = opts;
+    this.all = { name: undefined, endpoints: [], balancer: opts.balancer, labels: undefined };
+    this.#groups = [this.all];
+    for (const s of opts.subsets ?? []) {
+      const g: PickGroup = { name: s.name, endpoints: [], balancer: s.balancer, labels: s.labels };
+      this.#groups.push(g);
+      this.#bySubset.set(s.name, g);
+    }
+    this.status = { provider: opts.provider, state: 'starting', updates: 0, errors: 0, skipped: 0 };
+  }
+
+  get isReady(): boolean {
+    return this.#ready;
+  }
+
+  /** Every endpoint, draining ones included (for the snapshot). */
+  endpoints(): IterableIterator<Endpoint> {
+    return this.#byAddress.values();
+  }
+
+  group(subset: string | undefined): PickGroup | undefined {
+    return subset === undefined ? this.all : this.#bySubset.get(subset);
+  }
+
+  apply(changes: readonly DiscoveryChange[]): void {
+    if (this.#closed || changes.length === 0) return;
+    const now = this.#opts.clock();
+    for (const change of changes) {
+      if (change.type === 'insert') {
+        const existing = this.#byAddress.get(change.endpoint.address);
+        if (existing) existing.update(change.endpoint);
+        else {
+          const ep = new Endpoint(change.endpoint, {
+            connectionPool: this.#opts.connectionPool,
+            connect: this.#opts.connect,
+            now,
+          });
+          this.#byAddress.set(ep.address, ep);
+        }
+      } else {
+        const ep = this.#byAddress.get(change.address);
+        if (ep) {
+          this.#byAddress.delete(change.address);
+          this.#drain(ep);
+        }
+      }
+    }
+    this.status.updates++;
+    this.status.lastUpdateAt = new Date().toISOString();
+    this.#rebuild();
+  }
+
+  ready(): void {
+    if (this.#ready) return;
+    this.#ready = true;
+    if (this.status.state === 'starting') this.status.state = 'ready';
+    const waiters = this.#readyWaiters;
+    this.#readyWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  error(err: Error): void {
+    this.status.errors++;
+    this.status.lastError = err.message;
+    if (this.status.state !== 'closed') this.status.state = 'degraded';
+    this.#opts.logger.warn(
+      { service: this.#opts.service, provider: this.#opts.provider, err: err.message },
+      'discovery error: keeping the last known endpoints',
+    );
+  }
+
+  skipped(reason: string, record: unknown): void {
+    this.status.skipped++;
+    this.#opts.logger.warn(
+      { service: this.#opts.service, provider: this.#opts.provider, reason, record },
+      'discovery record skipped',
+    );
+  }
+
+  /** Resolves true once discovery is ready, false when `timeoutMs` passes first. */
+  whenReady(timeoutMs: number): Promise<boolean> {
+    if (this.#ready) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#readyWaiters = this.#readyWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      timer.unref();
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.#readyWaiters.push(done);
+    });
+  }
+
+  #rebuild(): void {
+    const live = [...this.#byAddress.values()];
+    for (const g of this.#groups) {
+      g.endpoints = g.labels
+        ? live.filter((ep) => matchesLabels(ep.labels, g.labels as Record<string, string>))
+        : live;
+      g.balancer.update?.(g.endpoints);
+    }
+  }
+
+  #drain(ep: Endpoint): void {
+    ep.draining = true;
+    const timeout = this.#opts.drainTimeoutMs;
+    const p = closePool(ep, timeout).finally(() => this.#draining.delete(p));
+    this.#draining.add(p);
+  }
+
+  /** Closes every pool: waits up to `timeoutMs` for in-flight requests, then destroys. */
+  async close(timeoutMs: number): Promise<void> {
+    this.#closed = true;
+    this.status.state = 'closed';
+    for (const w of this.#readyWaiters) w();
+    this.#readyWaiters = [];
+    const all = [...this.#byAddress.values()];
+    this.#byAddress.clear();
+    for (const g of this.#groups) g.endpoints = [];
+    await Promise.all([...all.map((ep) => closePool(ep, timeoutMs)), ...this.#draining]);
+  }
+}
+
+export function matchesLabels(have: Record<string, string>, want: Record<string, string>): boolean {
+  for (const k in want) if (have[k] !== want[k]) return false;
+  return true;
+}
+
+async function closePool(ep: Endpoint, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    timer.unref();
+  });
+  const closed = ep.pool.close().then(
+    () => 'closed' as const,
+    () => 'closed' as const,
+  );
+  const outcome = await Promise.race([closed, bound]);
+  clearTimeout(timer);
+  if (outcome === 'timeout') await ep.pool.destroy().catch(() => {});
+}

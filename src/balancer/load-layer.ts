@@ -1,0 +1,85 @@
+import type { DispatchController, DispatchHandler, EndpointLayer } from '../pipeline.ts';
+import type { Endpoint } from './endpoint.ts';
+import type { Clock } from './types.ts';
+
+/**
+ * An error (refused, reset, timeout) counts as a round trip of at least this long, so a
+ * black-hole endpoint that fails fast does not look like the fastest one (see docs/architecture.md).
+ */
+export const FAILURE_PENALTY_MS = 1_000;
+
+/**
+ * Per-endpoint load tracking: counts the request in flight until its response ends or fails,
+ * and feeds the time to response headers into the endpoint's peak-EWMA.
+ */
+export function trackLoad(clock: Clock): EndpointLayer {
+  return (next) => (ep, req, handler) => {
+    ep.inflight++;
+    next(ep, req, new LoadHandler(ep, handler, clock, clock()));
+  };
+}
+
+class LoadHandler implements DispatchHandler {
+  readonly #ep: Endpoint;
+  readonly #handler: DispatchHandler;
+  readonly #clock: Clock;
+  readonly #start: number;
+  #observed = false;
+  #done = false;
+
+  constructor(ep: Endpoint, handler: DispatchHandler, clock: Clock, start: number) {
+    this.#ep = ep;
+    this.#handler = handler;
+    this.#clock = clock;
+    this.#start = start;
+  }
+
+  #finish(failed: boolean): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#ep.inflight--;
+    if (!this.#observed) {
+      const now = this.#clock();
+      const rtt = now - this.#start;
+      this.#ep.ewma.observe(failed ? Math.max(rtt, FAILURE_PENALTY_MS) : rtt, now);
+      this.#observed = true;
+    }
+  }
+
+  onRequestStart(controller: DispatchController, context: unknown): void {
+    this.#handler.onRequestStart?.(controller, context);
+  }
+
+  onRequestUpgrade(controller: DispatchController, statusCode: number, headers: any, socket: any): void {
+    this.#finish(false);
+    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+  }
+
+  onResponseStart(
+    controller: DispatchController,
+    statusCode: number,
+    headers: any,
+    statusMessage?: string,
+  ): void {
+    if (!this.#observed) {
+      const now = this.#clock();
+      this.#ep.ewma.observe(now - this.#start, now);
+      this.#observed = true;
+    }
+    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+  }
+
+  onResponseData(controller: DispatchController, chunk: Buffer): void {
+    this.#handler.onResponseData?.(controller, chunk);
+  }
+
+  onResponseEnd(controller: DispatchController, trailers: any): void {
+    this.#finish(false);
+    this.#handler.onResponseEnd?.(controller, trailers);
+  }
+
+  onResponseError(controller: DispatchController, err: Error): void {
+    this.#finish(true);
+    this.#handler.onResponseError?.(controller, err);
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * Loads and validates the mesh config: MESHWORK_CONFIG (a YAML or JSON file) first, then the
+ * config given in code merged over it. Validation is complete and synchronous; every problem
+ * becomes one line of a MeshworkConfigError, naming the field path and the bad value.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { type ConfigIssue, MeshworkConfigError } from '../errors.ts';
+import { type MeshConfig, meshConfigSchema } from './schema.ts';
+
+export function loadConfig(config: unknown, env: NodeJS.ProcessEnv = process.env): MeshConfig {
+  let merged: unknown = config ?? {};
+  const file = env.MESHWORK_CONFIG;
+  if (file) merged = deepMerge(readConfigFile(file), merged);
+  return validateConfig(merged);
+}
+
+export function validateConfig(input: unknown): MeshConfig {
+  const result = meshConfigSchema.safeParse(input, { reportInput: true });
+  if (!result.success) throw new MeshworkConfigError(formatIssues(result.error.issues));
+  return result.data;
+}
+
+function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new MeshworkConfigError([
+      {
+        path: 'MESHWORK_CONFIG',
+        message: `${JSON.stringify(path)} cannot be read (${(err as Error).message})`,
+      },
+    ]);
+  }
+  try {
+    // YAML is a superset of JSON, so one parser reads both.
+    const doc = parseYaml(text) as unknown;
+    if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) {
+      throw new Error('the top level is not a mapping');
+    }
+    return doc ?? {};
+  } catch (err) {
+    throw new MeshworkConfigError([
+      {
+        path: 'MESHWORK_CONFIG',
+        message: `${JSON.stringify(path)} is not valid YAML/JSON (${(err as Error).message})`,
+      },
+    ]);
+  }
+}
+
+/** Objects merge key by key (code wins); arrays and scalars from `over` replace. */
+export function deepMerge(base: unknown, over: unknown): unknown {
+  if (!isPlainObject(base) || !isPlainObject(over)) return over === undefined ? base : over;
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = k in out ? deepMerge(out[k], v) : v;
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return (
+    typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype
+  );
+}
+
+/** `services.travels.discovery.static[0]`; keys that are not identifiers are quoted. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else if (typeof seg === 'string' && /^[A-Za-z_$][\w$-]*$/.test(seg)) out += out ? `.${seg}` : seg;
+    else out += `[${JSON.stringify(String(seg))}]`;
+  }
+  return out;
+}
+
+export function formatValue(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'function') return 'a function';
+  try {
+    const s = JSON.stringify(v);
+    return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  } catch {
+    return String(v);
+  }
+}
+
+type Issue = z.core.$ZodIssue;
+
+export function formatIssues(issues: readonly Issue[], prefix: readonly PropertyKey[] = []): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  for (const issue of issues) {
+    const path = [...prefix, ...issue.path];
+    const input = (issue as { input?: unknown }).input;
+    switch (issue.code) {
+      case 'unrecognized_keys':
+        for (const key of issue.keys) {
+          const value = isPlainObject(input) ? input[key] : undefined;
+          out.push({
+            path: formatPath([...path, key]),
+            message: `unknown field (value ${formatValue(value)})`,
+          });
+        }
+        break;
+      case 'invalid_value':
+        out.push({
+          path: formatPath(path),
+          message: `${formatValue(input)} is not one of ${issue.values.map((v) => String(v)).join(', ')}`,
+        });
+        break;
+      case 'invalid_type':
+        out.push({
+          path: formatPath(path),
+          message:
+            input === undefined
+              ? `is required (expected ${issue.expected})`
+              : `${formatValue(input)} is not a valid ${issue.expected}`,
+        });
+        break;
+      case 'too_small':
+      case 'too_big': {
+        const op = issue.code === 'too_small' ? (issue.inclusive ? '>=' : '>') : issue.inclusive ? '<=' : '<';
+        const what = issue.origin === 'string' || issue.origin === 'array' ? ' in length' : '';
+        const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
+        out.push({
+          path: formatPath(path),
+          message: `${formatValue(input)} must be ${op} ${String(bound)}${what}`,
+        });
+        break;
+      }
+      case 'invalid_union': {
+        // Report the branch that got furthest: the one whose problems are not a type mismatch at the root.
+        const branches = issue.errors.filter(
+          (b) => !b.some((i) => i.code === 'invalid_type' && i.path.length === 0),
+        );
+        const best = branches.length > 0 ? branches[0] : undefined;
+        if (best && best.length > 0) out.push(...formatIssues(best, path));
+        else out.push({ path: formatPath(path), message: `${formatValue(input)} has the wrong type` });
+        break;
+      }
+      case 'invalid_key':
+        out.push({
+          path: formatPath(path),
+          message: `key ${formatValue(input)} ${issue.issues[0]?.message ?? 'is not valid'}`,
+        });
+        break;
+      default:
+        out.push({
+          path: formatPath(path),
+          message: input === undefined ? issue.message : `${formatValue(input)} ${issue.message}`,
+        });
+    }
+  }
+  return out;
+}

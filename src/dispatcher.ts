@@ -1,0 +1,143 @@
+import { Agent, Dispatcher, Dispatcher1Wrapper } from 'undici';
+import type { Clock } from './balancer/types.ts';
+import { MeshClosedError, UnknownServiceError } from './errors.ts';
+import { normalizeHeaders } from './http/headers.ts';
+import { type Dispatch, type DispatchHandler, failRequest, type MeshRequest } from './pipeline.ts';
+import type { ServiceRuntime } from './service.ts';
+
+interface Target {
+  /** Service name (the URL's hostname, lowercased). */
+  host: string;
+  /** What the caller wrote: hostname[:port], sent upstream as Host. */
+  authority: string;
+}
+
+const TARGET_CACHE_MAX = 1024;
+
+/** undici's adapter for v1-shaped handlers (present at runtime, missing from its types). */
+interface LegacyAdapter {
+  wrapHandler(handler: unknown): DispatchHandler;
+}
+
+export interface MeshDispatcherOptions {
+  services: ReadonlyMap<string, ServiceRuntime>;
+  stack: Dispatch;
+  clock: Clock;
+  unknownServices: 'reject' | 'passthrough';
+  onClose: (destroy: boolean) => Promise<void>;
+}
+
+/**
+ * The mesh as an undici Dispatcher: `undici.request(url, { dispatcher })`, `undici.stream`,
+ * undici's `fetch`, or `setGlobalDispatcher(mesh.dispatcher)`. `http://<service>/path`
+ * addresses a configured service; the request then runs through the layer stack.
+ * Handlers in undici's v1 shape (onConnect/onHeaders/onData/onComplete/onError), which
+ * Node's bundled undici may still send, are adapted.
+ */
+export class MeshDispatcher extends Dispatcher {
+  readonly #opts: MeshDispatcherOptions;
+  readonly #targets = new Map<string, Target | null>();
+  #passthrough: Agent | undefined;
+  #closed = false;
+
+  constructor(opts: MeshDispatcherOptions) {
+    super();
+    this.#opts = opts;
+  }
+
+  /** Resolves an origin to its mesh target; null when it is not a valid URL origin. */
+  target(origin: unknown): Target | null {
+    const key = typeof origin === 'string' ? origin : origin instanceof URL ? origin.origin : String(origin);
+    let t = this.#targets.get(key);
+    if (t !== undefined) return t;
+    try {
+      const url = new URL(key);
+      t = { host: url.hostname.toLowerCase(), authority: url.host };
+    } catch {
+      t = null;
+    }
+    if (this.#targets.size >= TARGET_CACHE_MAX) this.#targets.clear();
+    this.#targets.set(key, t);
+    return t;
+  }
+
+  isKnown(origin: unknown): boolean {
+    const t = this.target(origin);
+    return t !== null && this.#opts.services.has(t.host);
+  }
+
+  override dispatch(options: Dispatcher.DispatchOptions, rawHandler: Dispatcher.DispatchHandler): boolean {
+    const handler = (
+      typeof (rawHandler as { onRequestStart?: unknown }).onRequestStart === 'function'
+        ? rawHandler
+        : (Dispatcher1Wrapper as unknown as LegacyAdapter).wrapHandler(rawHandler)
+    ) as DispatchHandler;
+    if (this.#closed) {
+      failRequest(handler, new MeshClosedError());
+      return false;
+    }
+    const target = this.target(options.origin);
+    const service = target ? this.#opts.services.get(target.host) : undefined;
+    if (!service || !target) {
+      if (target && this.#opts.unknownServices === 'passthrough') {
+        this.#passthrough ??= new Agent();
+        return this.#passthrough.dispatch(options, handler);
+      }
+      failRequest(
+        handler,
+        new UnknownServiceError(target?.host ?? String(options.origin), [...this.#opts.services.keys()]),
+      );
+      return false;
+    }
+    const headers = normalizeHeaders(options.headers);
+    if (headers.host === undefined) headers.host = target.authority;
+    const req: MeshRequest = {
+      service,
+      opts: { ...options, headers },
+      authority: target.authority,
+      subset: undefined,
+      tried: undefined,
+      attempt: 0,
+      startedAt: this.#opts.clock(),
+    };
+    this.#opts.stack(req, handler);
+    return true;
+  }
+
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | void {
+    const p = this.#shutdown(false);
+    if (callback) {
+      p.then(callback, callback);
+      return;
+    }
+    return p;
+  }
+
+  override destroy(): Promise<void>;
+  override destroy(err: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(err: Error | null, callback: () => void): void;
+  override destroy(a?: unknown, b?: unknown): Promise<void> | void {
+    const callback = (typeof a === 'function' ? a : b) as (() => void) | undefined;
+    const p = this.#shutdown(true);
+    if (callback) {
+      p.then(callback, callback);
+      return;
+    }
+    return p;
+  }
+
+  /** Called by the mesh itself: stop taking requests and close the passthrough agent. */
+  async shutdownOwn(destroy: boolean): Promise<void> {
+    this.#closed = true;
+    const agent = this.#passthrough;
+    this.#passthrough = undefined;
+    if (agent) await (destroy ? agent.destroy() : agent.close()).catch(() => {});
+  }
+
+  #shutdown(destroy: boolean): Promise<void> {
+    return this.#opts.onClose(destroy);
+  }
+}

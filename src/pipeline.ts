@@ -1,0 +1,54 @@
+/**
+ * The types every layer shares. A request layer wraps the dispatch of the layer below it,
+ * as undici interceptors do; an endpoint layer does the same below the balancer, with the
+ * chosen endpoint in hand. Options are validated when a layer is built, never per request;
+ * per-request state lives in the handler a layer wraps around the caller's.
+ */
+import type { Dispatcher } from 'undici';
+import type { Endpoint } from './balancer/endpoint.ts';
+import type { HeaderRecord } from './http/headers.ts';
+import type { ServiceRuntime } from './service.ts';
+
+export type DispatchHandler = Dispatcher.DispatchHandler;
+export type DispatchController = Dispatcher.DispatchController;
+
+/** undici dispatch options, with headers normalized to a lowercase record. */
+export type MeshDispatchOptions = Omit<Dispatcher.DispatchOptions, 'headers'> & { headers: HeaderRecord };
+
+/** One logical request as it travels down the stack. */
+export interface MeshRequest {
+  readonly service: ServiceRuntime;
+  /** What will be sent to the endpoint's pool (path, method, headers incl. host, body...). */
+  opts: MeshDispatchOptions;
+  /** The authority the caller addressed (`travels`, `travels:8080`). */
+  readonly authority: string;
+  /** DestinationRule subset chosen by routing; undefined = all endpoints. */
+  subset: string | undefined;
+  /** Endpoints this request already tried; the balancer avoids them. */
+  tried: Set<Endpoint> | undefined;
+  /** 0 for the first attempt. */
+  attempt: number;
+  /** Monotonic ms when the request entered the mesh. */
+  readonly startedAt: number;
+}
+
+export type Dispatch = (req: MeshRequest, handler: DispatchHandler) => void;
+export type Layer = (next: Dispatch) => Dispatch;
+
+export type EndpointDispatch = (ep: Endpoint, req: MeshRequest, handler: DispatchHandler) => void;
+export type EndpointLayer = (next: EndpointDispatch) => EndpointDispatch;
+
+/** A controller for errors raised before any connection exists. */
+const deadController: DispatchController = {
+  abort() {},
+  pause() {},
+  resume() {},
+  paused: false,
+  aborted: false,
+  reason: null,
+};
+
+/** Delivers an error to a handler that has no connection yet. */
+export function failRequest(handler: DispatchHandler, err: Error): void {
+  handler.onResponseError?.(deadController, err);
+}

@@ -1,0 +1,59 @@
+import { EndpointSet, type SubsetSpec } from './balancer/endpoint-set.ts';
+import { createBalancer } from './balancer/index.ts';
+import type { Clock } from './balancer/types.ts';
+import type { ServiceConfig } from './config/schema.ts';
+import { createDiscovery } from './discovery/index.ts';
+import type { DiscoveryProvider } from './discovery/types.ts';
+import type { Logger } from './telemetry/logger.ts';
+
+/** Defaults for a service's lifecycle (see docs/configuration.md). */
+export const SERVICE_DEFAULTS = {
+  /** The first request waits this long for discovery's first resolution (issue: 5 s). */
+  initialTimeoutMs: 5_000,
+  /** A removed endpoint's in-flight requests get this long before its pool is destroyed. */
+  drainTimeoutMs: 30_000,
+} as const;
+
+export interface ServiceRuntimeOptions {
+  clock: Clock;
+  logger: Logger;
+  zone: string | undefined;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Everything the pipeline knows about one configured service, built once at createMesh. */
+export class ServiceRuntime {
+  readonly name: string;
+  readonly config: ServiceConfig;
+  readonly endpoints: EndpointSet;
+  readonly discovery: DiscoveryProvider;
+  readonly initialTimeoutMs: number;
+
+  constructor(name: string, config: ServiceConfig, opts: ServiceRuntimeOptions) {
+    this.name = name;
+    this.config = config;
+    this.initialTimeoutMs = SERVICE_DEFAULTS.initialTimeoutMs;
+    const policy = config.trafficPolicy;
+    const subsets: SubsetSpec[] = [];
+    this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
+    this.endpoints = new EndpointSet({
+      service: name,
+      provider: this.discovery.kind,
+      balancer: createBalancer(policy?.loadBalancer, { zone: opts.zone }),
+      subsets,
+      connectionPool: policy?.connectionPool,
+      clock: opts.clock,
+      logger: opts.logger,
+      drainTimeoutMs: SERVICE_DEFAULTS.drainTimeoutMs,
+    });
+  }
+
+  start(): void {
+    this.discovery.start(this.endpoints);
+  }
+
+  async close(timeoutMs: number): Promise<void> {
+    await this.discovery.close().catch(() => {});
+    await this.endpoints.close(timeoutMs);
+  }
+}
