@@ -1,11 +1,14 @@
 import { defineConfig } from 'vitest/config';
 
+const json = process.env.MESHWORK_VITEST_JSON;
+
 export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
     pool: 'forks',
-    reporters: ['default'],
+    reporters: json ? ['default', 'json'] : ['default'],
+    ...(json ? { outputFile: { json } } : {}),
   },
 });

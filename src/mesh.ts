@@ -65,7 +65,7 @@ export class Mesh {
   readonly #closeTimeoutMs: number;
   #closing: Promise<void> | undefined;
 
-  constructor(input: CreateMeshInput = { services: {} }) {
+  constructor(input: CreateMeshInput = {}) {
     const { logger, clock, env: envIn, ...config } = input;
     const env = envIn ?? process.env;
     this.config = loadConfig(config, env);

@@ -48,10 +48,12 @@ export const meshConfigSchema = z.strictObject({
   unknownServices: z.enum(['reject', 'passthrough']).optional(),
   /** Bound on how long close() waits for in-flight requests before destroying pools. */
   closeTimeout: duration.optional(),
-  services: z.record(
-    z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
-    serviceSchema,
-  ),
+  services: z
+    .record(
+      z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
+      serviceSchema,
+    )
+    .default({}),
 });
 
 export type MeshConfig = z.output<typeof meshConfigSchema>;
