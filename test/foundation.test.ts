@@ -315,3 +315,26 @@ describe('snapshot', () => {
     await slow.close();
   });
 });
+
+describe('setGlobalDispatcher', () => {
+  it("routes undici.request and Node's global fetch through the mesh, passing other hosts through", async () => {
+    const { Agent, getGlobalDispatcher, setGlobalDispatcher } = await import('undici');
+    const previous = getGlobalDispatcher();
+    const m = mesh({
+      unknownServices: 'passthrough',
+      services: { travels: { discovery: { static: [a.address] } } },
+    });
+    setGlobalDispatcher(m.dispatcher);
+    try {
+      expect(await (await request('http://travels/g1')).body.text()).toBe('a');
+      expect(await (await fetch('http://travels/g2')).text()).toBe('a');
+      expect(await (await fetch(`http://${b.address}/direct`)).text()).toBe('b');
+      expect(a.hits.map((h) => [h.url, h.headers.host])).toEqual([
+        ['/g1', 'travels'],
+        ['/g2', 'travels'],
+      ]);
+    } finally {
+      setGlobalDispatcher(previous ?? new Agent());
+    }
+  });
+});
