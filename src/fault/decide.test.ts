@@ -46,15 +46,19 @@ describe('decideFault (Istio fault, once per request)', () => {
 
   it('schema: percentage is required, status 200-599, durations parsed', () => {
     expect(faultSchema.safeParse({ abort: { httpStatus: 500 } }).success).toBe(false);
-    expect(faultSchema.safeParse({ abort: { httpStatus: 600, percentage: { value: 1 } } }).success).toBe(false);
-    expect(faultSchema.safeParse({ abort: { httpStatus: 199, percentage: { value: 1 } } }).success).toBe(false);
+    expect(faultSchema.safeParse({ abort: { httpStatus: 600, percentage: { value: 1 } } }).success).toBe(
+      false,
+    );
+    expect(faultSchema.safeParse({ abort: { httpStatus: 199, percentage: { value: 1 } } }).success).toBe(
+      false,
+    );
     expect(faultSchema.safeParse({ abort: { httpStatus: 500, percentage: { value: 101 } } }).success).toBe(
       false,
     );
     expect(faultSchema.safeParse({}).success).toBe(false);
-    expect(faultSchema.parse({ delay: { fixedDelay: '1.5s', percentage: { value: 1 } } }).delay?.fixedDelay).toBe(
-      1500,
-    );
+    expect(
+      faultSchema.parse({ delay: { fixedDelay: '1.5s', percentage: { value: 1 } } }).delay?.fixedDelay,
+    ).toBe(1500);
   });
 });
 

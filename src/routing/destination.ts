@@ -39,7 +39,8 @@ export function compileDestinations<D extends RouteDestination>(list: readonly D
       if (only !== undefined) return only;
       const x = random() * total;
       // Few destinations: a linear scan beats a binary search.
-      for (let i = 0; i < cumulative.length; i++) if (x < (cumulative[i] as number)) return destinations[i] as D;
+      for (let i = 0; i < cumulative.length; i++)
+        if (x < (cumulative[i] as number)) return destinations[i] as D;
       return destinations[destinations.length - 1] as D;
     },
   };

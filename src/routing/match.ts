@@ -63,7 +63,9 @@ function compileStringMatch(m: StringMatch, ignoreCase = false): Test {
   if (m.prefix !== undefined) {
     const want = ignoreCase ? m.prefix.toLowerCase() : m.prefix;
     const n = want.length;
-    return ignoreCase ? (v) => v.length >= n && v.slice(0, n).toLowerCase() === want : (v) => v.startsWith(want);
+    return ignoreCase
+      ? (v) => v.length >= n && v.slice(0, n).toLowerCase() === want
+      : (v) => v.startsWith(want);
   }
   if (m.regex !== undefined) {
     const re = compileRegex(m.regex);
@@ -104,7 +106,10 @@ export function compileRoutes<R extends HttpRoute>(routes: readonly R[] | undefi
   const blocks: CompiledBlock<R>[] = [];
   (routes ?? []).forEach((route, i) => {
     if (!route.match || route.match.length === 0) blocks.push(compileBlock(route, i, -1, undefined));
-    else route.match.forEach((b, j) => blocks.push(compileBlock(route, i, j, b)));
+    else
+      route.match.forEach((b, j) => {
+        blocks.push(compileBlock(route, i, j, b));
+      });
   });
   const n = blocks.length;
   return {

@@ -34,7 +34,9 @@ export const stringMatchSchema = z
   })
   .superRefine((m, ctx) => {
     const set = (['exact', 'prefix', 'regex'] as const).filter((k) => m[k] !== undefined);
-    if (set.length > 1) ctx.addIssue({ code: 'custom', message: `sets ${set.join(' and ')}: use only one` });
+    if (set.length > 1) {
+      ctx.addIssue({ code: 'custom', input: undefined, message: `sets ${set.join(' and ')}: use only one` });
+    }
   });
 
 /** One match block: its conditions are ANDed; the blocks of a route are ORed. */
@@ -141,7 +143,12 @@ export const httpRouteSchema = z
   })
   .superRefine((r, ctx) => {
     if (r.mirrorPercentage !== undefined && r.mirror === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['mirrorPercentage'], message: 'is set but mirror is not' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['mirrorPercentage'],
+        input: r.mirrorPercentage,
+        message: 'is set but mirror is not',
+      });
     }
   });
 
@@ -172,7 +179,12 @@ export function createSubsetsSchema<P extends z.ZodType>(trafficPolicy: P) {
     const seen = new Set<string>();
     subsets.forEach((s, i) => {
       if (seen.has(s.name)) {
-        ctx.addIssue({ code: 'custom', path: [i, 'name'], message: 'is a duplicate subset name' });
+        ctx.addIssue({
+          code: 'custom',
+          path: [i, 'name'],
+          input: s.name,
+          message: 'is a duplicate subset name',
+        });
       }
       seen.add(s.name);
     });
