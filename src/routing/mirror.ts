@@ -65,3 +65,50 @@ export function shadowAuthority(authority: string): string {
   if (!m) return `${authority}-shadow`;
   return `${m[1]}-shadow${m[2] ?? ''}`;
 }
+
+export interface MirrorOptions {
+  /** Bound on one copy (default 10 s): it is aborted after this, and its slot freed. */
+  timeoutMs?: number;
+  /** Told about a copy that failed (the main request never is). */
+  onError?: (err: unknown) => void;
+}
+
+export const DEFAULT_MIRROR_TIMEOUT_MS = 10_000;
+
+/**
+ * Starts one fire-and-forget copy: takes a gate slot (or returns false at once), calls `send`
+ * with an AbortSignal bounded by `timeoutMs`, and frees the slot when it settles. It never
+ * throws and never makes the caller wait; what `send` resolves to is discarded.
+ */
+export function startMirror(
+  gate: MirrorGate,
+  send: (signal: AbortSignal) => Promise<unknown>,
+  options: MirrorOptions = {},
+): boolean {
+  if (!gate.tryAcquire()) return false;
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new Error('mirror timed out')),
+    options.timeoutMs ?? DEFAULT_MIRROR_TIMEOUT_MS,
+  );
+  timer.unref();
+  let settled: Promise<unknown>;
+  try {
+    settled = Promise.resolve(send(controller.signal));
+  } catch (err) {
+    settled = Promise.reject(err);
+  }
+  settled
+    .catch((err: unknown) => {
+      try {
+        options.onError?.(err);
+      } catch {
+        // a failing error hook must not surface either
+      }
+    })
+    .finally(() => {
+      clearTimeout(timer);
+      gate.release();
+    });
+  return true;
+}
