@@ -10,9 +10,10 @@
  * - `{}` as a header or query condition means "present"; `withoutHeaders` inverts a header
  *   condition (an absent header passes);
  * - `ignoreUriCase` applies to exact and prefix uri matches, not to regexes (as Istio documents);
- * - query parameters are decoded (URLSearchParams) and the first value counts.
- * The hot path allocates nothing for routes without query conditions: the hit returned is
- * precompiled per (route, block).
+ * - query parameters are decoded (as URLSearchParams does) and the first value counts.
+ * The hot path allocates nothing for routes without query conditions (or regexes on a path
+ * with a query string): the hit returned is precompiled per (route, block), and each header
+ * name is read at most once per request through a per-table cache.
  */
 import { compileRegex } from './regex.ts';
 import type { HttpRoute, MatchBlock, StringMatch } from './schema.ts';
@@ -25,7 +26,32 @@ export interface RouteRequest {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
-type Test = (value: string) => boolean;
+/**
+ * One compiled string condition. A plain record tested by one function (not a closure per
+ * condition) keeps the call site monomorphic, which matters when 100 routes are walked.
+ */
+interface Cond {
+  /** 0 exact, 1 prefix, 2 regex, 3 present. */
+  readonly kind: 0 | 1 | 2 | 3;
+  readonly value: string;
+  readonly re: RegExp | undefined;
+  readonly ignoreCase: boolean;
+}
+
+function test(c: Cond, v: string): boolean {
+  switch (c.kind) {
+    case 0:
+      return c.ignoreCase ? v.length === c.value.length && v.toLowerCase() === c.value : v === c.value;
+    case 1:
+      return c.ignoreCase
+        ? v.length >= c.value.length && v.slice(0, c.value.length).toLowerCase() === c.value
+        : v.startsWith(c.value);
+    case 2:
+      return (c.re as RegExp).test(v);
+    default:
+      return true;
+  }
+}
 
 /** The result of a match: precompiled, shared between requests. */
 export interface RouteHit<R extends HttpRoute = HttpRoute> {
@@ -40,11 +66,11 @@ export interface RouteHit<R extends HttpRoute = HttpRoute> {
 
 interface CompiledBlock<R extends HttpRoute> {
   readonly hit: RouteHit<R>;
-  readonly uri: Test | undefined;
-  readonly method: Test | undefined;
-  readonly headers: readonly (readonly [string, Test])[];
-  readonly withoutHeaders: readonly (readonly [string, Test])[];
-  readonly query: readonly (readonly [string, Test])[];
+  readonly uri: Cond | undefined;
+  readonly method: Cond | undefined;
+  readonly headers: readonly Named[];
+  readonly withoutHeaders: readonly Named[];
+  readonly query: readonly Named[];
 }
 
 export interface RouteTable<R extends HttpRoute = HttpRoute> {
@@ -53,30 +79,59 @@ export interface RouteTable<R extends HttpRoute = HttpRoute> {
   match(req: RouteRequest): RouteHit<R> | undefined;
 }
 
-const always: Test = () => true;
-
-function compileStringMatch(m: StringMatch, ignoreCase = false): Test {
-  if (m.exact !== undefined) {
-    const want = ignoreCase ? m.exact.toLowerCase() : m.exact;
-    return ignoreCase ? (v) => v.length === want.length && v.toLowerCase() === want : (v) => v === want;
-  }
-  if (m.prefix !== undefined) {
-    const want = ignoreCase ? m.prefix.toLowerCase() : m.prefix;
-    const n = want.length;
-    return ignoreCase
-      ? (v) => v.length >= n && v.slice(0, n).toLowerCase() === want
-      : (v) => v.startsWith(want);
-  }
-  if (m.regex !== undefined) {
-    const re = compileRegex(m.regex);
-    return (v) => re.test(v);
-  }
-  return always;
+interface Named {
+  readonly name: string;
+  readonly cond: Cond;
+  /** Headers only: index in the table's list of header names (each looked up once per request). */
+  slot: number;
 }
 
-function compileRecord(rec: Record<string, StringMatch> | undefined): (readonly [string, Test])[] {
+function compileStringMatch(m: StringMatch, ignoreCase = false): Cond {
+  if (m.exact !== undefined) {
+    return { kind: 0, value: ignoreCase ? m.exact.toLowerCase() : m.exact, re: undefined, ignoreCase };
+  }
+  if (m.prefix !== undefined) {
+    return { kind: 1, value: ignoreCase ? m.prefix.toLowerCase() : m.prefix, re: undefined, ignoreCase };
+  }
+  if (m.regex !== undefined) return { kind: 2, value: m.regex, re: compileRegex(m.regex), ignoreCase: false };
+  return { kind: 3, value: '', re: undefined, ignoreCase: false };
+}
+
+function compileRecord(rec: Record<string, StringMatch> | undefined): Named[] {
   if (rec === undefined) return [];
-  return Object.entries(rec).map(([k, m]) => [k.toLowerCase(), compileStringMatch(m)] as const);
+  return Object.entries(rec).map(([k, m]) => ({
+    name: k.toLowerCase(),
+    cond: compileStringMatch(m),
+    slot: -1,
+  }));
+}
+
+/** First value of each query parameter, decoded as URLSearchParams does. */
+function parseQuery(query: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let start = 0;
+  while (start <= query.length) {
+    let end = query.indexOf('&', start);
+    if (end < 0) end = query.length;
+    if (end > start) {
+      const eq = query.indexOf('=', start);
+      const split = eq >= 0 && eq < end;
+      const name = decode(query.slice(start, split ? eq : end));
+      if (!out.has(name)) out.set(name, split ? decode(query.slice(eq + 1, end)) : '');
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
+function decode(s: string): string {
+  if (s.indexOf('+') >= 0) s = s.replaceAll('+', ' ');
+  if (s.indexOf('%') < 0) return s;
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s; // malformed escapes stay as they are
+  }
 }
 
 function compileBlock<R extends HttpRoute>(
@@ -96,6 +151,24 @@ function compileBlock<R extends HttpRoute>(
   };
 }
 
+/**
+ * An exact or prefix uri condition against the path part (`end` characters) of `full`, without
+ * slicing it off. Regexes are tested by the caller on the sliced path.
+ */
+function testUri(c: Cond, full: string, end: number): boolean {
+  const n = c.value.length;
+  switch (c.kind) {
+    case 0:
+      if (end !== n) return false;
+      return c.ignoreCase ? full.slice(0, n).toLowerCase() === c.value : full.startsWith(c.value);
+    case 1:
+      if (n > end) return false;
+      return c.ignoreCase ? full.slice(0, n).toLowerCase() === c.value : full.startsWith(c.value);
+    default:
+      return true;
+  }
+}
+
 function headerText(v: string | string[] | undefined): string | undefined {
   if (v === undefined) return undefined;
   return typeof v === 'string' ? v : v.join(',');
@@ -112,30 +185,63 @@ export function compileRoutes<R extends HttpRoute>(routes: readonly R[] | undefi
       });
   });
   const n = blocks.length;
+  // Every header name any block tests gets a slot: a request looks each name up at most once.
+  const headerNames: string[] = [];
+  for (const b of blocks) {
+    for (const h of [...b.headers, ...b.withoutHeaders]) {
+      let slot = headerNames.indexOf(h.name);
+      if (slot < 0) slot = headerNames.push(h.name) - 1;
+      h.slot = slot;
+    }
+  }
+  const slots = headerNames.length;
+  // Per-table scratch, reused by every call (matching is synchronous and calls no user code):
+  // a header value is valid for this request when its generation stamp is the current one.
+  const cached: (string | undefined)[] = new Array(slots).fill(undefined);
+  const stamp = new Uint32Array(slots);
+  let generation = 0;
+  const header = (h: Named, headers: RouteRequest['headers']): string | undefined => {
+    if (stamp[h.slot] === generation) return cached[h.slot];
+    const v = headerText(headers[h.name]);
+    cached[h.slot] = v;
+    stamp[h.slot] = generation;
+    return v;
+  };
   return {
     size: routes?.length ?? 0,
     match(req: RouteRequest): RouteHit<R> | undefined {
       if (n === 0) return undefined;
-      const q = req.path.indexOf('?');
-      const path = q < 0 ? req.path : req.path.slice(0, q);
-      let params: URLSearchParams | undefined;
+      generation = (generation + 1) >>> 0 || 1;
+      const full = req.path;
+      const q = full.indexOf('?');
+      const end = q < 0 ? full.length : q;
+      let path: string | undefined;
+      let params: Map<string, string> | undefined;
       outer: for (let i = 0; i < n; i++) {
         const b = blocks[i] as CompiledBlock<R>;
-        if (b.uri !== undefined && !b.uri(path)) continue;
-        if (b.method !== undefined && !b.method(req.method)) continue;
-        for (const [name, test] of b.headers) {
-          const v = headerText(req.headers[name]);
-          if (v === undefined || !test(v)) continue outer;
+        if (b.uri !== undefined) {
+          if (b.uri.kind === 2) {
+            path ??= q < 0 ? full : full.slice(0, q);
+            if (!(b.uri.re as RegExp).test(path)) continue;
+          } else if (!testUri(b.uri, full, end)) continue;
         }
-        for (const [name, test] of b.withoutHeaders) {
-          const v = headerText(req.headers[name]);
-          if (v !== undefined && test(v)) continue outer;
+        if (b.method !== undefined && !test(b.method, req.method)) continue;
+        for (let j = 0; j < b.headers.length; j++) {
+          const h = b.headers[j] as Named;
+          const v = header(h, req.headers);
+          if (v === undefined || !test(h.cond, v)) continue outer;
+        }
+        for (let j = 0; j < b.withoutHeaders.length; j++) {
+          const h = b.withoutHeaders[j] as Named;
+          const v = header(h, req.headers);
+          if (v !== undefined && test(h.cond, v)) continue outer;
         }
         if (b.query.length > 0) {
-          params ??= new URLSearchParams(q < 0 ? '' : req.path.slice(q + 1));
-          for (const [name, test] of b.query) {
-            const v = params.get(name);
-            if (v === null || !test(v)) continue outer;
+          params ??= parseQuery(q < 0 ? '' : full.slice(q + 1));
+          for (let j = 0; j < b.query.length; j++) {
+            const p = b.query[j] as Named;
+            const v = params.get(p.name);
+            if (v === undefined || !test(p.cond, v)) continue outer;
           }
         }
         return b.hit;
