@@ -282,3 +282,35 @@ spec:
     expect(Object.keys(fromIstio(vs('httpbin.org', 'httpbin.org')).services)).toEqual(['httpbin.org']);
   });
 });
+
+describe('fromIstio non-strict never widens a match', () => {
+  it('a match block emptied by skipped conditions is dropped, and a route left without blocks too', () => {
+    const yaml = `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: reviews }
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - sourceLabels: { app: productpage }
+    route: [{ destination: { host: reviews, subset: v2 } }]
+  - match:
+    - sourceLabels: { app: productpage }
+    - headers: { end-user: { exact: jason } }
+    route: [{ destination: { host: reviews, subset: v3 } }]
+  - route: [{ destination: { host: reviews, subset: v1 } }]
+`;
+    const warned: string[] = [];
+    const { services } = fromIstio(yaml, { strict: false, warn: (m) => warned.push(m) });
+    expect(services.reviews!.http).toEqual([
+      {
+        match: [{ headers: { 'end-user': { exact: 'jason' } } }],
+        route: [{ destination: { host: 'reviews', subset: 'v3' } }],
+      },
+      { route: [{ destination: { host: 'reviews', subset: 'v1' } }] },
+    ]);
+    expect(warned.some((w) => w.includes('spec.http[0].match: lost every match block'))).toBe(true);
+    validated(services);
+  });
+});
