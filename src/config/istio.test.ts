@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { binomialTolerance, seededRandom } from '../../test/support/seeded-random.ts';
 import { isMeshworkError } from '../errors.ts';
+import { decideFault } from '../fault/decide.ts';
 import { compileDestinations } from '../routing/destination.ts';
 import { compileRoutes } from '../routing/match.ts';
+import { compileRouter } from '../routing/router.ts';
 import { createRoutingFields } from '../routing/schema.ts';
 import { fromIstio, type IstioUnsupportedError } from './istio.ts';
 import { trafficPolicySchema } from './schema.ts';
@@ -73,6 +76,41 @@ describe('fromIstio on the published Istio examples', () => {
     expect(delay.http![1]!.fault).toBeUndefined();
     const abort = validated(fromIstio(fixture('virtual-service-ratings-test-abort.yaml')).services).ratings!;
     expect(abort.http![0]!.fault).toEqual({ abort: { httpStatus: 500, percentage: { value: 100 } } });
+  });
+
+  it('ratings-test-abort end to end: jason always gets the 500, others never; 90-10 splits 90/10', () => {
+    const ratings = compileRouter(
+      validated(fromIstio(fixture('virtual-service-ratings-test-abort.yaml')).services).ratings!.http,
+    );
+    const random = seededRandom(5);
+    const aborted = (user: string | undefined) => {
+      let n = 0;
+      for (let i = 0; i < 1000; i++) {
+        const d = ratings.route(
+          { method: 'GET', path: '/ratings/0', headers: user ? { 'end-user': user } : {} },
+          random,
+        );
+        if (decideFault(d!.route.config.fault, random).abortStatus === 500) n++;
+      }
+      return n;
+    };
+    expect(aborted('jason')).toBe(1000);
+    expect(aborted('alice')).toBe(0);
+    expect(aborted(undefined)).toBe(0);
+
+    const reviews = compileRouter(
+      validated(fromIstio(fixture('virtual-service-reviews-90-10.yaml')).services).reviews!.http,
+    );
+    const n = 50_000;
+    let v2 = 0;
+    for (let i = 0; i < n; i++) {
+      if (
+        reviews.route({ method: 'GET', path: '/reviews/0', headers: {} }, random)!.destination.destination
+          .subset === 'v2'
+      )
+        v2++;
+    }
+    expect(Math.abs(v2 / n - 0.1)).toBeLessThan(binomialTolerance(0.1, n));
   });
 
   it('httpbin mirroring: mirror, mirrorPercentage and subsets from one multi-document file', () => {

@@ -114,6 +114,15 @@ describe('routing schema', () => {
     ]);
   });
 
+  it("validates a subset's trafficPolicy with the service trafficPolicy schema", () => {
+    const bad = problems({
+      subsets: [{ name: 'v1', trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } }],
+    });
+    expect(bad).toEqual([
+      'subsets[0].trafficPolicy.loadBalancer.simple: "ROUND_ROBIN" Invalid option: expected one of "PEAK_EWMA"',
+    ]);
+  });
+
   it('checks references across services: hosts and subsets', () => {
     const http = httpRoutesSchema.parse([
       {
