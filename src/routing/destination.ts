@@ -14,6 +14,8 @@ export interface DestinationPicker<D extends RouteDestination = RouteDestination
   readonly cumulative: readonly number[];
   readonly total: number;
   pick(random?: Random): D;
+  /** Like pick, but the index in `destinations`. */
+  pickIndex(random?: Random): number;
 }
 
 export function compileDestinations<D extends RouteDestination>(list: readonly D[]): DestinationPicker<D> {
@@ -30,18 +32,19 @@ export function compileDestinations<D extends RouteDestination>(list: readonly D
     cumulative.push(total);
   }
   if (destinations.length === 0) throw new RangeError('every destination of the route has weight 0');
-  const only = destinations.length === 1 ? destinations[0] : undefined;
+  const single = destinations.length === 1;
+  const pickIndex = (random: Random = Math.random): number => {
+    if (single) return 0;
+    const x = random() * total;
+    // Few destinations: a linear scan beats a binary search.
+    for (let i = 0; i < cumulative.length; i++) if (x < (cumulative[i] as number)) return i;
+    return destinations.length - 1;
+  };
   return {
     destinations,
     cumulative,
     total,
-    pick(random: Random = Math.random): D {
-      if (only !== undefined) return only;
-      const x = random() * total;
-      // Few destinations: a linear scan beats a binary search.
-      for (let i = 0; i < cumulative.length; i++)
-        if (x < (cumulative[i] as number)) return destinations[i] as D;
-      return destinations[destinations.length - 1] as D;
-    },
+    pickIndex,
+    pick: (random?: Random): D => destinations[pickIndex(random)] as D,
   };
 }

@@ -35,6 +35,13 @@ describe('compileRouter', () => {
     expect(res).toEqual({ 'x-served-by': ['a', 'v2'] });
   });
 
+  it('shares decisions: routing a request allocates nothing', () => {
+    const req = { method: 'GET', path: '/api/v1/x', headers: {} };
+    expect(router.route(req, () => 0.1)).toBe(router.route(req, () => 0.2));
+    expect(router.route(req, () => 0.1)).not.toBe(router.route(req, () => 0.95));
+    expect(Object.isFrozen(router.route(req, () => 0.1))).toBe(true);
+  });
+
   it('leaves unmatched parts alone and reports no route only when routes exist', () => {
     const headers: Record<string, string | string[]> = {};
     const d = router.route({ method: 'GET', path: '/other', headers })!;

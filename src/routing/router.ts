@@ -1,7 +1,8 @@
 /**
  * The routing pieces put together for one service, compiled once per config: match the
  * request, pick a destination, and apply the route's header and URI changes. This is what a
- * routing layer calls per request; it is synchronous and allocates one small decision object.
+ * routing layer calls per request; it is synchronous and allocates nothing (decisions are
+ * precomputed per matched block and destination, and shared).
  */
 
 import { compileDestinations, type DestinationPicker, type Random } from './destination.ts';
@@ -68,6 +69,17 @@ export function compileRouter(http: readonly HttpRoute[] | undefined): Router {
       destinationHeaders,
     };
   });
+  // Decisions are precomputed per (hit, destination), so routing a request allocates nothing.
+  const decisions = new Map<RouteHit, readonly RouteDecision[]>();
+  const decisionsFor = (hit: RouteHit): readonly RouteDecision[] => {
+    let d = decisions.get(hit);
+    if (d === undefined) {
+      const route = routes[hit.index] as CompiledRoute;
+      d = route.picker.destinations.map((destination) => Object.freeze({ route, hit, destination }));
+      decisions.set(hit, d);
+    }
+    return d;
+  };
   return {
     size: list.length,
     routes,
@@ -75,7 +87,7 @@ export function compileRouter(http: readonly HttpRoute[] | undefined): Router {
       const hit = table.match(req);
       if (hit === undefined) return undefined;
       const route = routes[hit.index] as CompiledRoute;
-      return { route, hit, destination: route.picker.pick(random) };
+      return decisionsFor(hit)[route.picker.pickIndex(random)];
     },
   };
 }
