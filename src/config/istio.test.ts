@@ -1,0 +1,354 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { binomialTolerance, seededRandom } from '../../test/support/seeded-random.ts';
+import { isMeshworkError } from '../errors.ts';
+import { decideFault } from '../fault/decide.ts';
+import { compileDestinations } from '../routing/destination.ts';
+import { compileRoutes } from '../routing/match.ts';
+import { compileRouter } from '../routing/router.ts';
+import { createRoutingFields } from '../routing/schema.ts';
+import { fromIstio, type IstioUnsupportedError } from './istio.ts';
+import { trafficPolicySchema } from './schema.ts';
+
+const fixture = (name: string) =>
+  readFileSync(new URL(`../../test/fixtures/istio/${name}`, import.meta.url), 'utf8');
+
+/** The routing part of `services.<name>`, as createMesh will validate it. */
+const serviceRouting = z.strictObject({
+  ...createRoutingFields(trafficPolicySchema),
+  trafficPolicy: trafficPolicySchema.optional(),
+});
+
+function validated(services: Record<string, unknown>) {
+  return Object.fromEntries(Object.entries(services).map(([k, v]) => [k, serviceRouting.parse(v)]));
+}
+
+const unsupported = (fn: () => unknown): IstioUnsupportedError => {
+  try {
+    fn();
+  } catch (err) {
+    expect(isMeshworkError(err, 'MESHWORK_ERR_ISTIO_UNSUPPORTED')).toBe(true);
+    return err as IstioUnsupportedError;
+  }
+  throw new Error('expected fromIstio to throw');
+};
+
+describe('fromIstio on the published Istio examples', () => {
+  it('reviews-test-v2: the end-user: jason header match', () => {
+    const { services } = fromIstio(fixture('virtual-service-reviews-test-v2.yaml'));
+    expect(services).toEqual({
+      reviews: {
+        http: [
+          {
+            match: [{ headers: { 'end-user': { exact: 'jason' } } }],
+            route: [{ destination: { host: 'reviews', subset: 'v2' } }],
+          },
+          { route: [{ destination: { host: 'reviews', subset: 'v1' } }] },
+        ],
+      },
+    });
+    const reviews = validated(services).reviews!;
+    const table = compileRoutes(reviews.http!);
+    const subset = (h: Record<string, string>) =>
+      table.match({ method: 'GET', path: '/reviews/0', headers: h })?.route.route[0]?.destination.subset;
+    expect(subset({ 'end-user': 'jason' })).toBe('v2');
+    expect(subset({ 'end-user': 'alice' })).toBe('v1');
+    expect(subset({})).toBe('v1');
+  });
+
+  it('reviews-50-v3 (v1alpha3) and reviews-90-10 (v1beta1): weighted shifts', () => {
+    for (const [file, weights] of [
+      ['virtual-service-reviews-50-v3.yaml', { v1: 50, v3: 50 }],
+      ['virtual-service-reviews-90-10.yaml', { v1: 90, v2: 10 }],
+    ] as const) {
+      const reviews = validated(fromIstio(fixture(file)).services).reviews!;
+      const picker = compileDestinations(reviews.http![0]!.route);
+      expect(Object.fromEntries(picker.destinations.map((d) => [d.destination.subset, d.weight]))).toEqual(
+        weights,
+      );
+    }
+  });
+
+  it('ratings-test-delay and -abort: fault injection', () => {
+    const delay = validated(fromIstio(fixture('virtual-service-ratings-test-delay.yaml')).services).ratings!;
+    expect(delay.http![0]!.fault).toEqual({ delay: { fixedDelay: 7000, percentage: { value: 100 } } });
+    expect(delay.http![1]!.fault).toBeUndefined();
+    const abort = validated(fromIstio(fixture('virtual-service-ratings-test-abort.yaml')).services).ratings!;
+    expect(abort.http![0]!.fault).toEqual({ abort: { httpStatus: 500, percentage: { value: 100 } } });
+  });
+
+  it('ratings-test-abort end to end: jason always gets the 500, others never; 90-10 splits 90/10', () => {
+    const ratings = compileRouter(
+      validated(fromIstio(fixture('virtual-service-ratings-test-abort.yaml')).services).ratings!.http,
+    );
+    const random = seededRandom(5);
+    const aborted = (user: string | undefined) => {
+      let n = 0;
+      for (let i = 0; i < 1000; i++) {
+        const d = ratings.route(
+          { method: 'GET', path: '/ratings/0', headers: user ? { 'end-user': user } : {} },
+          random,
+        );
+        if (decideFault(d!.route.config.fault, random).abortStatus === 500) n++;
+      }
+      return n;
+    };
+    expect(aborted('jason')).toBe(1000);
+    expect(aborted('alice')).toBe(0);
+    expect(aborted(undefined)).toBe(0);
+
+    const reviews = compileRouter(
+      validated(fromIstio(fixture('virtual-service-reviews-90-10.yaml')).services).reviews!.http,
+    );
+    const n = 50_000;
+    let v2 = 0;
+    for (let i = 0; i < n; i++) {
+      if (
+        reviews.route({ method: 'GET', path: '/reviews/0', headers: {} }, random)!.destination.destination
+          .subset === 'v2'
+      )
+        v2++;
+    }
+    expect(Math.abs(v2 / n - 0.1)).toBeLessThan(binomialTolerance(0.1, n));
+  });
+
+  it('httpbin mirroring: mirror, mirrorPercentage and subsets from one multi-document file', () => {
+    const { services } = fromIstio(fixture('httpbin-mirror.yaml'));
+    const httpbin = validated(services).httpbin!;
+    expect(httpbin.http![0]!.mirror).toEqual({ host: 'httpbin', subset: 'v2' });
+    expect(httpbin.http![0]!.mirrorPercentage).toEqual({ value: 100 });
+    expect(httpbin.subsets!.map((s) => s.name)).toEqual(['v1', 'v2']);
+  });
+
+  it('destination-rule-all: subsets for every service', () => {
+    const services = validated(fromIstio(fixture('destination-rule-all.yaml')).services);
+    expect(Object.keys(services)).toEqual(['productpage', 'reviews', 'ratings', 'details']);
+    expect(services.reviews!.subsets).toEqual([
+      { name: 'v1', labels: { version: 'v1' } },
+      { name: 'v2', labels: { version: 'v2' } },
+      { name: 'v3', labels: { version: 'v3' } },
+    ]);
+    expect(services.ratings!.subsets!.map((s) => s.name)).toEqual(['v1', 'v2', 'v2-mysql', 'v2-mysql-vm']);
+  });
+
+  it('several inputs at once merge VirtualService and DestinationRule per host', () => {
+    const { services } = fromIstio([
+      fixture('destination-rule-all.yaml'),
+      fixture('virtual-service-reviews-90-10.yaml'),
+      fixture('virtual-service-ratings-test-abort.yaml'),
+    ]);
+    const v = validated(services);
+    expect(v.reviews!.http).toHaveLength(1);
+    expect(v.reviews!.subsets).toHaveLength(3);
+    expect(v.ratings!.http).toHaveLength(2);
+  });
+});
+
+describe('fromIstio: unsupported fields are never ignored silently', () => {
+  it('bookinfo-gateway: the Gateway kind, gateways and the wildcard host, listed at once', () => {
+    const err = unsupported(() => fromIstio(fixture('bookinfo-gateway.yaml')));
+    const paths = err.problems.map((p) => p.path);
+    expect(paths).toEqual([
+      'document 1',
+      'VirtualService/bookinfo spec.hosts[0]',
+      'VirtualService/bookinfo spec.gateways',
+    ]);
+    expect(err.message).toMatch(/3 unsupported field/);
+    expect(err.message).toContain('VirtualService/bookinfo spec.gateways: gateways are not supported');
+  });
+
+  it('destination-rule-all-mtls: trafficPolicy.tls; non-strict warns, returns the rest', () => {
+    const err = unsupported(() => fromIstio(fixture('destination-rule-all-mtls.yaml')));
+    expect(err.problems.map((p) => p.path)).toEqual(['DestinationRule/reviews spec.trafficPolicy.tls']);
+    const warned: string[] = [];
+    const result = fromIstio(fixture('destination-rule-all-mtls.yaml'), {
+      strict: false,
+      warn: (m) => warned.push(m),
+    });
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/^fromIstio: skipped DestinationRule\/reviews spec\.trafficPolicy\.tls: /);
+    expect(result.warnings).toEqual(warned);
+    expect(Object.keys(result)).toEqual(['services']); // warnings is not enumerable
+    expect(result.services.reviews).toEqual({
+      subsets: [
+        { name: 'v1', labels: { version: 'v1' } },
+        { name: 'v2', labels: { version: 'v2' } },
+        { name: 'v3', labels: { version: 'v3' } },
+      ],
+    });
+  });
+
+  it('lists every unsupported path of a route, a match and a policy', () => {
+    const yaml = `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: reviews }
+spec:
+  hosts: [reviews]
+  exportTo: ["."]
+  tcp: [{ route: [{ destination: { host: reviews } }] }]
+  tls: []
+  http:
+  - match:
+    - sourceLabels: { app: productpage }
+      uri: { prefix: /a }
+      authority: { exact: x }
+    corsPolicy: { allowOrigins: [{ exact: "*" }] }
+    rewrite: { uriRegexRewrite: { match: "a", rewrite: "b" } }
+    mirrors: [{ destination: { host: reviews } }]
+    route: [{ destination: { host: reviews } }]
+    fault:
+      abort: { grpcStatus: UNAVAILABLE, percentage: { value: 1 } }
+  - redirect: { uri: /x }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: reviews }
+spec:
+  host: reviews
+  workloadSelector: { matchLabels: { app: x } }
+  trafficPolicy:
+    loadBalancer: { simple: LEAST_REQUEST }
+    outlierDetection: { consecutive5xxErrors: 5 }
+    connectionPool: { http: { maxRetries: 3, http2MaxRequests: 100 } }
+`;
+    const err = unsupported(() => fromIstio(yaml));
+    expect(err.problems.map((p) => p.path)).toEqual([
+      'VirtualService/reviews spec.exportTo',
+      'VirtualService/reviews spec.tcp',
+      'VirtualService/reviews spec.tls',
+      'VirtualService/reviews spec.http[0].match[0].sourceLabels',
+      'VirtualService/reviews spec.http[0].match[0].authority',
+      'VirtualService/reviews spec.http[0].corsPolicy',
+      'VirtualService/reviews spec.http[0].rewrite.uriRegexRewrite',
+      'VirtualService/reviews spec.http[0].mirrors',
+      'VirtualService/reviews spec.http[0].fault.abort.grpcStatus',
+      'VirtualService/reviews spec.http[1].redirect',
+      'DestinationRule/reviews spec.workloadSelector',
+      'DestinationRule/reviews spec.trafficPolicy.loadBalancer',
+      'DestinationRule/reviews spec.trafficPolicy.outlierDetection',
+      'DestinationRule/reviews spec.trafficPolicy.connectionPool.http.maxRetries',
+    ]);
+    const { services } = fromIstio(yaml, { strict: false });
+    const v = validated(services);
+    expect(v.reviews!.http).toHaveLength(1);
+    expect(v.reviews!.trafficPolicy).toEqual({ connectionPool: { http: { http2MaxRequests: 100 } } });
+  });
+
+  it('a fault without percentage is reported (Istio injects nothing then); deprecated percent is mapped', () => {
+    const vs = (abort: string) => `
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: { name: ratings }
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{ destination: { host: ratings } }]
+    mirror: { host: ratings, subset: v2 }
+    mirrorPercent: 5
+    fault:
+      abort: ${abort}
+`;
+    const err = unsupported(() => fromIstio(vs('{ httpStatus: 503 }')));
+    expect(err.problems.map((p) => p.path)).toEqual([
+      'VirtualService/ratings spec.http[0].fault.abort.percentage',
+    ]);
+    expect(err.problems[0]!.message).toMatch(/injects nothing/);
+    const lax = fromIstio(vs('{ httpStatus: 503 }'), { strict: false }).services.ratings!.http![0]!;
+    expect(lax.fault).toEqual({ abort: { httpStatus: 503, percentage: { value: 0 } } });
+    const route = fromIstio(vs('{ httpStatus: 503, percent: 25 }')).services.ratings!.http![0]!;
+    expect(route.fault).toEqual({ abort: { httpStatus: 503, percentage: { value: 25 } } });
+    expect(route.mirrorPercentage).toEqual({ value: 5 });
+    expect(route.mirrorPercent).toBeUndefined();
+  });
+
+  it('refuses a second VirtualService for the same host', () => {
+    const one = fixture('virtual-service-reviews-90-10.yaml');
+    const err = unsupported(() => fromIstio([one, fixture('virtual-service-reviews-50-v3.yaml')]));
+    expect(err.problems[0]!.message).toMatch(/already has VirtualService\/reviews/);
+  });
+
+  it('bad YAML is a config error naming the document', () => {
+    try {
+      fromIstio('kind: VirtualService\n---\nspec: [\n');
+      throw new Error('expected a throw');
+    } catch (err) {
+      expect(isMeshworkError(err, 'MESHWORK_ERR_CONFIG')).toBe(true);
+      expect((err as Error).message).toMatch(/fromIstio document 2: is not valid YAML/);
+    }
+  });
+});
+
+describe('fromIstio host names', () => {
+  const vs = (host: string, dest: string, ns = '') => `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: r${ns ? `, namespace: ${ns}` : ''} }
+spec:
+  hosts: [${host}]
+  http: [{ route: [{ destination: { host: ${dest} } }] }]
+`;
+
+  it('short names stay short; cluster FQDNs are shortened', () => {
+    const { services } = fromIstio(
+      vs('reviews.default.svc.cluster.local', 'ratings.default.svc.cluster.local'),
+    );
+    expect(Object.keys(services)).toEqual(['reviews']);
+    expect(services.reviews!.http![0]).toEqual({ route: [{ destination: { host: 'ratings' } }] });
+  });
+
+  it('fqdn: true expands short names with the document namespace and keeps FQDNs', () => {
+    const { services } = fromIstio(vs('reviews', 'ratings.other.svc.cluster.local', 'shop'), { fqdn: true });
+    expect(Object.keys(services)).toEqual(['reviews.shop.svc.cluster.local']);
+    expect(services['reviews.shop.svc.cluster.local']!.http![0]).toEqual({
+      route: [{ destination: { host: 'ratings.other.svc.cluster.local' } }],
+    });
+    expect(Object.keys(fromIstio(vs('reviews', 'reviews'), { fqdn: true, namespace: 'x' }).services)).toEqual(
+      ['reviews.x.svc.cluster.local'],
+    );
+  });
+
+  it('namespace: an FQDN in another namespace is reported, not silently shortened', () => {
+    const err = unsupported(() =>
+      fromIstio(vs('reviews', 'ratings.other.svc.cluster.local'), { namespace: 'default' }),
+    );
+    expect(err.problems[0]!.path).toBe('VirtualService/r spec.http[0].route[0].destination.host');
+  });
+
+  it('external hosts are kept as they are', () => {
+    expect(Object.keys(fromIstio(vs('httpbin.org', 'httpbin.org')).services)).toEqual(['httpbin.org']);
+  });
+});
+
+describe('fromIstio non-strict never widens a match', () => {
+  it('a match block emptied by skipped conditions is dropped, and a route left without blocks too', () => {
+    const yaml = `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: reviews }
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - sourceLabels: { app: productpage }
+    route: [{ destination: { host: reviews, subset: v2 } }]
+  - match:
+    - sourceLabels: { app: productpage }
+    - headers: { end-user: { exact: jason } }
+    route: [{ destination: { host: reviews, subset: v3 } }]
+  - route: [{ destination: { host: reviews, subset: v1 } }]
+`;
+    const warned: string[] = [];
+    const { services } = fromIstio(yaml, { strict: false, warn: (m) => warned.push(m) });
+    expect(services.reviews!.http).toEqual([
+      {
+        match: [{ headers: { 'end-user': { exact: 'jason' } } }],
+        route: [{ destination: { host: 'reviews', subset: 'v3' } }],
+      },
+      { route: [{ destination: { host: 'reviews', subset: 'v1' } }] },
+    ]);
+    expect(warned.some((w) => w.includes('spec.http[0].match: lost every match block'))).toBe(true);
+    validated(services);
+  });
+});

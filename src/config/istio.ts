@@ -1,0 +1,544 @@
+/**
+ * `fromIstio(yaml)`: turns Istio VirtualService and DestinationRule documents
+ * (networking.istio.io v1, v1beta1, v1alpha3; multi-document YAML, or `kind: List`) into the
+ * `services` part of a meshwork config: `{ services: { reviews: { http, subsets, trafficPolicy } } }`.
+ * It does no discovery: merge the result with each service's `discovery` yourself.
+ *
+ * Every field it cannot carry over is collected with its full path; they are all thrown at once
+ * in one MESHWORK_ERR_ISTIO_UNSUPPORTED error, or, with `{ strict: false }`, passed to
+ * `options.warn` and returned in `result.warnings`. No field is ever dropped silently
+ * (metadata other than name and namespace, and `status`, carry no routing behavior and are skipped).
+ * The supported and unsupported fields are listed in docs/routing.md.
+ */
+import { parseAllDocuments } from 'yaml';
+import { ErrorCodes, MeshworkConfigError, MeshworkError } from '../errors.ts';
+
+export interface FromIstioOptions {
+  /** true (default): throw on any unsupported field; false: warn and go on without it. */
+  strict?: boolean;
+  /** Keep hosts as FQDNs (`reviews.default.svc.cluster.local`) instead of short names. */
+  fqdn?: boolean;
+  /**
+   * The namespace of documents without metadata.namespace (default "default"). When given,
+   * an FQDN host in another namespace is reported instead of being shortened.
+   */
+  namespace?: string;
+  /** Receives each warning in non-strict mode (default: none; read result.warnings). */
+  warn?: (message: string) => void;
+}
+
+/** What fromIstio produces for one service; validate it by merging into a mesh config. */
+export interface IstioService {
+  http?: Record<string, unknown>[];
+  subsets?: Record<string, unknown>[];
+  trafficPolicy?: Record<string, unknown>;
+}
+
+export interface FromIstioResult {
+  services: Record<string, IstioService>;
+  /** Non-strict mode: what was left out, one line each. Not enumerable, so merging skips it. */
+  readonly warnings: readonly string[];
+}
+
+export interface IstioProblem {
+  /** `VirtualService/reviews spec.http[0].corsPolicy`. */
+  readonly path: string;
+  readonly message: string;
+}
+
+export class IstioUnsupportedError extends MeshworkError {
+  readonly problems: readonly IstioProblem[];
+  constructor(problems: readonly IstioProblem[]) {
+    super(
+      ErrorCodes.ISTIO_UNSUPPORTED,
+      `fromIstio: ${problems.length} unsupported field(s) (pass { strict: false } to skip them with a warning):\n  ` +
+        problems.map(formatProblem).join('\n  '),
+    );
+    this.name = 'IstioUnsupportedError';
+    this.problems = problems;
+  }
+}
+
+const API_VERSIONS = new Set([
+  'networking.istio.io/v1',
+  'networking.istio.io/v1beta1',
+  'networking.istio.io/v1alpha3',
+]);
+const CLUSTER_FQDN =
+  /^([a-z0-9]([a-z0-9-]*[a-z0-9])?)\.([a-z0-9]([a-z0-9-]*[a-z0-9])?)\.svc\.cluster\.local\.?$/;
+const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+const TOP_LEVEL = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
+
+function formatProblem(p: IstioProblem): string {
+  return `${p.path}: ${p.message}`;
+}
+
+function show(v: unknown): string {
+  try {
+    const s = JSON.stringify(v);
+    return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+  } catch {
+    return String(v);
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Per-document state while converting. */
+interface Cx {
+  readonly label: string;
+  readonly namespace: string;
+  readonly fqdn: boolean;
+  readonly pinnedNamespace: string | undefined;
+  readonly problems: IstioProblem[];
+}
+
+function problem(cx: Cx, path: string, message: string): void {
+  cx.problems.push({ path: `${cx.label} ${path}`, message });
+}
+
+const SKIP = Symbol('skip');
+type Handler = (value: unknown, path: string, cx: Cx) => unknown;
+
+const scalar: Handler = (v, path, cx) => {
+  if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
+  problem(cx, path, `expected a string, number or boolean, got ${show(v)}`);
+  return SKIP;
+};
+
+const list =
+  (item: Handler): Handler =>
+  (v, path, cx) => {
+    if (!Array.isArray(v)) {
+      problem(cx, path, `expected a list, got ${show(v)}`);
+      return SKIP;
+    }
+    const out: unknown[] = [];
+    v.forEach((x, i) => {
+      const r = item(x, `${path}[${i}]`, cx);
+      if (r !== SKIP) out.push(r);
+    });
+    return out;
+  };
+
+const record =
+  (item: Handler): Handler =>
+  (v, path, cx) => {
+    if (!isObject(v)) {
+      problem(cx, path, `expected a mapping, got ${show(v)}`);
+      return SKIP;
+    }
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      const r = item(x, `${path}.${k}`, cx);
+      if (r !== SKIP) out[k] = r;
+    }
+    return out;
+  };
+
+/**
+ * A mapping with known fields. `unsupported` gives a reason for fields meshwork knows it does
+ * not carry; any other unknown field is reported too. A field whose value is null is skipped.
+ */
+function obj(fields: Record<string, Handler>, unsupported: Record<string, string> = {}): Handler {
+  return (v, path, cx) => {
+    if (!isObject(v)) {
+      problem(cx, path, `expected a mapping, got ${show(v)}`);
+      return SKIP;
+    }
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      if (x === null || x === undefined) continue;
+      const h = fields[k];
+      const p = path ? `${path}.${k}` : k;
+      if (h === undefined) {
+        problem(cx, p, `${unsupported[k] ?? 'is not supported'} (value ${show(x)})`);
+        continue;
+      }
+      const r = h(x, p, cx);
+      if (r !== SKIP) out[k] = r;
+    }
+    // Emptied by skipped fields (non-strict): leave the whole mapping out rather than keep a
+    // husk, e.g. a match block whose only condition was skipped must not turn into "match all".
+    if (Object.keys(out).length === 0 && Object.values(v).some((x) => x !== null && x !== undefined))
+      return SKIP;
+    return out;
+  };
+}
+
+/** Maps an Istio host to a meshwork service name (see FromIstioOptions.fqdn). */
+function mapHost(host: unknown, path: string, cx: Cx): unknown {
+  if (typeof host !== 'string' || host.length === 0) {
+    problem(cx, path, `expected a host name, got ${show(host)}`);
+    return SKIP;
+  }
+  if (host.includes('*')) {
+    problem(cx, path, `wildcard host ${show(host)} is not supported (name each service)`);
+    return SKIP;
+  }
+  if (!host.includes('.')) return cx.fqdn ? `${host}.${cx.namespace}.svc.cluster.local` : host;
+  const m = CLUSTER_FQDN.exec(host);
+  if (m) {
+    const name = m[1] as string;
+    const ns = m[3] as string;
+    if (cx.fqdn) return host.replace(/\.$/, '');
+    if (cx.pinnedNamespace !== undefined && ns !== cx.pinnedNamespace) {
+      problem(
+        cx,
+        path,
+        `${show(host)} is in namespace "${ns}", not "${cx.pinnedNamespace}"; use { fqdn: true } to keep full names`,
+      );
+      return SKIP;
+    }
+    return name;
+  }
+  if (!SERVICE_NAME.test(host)) {
+    problem(cx, path, `${show(host)} is not a valid meshwork service name`);
+    return SKIP;
+  }
+  return host;
+}
+
+/** `gateways` / `exportTo` are accepted only with the value that means "the mesh, everywhere". */
+function onlyDefault(defaults: string, reason: string): Handler {
+  return (v, path, cx) => {
+    if (Array.isArray(v) && v.every((x) => x === defaults)) return SKIP;
+    problem(cx, path, `${reason} (value ${show(v)})`);
+    return SKIP;
+  };
+}
+
+const stringMatch = obj({ exact: scalar, prefix: scalar, regex: scalar });
+
+const match = obj(
+  {
+    name: scalar,
+    uri: stringMatch,
+    method: stringMatch,
+    headers: record(stringMatch),
+    withoutHeaders: record(stringMatch),
+    queryParams: record(stringMatch),
+    ignoreUriCase: scalar,
+    gateways: onlyDefault('mesh', 'gateway matches are not supported: meshwork routes in-process calls only'),
+  },
+  {
+    scheme: 'scheme matches are not supported',
+    authority: 'authority matches are not supported (match on a header instead)',
+    port: 'port matches are not supported',
+    sourceLabels: 'sourceLabels are not supported (meshwork has no caller workload labels)',
+    sourceNamespace: 'sourceNamespace is not supported',
+    statPrefix: 'statPrefix is not supported',
+  },
+);
+
+const destination = obj({ host: mapHost, subset: scalar, port: obj({ number: scalar }) });
+
+const headerOps = obj({ set: record(scalar), add: record(scalar), remove: list(scalar) });
+const headers = obj({ request: headerOps, response: headerOps });
+
+const routeDestination = obj({ destination, weight: scalar, headers });
+
+/** Istio's deprecated integer `percent` becomes `percentage.value`. */
+function percentField(v: Record<string, unknown>, out: Record<string, unknown>, path: string, cx: Cx): void {
+  if (out.percentage === undefined && typeof v.percent === 'number') out.percentage = { value: v.percent };
+  delete out.percent;
+  if (out.percentage === undefined) {
+    // Envoy injects nothing without a percentage, though Istio's docs once said "all" (istio/istio#36303).
+    problem(
+      cx,
+      `${path}.percentage`,
+      'is missing: Istio then injects nothing (istio/istio#36303) and meshwork needs it explicit; set percentage.value (in non-strict mode 0 is used, as Istio does)',
+    );
+    out.percentage = { value: 0 };
+  }
+}
+
+function faultPart(
+  required: string,
+  fields: Record<string, Handler>,
+  unsupported: Record<string, string>,
+): Handler {
+  const inner = obj({ ...fields, percentage: obj({ value: scalar }), percent: scalar }, unsupported);
+  return (v, path, cx) => {
+    const out = inner(v, path, cx);
+    if (out === SKIP || !isObject(v)) return out;
+    // Without its kind (a gRPC abort, an exponential delay), the fault is left out.
+    if ((out as Record<string, unknown>)[required] === undefined) {
+      if (!Object.keys(v).some((k) => k in unsupported)) problem(cx, `${path}.${required}`, 'is missing');
+      return SKIP;
+    }
+    percentField(v, out as Record<string, unknown>, path, cx);
+    return out;
+  };
+}
+
+const fault = obj({
+  delay: faultPart(
+    'fixedDelay',
+    { fixedDelay: scalar },
+    { exponentialDelay: 'exponentialDelay is not supported (Istio does not support it either)' },
+  ),
+  abort: faultPart(
+    'httpStatus',
+    { httpStatus: scalar },
+    { grpcStatus: 'gRPC aborts are not supported', http2Error: 'http2Error aborts are not supported' },
+  ),
+});
+
+const retries = obj({
+  attempts: scalar,
+  perTryTimeout: scalar,
+  retryOn: scalar,
+  retryRemoteLocalities: scalar,
+});
+
+const httpRouteFields = obj(
+  {
+    name: scalar,
+    match: list(match),
+    route: list(routeDestination),
+    headers,
+    rewrite: obj(
+      { uri: scalar, authority: scalar },
+      { uriRegexRewrite: 'uriRegexRewrite is not supported (use uri with a prefix match)' },
+    ),
+    timeout: scalar,
+    retries,
+    fault,
+    mirror: destination,
+    mirrorPercentage: obj({ value: scalar }),
+    mirrorPercent: scalar,
+  },
+  {
+    redirect: 'redirect is not supported',
+    directResponse: 'directResponse is not supported',
+    delegate: 'delegate is not supported',
+    corsPolicy: 'corsPolicy is not supported (CORS is a server-side concern)',
+    mirrors: 'mirrors (several mirrors) is not supported; use mirror',
+  },
+);
+
+const httpRoute: Handler = (v, path, cx) => {
+  const out = httpRouteFields(v, path, cx);
+  if (out === SKIP) return out;
+  const r = out as Record<string, unknown>;
+  if (r.mirrorPercentage === undefined && typeof r.mirrorPercent === 'number') {
+    r.mirrorPercentage = { value: r.mirrorPercent };
+  }
+  delete r.mirrorPercent;
+  if (
+    isObject(v) &&
+    Array.isArray(v.match) &&
+    v.match.length > 0 &&
+    ((r.match as unknown[] | undefined)?.length ?? 0) === 0
+  ) {
+    problem(cx, `${path}.match`, 'lost every match block to skipped fields, so the route is left out');
+    return SKIP;
+  }
+  if (r.route === undefined) {
+    problem(cx, path, 'has no route (redirect, directResponse and delegate routes are not supported)');
+    return SKIP;
+  }
+  return r;
+};
+
+const loadBalancer: Handler = (v, path, cx) => {
+  problem(
+    cx,
+    path,
+    `is not carried over: meshwork balances with peak-EWMA power of two choices (value ${show(v)})`,
+  );
+  return SKIP;
+};
+
+const trafficPolicy = obj(
+  {
+    loadBalancer,
+    connectionPool: obj(
+      {
+        tcp: obj(
+          { maxConnections: scalar, connectTimeout: scalar },
+          { tcpKeepalive: 'tcpKeepalive is not supported', maxConnectionDuration: 'is not supported' },
+        ),
+        http: obj(
+          {
+            http1MaxPendingRequests: scalar,
+            http2MaxRequests: scalar,
+            maxRequestsPerConnection: scalar,
+            idleTimeout: scalar,
+          },
+          {
+            maxRetries: 'maxRetries is not supported (use retries and the retry budget)',
+            h2UpgradePolicy: 'h2UpgradePolicy is not supported',
+            useClientProtocol: 'useClientProtocol is not supported',
+            maxConcurrentStreams: 'maxConcurrentStreams is not supported',
+          },
+        ),
+      },
+      {},
+    ),
+  },
+  {
+    outlierDetection: 'outlierDetection is not carried over yet',
+    tls: 'DestinationRule tls is not carried over (configure meshwork mTLS instead)',
+    portLevelSettings: 'portLevelSettings are not supported',
+    tunnel: 'tunnel is not supported',
+    proxyProtocol: 'proxyProtocol is not supported',
+  },
+);
+
+const subset = obj({ name: scalar, labels: record(scalar), trafficPolicy });
+
+const virtualServiceSpec = obj(
+  {
+    hosts: list(mapHost),
+    http: list(httpRoute),
+    gateways: onlyDefault('mesh', 'gateways are not supported: meshwork routes in-process calls only'),
+    exportTo: onlyDefault('*', 'exportTo is not supported (meshwork config is per process)'),
+  },
+  {
+    tcp: 'tcp routes are not supported (meshwork routes HTTP)',
+    tls: 'tls (SNI) routes are not supported (meshwork routes HTTP)',
+  },
+);
+
+const destinationRuleSpec = obj(
+  {
+    host: mapHost,
+    trafficPolicy,
+    subsets: list(subset),
+    exportTo: onlyDefault('*', 'exportTo is not supported (meshwork config is per process)'),
+  },
+  { workloadSelector: 'workloadSelector is not supported' },
+);
+
+interface Doc {
+  value: Record<string, unknown>;
+  where: string;
+}
+
+function parseDocs(input: string | readonly string[]): Doc[] {
+  const texts = typeof input === 'string' ? [input] : input;
+  const docs: Doc[] = [];
+  texts.forEach((text, t) => {
+    const file = typeof input === 'string' ? '' : `yaml[${t}] `;
+    parseAllDocuments(text).forEach((d, i) => {
+      const where = `${file}document ${i + 1}`;
+      if (d.errors.length > 0) {
+        throw new MeshworkConfigError([
+          { path: `fromIstio ${where}`, message: `is not valid YAML (${d.errors[0]?.message})` },
+        ]);
+      }
+      const value = d.toJS() as unknown;
+      if (value === null || value === undefined) return;
+      if (!isObject(value)) {
+        throw new MeshworkConfigError([
+          { path: `fromIstio ${where}`, message: `is not a mapping (got ${show(value)})` },
+        ]);
+      }
+      if (typeof value.kind === 'string' && value.kind.endsWith('List') && Array.isArray(value.items)) {
+        value.items.forEach((item, j) => {
+          if (isObject(item)) docs.push({ value: item, where: `${where} items[${j}]` });
+        });
+      } else {
+        docs.push({ value, where });
+      }
+    });
+  });
+  return docs;
+}
+
+/** Converts Istio YAML (one string with `---` separators, or several) into meshwork services. */
+export function fromIstio(yaml: string | readonly string[], options: FromIstioOptions = {}): FromIstioResult {
+  const strict = options.strict !== false;
+  const problems: IstioProblem[] = [];
+  const services: Record<string, IstioService> = {};
+  const owners = new Map<string, string>();
+
+  for (const { value, where } of parseDocs(yaml)) {
+    const kind = value.kind;
+    const metadata = isObject(value.metadata) ? value.metadata : {};
+    const name = typeof metadata.name === 'string' ? metadata.name : undefined;
+    const label = `${String(kind)}/${name ?? `(${where})`}`;
+    if (
+      !API_VERSIONS.has(String(value.apiVersion)) ||
+      (kind !== 'VirtualService' && kind !== 'DestinationRule')
+    ) {
+      problems.push({
+        path: `${where}`,
+        message: `${show(value.apiVersion)} ${show(kind)} is not supported (only networking.istio.io v1, v1beta1, v1alpha3 VirtualService and DestinationRule)`,
+      });
+      continue;
+    }
+    const docNamespace = typeof metadata.namespace === 'string' ? metadata.namespace : undefined;
+    const cx: Cx = {
+      label,
+      namespace: docNamespace ?? options.namespace ?? 'default',
+      fqdn: options.fqdn === true,
+      pinnedNamespace: options.namespace,
+      problems,
+    };
+    for (const key of Object.keys(value)) {
+      if (!TOP_LEVEL.has(key)) problem(cx, key, `is not supported (value ${show(value[key])})`);
+    }
+    if (!isObject(value.spec)) {
+      problem(cx, 'spec', 'is missing');
+      continue;
+    }
+    if (kind === 'VirtualService') {
+      const spec = virtualServiceSpec(value.spec, 'spec', cx) as Record<string, unknown>;
+      const hosts = (spec.hosts as string[] | undefined) ?? [];
+      if (!Array.isArray(value.spec.hosts) || value.spec.hosts.length === 0) {
+        problem(cx, 'spec.hosts', 'is missing or empty');
+      }
+      for (const host of hosts) {
+        const key = `vs:${host}`;
+        const first = owners.get(key);
+        if (first !== undefined) {
+          problem(
+            cx,
+            'spec.hosts',
+            `host "${host}" already has ${first}; Istio would apply only one of them`,
+          );
+          continue;
+        }
+        owners.set(key, label);
+        if (spec.http !== undefined) {
+          services[host] = {
+            ...services[host],
+            http: structuredClone(spec.http as Record<string, unknown>[]),
+          };
+        }
+      }
+    } else {
+      const spec = destinationRuleSpec(value.spec, 'spec', cx) as Record<string, unknown>;
+      const host = spec.host as string | undefined;
+      if (host === undefined) {
+        if (value.spec.host === undefined) problem(cx, 'spec.host', 'is missing');
+        continue;
+      }
+      const key = `dr:${host}`;
+      const first = owners.get(key);
+      if (first !== undefined) {
+        problem(cx, 'spec.host', `host "${host}" already has ${first}; Istio would apply only one of them`);
+        continue;
+      }
+      owners.set(key, label);
+      const svc: IstioService = services[host] ?? {};
+      services[host] = svc;
+      if (spec.subsets !== undefined) svc.subsets = spec.subsets as Record<string, unknown>[];
+      if (spec.trafficPolicy !== undefined && Object.keys(spec.trafficPolicy as object).length > 0) {
+        svc.trafficPolicy = spec.trafficPolicy as Record<string, unknown>;
+      }
+    }
+  }
+
+  if (problems.length > 0 && strict) throw new IstioUnsupportedError(problems);
+  const warnings = problems.map((p) => `fromIstio: skipped ${formatProblem(p)}`);
+  if (options.warn) for (const w of warnings) options.warn(w);
+  const result = { services } as FromIstioResult;
+  Object.defineProperty(result, 'warnings', { value: Object.freeze(warnings), enumerable: false });
+  return result;
+}

@@ -1,0 +1,115 @@
+/**
+ * The routing pieces put together for one service, compiled once per config: match the
+ * request, pick a destination, and apply the route's header and URI changes. This is what a
+ * routing layer calls per request; it is synchronous and allocates nothing (decisions are
+ * precomputed per matched block and destination, and shared).
+ */
+
+import { compileDestinations, type DestinationPicker, type Random } from './destination.ts';
+import { compileRoutes, type RouteHit, type RouteRequest } from './match.ts';
+import {
+  applyHeaderOps,
+  type CompiledHeaderOps,
+  compileHeaderOps,
+  type MutableHeaders,
+  rewritePath,
+} from './mutate.ts';
+import type { HttpRoute, RouteDestination } from './schema.ts';
+
+interface OpsPair {
+  readonly request: CompiledHeaderOps | undefined;
+  readonly response: CompiledHeaderOps | undefined;
+}
+
+export interface CompiledRoute {
+  readonly config: HttpRoute;
+  readonly index: number;
+  readonly picker: DestinationPicker;
+  /** Route-level header operations. */
+  readonly headers: OpsPair;
+  /** Destination-level header operations (only destinations that have some). */
+  readonly destinationHeaders: ReadonlyMap<RouteDestination, OpsPair>;
+}
+
+export interface RouteDecision {
+  readonly route: CompiledRoute;
+  readonly hit: RouteHit;
+  readonly destination: RouteDestination;
+}
+
+export interface Router {
+  /** Number of routes; 0 means the service has no `http` routes (send to all endpoints). */
+  readonly size: number;
+  readonly routes: readonly CompiledRoute[];
+  /**
+   * The route and destination for a request, or undefined when no route matches (only possible
+   * when size > 0: Istio then answers 404 "no route").
+   */
+  route(req: RouteRequest, random?: Random): RouteDecision | undefined;
+}
+
+function ops(h: HttpRoute['headers']): OpsPair {
+  return { request: compileHeaderOps(h?.request), response: compileHeaderOps(h?.response) };
+}
+
+export function compileRouter(http: readonly HttpRoute[] | undefined): Router {
+  const list = http ?? [];
+  const table = compileRoutes(list);
+  const routes: CompiledRoute[] = list.map((config, index) => {
+    const destinationHeaders = new Map<RouteDestination, OpsPair>();
+    for (const d of config.route) {
+      const p = ops(d.headers);
+      if (p.request || p.response) destinationHeaders.set(d, p);
+    }
+    return {
+      config,
+      index,
+      picker: compileDestinations(config.route),
+      headers: ops(config.headers),
+      destinationHeaders,
+    };
+  });
+  // Decisions are precomputed per (hit, destination), so routing a request allocates nothing.
+  const decisions = new Map<RouteHit, readonly RouteDecision[]>();
+  const decisionsFor = (hit: RouteHit): readonly RouteDecision[] => {
+    let d = decisions.get(hit);
+    if (d === undefined) {
+      const route = routes[hit.index] as CompiledRoute;
+      d = route.picker.destinations.map((destination) => Object.freeze({ route, hit, destination }));
+      decisions.set(hit, d);
+    }
+    return d;
+  };
+  return {
+    size: list.length,
+    routes,
+    route(req: RouteRequest, random?: Random): RouteDecision | undefined {
+      const hit = table.match(req);
+      if (hit === undefined) return undefined;
+      const route = routes[hit.index] as CompiledRoute;
+      return decisionsFor(hit)[route.picker.pickIndex(random)];
+    },
+  };
+}
+
+/**
+ * Applies the decision to the outgoing request: route then destination header operations,
+ * `rewrite.authority` (the `host` header) and `rewrite.uri`. Mutates `headers`; returns the
+ * path to send (the same string when unchanged).
+ */
+export function applyRequestRoute(d: RouteDecision, path: string, headers: MutableHeaders): string {
+  applyHeaderOps(d.route.headers.request, headers);
+  const dest = d.route.destinationHeaders.get(d.destination);
+  if (dest !== undefined) applyHeaderOps(dest.request, headers);
+  const rewrite = d.route.config.rewrite;
+  if (rewrite === undefined) return path;
+  if (rewrite.authority !== undefined) headers.host = rewrite.authority;
+  return rewrite.uri === undefined ? path : rewritePath(path, rewrite.uri, d.hit.uriPrefix);
+}
+
+/** Applies route then destination `headers.response` operations to the response headers. */
+export function applyResponseRoute(d: RouteDecision, headers: MutableHeaders): void {
+  applyHeaderOps(d.route.headers.response, headers);
+  const dest = d.route.destinationHeaders.get(d.destination);
+  if (dest !== undefined) applyHeaderOps(dest.response, headers);
+}
