@@ -95,6 +95,7 @@ export class MeshDispatcher extends Dispatcher {
       service,
       opts: { ...options, headers },
       authority: target.authority,
+      route: undefined,
       subset: undefined,
       tried: undefined,
       attempt: 0,

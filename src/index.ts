@@ -1,5 +1,12 @@
 export type { Balancer, PickContext } from './balancer/types.ts';
 export { parseDuration } from './config/duration.ts';
+export {
+  type FromIstioOptions,
+  type FromIstioResult,
+  fromIstio,
+  type IstioProblem,
+  IstioUnsupportedError,
+} from './config/istio.ts';
 export type { MeshConfig, MeshConfigInput } from './config/schema.ts';
 export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';
 export * from './errors.ts';

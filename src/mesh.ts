@@ -5,6 +5,7 @@ import { loadConfig } from './config/load.ts';
 import type { MeshConfig, MeshConfigInput } from './config/schema.ts';
 import { MeshDispatcher } from './dispatcher.ts';
 import { isMeshworkError, MeshClosedError, UnknownServiceError } from './errors.ts';
+import { MirrorGate } from './routing/mirror.ts';
 import { ServiceRuntime } from './service.ts';
 import { buildStack } from './stack.ts';
 import { type Logger, silentLogger } from './telemetry/logger.ts';
@@ -17,6 +18,8 @@ export interface MeshOptions {
   logger?: Logger;
   /** Monotonic clock in ms; tests pass a fake one. */
   clock?: Clock;
+  /** Random source in [0, 1) for weighted splits and fault draws; tests pass a seeded one. */
+  random?: () => number;
   /** Environment to read MESHWORK_CONFIG, MESHWORK_ZONE, CONSUL_HTTP_ADDR from (default process.env). */
   env?: NodeJS.ProcessEnv;
 }
@@ -63,10 +66,11 @@ export class Mesh {
   readonly #services = new Map<string, ServiceRuntime>();
   readonly #clock: Clock;
   readonly #closeTimeoutMs: number;
+  readonly #mirrorGate: MirrorGate;
   #closing: Promise<void> | undefined;
 
   constructor(input: CreateMeshInput = {}) {
-    const { logger, clock, env: envIn, ...config } = input;
+    const { logger, clock, random, env: envIn, ...config } = input;
     const env = envIn ?? process.env;
     this.config = loadConfig(config, env);
     this.#clock = clock ?? (() => performance.now());
@@ -78,7 +82,13 @@ export class Mesh {
         new ServiceRuntime(name, svc, { clock: this.#clock, logger: logger ?? silentLogger, zone, env }),
       );
     }
-    const stack = buildStack({ clock: this.#clock });
+    this.#mirrorGate = new MirrorGate();
+    const stack = buildStack({
+      clock: this.#clock,
+      services: this.#services,
+      mirrorGate: this.#mirrorGate,
+      random,
+    });
     this.dispatcher = new MeshDispatcher({
       services: this.#services,
       stack,

@@ -7,6 +7,7 @@
 import type { Dispatcher } from 'undici';
 import type { Endpoint } from './balancer/endpoint.ts';
 import type { HeaderRecord } from './http/headers.ts';
+import type { RouteDecision } from './routing/router.ts';
 import type { ServiceRuntime } from './service.ts';
 
 export type DispatchHandler = Dispatcher.DispatchHandler;
@@ -17,11 +18,14 @@ export type MeshDispatchOptions = Omit<Dispatcher.DispatchOptions, 'headers'> & 
 
 /** One logical request as it travels down the stack. */
 export interface MeshRequest {
-  readonly service: ServiceRuntime;
+  /** The destination service; routing may switch it (`destination.host`). */
+  service: ServiceRuntime;
   /** What will be sent to the endpoint's pool (path, method, headers incl. host, body...). */
   opts: MeshDispatchOptions;
   /** The authority the caller addressed (`travels`, `travels:8080`). */
   readonly authority: string;
+  /** The route and destination routing chose; undefined when the service has no routes. */
+  route: RouteDecision | undefined;
   /** DestinationRule subset chosen by routing; undefined = all endpoints. */
   subset: string | undefined;
   /** Endpoints this request already tried; the balancer avoids them. */

@@ -4,6 +4,8 @@ import type { Clock } from './balancer/types.ts';
 import type { ServiceConfig } from './config/schema.ts';
 import { createDiscovery } from './discovery/index.ts';
 import type { DiscoveryProvider } from './discovery/types.ts';
+import { compileRouter, type Router } from './routing/router.ts';
+import { mergeSubsetPolicy } from './routing/subset.ts';
 import type { Logger } from './telemetry/logger.ts';
 
 /** Defaults for a service's lifecycle (see docs/configuration.md). */
@@ -28,13 +30,26 @@ export class ServiceRuntime {
   readonly endpoints: EndpointSet;
   readonly discovery: DiscoveryProvider;
   readonly initialTimeoutMs: number;
+  /** The compiled `http` routes (size 0 when the service has none). */
+  readonly router: Router;
 
   constructor(name: string, config: ServiceConfig, opts: ServiceRuntimeOptions) {
     this.name = name;
     this.config = config;
     this.initialTimeoutMs = SERVICE_DEFAULTS.initialTimeoutMs;
     const policy = config.trafficPolicy;
-    const subsets: SubsetSpec[] = [];
+    this.router = compileRouter(config.http);
+    // Each DestinationRule subset gets its own pick group and balancer; the subset's policy
+    // replaces the service's field by field (Istio's merge). Endpoint pools are shared by all
+    // groups, so connection-pool settings come from the service-level policy.
+    const subsets: SubsetSpec[] = (config.subsets ?? []).map((s) => {
+      const merged = mergeSubsetPolicy(policy, s.trafficPolicy as typeof policy);
+      return {
+        name: s.name,
+        labels: s.labels ?? {},
+        balancer: createBalancer(merged?.loadBalancer, { zone: opts.zone }),
+      };
+    });
     this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
     this.endpoints = new EndpointSet({
       service: name,

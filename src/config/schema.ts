@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { loadBalancerSchema } from '../balancer/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
+import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { duration } from './zod-helpers.ts';
 
 /** `trafficPolicy.connectionPool` (Istio). Defaults live in src/balancer/endpoint.ts. */
@@ -36,25 +37,33 @@ const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-
 export const serviceSchema = z.strictObject({
   discovery: discoverySchema,
   trafficPolicy: trafficPolicySchema.optional(),
+  /** `http` (VirtualService routes) and `subsets` (DestinationRule subsets): src/routing/schema.ts. */
+  ...createRoutingFields(trafficPolicySchema),
 });
 
-export const meshConfigSchema = z.strictObject({
-  /** This mesh's own zone (locality). Falls back to MESHWORK_ZONE. */
-  zone: z.string().min(1).optional(),
-  /**
-   * What to do with a host that is not a configured service: "reject" (default) fails with
-   * MESHWORK_ERR_UNKNOWN_SERVICE; "passthrough" sends it through a plain undici Agent.
-   */
-  unknownServices: z.enum(['reject', 'passthrough']).optional(),
-  /** Bound on how long close() waits for in-flight requests before destroying pools. */
-  closeTimeout: duration.optional(),
-  services: z
-    .record(
-      z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
-      serviceSchema,
-    )
-    .default({}),
-});
+export const meshConfigSchema = z
+  .strictObject({
+    /** This mesh's own zone (locality). Falls back to MESHWORK_ZONE. */
+    zone: z.string().min(1).optional(),
+    /**
+     * What to do with a host that is not a configured service: "reject" (default) fails with
+     * MESHWORK_ERR_UNKNOWN_SERVICE; "passthrough" sends it through a plain undici Agent.
+     */
+    unknownServices: z.enum(['reject', 'passthrough']).optional(),
+    /** Bound on how long close() waits for in-flight requests before destroying pools. */
+    closeTimeout: duration.optional(),
+    services: z
+      .record(
+        z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
+        serviceSchema,
+      )
+      .default({}),
+  })
+  .superRefine((c, ctx) => {
+    // References across services: route/mirror hosts and subsets must exist.
+    for (const issue of routeReferenceIssues(c.services, c.unknownServices === 'passthrough'))
+      ctx.addIssue({ ...issue });
+  });
 
 export type MeshConfig = z.output<typeof meshConfigSchema>;
 export type MeshConfigInput = z.input<typeof meshConfigSchema>;

@@ -1,0 +1,38 @@
+import { ResponseHeadersHandler } from '../http/response-headers.ts';
+import { respondLocally } from '../http/synthetic.ts';
+import type { Layer } from '../pipeline.ts';
+import type { ServiceRuntime } from '../service.ts';
+import type { Random } from './destination.ts';
+import { applyRequestRoute, applyResponseRoute } from './router.ts';
+
+/**
+ * The routing layer: match the request against its service's `http` routes (first match wins),
+ * pick a weighted destination, switch service when `destination.host` names another one, set
+ * the subset, and apply the route's request header edits and rewrites. Response header edits
+ * wrap the handler. A service with routes where none matches answers 404, as Istio does ("NR").
+ */
+export function routing(services: ReadonlyMap<string, ServiceRuntime>, random: Random = Math.random): Layer {
+  return (next) => (req, handler) => {
+    const router = req.service.router;
+    if (router.size === 0) return next(req, handler);
+    const d = router.route(req.opts, random);
+    if (d === undefined) {
+      respondLocally(handler, 404, `meshwork: no route of service "${req.service.name}" matched\n`, {
+        'x-meshwork-no-route': req.service.name,
+      });
+      return;
+    }
+    const dest = d.destination.destination;
+    if (dest.host !== undefined && dest.host !== req.service.name) {
+      // Validated at createMesh: the host is a configured service.
+      req.service = services.get(dest.host) as ServiceRuntime;
+    }
+    req.route = d;
+    req.subset = dest.subset;
+    req.opts.path = applyRequestRoute(d, req.opts.path, req.opts.headers);
+    const editsResponse =
+      d.route.headers.response !== undefined ||
+      d.route.destinationHeaders.get(d.destination)?.response !== undefined;
+    next(req, editsResponse ? new ResponseHeadersHandler(handler, (h) => applyResponseRoute(d, h)) : handler);
+  };
+}

@@ -1,0 +1,85 @@
+import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest } from '../pipeline.ts';
+import type { ServiceRuntime } from '../service.ts';
+import type { Random } from './destination.ts';
+import { MirrorGate, shadowAuthority, shouldMirror, startMirror } from './mirror.ts';
+
+/**
+ * Mirroring (`mirror` + `mirrorPercentage`): after the main request has been handed on, a copy
+ * goes fire-and-forget to the mirror service (Host gets "-shadow", as Envoy does). The copy takes
+ * a slot of a bounded gate or is dropped; it is aborted after a bound; its answer is discarded;
+ * it never delays or fails the main request. Only bodies that can be sent twice are mirrored
+ * (none, string, Buffer/Uint8Array): a stream is read once, by the main request.
+ */
+export function mirroring(
+  services: ReadonlyMap<string, ServiceRuntime>,
+  gate: MirrorGate = new MirrorGate(),
+  random: Random = Math.random,
+): Layer {
+  return (next) => (req, handler) => {
+    const cfg = req.route?.route.config;
+    if (
+      cfg?.mirror === undefined ||
+      !shouldMirror(cfg.mirrorPercentage?.value, random) ||
+      !replayable(req.opts.body)
+    ) {
+      return next(req, handler);
+    }
+    const copy = mirrorRequest(
+      req,
+      services.get(cfg.mirror.host ?? req.service.name) as ServiceRuntime,
+      cfg.mirror.subset,
+    );
+    next(req, handler);
+    startMirror(gate, (signal) => sendDiscarding(next, copy, signal));
+  };
+}
+
+function replayable(body: unknown): boolean {
+  return body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array;
+}
+
+function mirrorRequest(req: MeshRequest, service: ServiceRuntime, subset: string | undefined): MeshRequest {
+  const headers = { ...req.opts.headers };
+  // The copy is bounded by the mirror's own signal, never by the caller's.
+  const { signal: _callerSignal, ...opts } = req.opts as typeof req.opts & { signal?: unknown };
+  headers.host = shadowAuthority(typeof headers.host === 'string' ? headers.host : req.authority);
+  return {
+    service,
+    opts: { ...opts, headers },
+    authority: req.authority,
+    route: undefined,
+    subset,
+    tried: undefined,
+    attempt: 0,
+    startedAt: req.startedAt,
+  };
+}
+
+/** Sends a request through the rest of the stack and throws its answer away. */
+function sendDiscarding(next: Dispatch, req: MeshRequest, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let controller: DispatchController | undefined;
+    const onAbort = () => controller?.abort(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const done = (err?: Error) => {
+      signal.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve();
+    };
+    const handler: DispatchHandler = {
+      onRequestStart(c) {
+        controller = c;
+        if (signal.aborted) c.abort(signal.reason as Error);
+      },
+      onResponseStart() {},
+      onResponseData() {},
+      onResponseEnd() {
+        done();
+      },
+      onResponseError(_c, err) {
+        done(err);
+      },
+    };
+    next(req, handler);
+  });
+}
