@@ -3,11 +3,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { overhead } from './overhead/run.ts';
+import { matchCost } from './routing/match-cost.ts';
 import { parseArgs } from './support/harness.ts';
 
 const args = parseArgs(process.argv.slice(2));
 const scenarios: Record<string, (o: { quick: boolean }) => Promise<{ results: unknown; table: string }>> = {
   overhead,
+  routing: matchCost,
 };
 
 const started = new Date();
