@@ -5,6 +5,7 @@ import type { ServiceConfig } from './config/schema.ts';
 import { createDiscovery } from './discovery/index.ts';
 import type { DiscoveryProvider } from './discovery/types.ts';
 import type { Logger } from './telemetry/logger.ts';
+import { ServiceTelemetry } from './telemetry/service-telemetry.ts';
 
 /** Defaults for a service's lifecycle (see docs/configuration.md). */
 export const SERVICE_DEFAULTS = {
@@ -28,11 +29,16 @@ export class ServiceRuntime {
   readonly endpoints: EndpointSet;
   readonly discovery: DiscoveryProvider;
   readonly initialTimeoutMs: number;
+  /** The mesh's logger (silent by default). */
+  readonly logger: Logger;
+  /** Telemetry events of this service: retries, budget, ejections, breaker, discovery. */
+  readonly telemetry: ServiceTelemetry;
 
   constructor(name: string, config: ServiceConfig, opts: ServiceRuntimeOptions) {
     this.name = name;
     this.config = config;
     this.initialTimeoutMs = SERVICE_DEFAULTS.initialTimeoutMs;
+    this.logger = opts.logger;
     const policy = config.trafficPolicy;
     const subsets: SubsetSpec[] = [];
     this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
@@ -46,13 +52,15 @@ export class ServiceRuntime {
       logger: opts.logger,
       drainTimeoutMs: SERVICE_DEFAULTS.drainTimeoutMs,
     });
+    this.telemetry = new ServiceTelemetry(name, this.endpoints, opts.logger, opts.clock);
   }
 
   start(): void {
-    this.discovery.start(this.endpoints);
+    this.discovery.start(this.telemetry.discoverySink(this.endpoints));
   }
 
   async close(timeoutMs: number): Promise<void> {
+    this.telemetry.close();
     await this.discovery.close().catch(() => {});
     await this.endpoints.close(timeoutMs);
   }
