@@ -1,8 +1,8 @@
 import dc from 'node:diagnostics_channel';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Layer } from '../src/pipeline.ts';
 import { createMesh, type Logger, type Mesh } from '../src/index.ts';
+import type { Layer } from '../src/pipeline.ts';
 import {
   CHANNELS,
   type DiscoveryChangeMessage,
@@ -72,7 +72,12 @@ describe('diagnostics channels', () => {
     expect(starts).toHaveLength(1);
     expect(ends).toHaveLength(1);
     expect(ends[0]).toBe(starts[0]);
-    expect(snapshotAtStart[0]).toMatchObject({ service: 'upstream', authority: 'upstream', method: 'GET', path: '/hello?token=t' });
+    expect(snapshotAtStart[0]).toMatchObject({
+      service: 'upstream',
+      authority: 'upstream',
+      method: 'GET',
+      path: '/hello?token=t',
+    });
     expect(snapshotAtStart[0]?.statusCode).toBeUndefined();
     expect(ends[0]).toMatchObject({ statusCode: 200, attempts: 1, endpoint: a.address });
     expect(ends[0]!.durationMs).toBeGreaterThan(0);
@@ -96,7 +101,9 @@ describe('diagnostics channels', () => {
     minis.push(mini);
     const res = await request('http://flaky/', { dispatcher: mini.dispatcher });
     await res.body.dump();
-    expect(retries).toEqual([{ service: 'flaky', attempt: 1, reason: '5xx', endpoint: undefined, delayMs: 0 }]);
+    expect(retries).toEqual([
+      { service: 'flaky', attempt: 1, reason: '5xx', endpoint: undefined, delayMs: 0 },
+    ]);
     expect(ends[0]).toMatchObject({ statusCode: 200, attempts: 2 });
   });
 
@@ -142,13 +149,26 @@ describe('diagnostics channels', () => {
     // Drive the same sink discovery uses, as a dynamic provider (issue 5) would.
     const sink = mini.svc.telemetry.discoverySink(mini.svc.endpoints);
     sink.apply([
-      { type: 'insert', endpoint: { address: flaky.address, host: '127.0.0.1', port: flaky.port, labels: {}, weight: 1 } },
-      { type: 'insert', endpoint: { address: a.address, host: '127.0.0.1', port: a.port, labels: { v: '2' }, weight: 1 } },
+      {
+        type: 'insert',
+        endpoint: { address: flaky.address, host: '127.0.0.1', port: flaky.port, labels: {}, weight: 1 },
+      },
+      {
+        type: 'insert',
+        endpoint: { address: a.address, host: '127.0.0.1', port: a.port, labels: { v: '2' }, weight: 1 },
+      },
     ]);
     sink.apply([{ type: 'remove', address: flaky.address }]);
     sink.error(new Error('registry down'));
     sink.skipped('port is not a number', { port: 'x' });
-    expect(changes[1]).toEqual({ service: 'svc', provider: 'static', added: [flaky.address], updated: [a.address], removed: [], total: 2 });
+    expect(changes[1]).toEqual({
+      service: 'svc',
+      provider: 'static',
+      added: [flaky.address],
+      updated: [a.address],
+      removed: [],
+      total: 2,
+    });
     expect(changes[2]).toMatchObject({ removed: [flaky.address], total: 1 });
     expect(errors.map((e) => e.kind)).toEqual(['registry', 'record']);
     expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([
@@ -179,7 +199,11 @@ describe('with no SDK and no subscriber', () => {
 
   it('a mesh built with telemetry: false works and publishes nothing per request', async () => {
     const ends = listen<RequestMessage>(CHANNELS.requestEnd);
-    const m = createMesh({ env: {}, telemetry: false, services: { upstream: { discovery: { static: [a.address] } } } });
+    const m = createMesh({
+      env: {},
+      telemetry: false,
+      services: { upstream: { discovery: { static: [a.address] } } },
+    });
     meshes.push(m);
     expect(await (await m.fetch('http://upstream/')).text()).toBe('a');
     expect(ends).toHaveLength(0);
@@ -192,7 +216,9 @@ describe('mesh.snapshot()', () => {
       env: {},
       zone: 'eu-1',
       services: {
-        upstream: { discovery: { static: [{ address: a.address, zone: 'eu-1', weight: 3, labels: { version: 'v1' } }] } },
+        upstream: {
+          discovery: { static: [{ address: a.address, zone: 'eu-1', weight: 3, labels: { version: 'v1' } }] },
+        },
       },
     });
     meshes.push(m);

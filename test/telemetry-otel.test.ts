@@ -1,5 +1,5 @@
-import { request } from 'undici';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createMesh, type Mesh } from '../src/index.ts';
 import { HTTP_DURATION_BUCKETS } from '../src/telemetry/metrics.ts';
@@ -123,14 +123,19 @@ describe('the CLIENT span of a logical request', () => {
     expect(span.attributes['http.response.status_code']).toBe(200);
     const names = span.events.map((e) => e.name);
     expect(names).toEqual(['meshwork.attempt', 'meshwork.retry', 'meshwork.attempt']);
-    expect(span.events[1]?.attributes).toMatchObject({ 'meshwork.attempt': 1, 'meshwork.retry.reason': '5xx' });
+    expect(span.events[1]?.attributes).toMatchObject({
+      'meshwork.attempt': 1,
+      'meshwork.retry.reason': '5xx',
+    });
     expect(span.events[2]?.attributes).toMatchObject({
       'meshwork.attempt': 1,
       'meshwork.endpoint': flaky.address,
       'meshwork.retry.reason': '5xx',
     });
     const m = await otel.collect();
-    expect(points(m.get('meshwork.retries'), { 'meshwork.service': 'flaky', 'meshwork.reason': '5xx' })[0]?.value).toBe(1);
+    expect(
+      points(m.get('meshwork.retries'), { 'meshwork.service': 'flaky', 'meshwork.reason': '5xx' })[0]?.value,
+    ).toBe(1);
   });
 
   it('puts ejections and budget exhaustion on the active span as events', async () => {
@@ -143,7 +148,10 @@ describe('the CLIENT span of a logical request', () => {
       span.end();
     });
     const work = otel.spans().find((s) => s.name === 'work')!;
-    expect(work.events.map((e) => e.name)).toEqual(['meshwork.endpoint.ejected', 'meshwork.retry_budget.exhausted']);
+    expect(work.events.map((e) => e.name)).toEqual([
+      'meshwork.endpoint.ejected',
+      'meshwork.retry_budget.exhausted',
+    ]);
     expect(work.events[0]?.attributes).toMatchObject({
       'meshwork.endpoint': a.address,
       'meshwork.ejection.reason': 'consecutive-5xx',
@@ -186,7 +194,9 @@ describe('metrics', () => {
     const m = mesh([await refusedAddress()]);
     await expect(m.fetch('http://upstream/')).rejects.toThrow();
     const metrics = await otel.collect();
-    const p = points<Histogram>(metrics.get('http.client.request.duration'), { 'error.type': 'ECONNREFUSED' });
+    const p = points<Histogram>(metrics.get('http.client.request.duration'), {
+      'error.type': 'ECONNREFUSED',
+    });
     expect(p[0]?.value.count).toBe(1);
     expect(p[0]?.attributes['http.response.status_code']).toBeUndefined();
   });
@@ -195,8 +205,12 @@ describe('metrics', () => {
     const m = mesh([a.address, flaky.address]);
     const metrics = await otel.collect();
     const eps = metrics.get('meshwork.endpoints');
-    expect(points(eps, { 'meshwork.service': 'upstream', 'meshwork.endpoint.state': 'healthy' })[0]?.value).toBe(2);
-    expect(points(eps, { 'meshwork.service': 'upstream', 'meshwork.endpoint.state': 'ejected' })[0]?.value).toBe(0);
+    expect(
+      points(eps, { 'meshwork.service': 'upstream', 'meshwork.endpoint.state': 'healthy' })[0]?.value,
+    ).toBe(2);
+    expect(
+      points(eps, { 'meshwork.service': 'upstream', 'meshwork.endpoint.state': 'ejected' })[0]?.value,
+    ).toBe(0);
     const updates = points(metrics.get('meshwork.discovery.updates'), { 'meshwork.service': 'upstream' });
     expect(updates[0]?.value).toBe(1);
     expect(updates[0]?.attributes['meshwork.discovery.provider']).toBe('static');
@@ -208,8 +222,12 @@ describe('metrics', () => {
     mini.svc.telemetry.circuitBreaker({ state: 'open' });
     const metrics = await otel.collect();
     const cb = metrics.get('meshwork.circuit_breaker.state');
-    expect(points(cb, { 'meshwork.service': 'svc', 'meshwork.circuit_breaker.state': 'open' })[0]?.value).toBe(1);
-    expect(points(cb, { 'meshwork.service': 'svc', 'meshwork.circuit_breaker.state': 'closed' })[0]?.value).toBe(0);
+    expect(
+      points(cb, { 'meshwork.service': 'svc', 'meshwork.circuit_breaker.state': 'open' })[0]?.value,
+    ).toBe(1);
+    expect(
+      points(cb, { 'meshwork.service': 'svc', 'meshwork.circuit_breaker.state': 'closed' })[0]?.value,
+    ).toBe(0);
   });
 
   it('works with metrics only (no tracer provider)', async () => {
@@ -255,7 +273,9 @@ describe('the inbound SERVER span helper', () => {
         'user_agent.original': 'test-agent',
       });
       const metrics = await otel.collect();
-      const p = points<Histogram>(metrics.get('http.server.request.duration'), { 'http.route': '/bookings/:id' });
+      const p = points<Histogram>(metrics.get('http.server.request.duration'), {
+        'http.route': '/bookings/:id',
+      });
       expect(p[0]?.value.count).toBe(1);
       expect(p[0]?.attributes['http.response.status_code']).toBe(200);
     } finally {

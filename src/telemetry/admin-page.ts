@@ -25,7 +25,7 @@ table { border-collapse:collapse; width:100%; font-size:13px; }
 th { text-align:left; font-weight:600; color:var(--muted); font-size:11px; text-transform:uppercase; letter-spacing:.04em; padding:6px 8px; border-bottom:1px solid var(--line); }
 td { padding:6px 8px; border-bottom:1px solid var(--line); vertical-align:middle; }
 tr:last-child td { border-bottom:0; }
-td.num { text-align:right; font-variant-numeric:tabular-nums; }
+td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 code { font:12px ui-monospace,SFMono-Regular,Menlo,monospace; }
 .badge { display:inline-block; padding:1px 8px; border-radius:999px; font-size:11px; font-weight:600; }
 .healthy,.ready,.closed-cb { background:var(--okbg); color:var(--ok); }
@@ -86,7 +86,7 @@ export const ADMIN_SCRIPT = `
     var max = 1;
     s.endpoints.forEach(function (e) { if (e.ewmaMs > max) max = e.ewmaMs; });
     var t = el('table'); var thead = el('thead'); var tr = el('tr');
-    ['endpoint', 'state', 'zone', 'weight', 'in flight', 'peak EWMA', 'labels', 'ejections'].forEach(function (c) { tr.appendChild(el('th', '', c)); });
+    ['endpoint', 'state', 'zone', 'weight', 'in flight', 'peak EWMA', 'labels', 'ejections'].forEach(function (c) { tr.appendChild(el('th', c === 'weight' || c === 'in flight' ? 'num' : '', c)); });
     thead.appendChild(tr); t.appendChild(thead);
     var tb = el('tbody');
     s.endpoints.forEach(function (e) {
@@ -147,6 +147,7 @@ export function adminPage(): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>meshwork admin</title>
+<link rel="icon" href="data:,">
 <style>${STYLE}</style>
 </head>
 <body>

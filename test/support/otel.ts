@@ -8,8 +8,8 @@ import {
   AggregationTemporality,
   type DataPoint,
   type Histogram,
-  type MetricData,
   MeterProvider,
+  type MetricData,
   MetricReader,
 } from '@opentelemetry/sdk-metrics';
 import {
@@ -49,7 +49,8 @@ export function installOtel(opts: { traces?: boolean; metrics?: boolean } = {}):
     async collect() {
       const { resourceMetrics } = await reader.collect();
       const out = new Map<string, MetricData>();
-      for (const sm of resourceMetrics.scopeMetrics) for (const m of sm.metrics) out.set(m.descriptor.name, m);
+      for (const sm of resourceMetrics.scopeMetrics)
+        for (const m of sm.metrics) out.set(m.descriptor.name, m);
       return out;
     },
     async uninstall() {
@@ -64,7 +65,10 @@ export function installOtel(opts: { traces?: boolean; metrics?: boolean } = {}):
 }
 
 /** The data points of a metric whose attributes include `match`. */
-export function points<T = number>(m: MetricData | undefined, match: Record<string, unknown> = {}): DataPoint<T>[] {
+export function points<T = number>(
+  m: MetricData | undefined,
+  match: Record<string, unknown> = {},
+): DataPoint<T>[] {
   if (!m) return [];
   return (m.dataPoints as DataPoint<T>[]).filter((p) =>
     Object.entries(match).every(([k, v]) => p.attributes[k] === v),
