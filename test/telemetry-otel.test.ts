@@ -202,7 +202,7 @@ describe('metrics', () => {
   });
 
   it('observes endpoints by state and counts discovery updates', async () => {
-    const m = mesh([a.address, flaky.address]);
+    mesh([a.address, flaky.address]);
     const metrics = await otel.collect();
     const eps = metrics.get('meshwork.endpoints');
     expect(
