@@ -1,0 +1,175 @@
+// bench/telemetry: what telemetry costs on the request path. One upstream in its own process;
+// the same mesh.dispatcher request through four meshes:
+//   no telemetry code   createMesh({ telemetry: false }): the telemetry layers are not in the stack
+//   no SDK              the default: layers present, no OpenTelemetry provider, no subscriber
+//   SDK, no-op export   a real tracer + meter provider (batch span processor, periodic metric
+//                       reader) whose exporters drop everything: the full recording cost
+//   channel subscriber  no SDK, one subscriber on meshwork:request:end
+// Interleaved rounds (order rotates), medians reported, ratios against "no telemetry code".
+// Also a loop without network: ns per call of the telemetry layer's pass-through check.
+// Target: no SDK ≥ 0.98× the throughput of no telemetry code.
+import dc from 'node:diagnostics_channel';
+import { metrics, trace } from '@opentelemetry/api';
+import { ExportResultCode } from '@opentelemetry/core';
+import {
+  MeterProvider,
+  PeriodicExportingMetricReader,
+  type PushMetricExporter,
+} from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { request } from 'undici';
+import { createMesh } from '../../src/index.ts';
+import type { Dispatch, DispatchHandler, MeshRequest } from '../../src/pipeline.ts';
+import { CHANNELS } from '../../src/telemetry/channels.ts';
+import { telemetryLayer } from '../../src/telemetry/request-layer.ts';
+import {
+  fmt,
+  load,
+  median,
+  parseArgs,
+  type RunResult,
+  ratioTable,
+  startUpstream,
+} from '../support/harness.ts';
+
+const noopSpanExporter: SpanExporter = {
+  export: (_spans, done) => done({ code: ExportResultCode.SUCCESS }),
+  shutdown: async () => {},
+};
+const noopMetricExporter: PushMetricExporter = {
+  export: (_m, done) => done({ code: ExportResultCode.SUCCESS }),
+  forceFlush: async () => {},
+  shutdown: async () => {},
+};
+
+function sdk() {
+  const tracerProvider = new BasicTracerProvider({
+    spanProcessors: [new BatchSpanProcessor(noopSpanExporter)],
+  });
+  const meterProvider = new MeterProvider({
+    readers: [
+      new PeriodicExportingMetricReader({ exporter: noopMetricExporter, exportIntervalMillis: 1000 }),
+    ],
+  });
+  return {
+    on() {
+      trace.setGlobalTracerProvider(tracerProvider);
+      metrics.setGlobalMeterProvider(meterProvider);
+    },
+    off() {
+      trace.disable();
+      metrics.disable();
+    },
+    shutdown: () => Promise.all([tracerProvider.shutdown(), meterProvider.shutdown()]),
+  };
+}
+
+/** ns per call of the telemetry layer when nothing observes (no network, no SDK). */
+function passThroughNs(): { direct: number; layered: number } {
+  const next: Dispatch = () => {};
+  const layered = telemetryLayer(() => 0)(next);
+  const req = { opts: {}, startedAt: 0 } as unknown as MeshRequest;
+  const handler = {} as DispatchHandler;
+  const n = 20_000_000;
+  const time = (fn: Dispatch) => {
+    for (let i = 0; i < 100_000; i++) fn(req, handler);
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) fn(req, handler);
+    return Number(process.hrtime.bigint() - t0) / n;
+  };
+  const d: number[] = [];
+  const l: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    d.push(time(next));
+    l.push(time(layered));
+  }
+  const mid = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  return { direct: mid(d), layered: mid(l) };
+}
+
+export async function telemetryBench(opts: {
+  quick: boolean;
+}): Promise<{ results: RunResult[]; table: string }> {
+  const seconds = opts.quick ? 0.5 : 1;
+  const rounds = opts.quick ? 5 : 11;
+  const concurrencies = opts.quick ? [16] : [1, 16];
+  const up = await startUpstream();
+  const services = { upstream: { discovery: { static: [up.address] } } };
+  const bare = createMesh({ env: {}, telemetry: false, services });
+  const mesh = createMesh({ env: {}, services });
+  const otel = sdk();
+  const onEnd = () => {};
+
+  const call = (m: typeof mesh) => async () => {
+    const r = await request('http://upstream/', { dispatcher: m.dispatcher });
+    await r.body.dump();
+  };
+  const systems: Record<string, { run: () => Promise<void>; before?: () => void; after?: () => void }> = {
+    'no telemetry code': { run: call(bare) },
+    'no SDK': { run: call(mesh) },
+    'SDK, no-op export': { run: call(mesh), before: otel.on, after: otel.off },
+    'channel subscriber': {
+      run: call(mesh),
+      before: () => dc.subscribe(CHANNELS.requestEnd, onEnd),
+      after: () => dc.unsubscribe(CHANNELS.requestEnd, onEnd),
+    },
+  };
+
+  const all: RunResult[] = [];
+  const paired: string[] = [
+    '| system | conc | median of per-round rps ratios | min | max |',
+    '|---|---:|---:|---:|---:|',
+  ];
+  for (const c of concurrencies) {
+    for (const [name, s] of Object.entries(systems)) {
+      s.before?.();
+      await load(name, c, 0.5, s.run);
+      s.after?.();
+    }
+    const byName = new Map<string, RunResult[]>();
+    const names = Object.keys(systems);
+    for (let round = 0; round < rounds; round++) {
+      const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
+      for (const name of order) {
+        const s = systems[name]!;
+        s.before?.();
+        const r = await load(name, c, seconds, s.run);
+        s.after?.();
+        byName.set(name, [...(byName.get(name) ?? []), r]);
+      }
+    }
+    for (const name of names) all.push(median(byName.get(name) ?? []));
+    // Each round runs every system back to back, so a per-round ratio cancels the load other
+    // processes put on the machine at that moment; its median is the figure to read.
+    const base = byName.get('no telemetry code') ?? [];
+    for (const name of names.slice(1)) {
+      const ratios = (byName.get(name) ?? [])
+        .map((r, i) => r.rps / (base[i]?.rps ?? Number.NaN))
+        .sort((x, y) => x - y);
+      const mid = ratios[Math.floor(ratios.length / 2)] ?? Number.NaN;
+      paired.push(
+        `| ${name} | ${c} | ${fmt(mid, 3)} | ${fmt(ratios[0] ?? Number.NaN, 3)} | ${fmt(ratios[ratios.length - 1] ?? Number.NaN, 3)} |`,
+      );
+    }
+  }
+  await bare.close();
+  await mesh.close();
+  await otel.shutdown();
+  up.stop();
+
+  const ns = passThroughNs();
+  const base = all.find((r) => r.system === 'no telemetry code');
+  const perReqNs = base ? 1e9 / base.rps : Number.NaN;
+  const table =
+    ratioTable(all, 'no telemetry code') +
+    `\n\nPaired per round (ratio to "no telemetry code" in the same round, ${rounds} rounds):\n\n${paired.join('\n')}` +
+    `\n\nPass-through check (no network): direct call ${fmt(ns.direct, 1)} ns, through the telemetry layer ${fmt(ns.layered, 1)} ns` +
+    ` → +${fmt(ns.layered - ns.direct, 1)} ns per request, ${fmt(((ns.layered - ns.direct) / perReqNs) * 100, 3)}% of one request` +
+    ` at the "no telemetry code" rate (${fmt(perReqNs / 1000, 1)} µs/request, last concurrency).`;
+  return { results: all, table };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { table } = await telemetryBench(parseArgs(process.argv.slice(2)));
+  console.log(table);
+}
