@@ -178,6 +178,21 @@ describe('diagnostics channels', () => {
   });
 });
 
+describe('configuration warnings', () => {
+  it('warn when discovery is ready with no endpoint at all', async () => {
+    const logger = recordingLogger();
+    const m = createMesh({ env: {}, logger, services: { empty: { discovery: { static: [] } } } });
+    meshes.push(m);
+    expect(logger.lines.filter((l) => l.level === 'warn')).toEqual([
+      {
+        level: 'warn',
+        obj: { service: 'empty', provider: 'static' },
+        msg: 'discovery is ready with 0 endpoints: requests fail with MESHWORK_ERR_NO_ENDPOINTS until some appear',
+      },
+    ]);
+  });
+});
+
 describe('with no SDK and no subscriber', () => {
   it('the telemetry layer steps aside: no per-request state, requests work', async () => {
     const seen: unknown[] = [];

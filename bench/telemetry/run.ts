@@ -5,9 +5,11 @@
 //   SDK, no-op export   a real tracer + meter provider (batch span processor, periodic metric
 //                       reader) whose exporters drop everything: the full recording cost
 //   channel subscriber  no SDK, one subscriber on meshwork:request:end
+//   A/A control         a second mesh without telemetry code: the noise floor of the run
 // Interleaved rounds (order rotates), medians reported, ratios against "no telemetry code".
 // Also a loop without network: ns per call of the telemetry layer's pass-through check.
 // Target: no SDK ≥ 0.98× the throughput of no telemetry code.
+// Best run as `node --expose-gc bench/telemetry/run.ts` (a GC between runs).
 import dc from 'node:diagnostics_channel';
 import { metrics, trace } from '@opentelemetry/api';
 import { ExportResultCode } from '@opentelemetry/core';
@@ -87,6 +89,8 @@ function passThroughNs(): { direct: number; layered: number } {
   return { direct: mid(d), layered: mid(l) };
 }
 
+const gc = (globalThis as { gc?: () => void }).gc;
+
 export async function telemetryBench(opts: {
   quick: boolean;
 }): Promise<{ results: RunResult[]; table: string }> {
@@ -96,6 +100,7 @@ export async function telemetryBench(opts: {
   const up = await startUpstream();
   const services = { upstream: { discovery: { static: [up.address] } } };
   const bare = createMesh({ env: {}, telemetry: false, services });
+  const bare2 = createMesh({ env: {}, telemetry: false, services });
   const mesh = createMesh({ env: {}, services });
   const otel = sdk();
   const onEnd = () => {};
@@ -106,6 +111,8 @@ export async function telemetryBench(opts: {
   };
   const systems: Record<string, { run: () => Promise<void>; before?: () => void; after?: () => void }> = {
     'no telemetry code': { run: call(bare) },
+    // A second mesh without telemetry code: its ratio to the first is the noise floor of this run.
+    'A/A control': { run: call(bare2) },
     'no SDK': { run: call(mesh) },
     'SDK, no-op export': { run: call(mesh), before: otel.on, after: otel.off },
     'channel subscriber': {
@@ -117,9 +124,11 @@ export async function telemetryBench(opts: {
 
   const all: RunResult[] = [];
   const paired: string[] = [
-    '| system | conc | median of per-round rps ratios | min | max |',
-    '|---|---:|---:|---:|---:|',
+    '| system | conc | rps ratio: median | min | max | CPU µs/request | CPU ratio: median |',
+    '|---|---:|---:|---:|---:|---:|---:|',
   ];
+  const cpuPerReq = (r: RunResult) => (r.cpuSeconds * 1e6) / Math.max(1, r.requests);
+  const mid = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? Number.NaN;
   for (const c of concurrencies) {
     for (const [name, s] of Object.entries(systems)) {
       s.before?.();
@@ -132,6 +141,7 @@ export async function telemetryBench(opts: {
       const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
       for (const name of order) {
         const s = systems[name]!;
+        gc?.(); // with --expose-gc: no system pays for the previous one's garbage
         s.before?.();
         const r = await load(name, c, seconds, s.run);
         s.after?.();
@@ -139,20 +149,22 @@ export async function telemetryBench(opts: {
       }
     }
     for (const name of names) all.push(median(byName.get(name) ?? []));
-    // Each round runs every system back to back, so a per-round ratio cancels the load other
-    // processes put on the machine at that moment; its median is the figure to read.
+    // Each round runs every system back to back, so a per-round ratio cancels much of the load
+    // other processes put on the machine at that moment. CPU time per request (this process
+    // only) is steadier still on a shared machine.
     const base = byName.get('no telemetry code') ?? [];
+    paired.push(`| no telemetry code | ${c} | 1 | - | - | ${fmt(mid(base.map(cpuPerReq)), 1)} | 1 |`);
     for (const name of names.slice(1)) {
-      const ratios = (byName.get(name) ?? [])
-        .map((r, i) => r.rps / (base[i]?.rps ?? Number.NaN))
-        .sort((x, y) => x - y);
-      const mid = ratios[Math.floor(ratios.length / 2)] ?? Number.NaN;
+      const runs = byName.get(name) ?? [];
+      const ratios = runs.map((r, i) => r.rps / (base[i]?.rps ?? Number.NaN)).sort((x, y) => x - y);
+      const cpuRatios = runs.map((r, i) => cpuPerReq(r) / (base[i] ? cpuPerReq(base[i]) : Number.NaN));
       paired.push(
-        `| ${name} | ${c} | ${fmt(mid, 3)} | ${fmt(ratios[0] ?? Number.NaN, 3)} | ${fmt(ratios[ratios.length - 1] ?? Number.NaN, 3)} |`,
+        `| ${name} | ${c} | ${fmt(mid(ratios), 3)} | ${fmt(ratios[0] ?? Number.NaN, 3)} | ${fmt(ratios[ratios.length - 1] ?? Number.NaN, 3)} | ${fmt(mid(runs.map(cpuPerReq)), 1)} | ${fmt(mid(cpuRatios), 3)} |`,
       );
     }
   }
   await bare.close();
+  await bare2.close();
   await mesh.close();
   await otel.shutdown();
   up.stop();

@@ -206,7 +206,15 @@ export class ServiceTelemetry implements GaugeSource {
           'discovery update applied',
         );
       },
-      ready: () => set.ready(),
+      ready: () => {
+        const first = !set.isReady;
+        set.ready();
+        if (first && set.all.endpoints.length === 0)
+          this.logger.warn(
+            { service: this.service, provider },
+            'discovery is ready with 0 endpoints: requests fail with MESHWORK_ERR_NO_ENDPOINTS until some appear',
+          );
+      },
       error: (err: Error) => {
         set.error(err);
         if (otelRegistered()) instruments().discoveryErrors.add(1, registryErr);
