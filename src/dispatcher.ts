@@ -100,6 +100,7 @@ export class MeshDispatcher extends Dispatcher {
       tried: undefined,
       attempt: 0,
       startedAt: this.#opts.clock(),
+      telemetry: undefined,
     };
     this.#opts.stack(req, handler);
     return true;

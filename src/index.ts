@@ -19,4 +19,22 @@ export {
   type MeshSnapshot,
   type ServiceSnapshot,
 } from './mesh.ts';
+export type { AdminHandler } from './telemetry/admin.ts';
+export {
+  CHANNELS,
+  type CircuitBreakerMessage,
+  type CircuitState,
+  type DiscoveryChangeMessage,
+  type DiscoveryErrorMessage,
+  type EjectionMessage,
+  type RequestMessage,
+  type RetryBudgetExhaustedMessage,
+  type RetryMessage,
+} from './telemetry/channels.ts';
 export type { Logger } from './telemetry/logger.ts';
+export {
+  endServerSpan,
+  type ServerSpan,
+  type ServerSpanOptions,
+  startServerSpan,
+} from './telemetry/tracing.ts';

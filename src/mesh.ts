@@ -8,7 +8,9 @@ import { isMeshworkError, MeshClosedError, UnknownServiceError } from './errors.
 import { MirrorGate } from './routing/mirror.ts';
 import { ServiceRuntime } from './service.ts';
 import { buildStack } from './stack.ts';
+import { type AdminHandler, createAdminHandler } from './telemetry/admin.ts';
 import { type Logger, silentLogger } from './telemetry/logger.ts';
+import { type MeshSnapshot, type ServiceSnapshot, serviceSnapshot } from './telemetry/snapshot.ts';
 
 /** How long close() lets in-flight requests finish before it destroys the pools. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
@@ -22,47 +24,24 @@ export interface MeshOptions {
   random?: () => number;
   /** Environment to read MESHWORK_CONFIG, MESHWORK_ZONE, CONSUL_HTTP_ADDR from (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * `false` builds the stack without the telemetry layers (no spans, request metrics or request
+   * channels; event telemetry and logs stay). For benchmarks; the default costs ~nothing anyway.
+   */
+  telemetry?: boolean;
 }
 
 export type CreateMeshInput = MeshConfigInput & MeshOptions;
 
-export interface EndpointSnapshot {
-  address: string;
-  labels: Record<string, string>;
-  weight: number;
-  zone: string | undefined;
-  healthy: boolean;
-  ejected: boolean;
-  draining: boolean;
-  inflight: number;
-  ewmaMs: number;
-}
-
-export interface ServiceSnapshot {
-  endpoints: EndpointSnapshot[];
-  loadBalancer: string;
-  discovery: {
-    provider: string;
-    state: string;
-    updates: number;
-    errors: number;
-    skipped: number;
-    lastError?: string | undefined;
-    lastUpdateAt?: string | undefined;
-  };
-}
-
-export interface MeshSnapshot {
-  zone: string | undefined;
-  closed: boolean;
-  services: Record<string, ServiceSnapshot>;
-}
+export type { EndpointSnapshot, MeshSnapshot, ServiceSnapshot } from './telemetry/snapshot.ts';
 
 type FetchInput = string | URL | { url: string };
 
 export class Mesh {
   readonly config: MeshConfig;
   readonly dispatcher: MeshDispatcher;
+  /** The logger given to createMesh (silent by default). */
+  readonly logger: Logger;
   readonly #services = new Map<string, ServiceRuntime>();
   readonly #clock: Clock;
   readonly #closeTimeoutMs: number;
@@ -70,7 +49,8 @@ export class Mesh {
   #closing: Promise<void> | undefined;
 
   constructor(input: CreateMeshInput = {}) {
-    const { logger, clock, random, env: envIn, ...config } = input;
+    const { logger, clock, random, env: envIn, telemetry, ...config } = input;
+    this.logger = logger ?? silentLogger;
     const env = envIn ?? process.env;
     this.config = loadConfig(config, env);
     this.#clock = clock ?? (() => performance.now());
@@ -79,7 +59,7 @@ export class Mesh {
     for (const [name, svc] of Object.entries(this.config.services)) {
       this.#services.set(
         name,
-        new ServiceRuntime(name, svc, { clock: this.#clock, logger: logger ?? silentLogger, zone, env }),
+        new ServiceRuntime(name, svc, { clock: this.#clock, logger: this.logger, zone, env }),
       );
     }
     this.#mirrorGate = new MirrorGate();
@@ -88,6 +68,7 @@ export class Mesh {
       services: this.#services,
       mirrorGate: this.#mirrorGate,
       random,
+      telemetry: telemetry !== false,
     });
     this.dispatcher = new MeshDispatcher({
       services: this.#services,
@@ -124,31 +105,25 @@ export class Mesh {
     }
   };
 
+  /** The live state of every service: endpoints, load, ejections, discovery... (see docs/telemetry.md). */
   snapshot(): MeshSnapshot {
     const now = this.#clock();
     const services: Record<string, ServiceSnapshot> = {};
-    for (const [name, svc] of this.#services) {
-      const endpoints: EndpointSnapshot[] = [];
-      for (const ep of svc.endpoints.endpoints()) {
-        endpoints.push({
-          address: ep.address,
-          labels: { ...ep.labels },
-          weight: ep.weight,
-          zone: ep.zone,
-          healthy: ep.healthy,
-          ejected: ep.isEjected(now),
-          draining: ep.draining,
-          inflight: ep.inflight,
-          ewmaMs: Math.round(ep.ewma.estimate(now) * 1000) / 1000,
-        });
-      }
-      services[name] = {
-        endpoints,
-        loadBalancer: svc.endpoints.all.balancer.name,
-        discovery: { ...svc.endpoints.status },
-      };
-    }
-    return { zone: this.config.zone, closed: this.#closing !== undefined, services };
+    for (const [name, svc] of this.#services) services[name] = serviceSnapshot(svc, now);
+    return {
+      zone: this.config.zone,
+      closed: this.#closing !== undefined,
+      takenAt: new Date().toISOString(),
+      services,
+    };
+  }
+
+  /**
+   * A node:http request handler serving the admin page (`/`) and `/snapshot` (JSON). Mount it
+   * on an internal port or behind your own auth: it shows the mesh's topology.
+   */
+  adminHandler(): AdminHandler {
+    return createAdminHandler(() => this.snapshot());
   }
 
   /** Closes every pool and watcher; resolves once nothing of the mesh holds the process open. */

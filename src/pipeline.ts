@@ -9,6 +9,7 @@ import type { Endpoint } from './balancer/endpoint.ts';
 import type { HeaderRecord } from './http/headers.ts';
 import type { RouteDecision } from './routing/router.ts';
 import type { ServiceRuntime } from './service.ts';
+import type { RequestTelemetry } from './telemetry/request-layer.ts';
 
 export type DispatchHandler = Dispatcher.DispatchHandler;
 export type DispatchController = Dispatcher.DispatchController;
@@ -34,6 +35,11 @@ export interface MeshRequest {
   attempt: number;
   /** Monotonic ms when the request entered the mesh. */
   readonly startedAt: number;
+  /**
+   * Set by the telemetry layer when anything observes this request (an OpenTelemetry SDK or a
+   * diagnostics_channel subscriber); undefined otherwise. See src/telemetry/request-layer.ts.
+   */
+  telemetry?: RequestTelemetry | undefined;
 }
 
 export type Dispatch = (req: MeshRequest, handler: DispatchHandler) => void;

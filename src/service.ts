@@ -7,6 +7,7 @@ import type { DiscoveryProvider } from './discovery/types.ts';
 import { compileRouter, type Router } from './routing/router.ts';
 import { mergeSubsetPolicy } from './routing/subset.ts';
 import type { Logger } from './telemetry/logger.ts';
+import { ServiceTelemetry } from './telemetry/service-telemetry.ts';
 
 /** Defaults for a service's lifecycle (see docs/configuration.md). */
 export const SERVICE_DEFAULTS = {
@@ -32,11 +33,16 @@ export class ServiceRuntime {
   readonly initialTimeoutMs: number;
   /** The compiled `http` routes (size 0 when the service has none). */
   readonly router: Router;
+  /** The mesh's logger (silent by default). */
+  readonly logger: Logger;
+  /** Telemetry events of this service: retries, budget, ejections, breaker, discovery. */
+  readonly telemetry: ServiceTelemetry;
 
   constructor(name: string, config: ServiceConfig, opts: ServiceRuntimeOptions) {
     this.name = name;
     this.config = config;
     this.initialTimeoutMs = SERVICE_DEFAULTS.initialTimeoutMs;
+    this.logger = opts.logger;
     const policy = config.trafficPolicy;
     this.router = compileRouter(config.http);
     // Each DestinationRule subset gets its own pick group and balancer; the subset's policy
@@ -61,13 +67,15 @@ export class ServiceRuntime {
       logger: opts.logger,
       drainTimeoutMs: SERVICE_DEFAULTS.drainTimeoutMs,
     });
+    this.telemetry = new ServiceTelemetry(name, this.endpoints, opts.logger, opts.clock);
   }
 
   start(): void {
-    this.discovery.start(this.endpoints);
+    this.discovery.start(this.telemetry.discoverySink(this.endpoints));
   }
 
   async close(timeoutMs: number): Promise<void> {
+    this.telemetry.close();
     await this.discovery.close().catch(() => {});
     await this.endpoints.close(timeoutMs);
   }

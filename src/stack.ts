@@ -5,6 +5,7 @@
  *     │  normalize: service lookup, lowercase headers, Host = original authority   (src/dispatcher.ts)
  *     ▼
  *   ── per-request layers (above the balancer), outermost first ──
+ *     telemetry → CLIENT span, request duration/active metrics, request channels (src/telemetry/request-layer.ts)
  *     context   → gateway context + trace headers from AsyncLocalStorage          (issue 7)
  *     routing   → match route, pick destination/subset, rewrites, header edits   (src/routing/layer.ts)
  *     mirror    → fire-and-forget copy to the mirror service, bounded            (src/routing/mirror-layer.ts)
@@ -14,12 +15,20 @@
  *   ── balance: pick one endpoint of the subset (P2C peak-EWMA by default) ──
  *     ▼
  *   ── per-endpoint layers (below the balancer), outermost first ──
+ *     attempt   → one span event per attempt: endpoint, attempt number, retry reason (src/telemetry/request-layer.ts)
  *     load      → in-flight count + peak-EWMA RTT sample                          (src/balancer/load-layer.ts)
  *     outlier   → consecutive errors / success rate → ejection                    (issue 4)
  *     chaos     → attempt-level chaos (latency/reset/abort), seen by everything above (src/fault/layer.ts)
  *     pool      → the endpoint's own undici Pool (TLS in its connector)          (src/balancer/endpoint.ts)
  *
  * Layers marked with an issue number are added to the arrays below as those issues land.
+ *
+ * Why telemetry is outermost: its CLIENT span is the *logical* request, so it must wrap
+ * everything the caller waits for (routing, fault delays, every retry and backoff), and it
+ * must be the active span when the context layer injects `traceparent`, so the upstream's
+ * SERVER span becomes its child rather than a sibling. Routing's choices (route, subset) are
+ * read off the request when it ends; retries and attempts land on the span as events. With no
+ * OpenTelemetry SDK and no channel subscriber, the layer passes straight through.
  */
 import { balance } from './balancer/balance-layer.ts';
 import { trackLoad } from './balancer/load-layer.ts';
@@ -30,6 +39,7 @@ import { routing } from './routing/layer.ts';
 import type { MirrorGate } from './routing/mirror.ts';
 import { mirroring } from './routing/mirror-layer.ts';
 import type { ServiceRuntime } from './service.ts';
+import { attemptLayer, telemetryLayer } from './telemetry/request-layer.ts';
 
 export interface StackOptions {
   clock: Clock;
@@ -37,16 +47,23 @@ export interface StackOptions {
   mirrorGate: MirrorGate;
   /** Random source for weighted splits, fault and chaos draws (tests pass a seeded one). */
   random?: () => number;
+  /** false: leave the telemetry layers out entirely (benchmarks). */
+  telemetry: boolean;
 }
 
 export function buildStack(opts: StackOptions): Dispatch {
   const random = opts.random ?? Math.random;
   const requestLayers: Layer[] = [
+    ...(opts.telemetry ? [telemetryLayer(opts.clock)] : []),
     routing(opts.services, random),
     mirroring(opts.services, opts.mirrorGate, random),
     faults(random),
   ];
-  const endpointLayers: EndpointLayer[] = [trackLoad(opts.clock), chaos(random)];
+  const endpointLayers: EndpointLayer[] = [
+    ...(opts.telemetry ? [attemptLayer()] : []),
+    trackLoad(opts.clock),
+    chaos(random),
+  ];
 
   const send: EndpointDispatch = (ep, req, handler) => {
     ep.dispatch(req.opts as never, handler);

@@ -42,6 +42,8 @@ export class EndpointSet implements DiscoverySink {
   readonly #opts: EndpointSetOptions;
   readonly #byAddress = new Map<string, Endpoint>();
   readonly #draining = new Set<Promise<void>>();
+  /** Removed endpoints still finishing their in-flight requests (shown in the snapshot). */
+  readonly #drainingEps = new Set<Endpoint>();
   readonly #groups: PickGroup[];
   readonly #bySubset = new Map<string, PickGroup>();
   readonly all: PickGroup;
@@ -66,9 +68,15 @@ export class EndpointSet implements DiscoverySink {
     return this.#ready;
   }
 
+  /** Number of live (not draining) endpoints. */
+  get size(): number {
+    return this.#byAddress.size;
+  }
+
   /** Every endpoint, draining ones included (for the snapshot). */
-  endpoints(): IterableIterator<Endpoint> {
-    return this.#byAddress.values();
+  *endpoints(): IterableIterator<Endpoint> {
+    yield* this.#byAddress.values();
+    yield* this.#drainingEps;
   }
 
   group(subset: string | undefined): PickGroup | undefined {
@@ -159,8 +167,12 @@ export class EndpointSet implements DiscoverySink {
 
   #drain(ep: Endpoint): void {
     ep.draining = true;
+    this.#drainingEps.add(ep);
     const timeout = this.#opts.drainTimeoutMs;
-    const p = closePool(ep, timeout).finally(() => this.#draining.delete(p));
+    const p = closePool(ep, timeout).finally(() => {
+      this.#draining.delete(p);
+      this.#drainingEps.delete(ep);
+    });
     this.#draining.add(p);
   }
 

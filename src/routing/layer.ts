@@ -22,6 +22,7 @@ export function routing(services: ReadonlyMap<string, ServiceRuntime>, random: R
       });
       return;
     }
+    req.telemetry?.noteRoute(d.route.config.name ?? `${req.service.name}.http[${d.route.index}]`);
     const dest = d.destination.destination;
     if (dest.host !== undefined && dest.host !== req.service.name) {
       // Validated at createMesh: the host is a configured service.

@@ -52,6 +52,7 @@ function mirrorRequest(req: MeshRequest, service: ServiceRuntime, subset: string
     tried: undefined,
     attempt: 0,
     startedAt: req.startedAt,
+    telemetry: undefined,
   };
 }
 

@@ -1,0 +1,117 @@
+/**
+ * `mesh.snapshot()`: the whole live state, as plain JSON-able data (the admin page renders it).
+ * Fields other layers own are optional, so each lands with its layer: `outlier` per endpoint and
+ * `retryBudget` (issue 4), `routes` and `subsets` (issue 6), `tls` (issue 7). `circuitBreakers`
+ * and per-endpoint `ejections` are kept by ServiceTelemetry from the events it is told about.
+ */
+import type { DiscoveryStatus } from '../discovery/types.ts';
+import type { ServiceRuntime } from '../service.ts';
+import type { CircuitState } from './channels.ts';
+import type { EndpointState } from './metrics.ts';
+import { endpointState } from './service-telemetry.ts';
+
+export interface EndpointSnapshot {
+  address: string;
+  labels: Record<string, string>;
+  /** Weight from discovery. */
+  weight: number;
+  /** Weight the balancer uses now (slow start applied). */
+  effectiveWeight: number;
+  zone: string | undefined;
+  /** One word for the page: draining > ejected > unhealthy > healthy. */
+  state: EndpointState;
+  healthy: boolean;
+  ejected: boolean;
+  /** While ejected: ms until the endpoint comes back. */
+  ejectedForMs?: number | undefined;
+  draining: boolean;
+  inflight: number;
+  /** Peak-EWMA round-trip estimate, ms. */
+  ewmaMs: number;
+  /** Outlier ejections so far (when any), with the last reason and time. */
+  ejections?: { count: number; lastReason: string; lastAt: string } | undefined;
+  /** Outlier-detection counters (issue 4). */
+  outlier?: Record<string, unknown> | undefined;
+}
+
+export interface CircuitBreakerSnapshot {
+  /** Undefined for a service-wide breaker. */
+  endpoint?: string | undefined;
+  state: CircuitState;
+}
+
+export interface RetryBudgetSnapshot {
+  /** Retries the budget would allow right now. */
+  available?: number | undefined;
+  /** Configured ratio of retries to requests (Linkerd / Finagle style). */
+  ratio?: number | undefined;
+  minRetriesPerSecond?: number | undefined;
+  /** Retries refused so far. */
+  exhausted: number;
+  [key: string]: unknown;
+}
+
+export interface RouteSnapshot {
+  name?: string | undefined;
+  match?: unknown;
+  destinations?: { subset?: string | undefined; weight?: number | undefined }[] | undefined;
+  [key: string]: unknown;
+}
+
+export interface ServiceSnapshot {
+  endpoints: EndpointSnapshot[];
+  loadBalancer: string;
+  /** Requests in flight to this service's endpoints (sum over endpoints). */
+  inflight: number;
+  discovery: DiscoveryStatus;
+  circuitBreakers?: CircuitBreakerSnapshot[] | undefined;
+  retryBudget?: RetryBudgetSnapshot | undefined;
+  routes?: RouteSnapshot[] | undefined;
+  subsets?: { name: string; labels: Record<string, string>; endpoints: number }[] | undefined;
+}
+
+export interface MeshSnapshot {
+  zone: string | undefined;
+  closed: boolean;
+  /** Wall-clock time of the snapshot (ISO 8601). */
+  takenAt: string;
+  services: Record<string, ServiceSnapshot>;
+}
+
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapshot {
+  const tel = svc.telemetry;
+  const endpoints: EndpointSnapshot[] = [];
+  let inflight = 0;
+  for (const ep of svc.endpoints.endpoints()) {
+    const ejected = ep.isEjected(now);
+    const e: EndpointSnapshot = {
+      address: ep.address,
+      labels: { ...ep.labels },
+      weight: ep.weight,
+      effectiveWeight: round3(ep.effectiveWeight(now)),
+      zone: ep.zone,
+      state: endpointState(ep, now),
+      healthy: ep.healthy,
+      ejected,
+      draining: ep.draining,
+      inflight: ep.inflight,
+      ewmaMs: round3(ep.ewma.estimate(now)),
+    };
+    if (ejected) e.ejectedForMs = Math.round(ep.ejectedUntil - now);
+    const rec = tel.ejections.get(ep.address);
+    if (rec) e.ejections = { ...rec };
+    inflight += ep.inflight;
+    endpoints.push(e);
+  }
+  const s: ServiceSnapshot = {
+    endpoints,
+    loadBalancer: svc.endpoints.all.balancer.name,
+    inflight,
+    discovery: { ...svc.endpoints.status },
+  };
+  if (tel.breakers.size > 0) s.circuitBreakers = Array.from(tel.circuitStates(), (b) => ({ ...b }));
+  if (tel.retryBudgetExhaustedCount > 0) s.retryBudget = { exhausted: tel.retryBudgetExhaustedCount };
+  return s;
+}
