@@ -8,6 +8,7 @@
  *     telemetry → CLIENT span, request duration/active metrics, request channels (src/telemetry/request-layer.ts)
  *     context   → gateway context + trace headers from AsyncLocalStorage          (issue 7)
  *     routing   → match route, pick destination/subset, rewrites, header edits   (src/routing/layer.ts)
+ *     body      → buffer a streamed body up to 64 KiB so it can be replayed      (src/retry/replay-body.ts)
  *     mirror    → fire-and-forget copy to the mirror service, bounded            (src/routing/mirror-layer.ts)
  *     fault     → Istio fault injection, decided once, before retries            (src/fault/layer.ts)
  *     retry     → retries, budget, hedging, route timeout, deadline              (issue 4)
@@ -35,6 +36,7 @@ import { trackLoad } from './balancer/load-layer.ts';
 import type { Clock } from './balancer/types.ts';
 import { chaos, faults } from './fault/layer.ts';
 import type { Dispatch, EndpointDispatch, EndpointLayer, Layer } from './pipeline.ts';
+import { replayableBody } from './retry/replay-body.ts';
 import { routing } from './routing/layer.ts';
 import type { MirrorGate } from './routing/mirror.ts';
 import { mirroring } from './routing/mirror-layer.ts';
@@ -56,6 +58,7 @@ export function buildStack(opts: StackOptions): Dispatch {
   const requestLayers: Layer[] = [
     ...(opts.telemetry ? [telemetryLayer(opts.clock)] : []),
     routing(opts.services, random),
+    replayableBody(),
     mirroring(opts.services, opts.mirrorGate, random),
     faults(random),
   ];

@@ -386,6 +386,23 @@ describe('mirroring', () => {
   });
 });
 
+describe('mirroring mesh.fetch bodies', () => {
+  it('mirrors a mesh.fetch POST, whose body undici hands over as a stream, once it is buffered', async () => {
+    const shadow = await startServer(named('shadow'));
+    const m = mesh({
+      services: {
+        httpbin: { discovery: { static: [v1.address] }, http: [{ route: [{ destination: {} }], mirror: { host: 'shadow' } }] },
+        shadow: { discovery: { static: [shadow.address] } },
+      },
+    });
+    expect(await text(m, 'http://httpbin/post', { method: 'POST', body: '{"a":1}' })).toBe('v1');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(v1.hits[0]?.body).toBe('{"a":1}');
+    expect(shadow.hits[0]?.body).toBe('{"a":1}');
+    await shadow.close();
+  });
+});
+
 describe('fromIstio', () => {
   it('loads bookinfo reviews: subsets + header match, and routes as Istio would', async () => {
     const fixtures = ['destination-rule-all.yaml', 'virtual-service-reviews-test-v2.yaml'].map((f) =>

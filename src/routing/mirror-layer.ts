@@ -1,4 +1,5 @@
 import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest } from '../pipeline.ts';
+import { isReplayable } from '../retry/replay-body.ts';
 import type { ServiceRuntime } from '../service.ts';
 import type { Random } from './destination.ts';
 import { MirrorGate, shadowAuthority, shouldMirror, startMirror } from './mirror.ts';
@@ -20,7 +21,7 @@ export function mirroring(
     if (
       cfg?.mirror === undefined ||
       !shouldMirror(cfg.mirrorPercentage?.value, random) ||
-      !replayable(req.opts.body)
+      !isReplayable(req.opts.body)
     ) {
       return next(req, handler);
     }
@@ -32,10 +33,6 @@ export function mirroring(
     next(req, handler);
     startMirror(gate, (signal) => sendDiscarding(next, copy, signal));
   };
-}
-
-function replayable(body: unknown): boolean {
-  return body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array;
 }
 
 function mirrorRequest(req: MeshRequest, service: ServiceRuntime, subset: string | undefined): MeshRequest {
