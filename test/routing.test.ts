@@ -391,7 +391,10 @@ describe('mirroring mesh.fetch bodies', () => {
     const shadow = await startServer(named('shadow'));
     const m = mesh({
       services: {
-        httpbin: { discovery: { static: [v1.address] }, http: [{ route: [{ destination: {} }], mirror: { host: 'shadow' } }] },
+        httpbin: {
+          discovery: { static: [v1.address] },
+          http: [{ route: [{ destination: {} }], mirror: { host: 'shadow' } }],
+        },
         shadow: { discovery: { static: [shadow.address] } },
       },
     });
