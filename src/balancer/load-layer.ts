@@ -1,3 +1,4 @@
+import { ForwardingHandler } from '../http/forwarding-handler.ts';
 import type { DispatchController, DispatchHandler, EndpointLayer } from '../pipeline.ts';
 import type { Endpoint } from './endpoint.ts';
 import type { Clock } from './types.ts';
@@ -19,17 +20,16 @@ export function trackLoad(clock: Clock): EndpointLayer {
   };
 }
 
-class LoadHandler implements DispatchHandler {
+class LoadHandler extends ForwardingHandler {
   readonly #ep: Endpoint;
-  readonly #handler: DispatchHandler;
   readonly #clock: Clock;
   readonly #start: number;
   #observed = false;
   #done = false;
 
   constructor(ep: Endpoint, handler: DispatchHandler, clock: Clock, start: number) {
+    super(handler);
     this.#ep = ep;
-    this.#handler = handler;
     this.#clock = clock;
     this.#start = start;
   }
@@ -46,16 +46,17 @@ class LoadHandler implements DispatchHandler {
     }
   }
 
-  onRequestStart(controller: DispatchController, context: unknown): void {
-    this.#handler.onRequestStart?.(controller, context);
-  }
-
-  onRequestUpgrade(controller: DispatchController, statusCode: number, headers: any, socket: any): void {
+  override onRequestUpgrade(
+    controller: DispatchController,
+    statusCode: number,
+    headers: any,
+    socket: any,
+  ): void {
     this.#finish(false);
-    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+    super.onRequestUpgrade(controller, statusCode, headers, socket);
   }
 
-  onResponseStart(
+  override onResponseStart(
     controller: DispatchController,
     statusCode: number,
     headers: any,
@@ -66,20 +67,16 @@ class LoadHandler implements DispatchHandler {
       this.#ep.ewma.observe(now - this.#start, now);
       this.#observed = true;
     }
-    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+    super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 
-  onResponseData(controller: DispatchController, chunk: Buffer): void {
-    this.#handler.onResponseData?.(controller, chunk);
-  }
-
-  onResponseEnd(controller: DispatchController, trailers: any): void {
+  override onResponseEnd(controller: DispatchController, trailers: any): void {
     this.#finish(false);
-    this.#handler.onResponseEnd?.(controller, trailers);
+    super.onResponseEnd(controller, trailers);
   }
 
-  onResponseError(controller: DispatchController, err: Error): void {
+  override onResponseError(controller: DispatchController, err: Error): void {
     this.#finish(true);
-    this.#handler.onResponseError?.(controller, err);
+    super.onResponseError(controller, err);
   }
 }

@@ -1,4 +1,5 @@
 import type { DispatchController, DispatchHandler } from '../pipeline.ts';
+import { ForwardingHandler } from './forwarding-handler.ts';
 import { toRawHeaders } from './synthetic.ts';
 
 /**
@@ -37,13 +38,12 @@ class EditedHeadersController implements DispatchController {
 export type HeaderEdit = (headers: Record<string, string | string[]>) => void;
 
 /** Wraps a handler so `edit` changes the response headers before the caller sees them. */
-export class ResponseHeadersHandler implements DispatchHandler {
-  readonly #handler: DispatchHandler;
+export class ResponseHeadersHandler extends ForwardingHandler {
   readonly #edit: HeaderEdit;
   #view: EditedHeadersController | undefined;
 
   constructor(handler: DispatchHandler, edit: HeaderEdit) {
-    this.#handler = handler;
+    super(handler);
     this.#edit = edit;
   }
 
@@ -52,13 +52,18 @@ export class ResponseHeadersHandler implements DispatchHandler {
     return this.#view;
   }
 
-  onRequestStart(controller: DispatchController, context: unknown): void {
-    this.#handler.onRequestStart?.(this.#viewOf(controller), context);
+  override onRequestStart(controller: DispatchController, context: unknown): void {
+    super.onRequestStart(this.#viewOf(controller), context);
   }
-  onRequestUpgrade(controller: DispatchController, statusCode: number, headers: any, socket: any): void {
-    this.#handler.onRequestUpgrade?.(this.#viewOf(controller), statusCode, headers, socket);
+  override onRequestUpgrade(
+    controller: DispatchController,
+    statusCode: number,
+    headers: any,
+    socket: any,
+  ): void {
+    super.onRequestUpgrade(this.#viewOf(controller), statusCode, headers, socket);
   }
-  onResponseStart(
+  override onResponseStart(
     controller: DispatchController,
     statusCode: number,
     headers: any,
@@ -68,15 +73,15 @@ export class ResponseHeadersHandler implements DispatchHandler {
     this.#edit(edited);
     const view = this.#viewOf(controller) as EditedHeadersController;
     view.rawHeaders = toRawHeaders(edited);
-    this.#handler.onResponseStart?.(view, statusCode, edited, statusMessage);
+    super.onResponseStart(view, statusCode, edited, statusMessage);
   }
-  onResponseData(controller: DispatchController, chunk: Buffer): void {
-    this.#handler.onResponseData?.(this.#viewOf(controller), chunk);
+  override onResponseData(controller: DispatchController, chunk: Buffer): void {
+    super.onResponseData(this.#viewOf(controller), chunk);
   }
-  onResponseEnd(controller: DispatchController, trailers: any): void {
-    this.#handler.onResponseEnd?.(this.#viewOf(controller), trailers);
+  override onResponseEnd(controller: DispatchController, trailers: any): void {
+    super.onResponseEnd(this.#viewOf(controller), trailers);
   }
-  onResponseError(controller: DispatchController, err: Error): void {
-    this.#handler.onResponseError?.(this.#viewOf(controller), err);
+  override onResponseError(controller: DispatchController, err: Error): void {
+    super.onResponseError(this.#viewOf(controller), err);
   }
 }

@@ -11,6 +11,7 @@
 import { type Attributes, context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../balancer/types.ts';
+import { ForwardingHandler } from '../http/forwarding-handler.ts';
 import type { DispatchController, DispatchHandler, EndpointLayer, Layer, MeshRequest } from '../pipeline.ts';
 import {
   type RequestMessage,
@@ -54,10 +55,9 @@ export function attemptLayer(): EndpointLayer {
  * it as `req.telemetry` (undefined when nothing observes the request): the routing layer calls
  * `noteRoute(name)`, the retry layer goes through `req.service.telemetry.retry({ req, ... })`.
  */
-export class RequestTelemetry implements DispatchHandler {
+export class RequestTelemetry extends ForwardingHandler {
   readonly span: Span | undefined;
   readonly #req: MeshRequest;
-  readonly #handler: DispatchHandler;
   readonly #clock: Clock;
   readonly #inst: Instruments | undefined;
   readonly #method: string;
@@ -70,8 +70,8 @@ export class RequestTelemetry implements DispatchHandler {
   #done = false;
 
   constructor(req: MeshRequest, handler: DispatchHandler, clock: Clock, otel: boolean) {
+    super(handler);
     this.#req = req;
-    this.#handler = handler;
     this.#clock = clock;
     const rawMethod = req.opts.method ?? 'GET';
     const method = normalizeMethod(rawMethod);
@@ -191,38 +191,35 @@ export class RequestTelemetry implements DispatchHandler {
     }
   }
 
-  onRequestStart(controller: DispatchController, ctx: unknown): void {
-    this.#handler.onRequestStart?.(controller, ctx);
-  }
-
-  onRequestUpgrade(controller: DispatchController, statusCode: number, headers: any, socket: any): void {
+  override onRequestUpgrade(
+    controller: DispatchController,
+    statusCode: number,
+    headers: any,
+    socket: any,
+  ): void {
     this.#status = statusCode;
     this.#finish(undefined);
-    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+    super.onRequestUpgrade(controller, statusCode, headers, socket);
   }
 
-  onResponseStart(
+  override onResponseStart(
     controller: DispatchController,
     statusCode: number,
     headers: any,
     statusMessage?: string,
   ): void {
     this.#status = statusCode;
-    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+    super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 
-  onResponseData(controller: DispatchController, chunk: Buffer): void {
-    this.#handler.onResponseData?.(controller, chunk);
-  }
-
-  onResponseEnd(controller: DispatchController, trailers: any): void {
+  override onResponseEnd(controller: DispatchController, trailers: any): void {
     this.#finish(undefined);
-    this.#handler.onResponseEnd?.(controller, trailers);
+    super.onResponseEnd(controller, trailers);
   }
 
-  onResponseError(controller: DispatchController, err: Error): void {
+  override onResponseError(controller: DispatchController, err: Error): void {
     this.#finish(err);
-    this.#handler.onResponseError?.(controller, err);
+    super.onResponseError(controller, err);
   }
 }
 
