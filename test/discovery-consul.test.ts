@@ -30,7 +30,13 @@ describe('consul discovery against the Consul HTTP API double', () => {
   }
 
   it('reads passing instances, falls back to Node.Address, maps weights, tags and meta', async () => {
-    consul.register({ id: 'a', service: 'api', address: '127.0.0.2', port: 8080, weights: { Passing: 5, Warning: 1 } });
+    consul.register({
+      id: 'a',
+      service: 'api',
+      address: '127.0.0.2',
+      port: 8080,
+      weights: { Passing: 5, Warning: 1 },
+    });
     consul.register({
       id: 'b',
       service: 'api',
@@ -100,7 +106,13 @@ describe('consul discovery against the Consul HTTP API double', () => {
     await sink.waitFor(() => sink.endpoints.size === 1);
     consul.deregister('a');
     await sink.waitFor(() => sink.endpoints.size === 0);
-    consul.register({ id: 'a', service: 'api', address: '127.0.0.2', port: 9090, weights: { Passing: 3, Warning: 1 } });
+    consul.register({
+      id: 'a',
+      service: 'api',
+      address: '127.0.0.2',
+      port: 9090,
+      weights: { Passing: 3, Warning: 1 },
+    });
     await sink.waitFor(() => sink.endpoints.get('127.0.0.2:9090')?.weight === 3);
   });
 
@@ -168,10 +180,31 @@ describe('consul discovery against the Consul HTTP API double', () => {
   it('sends tag, dc, filter and token; a malformed entry is skipped, the rest stays', async () => {
     await consul.stop();
     consul = await new ConsulDouble({ token: 's3cret' }).start();
-    consul.register({ id: 'a', service: 'api', address: '127.0.0.2', port: 8080, tags: ['blue'], meta: { v: '1' } });
-    consul.register({ id: 'b', service: 'api', address: '127.0.0.3', port: 8080, tags: ['blue'], meta: { v: '2' } });
+    consul.register({
+      id: 'a',
+      service: 'api',
+      address: '127.0.0.2',
+      port: 8080,
+      tags: ['blue'],
+      meta: { v: '1' },
+    });
+    consul.register({
+      id: 'b',
+      service: 'api',
+      address: '127.0.0.3',
+      port: 8080,
+      tags: ['blue'],
+      meta: { v: '2' },
+    });
     consul.register({ id: 'c', service: 'api', address: '127.0.0.4', port: 8080, tags: ['green'] });
-    consul.register({ id: 'd', service: 'api', address: 'not a host!', port: 8080, tags: ['blue'], meta: { v: '1' } });
+    consul.register({
+      id: 'd',
+      service: 'api',
+      address: 'not a host!',
+      port: 8080,
+      tags: ['blue'],
+      meta: { v: '1' },
+    });
     const sink = startProvider({ tag: 'blue', dc: 'dc1', filter: 'Service.Meta.v == "1"', token: 's3cret' });
     await sink.waitFor(() => sink.readyCount === 1);
     expect(sink.addresses()).toEqual(['127.0.0.2:8080']);
@@ -202,19 +235,33 @@ describe('consul settings and entries', () => {
       CONSUL_HTTP_ADDR: 'https://consul.internal:8501',
       CONSUL_HTTP_TOKEN: 'tok',
     });
-    expect(s).toMatchObject({ service: 'orders', host: 'consul.internal', port: 8501, secure: true, token: 'tok' });
-    expect(consulSettings({ host: 'x', port: 1, token: 't2' }, 'o', { CONSUL_HTTP_ADDR: '10.0.0.1:8500' })).toMatchObject(
-      { host: 'x', port: 1, token: 't2', secure: false },
-    );
-    expect(consulSettings({}, 'o', { CONSUL_HTTP_ADDR: '10.0.0.1:9500' })).toMatchObject({ host: '10.0.0.1', port: 9500 });
+    expect(s).toMatchObject({
+      service: 'orders',
+      host: 'consul.internal',
+      port: 8501,
+      secure: true,
+      token: 'tok',
+    });
+    expect(
+      consulSettings({ host: 'x', port: 1, token: 't2' }, 'o', { CONSUL_HTTP_ADDR: '10.0.0.1:8500' }),
+    ).toMatchObject({ host: 'x', port: 1, token: 't2', secure: false });
+    expect(consulSettings({}, 'o', { CONSUL_HTTP_ADDR: '10.0.0.1:9500' })).toMatchObject({
+      host: '10.0.0.1',
+      port: 9500,
+    });
     expect(consulSettings({}, 'o', {})).toMatchObject({ host: '127.0.0.1', port: 8500, wait: 60_000 });
   });
 
   it('rejects bad ports and weights, formats IPv6', () => {
-    const base = { Node: { Node: 'n', Address: '::1', Datacenter: 'dc1' }, Service: { ID: 'x', Tags: [], Address: '', Port: 80 } };
+    const base = {
+      Node: { Node: 'n', Address: '::1', Datacenter: 'dc1' },
+      Service: { ID: 'x', Tags: [], Address: '', Port: 80 },
+    };
     expect(consulEntrySpec(base)).toMatchObject({ address: '[::1]:80', host: '::1', port: 80 });
     expect(consulEntrySpec({ ...base, Service: { ...base.Service, Port: 0 } })).toMatch(/not a port/);
-    expect(consulEntrySpec({ ...base, Service: { ...base.Service, Weights: { Passing: 0 } } })).toMatch(/Weights/);
+    expect(consulEntrySpec({ ...base, Service: { ...base.Service, Weights: { Passing: 0 } } })).toMatch(
+      /Weights/,
+    );
     expect(consulEntrySpec(null)).toMatch(/object/);
   });
 });

@@ -8,7 +8,10 @@ import { RecordingSink } from './support/recording-sink.ts';
 import { requireService, SRV_FIXTURES, testServices } from './support/services.ts';
 
 const svc = testServices();
-const run = requireService('dnsmasq (MESHWORK_TEST_DNS, MESHWORK_TEST_DNS_HOSTSDIR)', !!(svc.dns && svc.dnsHostsDir));
+const run = requireService(
+  'dnsmasq (MESHWORK_TEST_DNS, MESHWORK_TEST_DNS_HOSTSDIR)',
+  !!(svc.dns && svc.dnsHostsDir),
+);
 
 describe.runIf(run)('dns discovery against dnsmasq', () => {
   const files: string[] = [];
@@ -73,7 +76,10 @@ describe.runIf(run)('dns discovery against dnsmasq', () => {
     await sink.waitFor(() => sink.endpoints.size >= 3);
     for (const r of SRV_FIXTURES.api.records) {
       const ep = sink.endpoints.get(`${r.ip}:${r.port}`);
-      expect(ep).toMatchObject({ weight: r.weight, labels: { priority: String(r.priority), 'srv.target': r.target } });
+      expect(ep).toMatchObject({
+        weight: r.weight,
+        labels: { priority: String(r.priority), 'srv.target': r.target },
+      });
     }
   });
 
@@ -90,7 +96,13 @@ describe.runIf(run)('dns discovery against dnsmasq', () => {
   it('a server that does not answer is an outage: errors, not ready, nothing emitted', async () => {
     const name = `o-${randomUUID().slice(0, 8)}.meshwork.test`;
     const dead = new RecordingSink();
-    const p2 = new DnsDiscovery({ host: name, port: 80, servers: ['127.0.0.1:1'], timeout: 200, minRefresh: 100 });
+    const p2 = new DnsDiscovery({
+      host: name,
+      port: 80,
+      servers: ['127.0.0.1:1'],
+      timeout: 200,
+      minRefresh: 100,
+    });
     p2.start(dead);
     await dead.waitFor(() => dead.errors.length >= 1, 8_000);
     expect(dead.readyCount).toBe(0);

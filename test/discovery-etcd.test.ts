@@ -32,20 +32,37 @@ describe.runIf(run)('etcd discovery against a real etcd', () => {
 
   it('lists the prefix, then follows put and delete', async () => {
     const sink = startProvider();
-    await client.put(`${prefix}a`).value(JSON.stringify({ address: '127.0.0.2:8080', labels: { version: 'v1' }, weight: 3, zone: 'z1' }));
-    await client.put(`${prefix}b`).value(JSON.stringify({ Addr: '127.0.0.3:8080', Metadata: { version: 'v2', canary: true } }));
+    await client
+      .put(`${prefix}a`)
+      .value(JSON.stringify({ address: '127.0.0.2:8080', labels: { version: 'v1' }, weight: 3, zone: 'z1' }));
+    await client
+      .put(`${prefix}b`)
+      .value(JSON.stringify({ Addr: '127.0.0.3:8080', Metadata: { version: 'v2', canary: true } }));
     await client.put(`/meshwork-test/elsewhere`).value(JSON.stringify({ address: '127.0.0.9:1' }));
     provider!.start(sink);
     await sink.waitFor(() => sink.readyCount === 1 && sink.endpoints.size === 2);
-    expect(sink.endpoints.get('127.0.0.2:8080')).toMatchObject({ weight: 3, zone: 'z1', labels: { version: 'v1' } });
-    expect(sink.endpoints.get('127.0.0.3:8080')).toMatchObject({ weight: 1, labels: { version: 'v2', canary: 'true' } });
+    expect(sink.endpoints.get('127.0.0.2:8080')).toMatchObject({
+      weight: 3,
+      zone: 'z1',
+      labels: { version: 'v1' },
+    });
+    expect(sink.endpoints.get('127.0.0.3:8080')).toMatchObject({
+      weight: 1,
+      labels: { version: 'v2', canary: 'true' },
+    });
 
     await client.put(`${prefix}c`).value(JSON.stringify({ address: '127.0.0.4:8080' }));
     await sink.waitFor(() => sink.endpoints.has('127.0.0.4:8080'), 5_000, 'put c');
     await client.delete().key(`${prefix}a`);
     await sink.waitFor(() => !sink.endpoints.has('127.0.0.2:8080'), 5_000, 'delete a');
-    await client.put(`${prefix}b`).value(JSON.stringify({ Addr: '127.0.0.3:8080', Metadata: { version: 'v3' } }));
-    await sink.waitFor(() => sink.endpoints.get('127.0.0.3:8080')?.labels.version === 'v3', 5_000, 'update b');
+    await client
+      .put(`${prefix}b`)
+      .value(JSON.stringify({ Addr: '127.0.0.3:8080', Metadata: { version: 'v3' } }));
+    await sink.waitFor(
+      () => sink.endpoints.get('127.0.0.3:8080')?.labels.version === 'v3',
+      5_000,
+      'update b',
+    );
     expect(sink.addresses()).toEqual(['127.0.0.3:8080', '127.0.0.4:8080']);
     await client.delete().key('/meshwork-test/elsewhere');
   });
@@ -83,7 +100,11 @@ describe.runIf(run)('etcd discovery against a real etcd', () => {
 
 describe('etcd values', () => {
   it('parses both formats and rejects bad ones', () => {
-    expect(etcdValueSpec('{"address":"[::1]:80","zone":"z"}')).toMatchObject({ host: '::1', port: 80, zone: 'z' });
+    expect(etcdValueSpec('{"address":"[::1]:80","zone":"z"}')).toMatchObject({
+      host: '::1',
+      port: 80,
+      zone: 'z',
+    });
     expect(etcdValueSpec('{"Addr":"10.0.0.1:9000","Op":1}')).toBeUndefined();
     expect(etcdValueSpec('[]')).toMatch(/object/);
     expect(etcdValueSpec('{"address":"a:1","labels":{"x":1}}')).toMatch(/strings/);

@@ -152,10 +152,18 @@ export class ConsulDiscovery implements DiscoveryProvider {
   /** Requests sent to Consul (for the snapshot and the bench). */
   requests = 0;
 
-  constructor(cfg: ConsulConfig, ctx: { service: string; env: NodeJS.ProcessEnv }, opts: ConsulDiscoveryOptions = {}) {
+  constructor(
+    cfg: ConsulConfig,
+    ctx: { service: string; env: NodeJS.ProcessEnv },
+    opts: ConsulDiscoveryOptions = {},
+  ) {
     this.settings = consulSettings(cfg, ctx.service, ctx.env);
     this.#random = opts.random ?? Math.random;
-    this.#consul = new Consul({ host: this.settings.host, port: this.settings.port, secure: this.settings.secure });
+    this.#consul = new Consul({
+      host: this.settings.host,
+      port: this.settings.port,
+      secure: this.settings.secure,
+    });
   }
 
   start(sink: DiscoverySink): void {
@@ -201,7 +209,14 @@ export class ConsulDiscovery implements DiscoveryProvider {
       } catch (err) {
         if (this.#closed) break;
         this.#tracker.error(new Error(`consul ${s.host}:${s.port} service "${s.service}": ${describe(err)}`));
-        await this.#sleep(backoffDelay(this.#failures++, CONSUL_DEFAULTS.backoffBase, CONSUL_DEFAULTS.backoffCap, this.#random));
+        await this.#sleep(
+          backoffDelay(
+            this.#failures++,
+            CONSUL_DEFAULTS.backoffBase,
+            CONSUL_DEFAULTS.backoffCap,
+            this.#random,
+          ),
+        );
         continue;
       }
       const elapsed = Date.now() - started;
@@ -211,7 +226,9 @@ export class ConsulDiscovery implements DiscoveryProvider {
 
   #publish(body: unknown): void {
     if (!Array.isArray(body)) {
-      this.#tracker.error(new Error(`consul answered a non-array body for service "${this.settings.service}"`));
+      this.#tracker.error(
+        new Error(`consul answered a non-array body for service "${this.settings.service}"`),
+      );
       return;
     }
     const specs: EndpointSpec[] = [];

@@ -46,7 +46,10 @@ export class DnsDiscovery implements DiscoveryProvider {
     this.#min = cfg.minRefresh ?? DNS_DEFAULTS.minRefresh;
     this.#max = Math.max(this.#min, cfg.maxRefresh ?? DNS_DEFAULTS.maxRefresh);
     this.#random = opts.random ?? Math.random;
-    this.#resolver = new Resolver({ timeout: cfg.timeout ?? DNS_DEFAULTS.timeout, tries: DNS_DEFAULTS.tries });
+    this.#resolver = new Resolver({
+      timeout: cfg.timeout ?? DNS_DEFAULTS.timeout,
+      tries: DNS_DEFAULTS.tries,
+    });
     if (cfg.servers) this.#resolver.setServers(cfg.servers);
   }
 
@@ -79,7 +82,9 @@ export class DnsDiscovery implements DiscoveryProvider {
   /** One full resolution; returns the delay until the next. */
   async #resolveOnce(): Promise<number> {
     try {
-      const { specs, ttl } = this.#cfg.srv ? await this.#resolveSrv(this.#cfg.srv) : await this.#resolveHost();
+      const { specs, ttl } = this.#cfg.srv
+        ? await this.#resolveSrv(this.#cfg.srv)
+        : await this.#resolveHost();
       if (this.#closed) return 0;
       this.#failures = 0;
       this.#tracker.publish(specs);
@@ -105,7 +110,8 @@ export class DnsDiscovery implements DiscoveryProvider {
     try {
       records = await this.#resolver.resolveSrv(name);
     } catch (err) {
-      if (EMPTY_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return { specs: [], ttl: this.#min / 1000 };
+      if (EMPTY_CODES.has((err as NodeJS.ErrnoException).code ?? ''))
+        return { specs: [], ttl: this.#min / 1000 };
       throw err;
     }
     let ttl = this.#max / 1000;

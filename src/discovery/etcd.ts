@@ -17,7 +17,11 @@ import type { EtcdConfig } from './schema.ts';
 import { backoffDelay, ProviderTracker } from './tracker.ts';
 import type { DiscoveryProvider, DiscoverySink, DiscoveryStatus, EndpointSpec } from './types.ts';
 
-export const ETCD_DEFAULTS = { hosts: ['http://127.0.0.1:2379'], backoffBase: 500, backoffCap: 30_000 } as const;
+export const ETCD_DEFAULTS = {
+  hosts: ['http://127.0.0.1:2379'],
+  backoffBase: 500,
+  backoffCap: 30_000,
+} as const;
 
 /** Parses one value; returns a spec, undefined (a delete marker), or a reason to skip it. */
 export function etcdValueSpec(raw: string): EndpointSpec | undefined | string {
@@ -36,7 +40,14 @@ export function etcdValueSpec(raw: string): EndpointSpec | undefined | string {
     if (typeof v.Metadata === 'object' && v.Metadata !== null)
       for (const [k, x] of Object.entries(v.Metadata))
         if (['string', 'number', 'boolean'].includes(typeof x)) labels[k] = String(x);
-    return { address: v.Addr, host: hp.host, port: hp.port, labels, weight: 1, zone: labels.zone || undefined };
+    return {
+      address: v.Addr,
+      host: hp.host,
+      port: hp.port,
+      labels,
+      weight: 1,
+      zone: labels.zone || undefined,
+    };
   }
   const hp = typeof v.address === 'string' ? parseHostPort(v.address) : undefined;
   if (!hp) return `address ${JSON.stringify(v.address)} is not a valid host:port`;
@@ -72,7 +83,11 @@ export class EtcdDiscovery implements DiscoveryProvider {
   #failures = 0;
   #generation = 0;
 
-  constructor(cfg: EtcdConfig, ctx: { service: string; env: NodeJS.ProcessEnv }, opts: { random?: () => number } = {}) {
+  constructor(
+    cfg: EtcdConfig,
+    ctx: { service: string; env: NodeJS.ProcessEnv },
+    opts: { random?: () => number } = {},
+  ) {
     const fromEnv = ctx.env.ETCDCTL_ENDPOINTS?.split(',')
       .map((s) => s.trim())
       .filter(Boolean);
@@ -142,7 +157,9 @@ export class EtcdDiscovery implements DiscoveryProvider {
       // (e.g. the revision was compacted) starts a fresh list + watch.
       watcher.on('disconnected', (err) => {
         if (gen === this.#generation && !this.#closed)
-          this.#tracker.error(new Error(`etcd prefix ${this.prefix}: watch disconnected: ${err?.message ?? ''}`));
+          this.#tracker.error(
+            new Error(`etcd prefix ${this.prefix}: watch disconnected: ${err?.message ?? ''}`),
+          );
       });
       watcher.on('connected', () => {
         if (gen === this.#generation) this.#tracker.recovered();
@@ -162,7 +179,12 @@ export class EtcdDiscovery implements DiscoveryProvider {
     this.#watcher = undefined;
     w?.removeAllListeners();
     w?.cancel().catch(() => {});
-    const delay = backoffDelay(this.#failures++, ETCD_DEFAULTS.backoffBase, ETCD_DEFAULTS.backoffCap, this.#random);
+    const delay = backoffDelay(
+      this.#failures++,
+      ETCD_DEFAULTS.backoffBase,
+      ETCD_DEFAULTS.backoffCap,
+      this.#random,
+    );
     this.#timer = setTimeout(() => void this.#sync(), delay);
     this.#timer.unref();
   }
@@ -194,7 +216,8 @@ export class EtcdDiscovery implements DiscoveryProvider {
     const key = kv.key.toString();
     const old = this.#keys.get(key);
     this.#keys.delete(key);
-    if (old !== undefined && !this.#otherKeyHas(key, old)) this.#tracker.applyChanges([{ type: 'remove', address: old }]);
+    if (old !== undefined && !this.#otherKeyHas(key, old))
+      this.#tracker.applyChanges([{ type: 'remove', address: old }]);
   }
 
   #otherKeyHas(key: string, address: string): boolean {

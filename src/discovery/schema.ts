@@ -15,10 +15,11 @@ export const staticEndpoint = z.union([
 ]);
 
 /** A DNS server: an IP, or "ip:port" ("[::1]:5353" for IPv6). */
-const dnsServer = z.string().refine(
-  (v) => isIP(v) !== 0 || (parseHostPort(v) !== undefined && isIP(parseHostPort(v)!.host) !== 0),
-  { message: 'is not a DNS server address (an IP or "ip:port", IPv6 as "[::1]:5353")' },
-);
+const dnsServer = z
+  .string()
+  .refine((v) => isIP(v) !== 0 || (parseHostPort(v) !== undefined && isIP(parseHostPort(v)!.host) !== 0), {
+    message: 'is not a DNS server address (an IP or "ip:port", IPv6 as "[::1]:5353")',
+  });
 
 const port = z.number().int().min(1).max(65535);
 

@@ -206,7 +206,7 @@ export class ConsulDouble {
     for (const w of [...this.#waiters]) w.check();
   }
 
-  #handle(req: IncomingMessage, res: ServerResponse): void {
+  #handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://consul');
     this.#requests.push({ path: url.pathname, query: url.search, at: Date.now() });
     const m = /^\/v1\/health\/service\/([^/]+)$/.exec(url.pathname);
@@ -404,7 +404,15 @@ function parseGoBool(v: string): boolean | undefined {
 function parseGoDuration(v: string): number | undefined {
   if (v === '0') return 0;
   const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
-  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const unit: Record<string, number> = {
+    ns: 1e-6,
+    us: 1e-3,
+    µs: 1e-3,
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+  };
   let total = 0;
   let pos = 0;
   if (v.length === 0) return undefined;
@@ -420,8 +428,10 @@ function parseGoDuration(v: string): number | undefined {
 
 function selectorValue(e: Entry, selector: string): unknown {
   const parts = selector.split('.');
-  if (parts[0] === 'Service' && parts[1] === 'Meta' && parts.length === 3) return e.Service.Meta[parts[2] as string];
-  if (parts[0] === 'Node' && parts[1] === 'Meta' && parts.length === 3) return e.Node.Meta[parts[2] as string];
+  if (parts[0] === 'Service' && parts[1] === 'Meta' && parts.length === 3)
+    return e.Service.Meta[parts[2] as string];
+  if (parts[0] === 'Node' && parts[1] === 'Meta' && parts.length === 3)
+    return e.Node.Meta[parts[2] as string];
   if (parts.length !== 2) return undefined;
   const allowed: Record<string, string[]> = {
     Service: ['ID', 'Service', 'Address', 'Port', 'Tags'],

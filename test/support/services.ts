@@ -17,16 +17,22 @@ export function testServices(): TestServices {
   if (existsSync(file)) {
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       const m = /^(?:export\s+)?(MESHWORK_TEST_[A-Z_]+)=(.*)$/.exec(line.trim());
-      if (m && env[m[1] as string] === undefined) env[m[1] as string] = (m[2] as string).replace(/^["']|["']$/g, '');
+      if (m && env[m[1] as string] === undefined)
+        env[m[1] as string] = (m[2] as string).replace(/^["']|["']$/g, '');
     }
   }
-  return { dns: env.MESHWORK_TEST_DNS, dnsHostsDir: env.MESHWORK_TEST_DNS_HOSTSDIR, etcd: env.MESHWORK_TEST_ETCD };
+  return {
+    dns: env.MESHWORK_TEST_DNS,
+    dnsHostsDir: env.MESHWORK_TEST_DNS_HOSTSDIR,
+    etcd: env.MESHWORK_TEST_ETCD,
+  };
 }
 
 /** True when the tests needing `what` must run; throws in CI when the service is missing. */
 export function requireService(what: string, present: boolean): boolean {
   if (present) return true;
-  if (process.env.CI) throw new Error(`${what} is not available in CI: run .ci/services.sh first (MESHWORK_TEST_* unset)`);
+  if (process.env.CI)
+    throw new Error(`${what} is not available in CI: run .ci/services.sh first (MESHWORK_TEST_* unset)`);
   return false;
 }
 
