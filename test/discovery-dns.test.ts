@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DnsDiscovery } from '../src/discovery/dns.ts';
 import type { DnsConfig } from '../src/discovery/schema.ts';
+import { UdpProxy } from './support/proxy.ts';
 import { RecordingSink } from './support/recording-sink.ts';
 import { requireService, SRV_FIXTURES, testServices } from './support/services.ts';
 
@@ -91,6 +92,38 @@ describe.runIf(run)('dns discovery against dnsmasq', () => {
     expect(sink.endpoints.size).toBe(4);
     rmSync(join(svc.dnsHostsDir as string, 'srv-extra'));
     await sink.waitFor(() => !sink.endpoints.has('127.0.0.42:18082'), 8_000, 'extra address gone');
+  });
+
+  it('a DNS outage keeps the last endpoints, reports errors, then recovers', async () => {
+    const name = `d-${randomUUID().slice(0, 8)}.meshwork.test`;
+    hosts(name, [`127.0.4.1 ${name}`]);
+    const [host, port] = (svc.dns as string).split(':') as [string, string];
+    const proxy = await new UdpProxy({ host, port: Number(port) }).start();
+    try {
+      const sink = new RecordingSink();
+      provider = new DnsDiscovery({
+        host: name,
+        port: 80,
+        servers: [`127.0.0.1:${proxy.port}`],
+        timeout: 200,
+        minRefresh: 100,
+        maxRefresh: 500,
+      });
+      provider.start(sink);
+      await sink.waitFor(() => sink.endpoints.size === 1);
+      proxy.dropping = true;
+      await sink.waitFor(() => sink.errors.length >= 2, 8_000, 'errors during the outage');
+      expect(sink.addresses()).toEqual(['127.0.4.1:80']);
+      expect(sink.removes()).toBe(0);
+      expect(provider.status().state).toBe('degraded');
+      hosts(name, [`127.0.4.2 ${name}`]);
+      proxy.dropping = false;
+      await sink.waitFor(() => sink.addresses().join() === '127.0.4.2:80', 8_000, 'recovery');
+      expect(provider.status().state).toBe('ready');
+    } finally {
+      await provider?.close();
+      await proxy.close();
+    }
   });
 
   it('a server that does not answer is an outage: errors, not ready, nothing emitted', async () => {

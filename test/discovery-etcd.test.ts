@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdDiscovery, etcdValueSpec } from '../src/discovery/etcd.ts';
+import { TcpProxy } from './support/proxy.ts';
 import { RecordingSink } from './support/recording-sink.ts';
 import { requireService, testServices } from './support/services.ts';
 
@@ -84,6 +85,40 @@ describe.runIf(run)('etcd discovery against a real etcd', () => {
     await client.put(`${prefix}good`).value(JSON.stringify({ address: '127.0.0.2:8080', weight: -1 }));
     await sink.waitFor(() => sink.endpoints.size === 0, 5_000, 'good turned bad');
     expect(sink.errors).toEqual([]);
+  });
+
+  it('an etcd outage keeps the last endpoints; the watch resumes and catches up', async () => {
+    prefix = `/meshwork-test/${randomUUID()}/`;
+    const url = new URL(svc.etcd as string);
+    const proxy = await new TcpProxy({ host: url.hostname, port: Number(url.port) }).up();
+    try {
+      await client.put(`${prefix}a`).value(JSON.stringify({ address: '127.0.0.2:8080' }));
+      const sink = new RecordingSink();
+      provider = new EtcdDiscovery(
+        { hosts: [`http://127.0.0.1:${proxy.port}`], prefix },
+        { service: 'api', env: {} },
+      );
+      provider.start(sink);
+      await sink.waitFor(() => sink.endpoints.size === 1);
+      await new Promise((r) => setTimeout(r, 200)); // let the watch be established
+      await proxy.down();
+      await sink.waitFor(() => sink.errors.length >= 1, 8_000, 'an error during the outage');
+      expect(sink.addresses()).toEqual(['127.0.0.2:8080']);
+      expect(sink.removes()).toBe(0);
+      // Changes made while we cannot see etcd arrive after it comes back.
+      await client.put(`${prefix}b`).value(JSON.stringify({ address: '127.0.0.3:8080' }));
+      await client.delete().key(`${prefix}a`);
+      await proxy.up();
+      await sink.waitFor(
+        () => sink.addresses().join() === '127.0.0.3:8080',
+        20_000,
+        'catch-up after the outage',
+      );
+    } finally {
+      await provider?.close();
+      provider = undefined;
+      await proxy.down();
+    }
   });
 
   it('an unreachable etcd reports errors and emits nothing', async () => {

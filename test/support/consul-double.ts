@@ -151,7 +151,6 @@ export class ConsulDouble {
   rewindIndex(service: string, to = 1): void {
     this.#index = Math.max(1, to);
     this.#serviceIndex.set(service, this.#index);
-    for (const w of [...this.#waiters]) w.check();
     // Wake blocked queries whatever their index, as a restarted server would.
     this.#forceWake = true;
     for (const w of [...this.#waiters]) w.check();
