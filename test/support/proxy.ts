@@ -63,7 +63,8 @@ export class UdpProxy {
   }
 
   get port(): number {
-    return (this.#front?.address() as AddressInfo).port;
+    if (!this.#front) throw new Error('UdpProxy not started');
+    return (this.#front.address() as AddressInfo).port;
   }
 
   async start(): Promise<this> {
