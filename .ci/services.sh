@@ -34,6 +34,7 @@ stop_one() { # stop_one NAME: stops the process recorded in $STATE_DIR/NAME.pid,
 if [[ $ACTION == stop ]]; then
   stop_one dnsmasq
   stop_one etcd
+  rm -rf "$STATE_DIR"/run.*
   rm -f "$ENV_FILE"
   exit 0
 fi
@@ -90,6 +91,7 @@ wait_tcp() { # wait_tcp PORT PID SECONDS
 mkdir -p "$STATE_DIR"
 stop_one dnsmasq
 stop_one etcd
+rm -rf "$STATE_DIR"/run.* # data of earlier runs (their processes are stopped above)
 RUN_DIR=$(mktemp -d "$STATE_DIR/run.XXXXXX")
 chmod 755 "$STATE_DIR" "$RUN_DIR"
 
