@@ -265,3 +265,53 @@ describe('consul settings and entries', () => {
     expect(consulEntrySpec(null)).toMatch(/object/);
   });
 });
+
+describe('the Consul double follows the HTTP API', () => {
+  it('answers errors, unknown services, passing and blocking like Consul', async () => {
+    const consul = await new ConsulDouble().start();
+    const base = `http://127.0.0.1:${consul.port}/v1/health/service`;
+    try {
+      const bad = async (q: string) => {
+        const r = await fetch(`${base}/api?${q}`);
+        return `${r.status} ${await r.text()}`;
+      };
+      expect(await bad('wait=soon&index=1')).toBe('400 Invalid wait time');
+      expect(await bad('index=x')).toBe('400 Invalid index');
+      expect(await bad('passing=maybe')).toBe('400 Invalid value for ?passing');
+      expect(await bad('filter=Service.Bogus%20%3D%3D%20%22x%22')).toMatch(/^400/);
+      expect(await bad('dc=elsewhere')).toMatch(/^500 No path to datacenter/);
+
+      const unknown = await fetch(`${base}/nope`);
+      expect(unknown.status).toBe(200);
+      expect(await unknown.json()).toEqual([]);
+      expect(Number(unknown.headers.get('x-consul-index'))).toBeGreaterThanOrEqual(1);
+      expect(unknown.headers.get('x-consul-knownleader')).toBe('true');
+      expect(unknown.headers.get('x-consul-lastcontact')).toBe('0');
+
+      consul.register({ id: 'a', service: 'api', port: 80, nodeAddress: '10.1.1.1' });
+      consul.register({ id: 'b', service: 'api', port: 81 });
+      consul.setCheck('b', 'service:b', 'warning');
+      const all = (await (await fetch(`${base}/api`)).json()) as any[];
+      expect(all).toHaveLength(2);
+      expect(all[0].Service.Address).toBe('');
+      expect(all[0].Node.Address).toBe('10.1.1.1');
+      expect(all[0].Checks[0]).toMatchObject({ CheckID: 'serfHealth', ServiceID: '' });
+      for (const q of ['passing', 'passing=1', 'passing=T']) {
+        const body = (await (await fetch(`${base}/api?${q}`)).json()) as any[];
+        expect(body.map((e) => e.Service.ID)).toEqual(['a']);
+      }
+
+      // A blocking query with the current index returns after `wait` (plus up to wait/16) with
+      // the same index.
+      const idx = consul.indexOf('api');
+      const t0 = Date.now();
+      const r = await fetch(`${base}/api?index=${idx}&wait=300ms`);
+      const took = Date.now() - t0;
+      expect(r.headers.get('x-consul-index')).toBe(String(idx));
+      expect(took).toBeGreaterThanOrEqual(290);
+      await r.arrayBuffer();
+    } finally {
+      await consul.stop();
+    }
+  });
+});
