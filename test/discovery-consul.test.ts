@@ -185,7 +185,7 @@ describe('consul discovery against the Consul HTTP API double', () => {
       service: 'api',
       address: '127.0.0.2',
       port: 8080,
-      tags: ['blue'],
+      tags: ['blue', 'x'],
       meta: { v: '1' },
     });
     consul.register({
@@ -202,16 +202,30 @@ describe('consul discovery against the Consul HTTP API double', () => {
       service: 'api',
       address: 'not a host!',
       port: 8080,
+      tags: ['blue', 'x'],
+      meta: { v: '1' },
+    });
+    // Has "blue" but not "x": filtered out by the second tag.
+    consul.register({
+      id: 'e',
+      service: 'api',
+      address: '127.0.0.5',
+      port: 8080,
       tags: ['blue'],
       meta: { v: '1' },
     });
-    const sink = startProvider({ tag: 'blue', dc: 'dc1', filter: 'Service.Meta.v == "1"', token: 's3cret' });
+    const sink = startProvider({
+      tag: ['blue', 'x'],
+      dc: 'dc1',
+      filter: 'Service.Meta.v == "1"',
+      token: 's3cret',
+    });
     await sink.waitFor(() => sink.readyCount === 1);
     expect(sink.addresses()).toEqual(['127.0.0.2:8080']);
     expect(sink.skips.length).toBe(1);
     expect(sink.skips[0]?.reason).toMatch(/not a valid host:port/);
     const q = consul.requests()[0]?.query ?? '';
-    expect(q).toContain('tag=blue');
+    expect(q).toContain('tag=blue&tag=x');
     expect(q).toContain('dc=dc1');
     expect(q).toContain('passing=true');
   });

@@ -37,7 +37,7 @@ export interface ConsulSettings {
   secure: boolean;
   token?: string | undefined;
   dc?: string | undefined;
-  tag?: string | undefined;
+  tag?: string | string[] | undefined;
   filter?: string | undefined;
   stale: boolean;
   wait: number;

@@ -68,7 +68,8 @@ export const consulSchema = z.strictObject({
   secure: z.boolean().optional(),
   token: z.string().min(1).optional(),
   dc: z.string().min(1).optional(),
-  tag: z.string().min(1).optional(),
+  /** One tag, or several (an instance must have all of them; sent as repeated `?tag=`). */
+  tag: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
   /** A Consul filter expression (`?filter=`). */
   filter: z.string().min(1).optional(),
   /** Allow any Consul server to answer (`?stale`). Default false. */
