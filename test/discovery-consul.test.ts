@@ -165,6 +165,20 @@ describe('consul discovery against the Consul HTTP API double', () => {
     await sink.waitFor(() => sink.endpoints.size === 2, 10_000);
   });
 
+  it('makes a periodic full (non-blocking) refresh', async () => {
+    consul.register({ id: 'a', service: 'api', address: '127.0.0.2', port: 8080 });
+    const sink = startProvider({ wait: 1_000, refreshInterval: 1_500 });
+    await sink.waitFor(() => sink.endpoints.size === 1);
+    await until(
+      () => consul.requests().filter((r) => !r.query.includes('index=')).length >= 2,
+      8_000,
+      'a second non-blocking read',
+    );
+    const queries = consul.requests().map((r) => r.query);
+    expect(queries.filter((q) => q.includes('index=')).length).toBeGreaterThanOrEqual(1);
+    expect(sink.removes()).toBe(0);
+  });
+
   it('rate-limits itself when the index churns', async () => {
     consul.register({ id: 'a', service: 'api', address: '127.0.0.2', port: 8080 });
     const sink = startProvider({ minInterval: 500 });
