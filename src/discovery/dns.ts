@@ -119,7 +119,10 @@ export class DnsDiscovery implements DiscoveryProvider {
     const targets = await Promise.all(
       records.map(async (rec) => {
         if (!rec.name || !Number.isInteger(rec.port) || rec.port < 1 || rec.port > 65535) {
-          this.#tracker.skipped(`dns: SRV record with bad target or port`, rec);
+          this.#tracker.skipped(
+            `dns: SRV record ${JSON.stringify(rec.name)} port ${rec.port} is not usable`,
+            rec,
+          );
           return undefined;
         }
         if (rec.name === '.') return undefined; // "service not available here" (RFC 2782)

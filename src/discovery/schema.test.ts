@@ -103,3 +103,21 @@ describe('discovery schema', () => {
     expect(backoffDelay(10, 100, 1000, () => 0)).toBe(500);
   });
 });
+
+describe('ProviderTracker', () => {
+  it('reports a skip repeated by the next full listing only once, a new one again', async () => {
+    const { ProviderTracker } = await import('./tracker.ts');
+    const skips: string[] = [];
+    const t = new ProviderTracker('x');
+    t.attach({ apply() {}, ready() {}, error() {}, skipped: (r) => skips.push(r) });
+    t.skipped('bad a', 1);
+    t.publish([]);
+    t.skipped('bad a', 1);
+    t.skipped('bad b', 2);
+    t.publish([]);
+    t.publish([]);
+    t.skipped('bad a', 1);
+    expect(skips).toEqual(['bad a', 'bad b', 'bad a']);
+    expect(t.status().skipped).toBe(3);
+  });
+});

@@ -12,6 +12,9 @@ export class ProviderTracker {
   #current = new Map<string, EndpointSpec>();
   #ready = false;
   #status: DiscoveryStatus;
+  /** Skip reasons reported since the last full listing, and during the one before it. */
+  #skippedNow = new Set<string>();
+  #skippedBefore = new Set<string>();
 
   constructor(kind: string) {
     this.#kind = kind;
@@ -36,6 +39,8 @@ export class ProviderTracker {
     for (const ep of next) unique.set(ep.address, ep);
     const changes = diffEndpoints(this.#current, [...unique.values()]);
     this.#current = unique;
+    this.#skippedBefore = this.#skippedNow;
+    this.#skippedNow = new Set();
     if (changes.length > 0) {
       this.#status.updates++;
       this.#status.lastUpdateAt = new Date().toISOString();
@@ -51,6 +56,8 @@ export class ProviderTracker {
 
   /** Applies incremental changes (etcd watch events). */
   applyChanges(changes: readonly DiscoveryChange[]): void {
+    // Incremental events are each news: none of their skips is a repeat.
+    this.#skippedBefore.clear();
     const effective: DiscoveryChange[] = [];
     for (const c of changes) {
       if (c.type === 'remove') {
@@ -82,7 +89,13 @@ export class ProviderTracker {
     if (this.#status.state === 'degraded') this.#status.state = 'ready';
   }
 
+  /**
+   * A malformed record. A polling provider re-reads the same bad record every round: a reason
+   * already reported in the previous full listing is not reported (nor counted) again.
+   */
   skipped(reason: string, record: unknown): void {
+    this.#skippedNow.add(reason);
+    if (this.#skippedBefore.has(reason)) return;
     this.#status.skipped++;
     this.#sink?.skipped(reason, record);
   }
