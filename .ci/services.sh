@@ -68,7 +68,7 @@ if ((${#missing[@]})); then
 fi
 
 # ---- helpers ----------------------------------------------------------------------------------
-port_in_use() { ss -Htanu 2>/dev/null | awk '{print $5}' | grep -qE "[:.]$1\$"; }
+port_in_use() { ss -Htanu 2>/dev/null | awk '{print $5}' | grep -E "[:.]$1\$" >/dev/null; }
 free_port() { # a random free TCP+UDP port in 20000-59999
   local p
   for _ in $(seq 1 200); do
