@@ -1,3 +1,7 @@
+import { ConsulDiscovery } from './consul.ts';
+import { DnsDiscovery } from './dns.ts';
+import { EtcdDiscovery } from './etcd.ts';
+import { FileDiscovery } from './file.ts';
 import type { DiscoveryConfig } from './schema.ts';
 import { StaticDiscovery } from './static.ts';
 import type { DiscoveryProvider } from './types.ts';
@@ -9,7 +13,11 @@ export interface DiscoveryContext {
 }
 
 /** Builds the provider named by the (validated) `discovery` block of one service. */
-export function createDiscovery(config: DiscoveryConfig, _ctx: DiscoveryContext): DiscoveryProvider {
+export function createDiscovery(config: DiscoveryConfig, ctx: DiscoveryContext): DiscoveryProvider {
   if (config.static) return new StaticDiscovery(config.static);
+  if (config.dns) return new DnsDiscovery(config.dns);
+  if (config.consul) return new ConsulDiscovery(config.consul, ctx);
+  if (config.etcd) return new EtcdDiscovery(config.etcd, ctx);
+  if (config.file) return new FileDiscovery(config.file);
   throw new Error('unreachable: discovery schema guarantees one provider');
 }

@@ -56,6 +56,8 @@ export interface DiscoveryProvider {
   start(sink: DiscoverySink): void;
   /** Stop every watcher and timer. After it resolves, the provider holds nothing open. */
   close(): Promise<void>;
+  /** State, counters and last error, for the snapshot (dns, consul, etcd and file have it). */
+  status?(): DiscoveryStatus;
 }
 
 /** Computes the changes that turn `current` into `next` (both keyed by address). */
