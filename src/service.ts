@@ -2,20 +2,14 @@ import { EndpointSet, type SubsetSpec } from './balancer/endpoint-set.ts';
 import { createBalancer } from './balancer/index.ts';
 import type { Clock } from './balancer/types.ts';
 import type { ServiceConfig } from './config/schema.ts';
+import { HealthCheckingSink } from './discovery/health-check.ts';
 import { createDiscovery } from './discovery/index.ts';
-import type { DiscoveryProvider } from './discovery/types.ts';
+import { DISCOVERY_DEFAULTS } from './discovery/schema.ts';
+import type { DiscoveryProvider, DiscoveryStatus } from './discovery/types.ts';
 import { compileRouter, type Router } from './routing/router.ts';
 import { mergeSubsetPolicy } from './routing/subset.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { ServiceTelemetry } from './telemetry/service-telemetry.ts';
-
-/** Defaults for a service's lifecycle (see docs/configuration.md). */
-export const SERVICE_DEFAULTS = {
-  /** The first request waits this long for discovery's first resolution (issue: 5 s). */
-  initialTimeoutMs: 5_000,
-  /** A removed endpoint's in-flight requests get this long before its pool is destroyed. */
-  drainTimeoutMs: 30_000,
-} as const;
 
 export interface ServiceRuntimeOptions {
   clock: Clock;
@@ -41,7 +35,9 @@ export class ServiceRuntime {
   constructor(name: string, config: ServiceConfig, opts: ServiceRuntimeOptions) {
     this.name = name;
     this.config = config;
-    this.initialTimeoutMs = SERVICE_DEFAULTS.initialTimeoutMs;
+    // The first request waits this long for discovery's first resolution; a removed endpoint's
+    // in-flight requests get drainTimeout before its pool is destroyed (docs/discovery.md).
+    this.initialTimeoutMs = config.discovery.initialTimeout ?? DISCOVERY_DEFAULTS.initialTimeout;
     this.logger = opts.logger;
     const policy = config.trafficPolicy;
     this.router = compileRouter(config.http);
@@ -65,18 +61,31 @@ export class ServiceRuntime {
       connectionPool: policy?.connectionPool,
       clock: opts.clock,
       logger: opts.logger,
-      drainTimeoutMs: SERVICE_DEFAULTS.drainTimeoutMs,
+      drainTimeoutMs: config.discovery.drainTimeout ?? DISCOVERY_DEFAULTS.drainTimeout,
     });
     this.telemetry = new ServiceTelemetry(name, this.endpoints, opts.logger, opts.clock);
   }
 
+  /** Active health checks between discovery and the endpoint set, when configured. */
+  #health: HealthCheckingSink | undefined;
+
   start(): void {
-    this.discovery.start(this.telemetry.discoverySink(this.endpoints));
+    // provider → (health checks) → telemetry → endpoint set
+    const sink = this.telemetry.discoverySink(this.endpoints);
+    const hc = this.config.discovery.healthCheck;
+    this.#health = hc ? new HealthCheckingSink(sink, hc) : undefined;
+    this.discovery.start(this.#health ?? sink);
+  }
+
+  /** The provider's own status when it keeps one (dns, consul, etcd, file), else the endpoint set's. */
+  discoveryStatus(): DiscoveryStatus {
+    return this.discovery.status?.() ?? { ...this.endpoints.status };
   }
 
   async close(timeoutMs: number): Promise<void> {
     this.telemetry.close();
     await this.discovery.close().catch(() => {});
+    await this.#health?.close();
     await this.endpoints.close(timeoutMs);
   }
 }

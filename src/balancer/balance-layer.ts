@@ -43,7 +43,8 @@ function noEndpoints(req: MeshRequest): NoEndpointsError {
   if (!set.isReady) {
     return new NoEndpointsError(
       req.service.name,
-      `${where}discovery (${set.status.provider}) gave no endpoints within ${req.service.initialTimeoutMs} ms`,
+      `${where}discovery (${set.status.provider}) gave no endpoints within ${req.service.initialTimeoutMs} ms` +
+        (set.status.lastError ? `; last error: ${set.status.lastError}` : ''),
     );
   }
   if (!group) return new NoEndpointsError(req.service.name, `unknown subset "${req.subset}"`);

@@ -109,7 +109,7 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
     endpoints,
     loadBalancer: svc.endpoints.all.balancer.name,
     inflight,
-    discovery: { ...svc.endpoints.status },
+    discovery: svc.discoveryStatus(),
   };
   if (tel.breakers.size > 0) s.circuitBreakers = Array.from(tel.circuitStates(), (b) => ({ ...b }));
   if (tel.retryBudgetExhaustedCount > 0) s.retryBudget = { exhausted: tel.retryBudgetExhaustedCount };
