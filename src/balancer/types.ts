@@ -8,6 +8,11 @@ export interface PickContext {
   readonly hashKey?: string | undefined;
   /** Monotonic milliseconds (performance.now() or a fake clock). */
   readonly now: number;
+  /**
+   * Set by the panic guard: too few endpoints are available, so health and ejection are ignored
+   * (draining endpoints are still skipped). Balancers check endpoints through `usable()`.
+   */
+  readonly panic?: boolean | undefined;
 }
 
 /**
