@@ -11,12 +11,26 @@ export const RING_HASH_DEFAULTS = {
   maximumRingSize: 8 * 1024 * 1024,
 } as const;
 
+/**
+ * The ring reaches minimumRingSize from this many endpoints of equal weight up; each endpoint gets
+ * minimumRingSize / 8 points per unit of weight (128 by default: about ±9% spread of load).
+ */
+export const RING_FILL_ENDPOINTS = 8;
+
+/** Bound on one endpoint's points, whatever its weight ratio. */
+const MAX_POINTS_PER_ENDPOINT = 65_536;
+
+export function pointsPerWeight(minimumRingSize: number): number {
+  return Math.max(1, Math.ceil(minimumRingSize / RING_FILL_ENDPOINTS));
+}
+
 /** Ring positions are packed with the endpoint index into one float64: hash × 2^21 + index. */
 const INDEX_BITS = 2 ** 21;
 
 /**
- * Ketama-style ring hash (Envoy's RING_HASH). Each endpoint gets points on a 32-bit ring,
- * in proportion to its weight, at least `minimumRingSize` points in all. A key goes to the first
+ * Ketama-style ring hash (Envoy's RING_HASH). Each endpoint gets points on a 32-bit ring in
+ * proportion to its weight: minimumRingSize / 8 points per unit of weight relative to the lightest
+ * endpoint, so the ring holds at least minimumRingSize points from 8 endpoints up. A key goes to the first
  * point clockwise from its hash; an unusable endpoint is skipped by walking on, so only its keys
  * move. Removing 1 of N endpoints moves about 1/N of the keys.
  * Slow start does not apply: changing point counts over time would move keys.
@@ -47,30 +61,37 @@ export class RingHashBalancer implements Balancer {
   update(endpoints: readonly Endpoint[]): void {
     this.#list = endpoints;
     const n = Math.min(endpoints.length, INDEX_BITS);
-    let total = 0;
     let min = Number.POSITIVE_INFINITY;
     for (let i = 0; i < n; i++) {
       const w = (endpoints[i] as Endpoint).weight;
-      total += w;
-      if (w < min) min = w;
+      if (w > 0 && w < min) min = w;
     }
-    if (n === 0 || total <= 0) {
+    if (n === 0 || min === Number.POSITIVE_INFINITY) {
       this.#hashes = new Uint32Array(0);
       this.#owners = new Uint32Array(0);
       return;
     }
-    // As Envoy: scale so that the lightest endpoint gets at least one point, within the bounds.
-    const target = Math.min(
-      Math.max(this.#minimumRingSize, Math.ceil(total / min)),
-      RING_HASH_DEFAULTS.maximumRingSize,
-    );
-    const scale = target / total;
+    // Points per endpoint depend only on its weight (relative to the lightest) and the config,
+    // never on how many endpoints there are: otherwise removing one endpoint would add points to
+    // all the others and move their keys too (Envoy's ring scales with the total and does that).
+    const perUnit = pointsPerWeight(this.#minimumRingSize);
     const counts = new Uint32Array(n);
     let size = 0;
     for (let i = 0; i < n; i++) {
-      const c = Math.max(1, Math.round((endpoints[i] as Endpoint).weight * scale));
+      const c = Math.min(
+        MAX_POINTS_PER_ENDPOINT,
+        Math.max(1, Math.round(((endpoints[i] as Endpoint).weight / min) * perUnit)),
+      );
       counts[i] = c;
       size += c;
+    }
+    if (size > RING_HASH_DEFAULTS.maximumRingSize) {
+      const f = RING_HASH_DEFAULTS.maximumRingSize / size;
+      size = 0;
+      for (let i = 0; i < n; i++) {
+        counts[i] = Math.max(1, Math.floor((counts[i] as number) * f));
+        size += counts[i] as number;
+      }
     }
     const packed = new Float64Array(size);
     let k = 0;
