@@ -1,3 +1,4 @@
+import { AVAILABILITY_REFRESH_MS } from './availability.ts';
 import type { Endpoint } from './endpoint.ts';
 import type { Balancer, PickContext } from './types.ts';
 import { defaultWeight, usable, type WeightFn } from './usable.ts';
@@ -6,6 +7,8 @@ import { defaultWeight, usable, type WeightFn } from './usable.ts';
  * Smooth weighted round robin (the algorithm of nginx's upstream module): every pick, each usable
  * endpoint's `current` grows by its weight; the largest wins and loses the total. Weights 5,1,1
  * give a a b a c a a rather than a a a a a b c. O(n) per pick; one float per endpoint.
+ * When every endpoint has the same weight (checked every AVAILABILITY_REFRESH_MS and on update),
+ * the sequence is a plain rotation, and it takes the O(1) path: a cursor skipping unusable ones.
  * Its state is aligned with the endpoint list and reset when the list changes.
  */
 export class RoundRobinBalancer implements Balancer {
@@ -13,6 +16,9 @@ export class RoundRobinBalancer implements Balancer {
   readonly #weight: WeightFn;
   #list: readonly Endpoint[] | undefined;
   #current = new Float64Array(0);
+  #cursor = 0;
+  #uniform = false;
+  #checkedAt = Number.NEGATIVE_INFINITY;
 
   constructor(weight: WeightFn = defaultWeight) {
     this.#weight = weight;
@@ -21,10 +27,42 @@ export class RoundRobinBalancer implements Balancer {
   update(endpoints: readonly Endpoint[]): void {
     this.#list = endpoints;
     this.#current = new Float64Array(endpoints.length);
+    this.#cursor = 0;
+    this.#checkedAt = Number.NEGATIVE_INFINITY;
+  }
+
+  #checkUniform(endpoints: readonly Endpoint[], now: number): void {
+    if (now >= this.#checkedAt && now - this.#checkedAt < AVAILABILITY_REFRESH_MS) return;
+    this.#checkedAt = now;
+    let first = Number.NaN;
+    let uniform = true;
+    for (const ep of endpoints) {
+      if (ep.draining) continue;
+      const w = this.#weight(ep, now);
+      if (Number.isNaN(first)) first = w;
+      else if (Math.abs(w - first) > 1e-9 * first) {
+        uniform = false;
+        break;
+      }
+    }
+    if (uniform && !this.#uniform) this.#cursor = 0;
+    if (!uniform && this.#uniform) this.#current.fill(0);
+    this.#uniform = uniform;
   }
 
   pick(endpoints: readonly Endpoint[], ctx: PickContext): Endpoint | undefined {
     if (endpoints !== this.#list) this.update(endpoints);
+    this.#checkUniform(endpoints, ctx.now);
+    if (this.#uniform) {
+      const n = endpoints.length;
+      for (let i = 0; i < n; i++) {
+        const at = this.#cursor;
+        this.#cursor = at + 1 >= n ? 0 : at + 1;
+        const ep = endpoints[at] as Endpoint;
+        if (usable(ep, ctx)) return ep;
+      }
+      return undefined;
+    }
     const current = this.#current;
     let total = 0;
     let best = -1;
