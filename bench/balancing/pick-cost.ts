@@ -45,6 +45,8 @@ const ALGOS: [string, unknown][] = [
   ['LEAST_REQUEST', { simple: 'LEAST_REQUEST' }],
   ['ROUND_ROBIN', { simple: 'ROUND_ROBIN' }],
   ['RANDOM', { simple: 'RANDOM' }],
+  ['ROUND_ROBIN weighted', { simple: 'ROUND_ROBIN' }],
+  ['RANDOM weighted', { simple: 'RANDOM' }],
   ['RING_HASH', { consistentHash: { httpHeaderName: 'x-user' } }],
   ['MAGLEV', { consistentHash: { httpHeaderName: 'x-user', maglev: {} } }],
 ];
@@ -72,6 +74,9 @@ function timePicks(b: Balancer, eps: Endpoint[], hashed: boolean, budgetMs: numb
 /** One row, in its own frame so that nothing it built outlives it (stack slots keep values alive). */
 async function measure(name: string, input: unknown, n: number, eps: Endpoint[]): Promise<string[]> {
   const config = loadBalancerSchema.parse(input);
+  // "weighted" rows give the endpoints weights 1, 2 and 3 in turn (the others use equal weights).
+  const weighted = name.endsWith('weighted');
+  for (let i = 0; i < eps.length; i++) (eps[i] as Endpoint).weight = weighted ? 1 + (i % 3) : 1;
   const hashed = config.consistentHash !== undefined;
   // Several instances (10k endpoints' worth) so that the state stands out of the heap's noise.
   const copies = Math.max(1, Math.floor(20_000 / n));

@@ -67,4 +67,19 @@ describe('P2CBalancer', () => {
     const t = tally(1000, () => b.pick(eps, { now: 0 }));
     expect(t.of(eps[1])).toBe(1000);
   });
+
+  it('is O(1): two cost evaluations per pick, whatever the number of endpoints', () => {
+    eps = makeEndpoints(1000);
+    let calls = 0;
+    const b = new P2CBalancer(
+      'PEAK_EWMA',
+      (ep, now) => {
+        calls++;
+        return peakEwmaCost(ep, now);
+      },
+      seeded(10),
+    );
+    for (let i = 0; i < 1000; i++) b.pick(eps, { now: 0 });
+    expect(calls).toBe(2000);
+  });
 });
