@@ -69,3 +69,27 @@ describe('createBalancer', () => {
     for (let i = 0; i < 20; i++) expect(b.pick(eps, { now: i, hashKey: 'ann' })).toBe(first);
   });
 });
+
+describe('endpointSnapshot', () => {
+  it('shows EWMA, in-flight, weight and the slow-start weight', async () => {
+    const { endpointSnapshot } = await import('./index.ts');
+    eps = makeEndpoints(1, { now: 0, zone: 'a' });
+    const late = makeEndpoint(5, { now: 5000, weight: 4 });
+    eps.push(late);
+    const b = createBalancer(cfg({ warmupDurationSecs: '10s' }), {});
+    b.update?.([eps[0]!]);
+    late.inflight = 2;
+    late.ewma.observe(42, 5000);
+    expect(endpointSnapshot(late, 10_000, b)).toEqual({
+      address: late.address,
+      inflight: 2,
+      ewmaMs: expect.closeTo(42 * 0.5 ** 0.5, 2),
+      weight: 4,
+      effectiveWeight: 2,
+      healthy: true,
+      ejected: false,
+      draining: false,
+    });
+    expect(endpointSnapshot(eps[0]!, 0).zone).toBe('a');
+  });
+});

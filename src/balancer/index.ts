@@ -13,6 +13,7 @@ import { defaultWeight, type WeightFn } from './usable.ts';
 
 export { type HashKeyResult, type HashRequest, hashKeyFor } from './hash-key.ts';
 export { meshZone } from './locality.ts';
+export { type EndpointSnapshot, endpointSnapshot } from './snapshot.ts';
 export type { Balancer, PickContext } from './types.ts';
 
 export interface CreateBalancerOptions {
@@ -85,6 +86,10 @@ class SlowStartTracker implements Balancer {
   update(endpoints: readonly Endpoint[]): void {
     this.#slowStart.seen(endpoints);
     this.#inner.update?.(endpoints);
+  }
+
+  weightOf(ep: Endpoint, now: number): number {
+    return this.#slowStart.weight(ep, now);
   }
 
   pick(endpoints: readonly Endpoint[], ctx: PickContext): Endpoint | undefined {

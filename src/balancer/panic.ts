@@ -30,6 +30,10 @@ export class PanicGuard implements Balancer {
     this.#inner.update?.(endpoints);
   }
 
+  weightOf(ep: Endpoint, now: number): number {
+    return ep.effectiveWeight(now);
+  }
+
   /** True when picks at `now` ignore health (for tests and the snapshot). */
   inPanic(endpoints: readonly Endpoint[], now: number): boolean {
     if (this.#threshold <= 0) return false;

@@ -25,6 +25,8 @@ export interface Balancer {
   pick(endpoints: readonly Endpoint[], ctx: PickContext): Endpoint | undefined;
   /** Called after the endpoint list changed (rebuild rings, schedules...). */
   update?(endpoints: readonly Endpoint[]): void;
+  /** The weight this balancer gives `ep` at `now` (slow start included), for the snapshot. */
+  weightOf?(ep: Endpoint, now: number): number;
 }
 
 /** A monotonic clock in milliseconds; tests pass a fake one. */
