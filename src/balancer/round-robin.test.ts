@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Endpoint } from './endpoint.ts';
-import { RoundRobinBalancer } from './round-robin.ts';
+import { RoundRobinBalancer, SMOOTH_MAX_ENDPOINTS } from './round-robin.ts';
 import { closeAll, makeEndpoints } from './test-support.ts';
 
 let eps: Endpoint[] = [];
@@ -40,5 +40,34 @@ describe('RoundRobinBalancer (smooth weighted)', () => {
     b.pick(eps, { now: 0 });
     const shorter = eps.slice(1);
     expect(b.pick(shorter, { now: 0 })).toBe(eps[1]);
+  });
+});
+
+describe('RoundRobinBalancer above SMOOTH_MAX_ENDPOINTS (EDF)', () => {
+  it('keeps weight proportions and interleaves', () => {
+    eps = makeEndpoints(SMOOTH_MAX_ENDPOINTS + 44); // 300
+    for (let i = 0; i < eps.length; i++) eps[i]!.weight = 1 + (i % 3);
+    const b = new RoundRobinBalancer();
+    const counts = new Map<Endpoint, number>();
+    const total = 600 * 10; // 10 full cycles (total weight 600)
+    for (let i = 0; i < total; i++) {
+      const ep = b.pick(eps, { now: 0 })!;
+      counts.set(ep, (counts.get(ep) ?? 0) + 1);
+    }
+    for (let i = 0; i < eps.length; i++) expect(counts.get(eps[i]!)).toBe(10 * (1 + (i % 3)));
+  });
+
+  it('skips unusable endpoints without a burst when they come back', () => {
+    eps = makeEndpoints(300);
+    eps[0]!.weight = 2; // not uniform: EDF path
+    eps[5]!.ejectedUntil = 1000;
+    const b = new RoundRobinBalancer();
+    let seen = 0;
+    for (let i = 0; i < 3010; i++) if (b.pick(eps, { now: 0 }) === eps[5]) seen++;
+    expect(seen).toBe(0);
+    let back = 0;
+    for (let i = 0; i < 301; i++) if (b.pick(eps, { now: 1000 }) === eps[5]) back++;
+    expect(back).toBeLessThanOrEqual(2);
+    expect(b.pick(eps, { now: 0, exclude: new Set(eps) })).toBeUndefined();
   });
 });

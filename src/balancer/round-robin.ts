@@ -1,4 +1,5 @@
 import { AVAILABILITY_REFRESH_MS } from './availability.ts';
+import { EdfScheduler } from './edf.ts';
 import type { Endpoint } from './endpoint.ts';
 import type { Balancer, PickContext } from './types.ts';
 import { defaultWeight, usable, type WeightFn } from './usable.ts';
@@ -9,8 +10,14 @@ import { defaultWeight, usable, type WeightFn } from './usable.ts';
  * give a a b a c a a rather than a a a a a b c. O(n) per pick; one float per endpoint.
  * When every endpoint has the same weight (checked every AVAILABILITY_REFRESH_MS and on update),
  * the sequence is a plain rotation, and it takes the O(1) path: a cursor skipping unusable ones.
+ * Above SMOOTH_MAX_ENDPOINTS endpoints with unequal weights, it switches to EDF scheduling
+ * (Envoy's weighted round robin, O(log n)): the same proportions and interleaving, though not
+ * nginx's exact sequence.
  * Its state is aligned with the endpoint list and reset when the list changes.
  */
+/** Up to this many endpoints, weighted picks use nginx's O(n) algorithm; above, EDF. */
+export const SMOOTH_MAX_ENDPOINTS = 256;
+
 export class RoundRobinBalancer implements Balancer {
   readonly name = 'ROUND_ROBIN';
   readonly #weight: WeightFn;
@@ -19,9 +26,12 @@ export class RoundRobinBalancer implements Balancer {
   #cursor = 0;
   #uniform = false;
   #checkedAt = Number.NEGATIVE_INFINITY;
+  readonly #edf: EdfScheduler;
+  #edfReady = false;
 
   constructor(weight: WeightFn = defaultWeight) {
     this.#weight = weight;
+    this.#edf = new EdfScheduler(weight);
   }
 
   update(endpoints: readonly Endpoint[]): void {
@@ -29,6 +39,7 @@ export class RoundRobinBalancer implements Balancer {
     this.#current = new Float64Array(endpoints.length);
     this.#cursor = 0;
     this.#checkedAt = Number.NEGATIVE_INFINITY;
+    this.#edfReady = false;
   }
 
   #checkUniform(endpoints: readonly Endpoint[], now: number): void {
@@ -46,7 +57,10 @@ export class RoundRobinBalancer implements Balancer {
       }
     }
     if (uniform && !this.#uniform) this.#cursor = 0;
-    if (!uniform && this.#uniform) this.#current.fill(0);
+    if (!uniform && this.#uniform) {
+      this.#current.fill(0);
+      this.#edfReady = false;
+    }
     this.#uniform = uniform;
   }
 
@@ -62,6 +76,13 @@ export class RoundRobinBalancer implements Balancer {
         if (usable(ep, ctx)) return ep;
       }
       return undefined;
+    }
+    if (endpoints.length > SMOOTH_MAX_ENDPOINTS) {
+      if (!this.#edfReady) {
+        this.#edf.reset(endpoints, ctx.now);
+        this.#edfReady = true;
+      }
+      return this.#edf.pick(endpoints, ctx);
     }
     const current = this.#current;
     let total = 0;
