@@ -1,5 +1,6 @@
 import type { Endpoint } from './endpoint.ts';
 import type { Balancer, PickContext } from './types.ts';
+import { defaultWeight, usable, type WeightFn } from './usable.ts';
 
 /** How many random draws P2C makes to find a usable endpoint before it falls back to a scan (Finagle maxEffort). */
 const MAX_EFFORT = 5;
@@ -8,16 +9,24 @@ const MAX_EFFORT = 5;
  * Power of two choices (P2C): draw two distinct usable endpoints at random and keep the one with
  * the lower cost. `cost` is the load metric (peak-EWMA by default) divided by the endpoint's weight.
  * O(1) per pick; an O(n) scan only when random draws keep hitting unusable endpoints.
+ * Holds no per-endpoint state.
  */
 export class P2CBalancer implements Balancer {
   readonly name: string;
   readonly #cost: (ep: Endpoint, now: number) => number;
   readonly #random: () => number;
+  readonly #weight: WeightFn;
 
-  constructor(name: string, cost: (ep: Endpoint, now: number) => number, random: () => number = Math.random) {
+  constructor(
+    name: string,
+    cost: (ep: Endpoint, now: number) => number,
+    random: () => number = Math.random,
+    weight: WeightFn = defaultWeight,
+  ) {
     this.name = name;
     this.#cost = cost;
     this.#random = random;
+    this.#weight = weight;
   }
 
   pick(endpoints: readonly Endpoint[], ctx: PickContext): Endpoint | undefined {
@@ -28,8 +37,8 @@ export class P2CBalancer implements Balancer {
     if (!a) return undefined;
     const b = this.#draw(endpoints, ctx, a);
     if (!b) return a;
-    const costA = this.#cost(a, ctx.now) / a.effectiveWeight(ctx.now);
-    const costB = this.#cost(b, ctx.now) / b.effectiveWeight(ctx.now);
+    const costA = this.#cost(a, ctx.now) / this.#weight(a, ctx.now);
+    const costB = this.#cost(b, ctx.now) / this.#weight(b, ctx.now);
     return costB < costA ? b : a;
   }
 
@@ -48,6 +57,8 @@ export class P2CBalancer implements Balancer {
   }
 }
 
-function usable(ep: Endpoint, ctx: PickContext): boolean {
-  return ep.isAvailable(ctx.now) && !ctx.exclude?.has(ep);
-}
+/** PEAK_EWMA cost: rtt estimate × (in-flight + 1). */
+export const peakEwmaCost = (ep: Endpoint, now: number): number => ep.ewma.cost(ep.inflight, now);
+
+/** LEAST_REQUEST cost: in-flight + 1 (the +1 lets weights break ties between idle endpoints). */
+export const leastRequestCost = (ep: Endpoint): number => ep.inflight + 1;

@@ -8,6 +8,11 @@ export interface PickContext {
   readonly hashKey?: string | undefined;
   /** Monotonic milliseconds (performance.now() or a fake clock). */
   readonly now: number;
+  /**
+   * Set by the panic guard: too few endpoints are available, so health and ejection are ignored
+   * (draining endpoints are still skipped). Balancers check endpoints through `usable()`.
+   */
+  readonly panic?: boolean | undefined;
 }
 
 /**
@@ -20,6 +25,8 @@ export interface Balancer {
   pick(endpoints: readonly Endpoint[], ctx: PickContext): Endpoint | undefined;
   /** Called after the endpoint list changed (rebuild rings, schedules...). */
   update?(endpoints: readonly Endpoint[]): void;
+  /** The weight this balancer gives `ep` at `now` (slow start included), for the snapshot. */
+  weightOf?(ep: Endpoint, now: number): number;
 }
 
 /** A monotonic clock in milliseconds; tests pass a fake one. */

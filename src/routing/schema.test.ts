@@ -116,10 +116,10 @@ describe('routing schema', () => {
 
   it("validates a subset's trafficPolicy with the service trafficPolicy schema", () => {
     const bad = problems({
-      subsets: [{ name: 'v1', trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } }],
+      subsets: [{ name: 'v1', trafficPolicy: { loadBalancer: { simple: 'BOGUS' } } }],
     });
     expect(bad).toHaveLength(1);
-    expect(bad[0]).toMatch(/^subsets\[0\]\.trafficPolicy\.loadBalancer\.simple: "ROUND_ROBIN" /);
+    expect(bad[0]).toMatch(/^subsets\[0\]\.trafficPolicy\.loadBalancer\.simple: "BOGUS" /);
   });
 
   it('checks references across services: hosts and subsets', () => {
