@@ -29,6 +29,13 @@ export interface MeshRequest {
   route: RouteDecision | undefined;
   /** DestinationRule subset chosen by routing; undefined = all endpoints. */
   subset: string | undefined;
+  /**
+   * Consistent-hash key, derived once per request (not per attempt) when the pick group hashes;
+   * null = the request has no value for the key (picked at random, as Envoy does).
+   */
+  hashKey?: string | null | undefined;
+  /** A generated hash cookie to set on the response (`httpCookie` when the cookie was missing). */
+  hashCookie?: string | undefined;
   /** Endpoints this request already tried; the balancer avoids them. */
   tried: Set<Endpoint> | undefined;
   /** 0 for the first attempt. */

@@ -50,6 +50,7 @@ export class ServiceRuntime {
         name: s.name,
         labels: s.labels ?? {},
         balancer: createBalancer(merged?.loadBalancer, { zone: opts.zone }),
+        hash: merged?.loadBalancer?.consistentHash,
       };
     });
     this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
@@ -57,6 +58,7 @@ export class ServiceRuntime {
       service: name,
       provider: this.discovery.kind,
       balancer: createBalancer(policy?.loadBalancer, { zone: opts.zone }),
+      hash: policy?.loadBalancer?.consistentHash,
       subsets,
       connectionPool: policy?.connectionPool,
       clock: opts.clock,

@@ -1,6 +1,8 @@
 import { NoEndpointsError } from '../errors.ts';
+import { ResponseHeadersHandler } from '../http/response-headers.ts';
 import { type Dispatch, type EndpointDispatch, failRequest, type MeshRequest } from '../pipeline.ts';
 import type { Endpoint } from './endpoint.ts';
+import { hashKeyFor } from './hash-key.ts';
 import type { Clock } from './types.ts';
 
 /**
@@ -9,7 +11,18 @@ import type { Clock } from './types.ts';
  * waits (bounded by the service's initialTimeout); with nothing to pick it fails fast.
  */
 export function balance(next: EndpointDispatch, clock: Clock): Dispatch {
-  const dispatch: Dispatch = (req, handler) => {
+  const dispatch: Dispatch = (req, rawHandler) => {
+    let handler = rawHandler;
+    const hash = req.service.endpoints.group(req.subset)?.hash;
+    if (hash !== undefined) {
+      if (req.hashKey === undefined) {
+        const r = hashKeyFor(hash, { headers: req.opts.headers, path: req.opts.path });
+        req.hashKey = r?.key ?? null;
+        req.hashCookie = r?.setCookie;
+      }
+      const cookie = req.hashCookie;
+      if (cookie !== undefined) handler = new ResponseHeadersHandler(handler, (h) => addSetCookie(h, cookie));
+    }
     const ep = pick(req, clock());
     if (ep) return next(ep, req, handler);
     const set = req.service.endpoints;
@@ -30,10 +43,11 @@ function pick(req: MeshRequest, now: number): Endpoint | undefined {
   const group = req.service.endpoints.group(req.subset);
   if (!group) return undefined;
   const tried = req.tried;
-  const ep = group.balancer.pick(group.endpoints, { now, exclude: tried });
+  const hashKey = req.hashKey ?? undefined;
+  const ep = group.balancer.pick(group.endpoints, { now, exclude: tried, hashKey });
   // Avoid endpoints already tried, but reuse one rather than fail when nothing else is left.
   if (ep || !tried || tried.size === 0) return ep;
-  return group.balancer.pick(group.endpoints, { now });
+  return group.balancer.pick(group.endpoints, { now, hashKey });
 }
 
 function noEndpoints(req: MeshRequest): NoEndpointsError {
@@ -55,4 +69,9 @@ function noEndpoints(req: MeshRequest): NoEndpointsError {
       ? `${where}discovery returned 0 endpoints`
       : `${where}none of ${total} endpoints is available (all unhealthy, ejected or draining)`,
   );
+}
+
+function addSetCookie(headers: Record<string, string | string[]>, cookie: string): void {
+  const prev = headers['set-cookie'];
+  headers['set-cookie'] = prev === undefined ? cookie : [...(Array.isArray(prev) ? prev : [prev]), cookie];
 }

@@ -2,6 +2,7 @@ import type { ConnectionPoolConfig } from '../config/schema.ts';
 import type { DiscoveryChange, DiscoverySink, DiscoveryStatus } from '../discovery/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { Endpoint } from './endpoint.ts';
+import type { ConsistentHashConfig } from './schema.ts';
 import type { Balancer, Clock } from './types.ts';
 
 /** A named subset of a service (Istio DestinationRule `subsets`), with its own balancer. */
@@ -9,6 +10,8 @@ export interface SubsetSpec {
   name: string;
   labels: Record<string, string>;
   balancer: Balancer;
+  /** `loadBalancer.consistentHash` of this subset's policy, when it hashes. */
+  hash?: ConsistentHashConfig | undefined;
   connectionPool?: ConnectionPoolConfig | undefined;
 }
 
@@ -18,12 +21,14 @@ export interface PickGroup {
   endpoints: readonly Endpoint[];
   readonly balancer: Balancer;
   readonly labels: Record<string, string> | undefined;
+  readonly hash: ConsistentHashConfig | undefined;
 }
 
 export interface EndpointSetOptions {
   service: string;
   provider: string;
   balancer: Balancer;
+  hash?: ConsistentHashConfig | undefined;
   subsets?: readonly SubsetSpec[];
   connectionPool?: ConnectionPoolConfig | undefined;
   connect?: Record<string, unknown> | undefined;
@@ -54,10 +59,22 @@ export class EndpointSet implements DiscoverySink {
 
   constructor(opts: EndpointSetOptions) {
     this.#opts = opts;
-    this.all = { name: undefined, endpoints: [], balancer: opts.balancer, labels: undefined };
+    this.all = {
+      name: undefined,
+      endpoints: [],
+      balancer: opts.balancer,
+      labels: undefined,
+      hash: opts.hash,
+    };
     this.#groups = [this.all];
     for (const s of opts.subsets ?? []) {
-      const g: PickGroup = { name: s.name, endpoints: [], balancer: s.balancer, labels: s.labels };
+      const g: PickGroup = {
+        name: s.name,
+        endpoints: [],
+        balancer: s.balancer,
+        labels: s.labels,
+        hash: s.hash,
+      };
       this.#groups.push(g);
       this.#bySubset.set(s.name, g);
     }

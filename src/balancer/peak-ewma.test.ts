@@ -17,18 +17,30 @@ describe('PeakEwma', () => {
     expect(e.estimate(1)).toBe(500);
   });
 
+  it('the first real sample replaces the default RTT, faster or slower', () => {
+    const fast = new PeakEwma(30, HALF, 0);
+    fast.observe(1, 5);
+    expect(fast.estimate(5)).toBe(1);
+    const slow = new PeakEwma(30, HALF, 0);
+    slow.observe(45, 5);
+    expect(slow.estimate(5)).toBe(45);
+  });
+
   it('faster samples pull the estimate down with a 10 s half-life', () => {
-    const e = new PeakEwma(100, HALF, 0);
+    const e = new PeakEwma(30, HALF, 0);
+    e.observe(100, 0);
     e.observe(20, 10_000); // one half-life later: half old, half new
     expect(e.estimate(10_000)).toBeCloseTo(60, 6);
     // many samples spread over 10 s weigh like one sample covering 10 s
-    const f = new PeakEwma(100, HALF, 0);
+    const f = new PeakEwma(30, HALF, 0);
+    f.observe(100, 0);
     for (let t = 100; t <= 10_000; t += 100) f.observe(20, t);
     expect(f.estimate(10_000)).toBeCloseTo(60, 6);
   });
 
   it('a faster sample at the same instant changes nothing', () => {
-    const e = new PeakEwma(100, HALF, 0);
+    const e = new PeakEwma(30, HALF, 0);
+    e.observe(100, 0);
     e.observe(10, 0);
     expect(e.estimate(0)).toBe(100);
   });

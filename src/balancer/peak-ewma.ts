@@ -12,12 +12,18 @@
  * update time, so how much a later fast sample counts depends on how often the balancer happened
  * to read the endpoint. Here it depends only on time, so picks never change an endpoint's state.
  *
+ * The default RTT is a prior for an endpoint nothing is known about yet: the first real sample
+ * replaces it outright (faster or slower). Otherwise, with a 10 s half-life, endpoints that answer
+ * in 1 ms would look like 30 ms ones for many seconds, and a replica 40 ms slower would look
+ * barely worse than they do (meshwork's choice; tower blends the first sample like the others).
+ *
  * cost = estimate × (inflight + 1). The estimate has a tiny floor so that the in-flight count
  * still matters after hours of idleness (Finagle adds a penalty for the same reason).
  */
 export class PeakEwma {
   #estimate: number;
   #updatedAt: number;
+  #sampled = false;
   readonly #lambda: number;
 
   constructor(defaultRttMs: number, halfLifeMs: number, now: number) {
@@ -29,7 +35,8 @@ export class PeakEwma {
   /** Records one round trip of `rttMs` that completed at `now`. */
   observe(rttMs: number, now: number): void {
     if (!(rttMs >= 0)) return; // NaN or negative: a broken clock reading, ignore it
-    if (rttMs > this.#estimate) {
+    if (!this.#sampled || rttMs > this.#estimate) {
+      this.#sampled = true;
       this.#estimate = rttMs;
     } else {
       const w = Math.exp(-Math.max(0, now - this.#updatedAt) * this.#lambda);
