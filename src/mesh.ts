@@ -1,10 +1,12 @@
 import { performance } from 'node:perf_hooks';
 import { Request as UndiciRequest, fetch as undiciFetch } from 'undici';
 import type { Clock } from './balancer/types.ts';
+import type { Fallback } from './breaker/breaker.ts';
 import { loadConfig } from './config/load.ts';
 import type { MeshConfig, MeshConfigInput } from './config/schema.ts';
 import { MeshDispatcher } from './dispatcher.ts';
 import { isMeshworkError, MeshClosedError, UnknownServiceError } from './errors.ts';
+import type { BudgetSnapshot } from './retry/budget.ts';
 import { ServiceRuntime } from './service.ts';
 import { buildStack } from './stack.ts';
 import { type Logger, silentLogger } from './telemetry/logger.ts';
@@ -19,6 +21,8 @@ export interface MeshOptions {
   clock?: Clock;
   /** Environment to read MESHWORK_CONFIG, MESHWORK_ZONE, CONSUL_HTTP_ADDR from (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Per-service answers used while that service's circuit breaker is open (docs/resilience.md). */
+  fallbacks?: Record<string, Fallback>;
 }
 
 export type CreateMeshInput = MeshConfigInput & MeshOptions;
@@ -47,6 +51,11 @@ export interface ServiceSnapshot {
     lastError?: string | undefined;
     lastUpdateAt?: string | undefined;
   };
+  /** Undefined when `retryBudget.enabled: false`. */
+  retryBudget: BudgetSnapshot | undefined;
+  outlierDetection: { enabled: boolean; ejectionsTotal: number };
+  circuitBreaker: { state: 'closed' | 'open' | 'half-open'; rejected: number } | undefined;
+  connectionPool: { active: number; overflows: number };
 }
 
 export interface MeshSnapshot {
@@ -66,7 +75,7 @@ export class Mesh {
   #closing: Promise<void> | undefined;
 
   constructor(input: CreateMeshInput = { services: {} }) {
-    const { logger, clock, env: envIn, ...config } = input;
+    const { logger, clock, env: envIn, fallbacks, ...config } = input;
     const env = envIn ?? process.env;
     this.config = loadConfig(config, env);
     this.#clock = clock ?? (() => performance.now());
@@ -75,7 +84,13 @@ export class Mesh {
     for (const [name, svc] of Object.entries(this.config.services)) {
       this.#services.set(
         name,
-        new ServiceRuntime(name, svc, { clock: this.#clock, logger: logger ?? silentLogger, zone, env }),
+        new ServiceRuntime(name, svc, {
+          clock: this.#clock,
+          logger: logger ?? silentLogger,
+          zone,
+          env,
+          fallback: fallbacks?.[name],
+        }),
       );
     }
     const stack = buildStack({ clock: this.#clock });
@@ -136,6 +151,15 @@ export class Mesh {
         endpoints,
         loadBalancer: svc.endpoints.all.balancer.name,
         discovery: { ...svc.endpoints.status },
+        retryBudget: svc.retry.budget?.snapshot(),
+        outlierDetection: {
+          enabled: svc.outlier !== undefined,
+          ejectionsTotal: svc.outlier?.ejectionsTotal ?? 0,
+        },
+        circuitBreaker: svc.breaker
+          ? { state: svc.breaker.state, rejected: svc.breaker.rejected }
+          : undefined,
+        connectionPool: { active: svc.limits.active, overflows: svc.limits.overflows },
       };
     }
     return { zone: this.config.zone, closed: this.#closing !== undefined, services };
