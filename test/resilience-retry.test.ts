@@ -17,7 +17,10 @@ async function server(handle?: Parameters<typeof startServer>[0]): Promise<TestS
 }
 
 function mesh(cfg: Record<string, unknown>, addresses: string[], extra: Record<string, unknown> = {}): Mesh {
-  const m = createMesh({ services: { svc: { discovery: { static: addresses }, ...cfg } }, ...extra } as never);
+  const m = createMesh({
+    services: { svc: { discovery: { static: addresses }, ...cfg } },
+    ...extra,
+  } as never);
   cleanups.push(() => m.close());
   return m;
 }
@@ -158,7 +161,7 @@ describe('retries', () => {
       body: (async function* () {
         yield big.slice(0, 40_000);
         yield big.slice(40_000);
-      })(),
+      })() as never,
     });
     expect(res.statusCode).toBe(503);
     await res.body.text();
