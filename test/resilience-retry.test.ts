@@ -44,6 +44,20 @@ describe('retries', () => {
     expect(good.hits.length).toBe(10);
   });
 
+  it('the retried answer, with its headers, reaches fetch', async () => {
+    let n = 0;
+    const s = await server((_req, res) => {
+      res.setHeader('x-try', String(n));
+      res.statusCode = n++ === 0 ? 503 : 201;
+      res.end(`try ${n}`);
+    });
+    const m = mesh({}, [s.address]);
+    const res = await m.fetch('http://svc/x');
+    expect(res.status).toBe(201);
+    expect(res.headers.get('x-try')).toBe('1');
+    expect(await res.text()).toBe('try 2');
+  });
+
   it('one POST answered 503 → exactly one upstream hit, 503 delivered as is', async () => {
     const bad = await server(always503);
     const m = mesh({}, [bad.address]);
@@ -273,7 +287,7 @@ describe('budget and hedging', () => {
   it('hedging: a backup request wins over a slow attempt, the slow one is aborted', async () => {
     let n = 0;
     let abortedSlow = 0;
-    const s = await server((req, res) => {
+    const s = await server((_req, res) => {
       if (n++ === 0) {
         const t = setTimeout(() => res.end('slow'), 3_000);
         res.on('close', () => {

@@ -47,14 +47,18 @@ function deliverFallback(
   }
   const headers: Record<string, string> = { 'x-meshwork-fallback': 'circuit-open' };
   for (const [k, v] of Object.entries(res.headers ?? {})) headers[k.toLowerCase()] = v;
-  handler.onRequestStart?.(closedController, {});
-  handler.onResponseStart?.(closedController, res.status, headers, '');
+  // undici's fetch reads response headers from controller.rawHeaders.
+  const rawHeaders: Buffer[] = [];
+  for (const [k, v] of Object.entries(headers)) rawHeaders.push(Buffer.from(k), Buffer.from(v));
+  const controller = { ...closedController, rawHeaders };
+  handler.onRequestStart?.(controller, {});
+  handler.onResponseStart?.(controller, res.status, headers, '');
   if (res.body !== undefined)
     handler.onResponseData?.(
-      closedController,
+      controller,
       typeof res.body === 'string' ? Buffer.from(res.body) : Buffer.from(res.body),
     );
-  handler.onResponseEnd?.(closedController, {});
+  handler.onResponseEnd?.(controller, {});
 }
 
 class BreakerHandler implements DispatchHandler {

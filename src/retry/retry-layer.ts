@@ -141,6 +141,16 @@ class RetryRun implements DispatchController {
     this.#fail(this.reason);
   }
 
+  /** The winning attempt's raw headers: undici's fetch reads response headers from here. */
+  get rawHeaders(): DispatchController['rawHeaders'] {
+    return this.#winner?.controller?.rawHeaders;
+  }
+
+  /** The winning attempt's raw trailers, likewise. */
+  get rawTrailers(): DispatchController['rawTrailers'] {
+    return this.#winner?.controller?.rawTrailers;
+  }
+
   pause(): void {
     this.paused = true;
     this.#winner?.controller?.pause();
