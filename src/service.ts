@@ -50,9 +50,14 @@ export class ServiceRuntime {
     this.initialTimeoutMs = SERVICE_DEFAULTS.initialTimeoutMs;
     const policy = config.trafficPolicy;
     const subsets: SubsetSpec[] = [];
-    this.retry = new ServiceRetry(config, opts.clock);
+    this.retry = new ServiceRetry(config, opts.clock, (budget) =>
+      opts.logger.warn({ service: name, budget }, 'retry budget exhausted: retries are refused'),
+    );
     const od = outlierSettings(policy?.outlierDetection);
     this.outlier = od ? new OutlierDetector(od, opts.clock()) : undefined;
+    if (this.outlier)
+      this.outlier.onEject = (ep, forMs, reason) =>
+        opts.logger.warn({ service: name, endpoint: ep.address, forMs, reason }, 'endpoint ejected');
     const cb = policy?.circuitBreaker;
     this.breaker = cb && cb.enabled !== false ? new ServiceBreaker(cb) : undefined;
     this.fallback = opts.fallback;

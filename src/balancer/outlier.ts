@@ -115,6 +115,9 @@ export class OutlierDetector {
   #nextInterval: number;
   ejectionsTotal = 0;
 
+  /** Called on each ejection (the service logs it). */
+  onEject: ((ep: Endpoint, untilMs: number, reason: string) => void) | undefined;
+
   constructor(settings: OutlierSettings, now: number, random: () => number = Math.random) {
     this.settings = settings;
     this.#nextInterval = now + settings.intervalMs;
@@ -158,10 +161,10 @@ export class OutlierDetector {
         trip ||= cfg.consecutiveGatewayErrors > 0 && s.cGateway >= cfg.consecutiveGatewayErrors;
       }
     }
-    if (trip) this.#eject(ep, s, all, now);
+    if (trip) this.#eject(ep, s, all, now, `consecutive ${outcome} failures`);
   }
 
-  #eject(ep: Endpoint, s: HostState, all: readonly Endpoint[], now: number): boolean {
+  #eject(ep: Endpoint, s: HostState, all: readonly Endpoint[], now: number, reason: string): boolean {
     if (ep.isEjected(now)) return false;
     const total = all.length;
     if (total === 0) return false;
@@ -181,6 +184,7 @@ export class OutlierDetector {
     ep.ejectedUntil =
       now + ejectionTimeMs(this.settings.baseEjectionTimeMs, this.settings.maxEjectionTimeMs, s.ejections);
     this.ejectionsTotal++;
+    this.onEject?.(ep, ep.ejectedUntil - now, reason);
     return true;
   }
 
@@ -205,7 +209,8 @@ export class OutlierDetector {
         cfg.failurePercentageThreshold,
       ))
         if (this.#random() * 100 < cfg.enforcingFailurePercentage) candidates.add(i);
-    for (const i of candidates) this.#eject(all[i] as Endpoint, stats[i] as HostState, all, now);
+    for (const i of candidates)
+      this.#eject(all[i] as Endpoint, stats[i] as HostState, all, now, 'success rate / failure percentage');
     for (let i = 0; i < all.length; i++) {
       const s = stats[i] as HostState;
       if (!(all[i] as Endpoint).isEjected(now) && s.ejections > 0 && !candidates.has(i)) s.ejections--;

@@ -31,6 +31,24 @@ describe('RetryBudget', () => {
     expect(b.snapshot().retries).toBe(0);
   });
 
+  it('reports exhaustion once per episode', () => {
+    let now = 0;
+    let calls = 0;
+    const b = new RetryBudget(
+      { retryPercent: 0, minRetriesPerSecond: 0.1, ttlMs: 10_000 },
+      () => now,
+      () => calls++,
+    );
+    expect(b.tryWithdraw()).toBe(true);
+    expect(b.tryWithdraw()).toBe(false);
+    expect(b.tryWithdraw()).toBe(false);
+    expect(calls).toBe(1);
+    now = 20_000;
+    expect(b.tryWithdraw()).toBe(true);
+    expect(b.tryWithdraw()).toBe(false);
+    expect(calls).toBe(2);
+  });
+
   it('with no free retries, the percentage alone bounds retries', () => {
     const b = new RetryBudget({ retryPercent: 20, minRetriesPerSecond: 0, ttlMs: 10_000 }, () => 0);
     expect(b.tryWithdraw()).toBe(false);

@@ -39,8 +39,12 @@ export class RetryBudget {
   #exhausted = false;
   exhaustedCount = 0;
 
-  constructor(opts: BudgetOptions, clock: Clock) {
+  /** Called when the budget goes from available to exhausted (once per episode). */
+  readonly #onExhausted: (() => void) | undefined;
+
+  constructor(opts: BudgetOptions, clock: Clock, onExhausted?: () => void) {
     this.#opts = opts;
+    this.#onExhausted = onExhausted;
     this.#clock = clock;
     this.#bucketMs = opts.ttlMs / BUCKETS;
     this.#headStart = clock();
@@ -77,6 +81,7 @@ export class RetryBudget {
       (this.#opts.minRetriesPerSecond * this.#opts.ttlMs) / 1000 +
       (this.#opts.retryPercent / 100) * this.#sum(this.#requests);
     if (this.#sum(this.#retries) + 1 > allowed) {
+      if (!this.#exhausted) this.#onExhausted?.();
       this.#exhausted = true;
       this.exhaustedCount++;
       return false;

@@ -1,7 +1,7 @@
 import type { Clock } from '../balancer/types.ts';
 import type { MeshRequest } from '../pipeline.ts';
 import { BACKOFF_DEFAULTS } from './backoff.ts';
-import { BUDGET_DEFAULTS, RetryBudget } from './budget.ts';
+import { BUDGET_DEFAULTS, type BudgetSnapshot, RetryBudget } from './budget.ts';
 import { DEFAULT_RETRY_ON, parseRetryOn, type RetryOn } from './retry-on.ts';
 import type { RetriesConfig, RetryBudgetConfig } from './schema.ts';
 
@@ -64,7 +64,7 @@ export class ServiceRetry {
   /** Limits backup requests to maxExtraLoad of requests (no per-second allowance beyond 1/s). */
   readonly hedgeBudget: RetryBudget | undefined;
 
-  constructor(cfg: RetryServiceConfig, clock: Clock) {
+  constructor(cfg: RetryServiceConfig, clock: Clock, onExhausted?: (snapshot: BudgetSnapshot) => void) {
     this.policy = compileRetryPolicy(cfg);
     const b = cfg.retryBudget;
     this.budget =
@@ -77,6 +77,7 @@ export class ServiceRetry {
               ttlMs: b?.ttl ?? BUDGET_DEFAULTS.ttlMs,
             },
             clock,
+            onExhausted && (() => this.budget && onExhausted(this.budget.snapshot())),
           );
     const h = this.policy.hedge;
     this.hedgeBudget = h
