@@ -48,28 +48,40 @@ describe('outlier detection', () => {
     expect(bad.hits.length).toBe(5);
   });
 
-  it('an ejected endpoint comes back after baseEjectionTime', async () => {
+  it('an ejected endpoint comes back after baseEjectionTime; the last one is never ejected', async () => {
     let failing = true;
     const flappy = await server((_req, res) => {
       res.statusCode = failing ? 503 : 200;
       res.end();
     });
+    const good = await server();
     const m = mesh(
       {
         retries: { attempts: 0 },
-        trafficPolicy: { outlierDetection: { consecutive5xxErrors: 2, baseEjectionTime: '150ms' } },
+        trafficPolicy: {
+          outlierDetection: { consecutive5xxErrors: 2, baseEjectionTime: '150ms', maxEjectionPercent: 100 },
+        },
       },
-      [flappy.address],
+      [flappy.address, good.address],
     );
-    await (await m.fetch('http://svc/x')).text();
-    await (await m.fetch('http://svc/x')).text();
-    expect(m.snapshot().services.svc?.endpoints[0]?.ejected).toBe(true);
-    const err = await m.fetch('http://svc/x').catch((e) => e);
-    expect(isMeshworkError(err, 'MESHWORK_ERR_NO_ENDPOINTS')).toBe(true);
+    const ejected = () =>
+      m.snapshot().services.svc?.endpoints.find((e) => e.address === flappy.address)?.ejected;
+    for (let i = 0; i < 200 && !ejected(); i++) await (await m.fetch('http://svc/x')).text();
+    expect(ejected()).toBe(true);
+    const hits = flappy.hits.length;
+    for (let i = 0; i < 5; i++) expect((await m.fetch('http://svc/x')).status).toBe(200);
+    expect(flappy.hits.length).toBe(hits);
     failing = false;
     await new Promise((r) => setTimeout(r, 200));
-    expect(m.snapshot().services.svc?.endpoints[0]?.ejected).toBe(false);
-    expect((await m.fetch('http://svc/x')).status).toBe(200);
+    expect(ejected()).toBe(false);
+
+    const alone = mesh(
+      { retries: { attempts: 0 }, trafficPolicy: { outlierDetection: { consecutive5xxErrors: 1 } } },
+      [flappy.address],
+    );
+    failing = true;
+    for (let i = 0; i < 3; i++) expect((await alone.fetch('http://svc/x')).status).toBe(503);
+    expect(alone.snapshot().services.svc?.endpoints[0]?.ejected).toBe(false);
   });
 
   it('a refusing endpoint counts as local-origin failures and is ejected', async () => {

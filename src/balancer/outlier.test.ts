@@ -93,6 +93,13 @@ describe('OutlierDetector', () => {
     expect(outlierSettings({ enabled: false })).toBeUndefined();
   });
 
+  it('never ejects the last available endpoint', () => {
+    const eps = endpoints(1);
+    const d = new OutlierDetector(outlierSettings({ consecutive5xxErrors: 1 })!, 0);
+    d.observe(eps[0]!, '5xx', eps, 1);
+    expect(eps[0]!.isEjected(1)).toBe(false);
+  });
+
   it('success-rate ejection runs at the interval', () => {
     const eps = endpoints(5);
     const d = new OutlierDetector(

@@ -176,6 +176,9 @@ export class OutlierDetector {
     }
     // maxEjectionPercent, but at least one host can always be ejected (Envoy).
     if (ejected > 0 && (100 * (ejected + 1)) / total > this.settings.maxEjectionPercent) return false;
+    // Never eject the last available endpoint: failing every request for the ejection time is
+    // worse than sending to it (stands in for Envoy's panic threshold, see docs/resilience.md).
+    if (healthy <= 1) return false;
     if ((100 * healthy) / total < this.settings.minHealthPercent) return false;
     s.ejections++;
     s.c5xx = 0;
