@@ -231,6 +231,18 @@ describe('timeouts and abort', () => {
     expect(performance.now() - started).toBeLessThan(5_000);
   });
 
+  it('timeout also covers the response body', async () => {
+    const s = await server((_req, res) => {
+      res.writeHead(200, { 'content-length': '10' });
+      res.write('12345');
+    });
+    const m = mesh({ timeout: '200ms' }, [s.address]);
+    const res = await request('http://svc/x', { dispatcher: m.dispatcher });
+    expect(res.statusCode).toBe(200);
+    const err = await res.body.text().catch((e) => e);
+    expect(isMeshworkError(err, 'MESHWORK_ERR_TIMEOUT')).toBe(true);
+  });
+
   it('sends the deadline header with the time left', async () => {
     const s = await server();
     const m = mesh({ timeout: '5s', retries: { perTryTimeout: '1s' } }, [s.address]);
