@@ -127,6 +127,18 @@ describe('retries', () => {
     expect(hits.length).toBe(2);
   });
 
+  it('retries gRPC unavailable (grpc-status 14) under the defaults', async () => {
+    let n = 0;
+    const s = await server((_req, res) => {
+      if (n++ === 0) res.setHeader('grpc-status', '14');
+      res.end();
+    });
+    const m = mesh({}, [s.address]);
+    const res = await m.fetch('http://svc/x');
+    expect(res.headers.get('grpc-status')).toBeNull();
+    expect(s.hits.length).toBe(2);
+  });
+
   it('a non-retryable status is delivered after one send; retriable-4xx retries 409', async () => {
     let n = 0;
     const s = await server((_req, res) => {
@@ -231,6 +243,14 @@ describe('timeouts and abort', () => {
     expect(performance.now() - started).toBeLessThan(5_000);
   });
 
+  it('a POST that timed out per try is not retried (it may have been processed)', async () => {
+    const hang = await server(() => {});
+    const m = mesh({ retries: { attempts: 2, perTryTimeout: '100ms', retryOn: '5xx' } }, [hang.address]);
+    const err = await m.fetch('http://svc/x', { method: 'POST', body: 'once' }).catch((e) => e);
+    expect(isMeshworkError(err, 'MESHWORK_ERR_TIMEOUT')).toBe(true);
+    expect(hang.hits.length).toBe(1);
+  });
+
   it('timeout also covers the response body', async () => {
     const s = await server((_req, res) => {
       res.writeHead(200, { 'content-length': '10' });
@@ -316,6 +336,18 @@ describe('budget and hedging', () => {
     expect(s.hits.length).toBe(2);
     await new Promise((r) => setTimeout(r, 100));
     expect(abortedSlow).toBe(1);
+  });
+
+  it('hedges stay within maxExtraLoad', async () => {
+    const s = await server((_req, res) => {
+      setTimeout(() => res.end('slow'), 40);
+    });
+    const m = mesh({ retries: { hedge: { delay: '5ms', maxExtraLoad: 0.1 } } }, [s.address]);
+    const N = 30;
+    for (let i = 0; i < N; i++) await (await m.fetch('http://svc/x')).text();
+    // 1 free hedge per 10 s plus 10% of requests.
+    expect(s.hits.length).toBeLessThanOrEqual(N + 1 + 0.1 * N);
+    expect(s.hits.length).toBeGreaterThan(N);
   });
 
   it('hedging never duplicates a POST', async () => {
