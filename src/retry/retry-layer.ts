@@ -249,6 +249,9 @@ class RetryRun implements DispatchController {
     if (this.#deadline !== undefined && this.#clock() + delay >= this.#deadline) return false;
     if (this.#req.service.retry.budget?.tryWithdraw() === false) return false;
     this.#retries++;
+    // No hedge during the backoff: the retry's own launch re-arms it.
+    clearTimeout(this.#hedgeTimer);
+    this.#hedgeTimer = undefined;
     this.#waitTimer = setTimeout(() => {
       this.#waitTimer = undefined;
       this.#launch();
