@@ -91,3 +91,50 @@ export function isMeshworkError(err: unknown, code?: ErrorCode): err is Meshwork
     return false;
   return code === undefined || (err as MeshworkError).code === code;
 }
+
+/** A request's `timeout` (all attempts) or `perTryTimeout` (the last attempt) ran out. */
+export class MeshTimeoutError extends MeshworkError {
+  readonly service: string;
+  readonly timeoutMs: number;
+  readonly scope: 'request' | 'per-try';
+  constructor(service: string, timeoutMs: number, scope: 'request' | 'per-try') {
+    super(
+      ErrorCodes.TIMEOUT,
+      `request to service "${service}" timed out after ${timeoutMs} ms (${scope === 'request' ? 'timeout, all attempts' : 'perTryTimeout'})`,
+    );
+    this.name = 'MeshTimeoutError';
+    this.service = service;
+    this.timeoutMs = timeoutMs;
+    this.scope = scope;
+  }
+}
+
+/** A connection-pool limit overflowed; rejected before anything was sent (Envoy's "UO"). */
+export class OverflowError extends MeshworkError {
+  readonly service: string;
+  readonly limit: string;
+  constructor(service: string, limit: string, value: number) {
+    super(ErrorCodes.OVERFLOW, `service "${service}": ${limit} (${value}) reached, request rejected`);
+    this.name = 'OverflowError';
+    this.service = service;
+    this.limit = limit;
+  }
+}
+
+/** The service's circuit breaker is open: the request failed fast and was not sent. */
+export class CircuitOpenError extends MeshworkError {
+  readonly service: string;
+  constructor(service: string) {
+    super(ErrorCodes.CIRCUIT_OPEN, `service "${service}": circuit breaker is open, request not sent`);
+    this.name = 'CircuitOpenError';
+    this.service = service;
+  }
+}
+
+/** The caller aborted the request (its AbortSignal or the dispatch controller). */
+export class MeshAbortedError extends MeshworkError {
+  constructor(service: string, options?: ErrorOptions) {
+    super(ErrorCodes.ABORTED, `request to service "${service}" was aborted by the caller`, options);
+    this.name = 'MeshAbortedError';
+  }
+}

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { Request as UndiciRequest, fetch as undiciFetch } from 'undici';
 import type { Clock } from './balancer/types.ts';
+import type { Fallback } from './breaker/breaker.ts';
 import { loadConfig } from './config/load.ts';
 import type { MeshConfig, MeshConfigInput } from './config/schema.ts';
 import { MeshDispatcher } from './dispatcher.ts';
@@ -29,6 +30,8 @@ export interface MeshOptions {
    * channels; event telemetry and logs stay). For benchmarks; the default costs ~nothing anyway.
    */
   telemetry?: boolean;
+  /** Per-service answers used while that service's circuit breaker is open (docs/resilience.md). */
+  fallbacks?: Record<string, Fallback>;
 }
 
 export type CreateMeshInput = MeshConfigInput & MeshOptions;
@@ -49,7 +52,7 @@ export class Mesh {
   #closing: Promise<void> | undefined;
 
   constructor(input: CreateMeshInput = {}) {
-    const { logger, clock, random, env: envIn, telemetry, ...config } = input;
+    const { logger, clock, random, env: envIn, telemetry, fallbacks, ...config } = input;
     this.logger = logger ?? silentLogger;
     const env = envIn ?? process.env;
     this.config = loadConfig(config, env);
@@ -59,7 +62,13 @@ export class Mesh {
     for (const [name, svc] of Object.entries(this.config.services)) {
       this.#services.set(
         name,
-        new ServiceRuntime(name, svc, { clock: this.#clock, logger: this.logger, zone, env }),
+        new ServiceRuntime(name, svc, {
+          clock: this.#clock,
+          logger: this.logger,
+          zone,
+          env,
+          fallback: fallbacks?.[name],
+        }),
       );
     }
     this.#mirrorGate = new MirrorGate();

@@ -1,11 +1,15 @@
 import { EndpointSet, type SubsetSpec } from './balancer/endpoint-set.ts';
 import { createBalancer } from './balancer/index.ts';
+import { ServiceLimits } from './balancer/limits-layer.ts';
+import { OutlierDetector, outlierSettings } from './balancer/outlier.ts';
 import type { Clock } from './balancer/types.ts';
+import { type Fallback, ServiceBreaker } from './breaker/breaker.ts';
 import type { ServiceConfig } from './config/schema.ts';
 import { HealthCheckingSink } from './discovery/health-check.ts';
 import { createDiscovery } from './discovery/index.ts';
 import { DISCOVERY_DEFAULTS } from './discovery/schema.ts';
 import type { DiscoveryProvider, DiscoveryStatus } from './discovery/types.ts';
+import { ServiceRetry } from './retry/policy.ts';
 import { compileRouter, type Router } from './routing/router.ts';
 import { mergeSubsetPolicy } from './routing/subset.ts';
 import type { Logger } from './telemetry/logger.ts';
@@ -16,6 +20,8 @@ export interface ServiceRuntimeOptions {
   logger: Logger;
   zone: string | undefined;
   env: NodeJS.ProcessEnv;
+  /** Answer given when this service's circuit breaker is open (code-only option). */
+  fallback?: Fallback | undefined;
 }
 
 /** Everything the pipeline knows about one configured service, built once at createMesh. */
@@ -31,6 +37,15 @@ export class ServiceRuntime {
   readonly logger: Logger;
   /** Telemetry events of this service: retries, budget, ejections, breaker, discovery. */
   readonly telemetry: ServiceTelemetry;
+  /** Retry policy, budget and hedge budget (src/retry). */
+  readonly retry: ServiceRetry;
+  /** Outlier detection (src/balancer/outlier.ts); undefined when disabled. */
+  readonly outlier: OutlierDetector | undefined;
+  /** Service-level circuit breaker (src/breaker); undefined unless configured. */
+  readonly breaker: ServiceBreaker | undefined;
+  readonly fallback: Fallback | undefined;
+  /** connectionPool request accounting (src/balancer/limits-layer.ts). */
+  readonly limits: ServiceLimits;
 
   constructor(name: string, config: ServiceConfig, opts: ServiceRuntimeOptions) {
     this.name = name;
@@ -53,6 +68,22 @@ export class ServiceRuntime {
         hash: merged?.loadBalancer?.consistentHash,
       };
     });
+    this.retry = new ServiceRetry(config, opts.clock, (budget) =>
+      opts.logger.warn({ service: name, budget }, 'retry budget exhausted: retries are refused'),
+    );
+    const od = outlierSettings(policy?.outlierDetection);
+    this.outlier = od ? new OutlierDetector(od, opts.clock()) : undefined;
+    // Ejections go to telemetry (metrics, channel, span event, and the logger's warning).
+    if (this.outlier)
+      this.outlier.onEject = (ep, forMs, reason) =>
+        this.telemetry.ejection({ endpoint: ep.address, reason, durationMs: forMs });
+    const cb = policy?.circuitBreaker;
+    this.breaker =
+      cb && cb.enabled !== false
+        ? new ServiceBreaker(cb, (state) => this.telemetry.circuitBreaker({ state }))
+        : undefined;
+    this.fallback = opts.fallback;
+    this.limits = new ServiceLimits(policy?.connectionPool);
     this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
     this.endpoints = new EndpointSet({
       service: name,
@@ -86,6 +117,7 @@ export class ServiceRuntime {
 
   async close(timeoutMs: number): Promise<void> {
     this.telemetry.close();
+    this.breaker?.shutdown();
     await this.discovery.close().catch(() => {});
     await this.#health?.close();
     await this.endpoints.close(timeoutMs);

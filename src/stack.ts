@@ -11,14 +11,17 @@
  *     body      → buffer a streamed body up to 64 KiB so it can be replayed      (src/retry/replay-body.ts)
  *     mirror    → fire-and-forget copy to the mirror service, bounded            (src/routing/mirror-layer.ts)
  *     fault     → Istio fault injection, decided once, before retries            (src/fault/layer.ts)
- *     retry     → retries, budget, hedging, route timeout, deadline              (issue 4)
+ *     breaker   → service-level circuit breaker (opossum), judges final outcomes  (src/breaker/breaker-layer.ts)
+ *     retry     → retries, budget, hedging, route timeout, deadline              (src/retry/retry-layer.ts)
  *     ▼
  *   ── balance: pick one endpoint of the subset (P2C peak-EWMA by default) ──
  *     ▼
  *   ── per-endpoint layers (below the balancer), outermost first ──
  *     attempt   → one span event per attempt: endpoint, attempt number, retry reason (src/telemetry/request-layer.ts)
+ *     limits    → connectionPool http2MaxRequests / http1MaxPendingRequests → UO (src/balancer/limits-layer.ts)
+ *     tried     → records the endpoint so a retry prefers another one            (src/retry/tried-layer.ts)
  *     load      → in-flight count + peak-EWMA RTT sample                          (src/balancer/load-layer.ts)
- *     outlier   → consecutive errors / success rate → ejection                    (issue 4)
+ *     outlier   → consecutive errors / success rate → ejection                    (src/balancer/outlier-layer.ts)
  *     chaos     → attempt-level chaos (latency/reset/abort), seen by everything above (src/fault/layer.ts)
  *     pool      → the endpoint's own undici Pool (TLS in its connector)          (src/balancer/endpoint.ts)
  *
@@ -32,11 +35,16 @@
  * OpenTelemetry SDK and no channel subscriber, the layer passes straight through.
  */
 import { balance } from './balancer/balance-layer.ts';
+import { enforceLimits } from './balancer/limits-layer.ts';
 import { trackLoad } from './balancer/load-layer.ts';
+import { detectOutliers } from './balancer/outlier-layer.ts';
 import type { Clock } from './balancer/types.ts';
+import { breakerLayer } from './breaker/breaker-layer.ts';
 import { chaos, faults } from './fault/layer.ts';
 import type { Dispatch, EndpointDispatch, EndpointLayer, Layer } from './pipeline.ts';
 import { replayableBody } from './retry/replay-body.ts';
+import { retryLayer } from './retry/retry-layer.ts';
+import { recordTried } from './retry/tried-layer.ts';
 import { routing } from './routing/layer.ts';
 import type { MirrorGate } from './routing/mirror.ts';
 import { mirroring } from './routing/mirror-layer.ts';
@@ -61,10 +69,15 @@ export function buildStack(opts: StackOptions): Dispatch {
     replayableBody(),
     mirroring(opts.services, opts.mirrorGate, random),
     faults(random),
+    breakerLayer(),
+    retryLayer(opts.clock),
   ];
   const endpointLayers: EndpointLayer[] = [
     ...(opts.telemetry ? [attemptLayer()] : []),
+    enforceLimits(),
+    recordTried(),
     trackLoad(opts.clock),
+    detectOutliers(opts.clock),
     chaos(random),
   ];
 

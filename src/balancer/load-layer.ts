@@ -20,6 +20,14 @@ export function trackLoad(clock: Clock): EndpointLayer {
   };
 }
 
+function isCancellation(err: Error): boolean {
+  return (
+    err.name === 'Discarded' ||
+    err.name === 'AbortError' ||
+    (err as { code?: unknown }).code === 'UND_ERR_ABORTED'
+  );
+}
+
 class LoadHandler extends ForwardingHandler {
   readonly #ep: Endpoint;
   readonly #clock: Clock;
@@ -76,6 +84,14 @@ class LoadHandler extends ForwardingHandler {
   }
 
   override onResponseError(controller: DispatchController, err: Error): void {
+    // An attempt cancelled on purpose (a losing hedge, a retried answer, the caller's abort) is
+    // no failure of the endpoint: its time so far is only a lower bound of its RTT, so it may
+    // raise the estimate but never lower it, and there is no failure penalty.
+    if (isCancellation(err) && !this.#observed) {
+      const now = this.#clock();
+      if (now - this.#start > this.#ep.ewma.estimate(now)) this.#ep.ewma.observe(now - this.#start, now);
+      this.#observed = true;
+    }
     this.#finish(true);
     super.onResponseError(controller, err);
   }

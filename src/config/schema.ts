@@ -4,8 +4,11 @@
  * Objects are strict: an unknown field is an error, never silently ignored.
  */
 import { z } from 'zod';
+import { outlierDetectionSchema } from '../balancer/outlier-schema.ts';
 import { loadBalancerSchema } from '../balancer/schema.ts';
+import { circuitBreakerSchema } from '../breaker/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
+import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { duration } from './zod-helpers.ts';
 
@@ -30,6 +33,8 @@ export const connectionPoolSchema = z.strictObject({
 export const trafficPolicySchema = z.strictObject({
   loadBalancer: loadBalancerSchema.optional(),
   connectionPool: connectionPoolSchema.optional(),
+  outlierDetection: outlierDetectionSchema.optional(),
+  circuitBreaker: circuitBreakerSchema.optional(),
 });
 
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
@@ -39,6 +44,11 @@ export const serviceSchema = z.strictObject({
   trafficPolicy: trafficPolicySchema.optional(),
   /** `http` (VirtualService routes) and `subsets` (DestinationRule subsets): src/routing/schema.ts. */
   ...createRoutingFields(trafficPolicySchema),
+  /** Istio HTTPRetry, service level (routes override it, issue 6). */
+  retries: retriesSchema.optional(),
+  /** Covers all attempts (Istio route timeout); none by default. */
+  timeout: duration.optional(),
+  retryBudget: retryBudgetSchema.optional(),
 });
 
 export const meshConfigSchema = z

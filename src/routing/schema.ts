@@ -12,6 +12,7 @@
 import { z } from 'zod';
 import { duration, labels, percentage } from '../config/zod-helpers.ts';
 import { chaosSchema, faultSchema } from '../fault/schema.ts';
+import { retriesSchema } from '../retry/schema.ts';
 import { regexProblem } from './regex.ts';
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -106,26 +107,8 @@ export const rewriteSchema = z
   })
   .refine((r) => r.uri !== undefined || r.authority !== undefined, { message: 'needs uri or authority' });
 
-/**
- * `retries` (Istio's HTTPRetry plus meshwork fields). Only the shape lives here; the resilience
- * layer gives it meaning and defaults.
- */
-export const retrySchema = z.strictObject({
-  attempts: z.number().int().min(0).optional(),
-  perTryTimeout: duration.optional(),
-  /** Istio's comma-separated string ("5xx,reset,connect-failure") or a list. */
-  retryOn: z.union([z.string(), z.array(z.string().min(1))]).optional(),
-  retryRemoteLocalities: z.boolean().optional(),
-  /** meshwork: also retry methods that are not idempotent (POST, PATCH). */
-  retryNonIdempotent: z.boolean().optional(),
-  /** meshwork: send a hedged copy after `delay`, within `maxExtraLoad` (a fraction, 0-1). */
-  hedge: z
-    .strictObject({
-      delay: duration,
-      maxExtraLoad: z.number().min(0).max(1).optional(),
-    })
-    .optional(),
-});
+/** `retries` on a route: the same schema as the service level (src/retry/schema.ts). */
+export const retrySchema = retriesSchema;
 
 export const httpRouteSchema = z
   .strictObject({

@@ -78,7 +78,7 @@ export const ADMIN_SCRIPT = `
       var w = el('span'); w.appendChild(document.createTextNode('breaker' + (b.endpoint ? ' ' + b.endpoint : '') + ' '));
       w.appendChild(badge(b.state, b.state === 'closed' ? 'closed-cb' : b.state)); row.appendChild(w);
     });
-    if (s.retryBudget) kv(row, 'retry budget exhausted', s.retryBudget.exhausted);
+    if (s.retryBudget) kv(row, 'retries refused by the budget', s.retryBudget.exhaustedCount);
     if (s.routes) kv(row, 'routes', s.routes.length);
     card.appendChild(row);
     if (s.discovery.lastError) card.appendChild(el('div', 'row err', 'last discovery error: ' + s.discovery.lastError));

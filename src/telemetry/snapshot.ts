@@ -5,6 +5,7 @@
  * and per-endpoint `ejections` are kept by ServiceTelemetry from the events it is told about.
  */
 import type { DiscoveryStatus } from '../discovery/types.ts';
+import type { BudgetSnapshot } from '../retry/budget.ts';
 import type { ServiceRuntime } from '../service.ts';
 import type { CircuitState } from './channels.ts';
 import type { EndpointState } from './metrics.ts';
@@ -40,17 +41,6 @@ export interface CircuitBreakerSnapshot {
   state: CircuitState;
 }
 
-export interface RetryBudgetSnapshot {
-  /** Retries the budget would allow right now. */
-  available?: number | undefined;
-  /** Configured ratio of retries to requests (Linkerd / Finagle style). */
-  ratio?: number | undefined;
-  minRetriesPerSecond?: number | undefined;
-  /** Retries refused so far. */
-  exhausted: number;
-  [key: string]: unknown;
-}
-
 export interface RouteSnapshot {
   name?: string | undefined;
   match?: unknown;
@@ -64,8 +54,15 @@ export interface ServiceSnapshot {
   /** Requests in flight to this service's endpoints (sum over endpoints). */
   inflight: number;
   discovery: DiscoveryStatus;
+  /** Breaker state transitions seen (from telemetry events). */
   circuitBreakers?: CircuitBreakerSnapshot[] | undefined;
-  retryBudget?: RetryBudgetSnapshot | undefined;
+  /** The service-level breaker (issue 4); undefined unless configured. */
+  circuitBreaker?: { state: 'closed' | 'open' | 'half-open'; rejected: number } | undefined;
+  /** The retry budget; undefined when `retryBudget.enabled: false`. */
+  retryBudget?: BudgetSnapshot | undefined;
+  outlierDetection?: { enabled: boolean; ejectionsTotal: number } | undefined;
+  /** connectionPool request accounting: requests active, overflows rejected (UO). */
+  connectionPool?: { active: number; overflows: number } | undefined;
   routes?: RouteSnapshot[] | undefined;
   subsets?: { name: string; labels: Record<string, string>; endpoints: number }[] | undefined;
 }
@@ -112,6 +109,12 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
     discovery: svc.discoveryStatus(),
   };
   if (tel.breakers.size > 0) s.circuitBreakers = Array.from(tel.circuitStates(), (b) => ({ ...b }));
-  if (tel.retryBudgetExhaustedCount > 0) s.retryBudget = { exhausted: tel.retryBudgetExhaustedCount };
+  s.retryBudget = svc.retry.budget?.snapshot();
+  s.outlierDetection = {
+    enabled: svc.outlier !== undefined,
+    ejectionsTotal: svc.outlier?.ejectionsTotal ?? 0,
+  };
+  if (svc.breaker) s.circuitBreaker = { state: svc.breaker.state, rejected: svc.breaker.rejected };
+  s.connectionPool = { active: svc.limits.active, overflows: svc.limits.overflows };
   return s;
 }

@@ -1,0 +1,113 @@
+import { CircuitOpenError } from '../errors.ts';
+import type { DispatchController, DispatchHandler, Layer } from '../pipeline.ts';
+import type { Fallback, Settle } from './breaker.ts';
+
+/**
+ * The service-level circuit breaker, above retries: it judges the outcome the caller gets
+ * (after retries). A 5xx answer or an error is a failure; the caller's own abort counts as
+ * nothing. When open, the request fails fast with MESHWORK_ERR_CIRCUIT_OPEN, or gets the
+ * service's fallback answer when one was given to createMesh.
+ */
+export function breakerLayer(): Layer {
+  return (next) => (req, handler) => {
+    const breaker = req.service.breaker;
+    if (!breaker) return next(req, handler);
+    const settle = breaker.tryAcquire();
+    if (settle) return next(req, new BreakerHandler(handler, settle));
+    const fb = req.service.fallback;
+    if (fb) return deliverFallback(handler, fb, req.service.name, String(req.opts.method), req.opts.path);
+    handler.onRequestStart?.(closedController, {});
+    handler.onResponseError?.(closedController, new CircuitOpenError(req.service.name));
+  };
+}
+
+const closedController: DispatchController = {
+  abort() {},
+  pause() {},
+  resume() {},
+  paused: false,
+  aborted: false,
+  reason: null,
+};
+
+function deliverFallback(
+  handler: DispatchHandler,
+  fb: Fallback,
+  service: string,
+  method: string,
+  path: string,
+): void {
+  let res: ReturnType<Fallback>;
+  try {
+    res = fb({ service, method, path });
+  } catch (err) {
+    handler.onRequestStart?.(closedController, {});
+    handler.onResponseError?.(closedController, err instanceof Error ? err : new Error(String(err)));
+    return;
+  }
+  const headers: Record<string, string> = { 'x-meshwork-fallback': 'circuit-open' };
+  for (const [k, v] of Object.entries(res.headers ?? {})) headers[k.toLowerCase()] = v;
+  // undici's fetch reads response headers from controller.rawHeaders.
+  const rawHeaders: Buffer[] = [];
+  for (const [k, v] of Object.entries(headers)) rawHeaders.push(Buffer.from(k), Buffer.from(v));
+  const controller = { ...closedController, rawHeaders };
+  handler.onRequestStart?.(controller, {});
+  handler.onResponseStart?.(controller, res.status, headers, '');
+  if (res.body !== undefined)
+    handler.onResponseData?.(
+      controller,
+      typeof res.body === 'string' ? Buffer.from(res.body) : Buffer.from(res.body),
+    );
+  handler.onResponseEnd?.(controller, {});
+}
+
+class BreakerHandler implements DispatchHandler {
+  readonly #handler: DispatchHandler;
+  #settle: Settle | undefined;
+  #controller: DispatchController | undefined;
+
+  constructor(handler: DispatchHandler, settle: Settle) {
+    this.#handler = handler;
+    this.#settle = settle;
+  }
+
+  #done(ok: boolean): void {
+    const s = this.#settle;
+    this.#settle = undefined;
+    s?.(ok);
+  }
+
+  onRequestStart(controller: DispatchController, context: unknown): void {
+    this.#controller = controller;
+    this.#handler.onRequestStart?.(controller, context);
+  }
+
+  onRequestUpgrade(controller: DispatchController, statusCode: number, headers: any, socket: any): void {
+    this.#done(true);
+    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+  }
+
+  onResponseStart(
+    controller: DispatchController,
+    statusCode: number,
+    headers: any,
+    statusMessage?: string,
+  ): void {
+    this.#done(statusCode < 500);
+    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+  }
+
+  onResponseData(controller: DispatchController, chunk: Buffer): void {
+    this.#handler.onResponseData?.(controller, chunk);
+  }
+
+  onResponseEnd(controller: DispatchController, trailers: any): void {
+    this.#handler.onResponseEnd?.(controller, trailers);
+  }
+
+  onResponseError(controller: DispatchController, err: Error): void {
+    // The caller's abort says nothing about the service: release without counting a failure.
+    this.#done(this.#controller?.aborted === true);
+    this.#handler.onResponseError?.(controller, err);
+  }
+}

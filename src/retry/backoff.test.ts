@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { backoffMs, parseRetryAfter } from './backoff.ts';
+
+describe('backoff', () => {
+  it('grows exponentially from 25 ms and is capped at 250 ms', () => {
+    const top = () => 0.999999;
+    expect(backoffMs(0, 25, 250, top)).toBe(24);
+    expect(backoffMs(1, 25, 250, top)).toBe(49);
+    expect(backoffMs(3, 25, 250, top)).toBe(199);
+    expect(backoffMs(4, 25, 250, top)).toBe(249);
+    expect(backoffMs(40, 25, 250, top)).toBe(249);
+    expect(backoffMs(5, 25, 250, () => 0)).toBe(0);
+  });
+
+  it('is jittered over [0, ceiling)', () => {
+    const seen = new Set<number>();
+    for (let i = 0; i < 200; i++) seen.add(backoffMs(2, 25, 250));
+    expect(seen.size).toBeGreaterThan(20);
+    for (const v of seen) expect(v).toBeLessThan(100);
+  });
+
+  it('parses Retry-After as seconds or an HTTP date', () => {
+    expect(parseRetryAfter('3', 0)).toBe(3000);
+    expect(parseRetryAfter(undefined, 0)).toBeUndefined();
+    expect(parseRetryAfter('soon', 0)).toBeUndefined();
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    expect(parseRetryAfter('Thu, 01 Jan 2026 00:00:02 GMT', now)).toBe(2000);
+    expect(parseRetryAfter('Wed, 31 Dec 2025 00:00:00 GMT', now)).toBe(0);
+  });
+});

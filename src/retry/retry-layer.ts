@@ -1,0 +1,382 @@
+import type { Clock } from '../balancer/types.ts';
+import { MeshAbortedError, MeshTimeoutError } from '../errors.ts';
+import { headerValue } from '../http/headers.ts';
+import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest } from '../pipeline.ts';
+import { backoffMs, parseRetryAfter } from './backoff.ts';
+import { needsBuffering, prepareBody } from './body.ts';
+import { classifyFailure, provablyNotSent } from './classify.ts';
+import { setDeadlineHeader } from './deadline.ts';
+import { type RetryPolicy, retryPolicyFor } from './policy.ts';
+import { retriesFailure, retriesStatus } from './retry-on.ts';
+
+/** Methods retried on any retryOn condition (RFC 9110 idempotent methods). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/** The reason given to attempts the retry layer throws away (losing hedges, retried answers). */
+class Discarded extends Error {
+  constructor() {
+    super('attempt discarded by the retry layer');
+    this.name = 'Discarded';
+  }
+}
+export const DISCARDED = new Discarded();
+
+/** True for the reason the retry layer aborts its own throw-away attempts with. */
+export function isDiscarded(err: unknown): boolean {
+  return err === DISCARDED;
+}
+
+/**
+ * Retries, hedging, the request timeout and the deadline header. Above the balancer: each
+ * attempt is a fresh pass through the balancer, which avoids the endpoints in `req.tried`.
+ * The caller's handler sees one controller for the whole request; an answer that is retried
+ * is discarded (aborted), never delivered. A timeout is delivered as a MESHWORK_ERR_TIMEOUT
+ * error, not as a synthesized 504 (see docs/resilience.md).
+ */
+export function retryLayer(clock: Clock, random: () => number = Math.random): Layer {
+  return (next) => (req, handler) => {
+    new RetryRun(next, req, handler, retryPolicyFor(req), clock, random).start();
+  };
+}
+
+class RetryRun implements DispatchController {
+  readonly #next: Dispatch;
+  readonly #req: MeshRequest;
+  readonly #handler: DispatchHandler;
+  readonly #policy: RetryPolicy;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  /** POST/PATCH without Idempotency-Key: only retried when provably not sent. */
+  readonly #safe: boolean;
+  readonly #live = new Set<Attempt>();
+  #body: unknown;
+  #replayable = true;
+  #sends = 0;
+  #retries = 0;
+  #deadline: number | undefined;
+  #winner: Attempt | undefined;
+  #finished = false;
+  #timer: NodeJS.Timeout | undefined;
+  #waitTimer: NodeJS.Timeout | undefined;
+  #hedgeTimer: NodeJS.Timeout | undefined;
+  #signal: AbortSignal | undefined;
+  #onSignal: (() => void) | undefined;
+
+  aborted = false;
+  paused = false;
+  reason: Error | null = null;
+
+  constructor(
+    next: Dispatch,
+    req: MeshRequest,
+    handler: DispatchHandler,
+    policy: RetryPolicy,
+    clock: Clock,
+    random: () => number,
+  ) {
+    this.#next = next;
+    this.#req = req;
+    this.#handler = handler;
+    this.#policy = policy;
+    this.#clock = clock;
+    this.#random = random;
+    const method = String(req.opts.method).toUpperCase();
+    this.#safe =
+      IDEMPOTENT.has(method) ||
+      policy.retryNonIdempotent ||
+      req.opts.headers['idempotency-key'] !== undefined;
+    this.#body = req.opts.body;
+  }
+
+  get #service(): string {
+    return this.#req.service.name;
+  }
+
+  start(): void {
+    this.#handler.onRequestStart?.(this, {});
+    if (this.#finished) return;
+    const signal = (this.#req.opts as { signal?: AbortSignal }).signal;
+    if (signal && typeof signal.addEventListener === 'function') {
+      if (signal.aborted) {
+        this.abort(signal.reason);
+        return;
+      }
+      this.#signal = signal;
+      this.#onSignal = () => this.abort(signal.reason);
+      signal.addEventListener('abort', this.#onSignal, { once: true });
+    }
+    const p = this.#policy;
+    if (p.timeoutMs !== undefined) {
+      this.#deadline = this.#clock() + p.timeoutMs;
+      this.#timer = setTimeout(
+        () => this.#fail(new MeshTimeoutError(this.#service, p.timeoutMs as number, 'request')),
+        p.timeoutMs,
+      );
+      this.#timer.unref();
+    }
+    if (p.attempts > 0 || p.hedge) this.#req.tried ??= new Set();
+    this.#req.service.retry.budget?.deposit();
+    this.#req.service.retry.hedgeBudget?.deposit();
+    if (p.attempts > 0 && needsBuffering(this.#body)) {
+      prepareBody(this.#body, p.bodyBufferLimit).then(
+        (b) => {
+          this.#body = b.body;
+          this.#replayable = b.replayable;
+          if (!this.#finished) this.#launch();
+        },
+        (err) => this.#fail(err instanceof Error ? err : new Error(String(err))),
+      );
+      return;
+    }
+    this.#replayable = needsBuffering(this.#body) ? false : isPlainReplayable(this.#body);
+    this.#launch();
+  }
+
+  // ── the controller the caller holds ──
+
+  abort(reason?: Error): void {
+    if (this.#finished) return;
+    this.aborted = true;
+    this.reason = reason ?? new MeshAbortedError(this.#service);
+    this.#fail(this.reason);
+  }
+
+  /** The winning attempt's raw headers: undici's fetch reads response headers from here. */
+  get rawHeaders(): DispatchController['rawHeaders'] {
+    return this.#winner?.controller?.rawHeaders;
+  }
+
+  /** The winning attempt's raw trailers, likewise. */
+  get rawTrailers(): DispatchController['rawTrailers'] {
+    return this.#winner?.controller?.rawTrailers;
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.#winner?.controller?.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.#winner?.controller?.resume();
+  }
+
+  // ── attempts ──
+
+  #launch(): void {
+    if (this.#finished) return;
+    const p = this.#policy;
+    const now = this.#clock();
+    const attemptNo = this.#sends++;
+    const headers = { ...this.#req.opts.headers };
+    let remaining = this.#deadline === undefined ? undefined : this.#deadline - now;
+    if (p.perTryTimeoutMs !== undefined) remaining = Math.min(remaining ?? Infinity, p.perTryTimeoutMs);
+    if (remaining !== undefined) setDeadlineHeader(headers, remaining);
+    const opts = { ...this.#req.opts, headers, body: this.#body as never };
+    delete (opts as { signal?: unknown }).signal;
+    const attemptReq: MeshRequest = { ...this.#req, opts, attempt: attemptNo };
+    const att = new Attempt(this);
+    this.#live.add(att);
+    if (p.perTryTimeoutMs !== undefined) {
+      const ms = p.perTryTimeoutMs;
+      att.timer = setTimeout(() => att.timeOut(new MeshTimeoutError(this.#service, ms, 'per-try')), ms);
+      att.timer.unref();
+    }
+    this.#next(attemptReq, att);
+    if (p.hedge && this.#safe && this.#replayable && !this.#finished && !this.#winner) this.#armHedge();
+  }
+
+  #armHedge(): void {
+    if (this.#hedgeTimer || this.#sends > this.#policy.attempts) return;
+    const delay = this.#policy.hedge?.delayMs ?? 0;
+    this.#hedgeTimer = setTimeout(() => {
+      this.#hedgeTimer = undefined;
+      if (this.#finished || this.#winner || this.#sends > this.#policy.attempts) return;
+      if (this.#req.service.retry.hedgeBudget?.tryWithdraw() === false) return;
+      this.#launch();
+    }, delay);
+    this.#hedgeTimer.unref();
+  }
+
+  /** An attempt got response headers: deliver it (true) or discard it and retry (false). */
+  onAttemptResponse(att: Attempt, status: number, headers: Record<string, string | string[]>): boolean {
+    if (this.#finished || this.#winner) return false;
+    const p = this.#policy;
+    const grpc = headerValue(headers, 'grpc-status');
+    if (this.#safe && retriesStatus(p.retryOn, status, grpc)) {
+      this.#live.delete(att);
+      clearTimeout(att.timer);
+      if (this.#live.size > 0) return false; // a hedge is still running: wait for it
+      const after = parseRetryAfter(headerValue(headers, 'retry-after'), Date.now());
+      if (after !== undefined && after > p.retryAfterMaxMs) return this.#commit(att);
+      if (this.#scheduleRetry(after, String(status))) return false;
+      this.#live.add(att);
+    }
+    return this.#commit(att);
+  }
+
+  #commit(att: Attempt): true {
+    this.#winner = att;
+    clearTimeout(att.timer);
+    clearTimeout(this.#hedgeTimer);
+    clearTimeout(this.#waitTimer);
+    for (const other of this.#live) if (other !== att) other.discard();
+    this.#live.clear();
+    this.#live.add(att);
+    if (this.paused) att.controller?.pause();
+    return true;
+  }
+
+  onAttemptError(att: Attempt, err: Error): void {
+    if (this.#finished) return;
+    this.#live.delete(att);
+    clearTimeout(att.timer);
+    if (this.#winner === att) {
+      this.#fail(err);
+      return;
+    }
+    if (this.#live.size > 0) return; // a hedge is still running
+    const kind = classifyFailure(err);
+    const allowed = this.#safe || provablyNotSent(err);
+    if (allowed && retriesFailure(this.#policy.retryOn, kind) && this.#scheduleRetry(undefined, kind)) return;
+    this.#fail(err);
+  }
+
+  #scheduleRetry(retryAfterMs: number | undefined, reason: string): boolean {
+    const p = this.#policy;
+    if (this.#sends > p.attempts || !this.#replayable) return false;
+    const delay = retryAfterMs ?? backoffMs(this.#retries, p.backoffBaseMs, p.backoffMaxMs, this.#random);
+    if (this.#deadline !== undefined && this.#clock() + delay >= this.#deadline) return false;
+    const telemetry = this.#req.service.telemetry;
+    if (this.#req.service.retry.budget?.tryWithdraw() === false) {
+      telemetry.retryBudgetExhausted({ req: this.#req, attempt: this.#retries + 1, reason });
+      return false;
+    }
+    this.#retries++;
+    telemetry.retry({ req: this.#req, attempt: this.#retries, reason, delayMs: delay });
+    // No hedge during the backoff: the retry's own launch re-arms it.
+    clearTimeout(this.#hedgeTimer);
+    this.#hedgeTimer = undefined;
+    this.#waitTimer = setTimeout(() => {
+      this.#waitTimer = undefined;
+      this.#launch();
+    }, delay);
+    // Not unref'd: this backoff is the request's own pending work (a script awaiting one
+    // fetch must not exit in the middle of it). It is bounded by the backoff and the deadline.
+    return true;
+  }
+
+  // ── delivery to the caller ──
+
+  deliverStart(
+    status: number,
+    headers: Record<string, string | string[]>,
+    message: string | undefined,
+  ): void {
+    this.#handler.onResponseStart?.(this, status, headers, message);
+  }
+
+  deliverData(chunk: Buffer): void {
+    this.#handler.onResponseData?.(this, chunk);
+  }
+
+  deliverEnd(trailers: Record<string, string | string[]>): void {
+    if (this.#finished) return;
+    this.#cleanup();
+    this.#handler.onResponseEnd?.(this, trailers);
+  }
+
+  deliverUpgrade(att: Attempt, status: number, headers: unknown, socket: unknown): void {
+    this.#commit(att);
+    this.#cleanup();
+    this.#handler.onRequestUpgrade?.(this, status, headers as never, socket as never);
+  }
+
+  isWinner(att: Attempt): boolean {
+    return this.#winner === att;
+  }
+
+  #fail(err: Error): void {
+    if (this.#finished) return;
+    this.#cleanup();
+    for (const att of this.#live) att.discard();
+    this.#live.clear();
+    this.#handler.onResponseError?.(this, err);
+  }
+
+  #cleanup(): void {
+    this.#finished = true;
+    clearTimeout(this.#timer);
+    clearTimeout(this.#waitTimer);
+    clearTimeout(this.#hedgeTimer);
+    for (const att of this.#live) clearTimeout(att.timer);
+    if (this.#signal && this.#onSignal) this.#signal.removeEventListener('abort', this.#onSignal);
+    this.#signal = undefined;
+    this.#onSignal = undefined;
+  }
+}
+
+function isPlainReplayable(body: unknown): boolean {
+  return body == null || typeof body === 'string' || body instanceof Uint8Array;
+}
+
+/** One send: the handler given to the layers below for that attempt. */
+class Attempt implements DispatchHandler {
+  readonly #run: RetryRun;
+  controller: DispatchController | undefined;
+  timer: NodeJS.Timeout | undefined;
+  #discarded = false;
+  #timedOut: Error | undefined;
+
+  constructor(run: RetryRun) {
+    this.#run = run;
+  }
+
+  discard(): void {
+    if (this.#discarded) return;
+    this.#discarded = true;
+    clearTimeout(this.timer);
+    this.controller?.abort(DISCARDED);
+  }
+
+  timeOut(err: Error): void {
+    this.#timedOut = err;
+    if (this.controller) this.controller.abort(err);
+    else this.#run.onAttemptError(this, err);
+  }
+
+  onRequestStart(controller: DispatchController): void {
+    this.controller = controller;
+    if (this.#discarded) controller.abort(DISCARDED);
+  }
+
+  onRequestUpgrade(_c: DispatchController, status: number, headers: unknown, socket: unknown): void {
+    if (this.#discarded) return;
+    this.#run.deliverUpgrade(this, status, headers, socket);
+  }
+
+  onResponseStart(
+    _c: DispatchController,
+    status: number,
+    headers: Record<string, string | string[]>,
+    message?: string,
+  ): void {
+    if (this.#discarded) return;
+    if (this.#run.onAttemptResponse(this, status, headers)) this.#run.deliverStart(status, headers, message);
+    else this.discard();
+  }
+
+  onResponseData(_c: DispatchController, chunk: Buffer): void {
+    if (!this.#discarded && this.#run.isWinner(this)) this.#run.deliverData(chunk);
+  }
+
+  onResponseEnd(_c: DispatchController, trailers: Record<string, string | string[]>): void {
+    if (!this.#discarded && this.#run.isWinner(this)) this.#run.deliverEnd(trailers);
+  }
+
+  onResponseError(_c: DispatchController, err: Error): void {
+    if (this.#discarded) return;
+    this.#discarded = true;
+    this.#run.onAttemptError(this, this.#timedOut ?? err);
+  }
+}

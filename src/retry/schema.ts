@@ -1,0 +1,52 @@
+import { z } from 'zod';
+import { duration } from '../config/zod-helpers.ts';
+import { parseRetryOn, type RetryOn } from './retry-on.ts';
+
+/** `retryOn`: a comma string or a list of tokens and status codes, parsed at config time. */
+export const retryOnSchema = z
+  .union([z.string(), z.array(z.union([z.string(), z.number().int()]))])
+  .transform((value, ctx): RetryOn => {
+    const parsed = parseRetryOn(value);
+    if (typeof parsed === 'string') {
+      ctx.addIssue({ code: 'custom', message: parsed, input: value });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+/** `retries.hedge` (meshwork extension, Finagle backup requests). */
+export const hedgeSchema = z.strictObject({
+  /** Send a backup request when no answer came within this time. */
+  delay: duration,
+  /** Backup requests allowed, as a fraction of requests (0.05 = 5% extra load). Default 0.05. */
+  maxExtraLoad: z.number().gt(0).max(1).optional(),
+});
+
+/** `retries` (Istio HTTPRetry), at the service level and on each route (the route's wins). */
+export const retriesSchema = z.strictObject({
+  /** Number of retries (not counting the first attempt), as in Istio. 0 disables retries. */
+  attempts: z.number().int().min(0).max(10).optional(),
+  perTryTimeout: duration.optional(),
+  retryOn: retryOnSchema.optional(),
+  /** Retry POST/PATCH on any retryOn condition (default false). */
+  retryNonIdempotent: z.boolean().optional(),
+  /** Upper bound on an honoured Retry-After (default 2s); a longer one ends retrying. */
+  retryAfterMax: duration.optional(),
+  hedge: hedgeSchema.optional(),
+  /**
+   * Istio: whether retries may go to other localities. Accepted for compatibility; meshwork's
+   * retries may always use any endpoint of the pick group (locality preference still applies).
+   */
+  retryRemoteLocalities: z.boolean().optional(),
+});
+
+/** `retryBudget` (Linkerd's retry budget), per service. */
+export const retryBudgetSchema = z.strictObject({
+  enabled: z.boolean().optional(),
+  retryPercent: z.number().min(0).max(1000).optional(),
+  minRetriesPerSecond: z.number().min(0).optional(),
+  ttl: duration.optional(),
+});
+
+export type RetriesConfig = z.output<typeof retriesSchema>;
+export type RetryBudgetConfig = z.output<typeof retryBudgetSchema>;
