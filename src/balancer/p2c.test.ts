@@ -30,6 +30,15 @@ describe('P2CBalancer', () => {
     expect(b.pick(eps, { now: 1 })).toBe(eps[1]);
   });
 
+  it('PEAK_EWMA probes an endpoint with no sample yet once, without flooding it', () => {
+    eps = makeEndpoints(2);
+    eps[0]!.ewma.observe(1, 1); // known and fast
+    const b = new P2CBalancer('PEAK_EWMA', peakEwmaCost, seeded(4));
+    expect(b.pick(eps, { now: 2 })).toBe(eps[1]); // unknown and idle: probed
+    eps[1]!.inflight = 1; // the probe is in flight: back to the 30 ms default
+    expect(b.pick(eps, { now: 2 })).toBe(eps[0]);
+  });
+
   it('LEAST_REQUEST prefers fewer in-flight requests, weighted', () => {
     eps = makeEndpoints(2);
     eps[0]!.inflight = 1;

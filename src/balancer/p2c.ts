@@ -58,7 +58,14 @@ export class P2CBalancer implements Balancer {
 }
 
 /** PEAK_EWMA cost: rtt estimate × (in-flight + 1). */
-export const peakEwmaCost = (ep: Endpoint, now: number): number => ep.ewma.cost(ep.inflight, now);
+/**
+ * PEAK_EWMA cost. An endpoint with no RTT sample yet and nothing in flight costs 0, so it gets
+ * one probe request at once (as Finagle probes unknown endpoints) instead of waiting until the
+ * estimates of endpoints already known to be fast decay below the 30 ms default; while that
+ * probe is in flight it costs default × 2 like any other, so a new endpoint is never flooded.
+ */
+export const peakEwmaCost = (ep: Endpoint, now: number): number =>
+  !ep.ewma.sampled && ep.inflight === 0 ? 0 : ep.ewma.cost(ep.inflight, now);
 
 /** LEAST_REQUEST cost: in-flight + 1 (the +1 lets weights break ties between idle endpoints). */
 export const leastRequestCost = (ep: Endpoint): number => ep.inflight + 1;

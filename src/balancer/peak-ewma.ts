@@ -32,6 +32,11 @@ export class PeakEwma {
     this.#lambda = Math.LN2 / halfLifeMs;
   }
 
+  /** True once a real round trip has been recorded (until then the estimate is the default). */
+  get sampled(): boolean {
+    return this.#sampled;
+  }
+
   /** Records one round trip of `rttMs` that completed at `now`. */
   observe(rttMs: number, now: number): void {
     if (!(rttMs >= 0)) return; // NaN or negative: a broken clock reading, ignore it
