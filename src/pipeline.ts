@@ -7,6 +7,7 @@
 import type { Dispatcher } from 'undici';
 import type { Endpoint } from './balancer/endpoint.ts';
 import type { HeaderRecord } from './http/headers.ts';
+import type { RetryPolicy } from './retry/policy.ts';
 import type { RouteDecision } from './routing/router.ts';
 import type { ServiceRuntime } from './service.ts';
 import type { RequestTelemetry } from './telemetry/request-layer.ts';
@@ -27,6 +28,8 @@ export interface MeshRequest {
   readonly authority: string;
   /** The route and destination routing chose; undefined when the service has no routes. */
   route: RouteDecision | undefined;
+  /** The matched route's retries/timeout (set by routing); undefined = the service's policy. */
+  retryPolicy?: RetryPolicy | undefined;
   /** DestinationRule subset chosen by routing; undefined = all endpoints. */
   subset: string | undefined;
   /**

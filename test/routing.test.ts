@@ -249,6 +249,45 @@ describe('rewrites and header edits', () => {
   });
 });
 
+describe('per-route retries and timeout', () => {
+  it("a route's retries and timeout override the service's", async () => {
+    let calls = 0;
+    const flaky = await startServer((_req, res) => {
+      calls++;
+      res.statusCode = 503;
+      res.end('busy');
+    });
+    const hang = await startServer(() => {});
+    const m = mesh({
+      services: {
+        api: {
+          discovery: { static: [flaky.address] },
+          retries: { attempts: 3, retryOn: '5xx' },
+          http: [
+            { match: [{ uri: { prefix: '/once' } }], route: [{ destination: {} }], retries: { attempts: 0 } },
+            {
+              match: [{ uri: { prefix: '/slow' } }],
+              route: [{ destination: { host: 'slow' } }],
+              timeout: '150ms',
+            },
+            { route: [{ destination: {} }] },
+          ],
+        },
+        slow: { discovery: { static: [hang.address] } },
+      },
+    });
+    expect((await m.fetch('http://api/once')).status).toBe(503);
+    expect(calls).toBe(1);
+    calls = 0;
+    expect((await m.fetch('http://api/other')).status).toBe(503);
+    expect(calls).toBe(4); // the service's 3 retries
+    const err = await m.fetch('http://api/slow').catch((e) => e);
+    expect(isMeshworkError(err, 'MESHWORK_ERR_TIMEOUT')).toBe(true);
+    await flaky.close();
+    await hang.close();
+  });
+});
+
 describe('fault injection', () => {
   it('an injected abort answers its status without reaching the upstream', async () => {
     const m = mesh({

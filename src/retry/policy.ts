@@ -11,8 +11,6 @@ export const RETRY_DEFAULTS = {
   attempts: 2,
   /** Bound on an honoured Retry-After. */
   retryAfterMaxMs: 2_000,
-  /** Linkerd buffers request bodies up to 64 KiB for replay. */
-  bodyBufferLimit: 64 * 1024,
   /** Backup requests as a fraction of requests (Finagle examples use 1-5%). */
   hedgeMaxExtraLoad: 0.05,
 } as const;
@@ -28,7 +26,6 @@ export interface RetryPolicy {
   readonly retryAfterMaxMs: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
-  readonly bodyBufferLimit: number;
   readonly hedge: { readonly delayMs: number; readonly maxExtraLoad: number } | undefined;
 }
 
@@ -49,7 +46,6 @@ export function compileRetryPolicy(cfg: RetryServiceConfig): RetryPolicy {
     retryAfterMaxMs: r?.retryAfterMax ?? RETRY_DEFAULTS.retryAfterMaxMs,
     backoffBaseMs: BACKOFF_DEFAULTS.baseMs,
     backoffMaxMs: BACKOFF_DEFAULTS.maxMs,
-    bodyBufferLimit: RETRY_DEFAULTS.bodyBufferLimit,
     hedge: r?.hedge
       ? { delayMs: r.hedge.delay, maxExtraLoad: r.hedge.maxExtraLoad ?? RETRY_DEFAULTS.hedgeMaxExtraLoad }
       : undefined,
@@ -64,8 +60,20 @@ export class ServiceRetry {
   /** Limits backup requests to maxExtraLoad of requests (no per-second allowance beyond 1/s). */
   readonly hedgeBudget: RetryBudget | undefined;
 
-  constructor(cfg: RetryServiceConfig, clock: Clock, onExhausted?: (snapshot: BudgetSnapshot) => void) {
+  /** The retry policy of each `http` route, by route index (a route's retries/timeout win over the service's). */
+  readonly routes: readonly RetryPolicy[];
+
+  constructor(
+    cfg: RetryServiceConfig & {
+      http?: readonly { retries?: RetriesConfig | undefined; timeout?: number | undefined }[] | undefined;
+    },
+    clock: Clock,
+    onExhausted?: (snapshot: BudgetSnapshot) => void,
+  ) {
     this.policy = compileRetryPolicy(cfg);
+    this.routes = (cfg.http ?? []).map((r) =>
+      compileRetryPolicy({ retries: r.retries ?? cfg.retries, timeout: r.timeout ?? cfg.timeout }),
+    );
     const b = cfg.retryBudget;
     this.budget =
       b?.enabled === false
@@ -79,7 +87,8 @@ export class ServiceRetry {
             clock,
             onExhausted && (() => this.budget && onExhausted(this.budget.snapshot())),
           );
-    const h = this.policy.hedge;
+    // One hedge budget per service, sized by the service's hedge or else the first route's.
+    const h = this.policy.hedge ?? this.routes.find((p) => p.hedge)?.hedge;
     this.hedgeBudget = h
       ? new RetryBudget(
           { retryPercent: h.maxExtraLoad * 100, minRetriesPerSecond: 0.1, ttlMs: BUDGET_DEFAULTS.ttlMs },
@@ -94,5 +103,5 @@ export class ServiceRetry {
  * setting `req.retryPolicy`; until then the service's policy applies.
  */
 export function retryPolicyFor(req: MeshRequest): RetryPolicy {
-  return (req as MeshRequest & { retryPolicy?: RetryPolicy }).retryPolicy ?? req.service.retry.policy;
+  return req.retryPolicy ?? req.service.retry.policy;
 }

@@ -3,10 +3,10 @@ import { MeshAbortedError, MeshTimeoutError } from '../errors.ts';
 import { headerValue } from '../http/headers.ts';
 import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest } from '../pipeline.ts';
 import { backoffMs, parseRetryAfter } from './backoff.ts';
-import { needsBuffering, prepareBody } from './body.ts';
 import { classifyFailure, provablyNotSent } from './classify.ts';
 import { setDeadlineHeader } from './deadline.ts';
 import { type RetryPolicy, retryPolicyFor } from './policy.ts';
+import { isReplayable } from './replay-body.ts';
 import { retriesFailure, retriesStatus } from './retry-on.ts';
 
 /** Methods retried on any retryOn condition (RFC 9110 idempotent methods). */
@@ -117,18 +117,9 @@ class RetryRun implements DispatchController {
     if (p.attempts > 0 || p.hedge) this.#req.tried ??= new Set();
     this.#req.service.retry.budget?.deposit();
     this.#req.service.retry.hedgeBudget?.deposit();
-    if (p.attempts > 0 && needsBuffering(this.#body)) {
-      prepareBody(this.#body, p.bodyBufferLimit).then(
-        (b) => {
-          this.#body = b.body;
-          this.#replayable = b.replayable;
-          if (!this.#finished) this.#launch();
-        },
-        (err) => this.#fail(err instanceof Error ? err : new Error(String(err))),
-      );
-      return;
-    }
-    this.#replayable = needsBuffering(this.#body) ? false : isPlainReplayable(this.#body);
+    // The body layer above (src/retry/replay-body.ts) already turned a short streamed body into
+    // a Buffer; whatever is still a stream here is sent once and never replayed.
+    this.#replayable = isReplayable(this.#body);
     this.#launch();
   }
 
@@ -314,10 +305,6 @@ class RetryRun implements DispatchController {
     this.#signal = undefined;
     this.#onSignal = undefined;
   }
-}
-
-function isPlainReplayable(body: unknown): boolean {
-  return body == null || typeof body === 'string' || body instanceof Uint8Array;
 }
 
 /** One send: the handler given to the layers below for that attempt. */

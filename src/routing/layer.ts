@@ -23,6 +23,8 @@ export function routing(services: ReadonlyMap<string, ServiceRuntime>, random: R
       return;
     }
     req.telemetry?.noteRoute(d.route.config.name ?? `${req.service.name}.http[${d.route.index}]`);
+    // The route's retries and timeout (compiled once per route by the owning service).
+    req.retryPolicy = req.service.retry.routes[d.route.index];
     const dest = d.destination.destination;
     if (dest.host !== undefined && dest.host !== req.service.name) {
       // Validated at createMesh: the host is a configured service.

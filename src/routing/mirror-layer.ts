@@ -1,4 +1,5 @@
 import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest } from '../pipeline.ts';
+import { compileRetryPolicy } from '../retry/policy.ts';
 import { isReplayable } from '../retry/replay-body.ts';
 import type { ServiceRuntime } from '../service.ts';
 import type { Random } from './destination.ts';
@@ -35,6 +36,9 @@ export function mirroring(
   };
 }
 
+/** Copies are never retried (and never hedged): a shadow gets one try. */
+const NO_RETRY = compileRetryPolicy({ retries: { attempts: 0 } });
+
 function mirrorRequest(req: MeshRequest, service: ServiceRuntime, subset: string | undefined): MeshRequest {
   const headers = { ...req.opts.headers };
   // The copy is bounded by the mirror's own signal, never by the caller's.
@@ -45,6 +49,7 @@ function mirrorRequest(req: MeshRequest, service: ServiceRuntime, subset: string
     opts: { ...opts, headers },
     authority: req.authority,
     route: undefined,
+    retryPolicy: NO_RETRY,
     subset,
     tried: undefined,
     attempt: 0,
