@@ -3,11 +3,21 @@ import { Request as UndiciRequest, fetch as undiciFetch } from 'undici';
 import type { Clock } from './balancer/types.ts';
 import { loadConfig } from './config/load.ts';
 import type { MeshConfig, MeshConfigInput } from './config/schema.ts';
+import { type InboundMiddleware, inboundMiddleware } from './context/inbound.ts';
+import { type ContextCounters, ContextRuntime } from './context/runtime.ts';
+import type { ContextInit, MeshContext } from './context/store.ts';
 import { MeshDispatcher } from './dispatcher.ts';
 import { isMeshworkError, MeshClosedError, UnknownServiceError } from './errors.ts';
 import { ServiceRuntime } from './service.ts';
 import { buildStack } from './stack.ts';
 import { type Logger, silentLogger } from './telemetry/logger.ts';
+import { MeshIdentity } from './tls/identity.ts';
+import {
+  buildServerTlsOptions,
+  type RotatableServer,
+  type ServerTlsOptions,
+  watchServer,
+} from './tls/server.ts';
 
 /** How long close() lets in-flight requests finish before it destroys the pools. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
@@ -47,12 +57,18 @@ export interface ServiceSnapshot {
     lastError?: string | undefined;
     lastUpdateAt?: string | undefined;
   };
+  /** Client TLS (trafficPolicy.tls), when enabled. */
+  tls?: { mode: string; handshakes: number; identityFailures: number; rotations: number };
 }
 
 export interface MeshSnapshot {
   zone: string | undefined;
   closed: boolean;
   services: Record<string, ServiceSnapshot>;
+  /** mesh.inbound(): context trust and authorization counters. */
+  inbound: ContextCounters;
+  /** The mesh identity's SPIFFE ID and rotations, when `identity` is configured. */
+  identity?: { spiffeId: string | undefined; rotations: number };
 }
 
 type FetchInput = string | URL | { url: string };
@@ -63,6 +79,10 @@ export class Mesh {
   readonly #services = new Map<string, ServiceRuntime>();
   readonly #clock: Clock;
   readonly #closeTimeoutMs: number;
+  readonly #identity: MeshIdentity | undefined;
+  readonly #inbound: InboundMiddleware;
+  /** @internal The context machinery, for the server adapters (src/context/adapters.ts). */
+  readonly contextRuntime: ContextRuntime;
   #closing: Promise<void> | undefined;
 
   constructor(input: CreateMeshInput = { services: {} }) {
@@ -72,13 +92,32 @@ export class Mesh {
     this.#clock = clock ?? (() => performance.now());
     this.#closeTimeoutMs = this.config.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT_MS;
     const zone = this.config.zone ?? (env.MESHWORK_ZONE || undefined);
-    for (const [name, svc] of Object.entries(this.config.services)) {
-      this.#services.set(
-        name,
-        new ServiceRuntime(name, svc, { clock: this.#clock, logger: logger ?? silentLogger, zone, env }),
-      );
+    const log = logger ?? silentLogger;
+    this.contextRuntime = new ContextRuntime(this.config.context, this.config.authorization, {
+      clock: this.#clock,
+      logger: log,
+    });
+    this.#inbound = inboundMiddleware(this.contextRuntime);
+    this.#identity = this.config.identity ? new MeshIdentity(this.config.identity, log) : undefined;
+    try {
+      for (const [name, svc] of Object.entries(this.config.services)) {
+        this.#services.set(
+          name,
+          new ServiceRuntime(name, svc, {
+            clock: this.#clock,
+            logger: log,
+            zone,
+            env,
+            identity: this.#identity,
+          }),
+        );
+      }
+    } catch (err) {
+      this.#identity?.close();
+      for (const s of this.#services.values()) s.tls?.close();
+      throw err;
     }
-    const stack = buildStack({ clock: this.#clock });
+    const stack = buildStack({ clock: this.#clock, context: this.contextRuntime });
     this.dispatcher = new MeshDispatcher({
       services: this.#services,
       stack,
@@ -114,6 +153,43 @@ export class Mesh {
     }
   };
 
+  /**
+   * Connect-style `(req, res, next)` middleware for the server side (node:http, Express, Connect):
+   * enforces `authorization` (403 with the reason) and makes the request's gateway context and
+   * trace follow every outbound mesh call made while handling it. See docs/context.md.
+   */
+  inbound(): InboundMiddleware {
+    return this.#inbound;
+  }
+
+  /** The current request context (inside mesh.inbound() or withContext), or undefined. */
+  context(): MeshContext | undefined {
+    return this.contextRuntime.current();
+  }
+
+  /** Runs fn with a context set (queue consumers, jobs): its outbound calls carry it. */
+  withContext<T>(ctx: ContextInit | MeshContext, fn: () => T): T {
+    return this.contextRuntime.run(this.contextRuntime.fromInit(ctx), fn);
+  }
+
+  /**
+   * `https.createServer(mesh.serverTlsOptions(), …)`: the mesh identity's certificate, client
+   * certificates required from the mesh CA. Pass the server to `mesh.watchServerTls(server)` to
+   * follow certificate rotation. Throws when no `identity` is configured.
+   */
+  serverTlsOptions(opts: { requireClientCert?: boolean } = {}): ServerTlsOptions {
+    if (!this.#identity)
+      throw new Error('mesh.serverTlsOptions() needs the mesh-wide `identity { cert, key, ca }`');
+    return buildServerTlsOptions(this.#identity, opts.requireClientCert ?? true);
+  }
+
+  /** Rotates a TLS server's certificate along with the identity files; returns an unsubscribe. */
+  watchServerTls(server: RotatableServer): () => void {
+    if (!this.#identity)
+      throw new Error('mesh.watchServerTls() needs the mesh-wide `identity { cert, key, ca }`');
+    return watchServer(this.#identity, server);
+  }
+
   snapshot(): MeshSnapshot {
     const now = this.#clock();
     const services: Record<string, ServiceSnapshot> = {};
@@ -137,8 +213,25 @@ export class Mesh {
         loadBalancer: svc.endpoints.all.balancer.name,
         discovery: { ...svc.endpoints.status },
       };
+      if (svc.tls) {
+        services[name].tls = {
+          mode: svc.config.trafficPolicy?.tls?.mode ?? 'DISABLE',
+          handshakes: svc.tls.handshakes,
+          identityFailures: svc.tls.identityFailures,
+          rotations: svc.tls.rotations,
+        };
+      }
     }
-    return { zone: this.config.zone, closed: this.#closing !== undefined, services };
+    const snap: MeshSnapshot = {
+      zone: this.config.zone,
+      closed: this.#closing !== undefined,
+      services,
+      inbound: { ...this.contextRuntime.counters },
+    };
+    if (this.#identity) {
+      snap.identity = { spiffeId: this.#identity.spiffeId, rotations: this.#identity.material.rotations };
+    }
+    return snap;
   }
 
   /** Closes every pool and watcher; resolves once nothing of the mesh holds the process open. */
@@ -151,6 +244,7 @@ export class Mesh {
       const timeout = destroy ? 0 : this.#closeTimeoutMs;
       await this.dispatcher.shutdownOwn(destroy);
       await Promise.all([...this.#services.values()].map((s) => s.close(timeout)));
+      this.#identity?.close();
     })();
     return this.#closing;
   }

@@ -5,7 +5,7 @@
  *     │  normalize: service lookup, lowercase headers, Host = original authority   (src/dispatcher.ts)
  *     ▼
  *   ── per-request layers (above the balancer), outermost first ──
- *     context   → gateway context + trace headers from AsyncLocalStorage          (issue 7)
+ *     context   → gateway context + trace headers from AsyncLocalStorage          (src/context/layer.ts)
  *     routing   → match route, pick destination/subset, rewrites, header mutation (issue 6)
  *     fault     → Istio fault injection, decided once, before retries            (issue 6)
  *     retry     → retries, budget, hedging, route timeout, deadline              (issue 4)
@@ -22,14 +22,17 @@
 import { balance } from './balancer/balance-layer.ts';
 import { trackLoad } from './balancer/load-layer.ts';
 import type { Clock } from './balancer/types.ts';
+import { contextLayer } from './context/layer.ts';
+import type { ContextRuntime } from './context/runtime.ts';
 import type { Dispatch, EndpointDispatch, EndpointLayer, Layer } from './pipeline.ts';
 
 export interface StackOptions {
   clock: Clock;
+  context: ContextRuntime;
 }
 
 export function buildStack(opts: StackOptions): Dispatch {
-  const requestLayers: Layer[] = [];
+  const requestLayers: Layer[] = [contextLayer(opts.context)];
   const endpointLayers: EndpointLayer[] = [trackLoad(opts.clock)];
 
   const send: EndpointDispatch = (ep, req, handler) => {
