@@ -20,15 +20,19 @@ afterEach(async () => {
 
 async function travelsServer(sans = [`URI:${TRAVELS_ID}`, 'DNS:travels.default.svc'], days?: number) {
   const c = pki.issue(`travels-${Math.random().toString(36).slice(2)}`, sans, { days });
-  const s = await startTlsServer({ cert: c.cert, key: c.key, ca: pki.ca, requestCert: true, rejectUnauthorized: true }, (req, res) =>
-    res.end(`hello ${req.url}`),
+  const s = await startTlsServer(
+    { cert: c.cert, key: c.key, ca: pki.ca, requestCert: true, rejectUnauthorized: true },
+    (req, res) => res.end(`hello ${req.url}`),
   );
   servers.push(s);
   return s;
 }
 
 function mesh(address: string, tls: Record<string, unknown>, extra: Record<string, unknown> = {}): Mesh {
-  const m = createMesh({ services: { travels: { discovery: { static: [address] }, trafficPolicy: { tls: tls as never } } }, ...extra });
+  const m = createMesh({
+    services: { travels: { discovery: { static: [address] }, trafficPolicy: { tls: tls as never } } },
+    ...extra,
+  });
   meshes.push(m);
   return m;
 }
@@ -57,7 +61,11 @@ describe('trafficPolicy.tls (client mTLS)', () => {
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('hello /bookings?x=1');
     expect(s.peers).toEqual([GATEWAY_ID]);
-    expect(m.snapshot().services.travels?.tls).toMatchObject({ mode: 'MUTUAL', handshakes: 1, identityFailures: 0 });
+    expect(m.snapshot().services.travels?.tls).toMatchObject({
+      mode: 'MUTUAL',
+      handshakes: 1,
+      identityFailures: 0,
+    });
   });
 
   it('matches a DNS SAN too', async () => {
@@ -140,7 +148,9 @@ describe('trafficPolicy.tls (client mTLS)', () => {
       servers.push(s);
       const m = mesh(s.address, { mode: 'SIMPLE', caCertificates: pki.ca, subjectAltNames: [TRAVELS_ID] });
       const err = await errorOf(m.fetch('http://travels/'));
-      expect(String(err.cause?.code ?? err.code)).toMatch(/UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|UNABLE_TO_GET_ISSUER/);
+      expect(String(err.cause?.code ?? err.code)).toMatch(
+        /UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|UNABLE_TO_GET_ISSUER/,
+      );
     } finally {
       other.cleanup();
     }
@@ -148,12 +158,19 @@ describe('trafficPolicy.tls (client mTLS)', () => {
 
   it('ISTIO_MUTUAL uses the mesh-wide identity; serverTlsOptions() builds the server side', async () => {
     const serverId = pki.issue('travels-id', [`URI:${TRAVELS_ID}`]);
-    const serverMesh = createMesh({ services: {}, identity: { cert: serverId.certPath, key: serverId.keyPath, ca: pki.caPath } });
+    const serverMesh = createMesh({
+      services: {},
+      identity: { cert: serverId.certPath, key: serverId.keyPath, ca: pki.caPath },
+    });
     meshes.push(serverMesh);
     const s = await startTlsServer(serverMesh.serverTlsOptions(), (_req, res) => res.end('istio'));
     servers.push(s);
     const clientId = pki.issue('gateway-id', [`URI:${GATEWAY_ID}`]);
-    const m = mesh(s.address, { mode: 'ISTIO_MUTUAL' }, { identity: { cert: clientId.cert, key: clientId.key, ca: pki.ca } });
+    const m = mesh(
+      s.address,
+      { mode: 'ISTIO_MUTUAL' },
+      { identity: { cert: clientId.cert, key: clientId.key, ca: pki.ca } },
+    );
     const res = await m.fetch('http://travels/');
     expect(await res.text()).toBe('istio');
     expect(s.peers).toEqual([GATEWAY_ID]);
@@ -165,7 +182,11 @@ describe('trafficPolicy.tls (client mTLS)', () => {
     const s = await startTlsServer({ cert: c.cert, key: c.key });
     servers.push(s);
     const clientId = pki.issue('gateway-id2', [`URI:${GATEWAY_ID}`]);
-    const m = mesh(s.address, { mode: 'ISTIO_MUTUAL' }, { identity: { cert: clientId.cert, key: clientId.key, ca: pki.ca } });
+    const m = mesh(
+      s.address,
+      { mode: 'ISTIO_MUTUAL' },
+      { identity: { cert: clientId.cert, key: clientId.key, ca: pki.ca } },
+    );
     const err = await errorOf(m.fetch('http://travels/'));
     expect(isMeshworkError(err, 'MESHWORK_ERR_TLS_IDENTITY')).toBe(true);
     expect(err.message).toContain('spiffe://cluster.local/*');
@@ -180,14 +201,25 @@ describe('trafficPolicy.tls (client mTLS)', () => {
 });
 
 describe('trafficPolicy.tls config errors name the field', () => {
-  const svc = (tls: unknown, extra = {}) => () =>
-    createMesh({ services: { travels: { discovery: { static: ['127.0.0.1:1'] }, trafficPolicy: { tls: tls as never } } }, ...extra });
+  const svc =
+    (tls: unknown, extra = {}) =>
+    () =>
+      createMesh({
+        services: {
+          travels: { discovery: { static: ['127.0.0.1:1'] }, trafficPolicy: { tls: tls as never } },
+        },
+        ...extra,
+      });
 
   it('MUTUAL without a client certificate', () => {
-    expect(svc({ mode: 'MUTUAL', caCertificates: 'x' })).toThrow(/services\.travels\.trafficPolicy\.tls\.clientCertificate: .*MUTUAL/);
+    expect(svc({ mode: 'MUTUAL', caCertificates: 'x' })).toThrow(
+      /services\.travels\.trafficPolicy\.tls\.clientCertificate: .*MUTUAL/,
+    );
   });
   it('an unknown mode', () => {
-    expect(svc({ mode: 'STRICT' })).toThrow(/services\.travels\.trafficPolicy\.tls\.mode: "STRICT" is not one of/);
+    expect(svc({ mode: 'STRICT' })).toThrow(
+      /services\.travels\.trafficPolicy\.tls\.mode: "STRICT" is not one of/,
+    );
   });
   it('ISTIO_MUTUAL without identity', () => {
     expect(svc({ mode: 'ISTIO_MUTUAL' })).toThrow(/services\.travels\.trafficPolicy\.tls\.mode: .*identity/);
@@ -200,8 +232,8 @@ describe('trafficPolicy.tls config errors name the field', () => {
   it('a key that does not match the certificate', () => {
     const a = pki.issue('a', ['DNS:a']);
     const b = pki.issue('b', ['DNS:b']);
-    expect(svc({ mode: 'MUTUAL', caCertificates: pki.ca, clientCertificate: a.cert, privateKey: b.key })).toThrow(
-      /services\.travels\.trafficPolicy\.tls\.privateKey: is not valid TLS material/,
-    );
+    expect(
+      svc({ mode: 'MUTUAL', caCertificates: pki.ca, clientCertificate: a.cert, privateKey: b.key }),
+    ).toThrow(/services\.travels\.trafficPolicy\.tls\.privateKey: is not valid TLS material/);
   });
 });

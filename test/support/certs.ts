@@ -26,10 +26,16 @@ function openssl(args: string[], cwd: string): void {
 
 const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
-export function createPki(caName = 'meshwork-test-ca', dir = mkdtempSync(join(tmpdir(), 'meshwork-pki-'))): Pki {
+export function createPki(
+  caName = 'meshwork-test-ca',
+  dir = mkdtempSync(join(tmpdir(), 'meshwork-pki-')),
+): Pki {
   const caKey = join(dir, `${caName}.key`);
   const caPath = join(dir, `${caName}.pem`);
-  openssl(['req', '-x509', ...EC, '-keyout', caKey, '-out', caPath, '-subj', `/CN=${caName}`, '-days', '2'], dir);
+  openssl(
+    ['req', '-x509', ...EC, '-keyout', caKey, '-out', caPath, '-subj', `/CN=${caName}`, '-days', '2'],
+    dir,
+  );
   let serial = 1;
   return {
     dir,
@@ -43,8 +49,24 @@ export function createPki(caName = 'meshwork-test-ca', dir = mkdtempSync(join(tm
       writeFileSync(ext, `subjectAltName=${sans.join(',')}\nextendedKeyUsage=serverAuth,clientAuth\n`);
       openssl(['req', ...EC, '-keyout', keyPath, '-out', csr, '-subj', `/CN=${name}`], dir);
       openssl(
-        ['x509', '-req', '-in', csr, '-CA', caPath, '-CAkey', caKey, '-set_serial', String(serial++ + Date.now()),
-          '-out', certPath, '-days', String(opts.days ?? 1), '-extfile', ext],
+        [
+          'x509',
+          '-req',
+          '-in',
+          csr,
+          '-CA',
+          caPath,
+          '-CAkey',
+          caKey,
+          '-set_serial',
+          String(serial++ + Date.now()),
+          '-out',
+          certPath,
+          '-days',
+          String(opts.days ?? 1),
+          '-extfile',
+          ext,
+        ],
         dir,
       );
       return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), certPath, keyPath };
