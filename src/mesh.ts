@@ -18,6 +18,7 @@ import {
   type ServerTlsOptions,
   watchServer,
 } from './tls/server.ts';
+import { type IdentitySnapshot, identitySnapshot, type TlsSnapshot, tlsSnapshot } from './tls/snapshot.ts';
 
 /** How long close() lets in-flight requests finish before it destroys the pools. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
@@ -58,7 +59,7 @@ export interface ServiceSnapshot {
     lastUpdateAt?: string | undefined;
   };
   /** Client TLS (trafficPolicy.tls), when enabled. */
-  tls?: { mode: string; handshakes: number; identityFailures: number; rotations: number };
+  tls?: TlsSnapshot;
 }
 
 export interface MeshSnapshot {
@@ -68,7 +69,7 @@ export interface MeshSnapshot {
   /** mesh.inbound(): context trust and authorization counters. */
   inbound: ContextCounters;
   /** The mesh identity's SPIFFE ID and rotations, when `identity` is configured. */
-  identity?: { spiffeId: string | undefined; rotations: number };
+  identity?: IdentitySnapshot;
 }
 
 type FetchInput = string | URL | { url: string };
@@ -213,14 +214,8 @@ export class Mesh {
         loadBalancer: svc.endpoints.all.balancer.name,
         discovery: { ...svc.endpoints.status },
       };
-      if (svc.tls) {
-        services[name].tls = {
-          mode: svc.config.trafficPolicy?.tls?.mode ?? 'DISABLE',
-          handshakes: svc.tls.handshakes,
-          identityFailures: svc.tls.identityFailures,
-          rotations: svc.tls.rotations,
-        };
-      }
+      const tls = tlsSnapshot(svc);
+      if (tls) services[name].tls = tls;
     }
     const snap: MeshSnapshot = {
       zone: this.config.zone,
@@ -228,9 +223,8 @@ export class Mesh {
       services,
       inbound: { ...this.contextRuntime.counters },
     };
-    if (this.#identity) {
-      snap.identity = { spiffeId: this.#identity.spiffeId, rotations: this.#identity.material.rotations };
-    }
+    const identity = identitySnapshot(this.#identity);
+    if (identity) snap.identity = identity;
     return snap;
   }
 
