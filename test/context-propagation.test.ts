@@ -212,5 +212,17 @@ describe('mesh.inbound() + context layer (node:http)', () => {
         services: {},
       } as never),
     ).toThrow(/context\.trust\.signature/);
+    expect(() =>
+      createMesh({
+        context: { trust: { signature: { publicKey: '/nonexistent/key.pem' } } },
+        services: {},
+      } as never),
+    ).toThrow(/context\.trust\.signature\.publicKey: is not a readable PEM public key/);
+    expect(() =>
+      createMesh({ context: { trust: { callers: ['cluster.local/ns/a/sa/b'] } }, services: {} } as never),
+    ).toThrow(/context\.trust\.callers\[0\]: "cluster\.local\/ns\/a\/sa\/b" is not a SPIFFE ID/);
+    expect(() =>
+      createMesh({ authorization: { policies: [{ action: 'AUDIT' }] }, services: {} } as never),
+    ).toThrow(/authorization\.policies\[0\]\.action: "AUDIT" is not one of ALLOW, DENY/);
   });
 });

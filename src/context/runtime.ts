@@ -159,7 +159,8 @@ export class ContextRuntime {
       const decision: AuthzDecision = authorize(this.#authz, {
         principal,
         method: req.method ?? 'GET',
-        path: (req.url ?? '/').split('?')[0] as string,
+        // Express rewrites req.url under a mounted router; originalUrl is what the caller sent.
+        path: ((req as { originalUrl?: string }).originalUrl ?? req.url ?? '/').split('?')[0] as string,
       });
       if (!decision.allowed) {
         this.counters.denied++;

@@ -58,6 +58,8 @@ export class ClientTls {
   #context: SecureContext;
   /** Connections dialed / refused for identity. */
   handshakes = 0;
+  /** Handshakes that resumed a cached TLS session (cheaper: no certificate exchange). */
+  resumed = 0;
   identityFailures = 0;
 
   constructor(opts: ClientTlsOptions) {
@@ -165,7 +167,10 @@ export class ClientTls {
         callback(err, null);
       } else callback(null, socket);
     };
-    socket.once('secureConnect', () => finish(null));
+    socket.once('secureConnect', () => {
+      if (socket.isSessionReused()) this.resumed++;
+      finish(null);
+    });
     socket.once('error', finish);
   };
 

@@ -6,6 +6,8 @@ export interface TlsSnapshot {
   mode: string;
   /** TLS connections dialed. */
   handshakes: number;
+  /** Of those, handshakes that resumed a cached session. */
+  resumed: number;
   /** Connections refused because the server's identity did not match. */
   identityFailures: number;
   /** Certificate generations taken from the watched files. */
@@ -18,6 +20,7 @@ export function tlsSnapshot(svc: ServiceRuntime): TlsSnapshot | undefined {
   return {
     mode: svc.config.trafficPolicy?.tls?.mode ?? 'DISABLE',
     handshakes: tls.handshakes,
+    resumed: tls.resumed,
     identityFailures: tls.identityFailures,
     rotations: tls.rotations,
   };
