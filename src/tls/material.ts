@@ -7,6 +7,9 @@ import type { Logger } from '../telemetry/logger.ts';
 /** How long file events are gathered before the files are re-read (an editor or a Kubernetes
  * secret update writes several files; the cert and the key must be read as a pair). */
 export const RELOAD_DEBOUNCE_MS = 100;
+/** Files are also re-checked on this period, for filesystems where change events are not
+ * delivered (NFS, some container mounts). */
+export const RELOAD_POLL_MS = 30_000;
 
 export interface MaterialField {
   /** Config path, for errors: `services.travels.trafficPolicy.tls.caCertificates`. */
@@ -46,6 +49,7 @@ export class TlsMaterial {
   readonly #listeners = new Set<(pem: Pem) => void>();
   readonly #watchers: FSWatcher[] = [];
   #timer: NodeJS.Timeout | undefined;
+  #poll: NodeJS.Timeout | undefined;
   #current: Pem;
   /** Times new material was taken from the files. */
   rotations = 0;
@@ -66,8 +70,12 @@ export class TlsMaterial {
         w.on('error', () => {});
         this.#watchers.push(w);
       } catch (err) {
-        this.#logger.warn({ dir, err: (err as Error).message }, 'cannot watch TLS files; rotation disabled');
+        this.#logger.warn({ dir, err: (err as Error).message }, 'cannot watch TLS files; polling only');
       }
+    }
+    if (dirs.size > 0) {
+      this.#poll = setInterval(() => this.reload(), RELOAD_POLL_MS);
+      this.#poll.unref();
     }
   }
 
@@ -76,7 +84,7 @@ export class TlsMaterial {
   }
 
   get watched(): boolean {
-    return this.#watchers.length > 0;
+    return this.#watchers.length > 0 || this.#poll !== undefined;
   }
 
   onChange(fn: (pem: Pem) => void): () => void {
@@ -135,6 +143,7 @@ export class TlsMaterial {
 
   close(): void {
     clearTimeout(this.#timer);
+    clearInterval(this.#poll);
     for (const w of this.#watchers) w.close();
     this.#watchers.length = 0;
     this.#listeners.clear();
