@@ -85,6 +85,22 @@ export class MeshClosedError extends MeshworkError {
   }
 }
 
+/** The server's certificate does not carry any identity the client expected (issue 7). */
+export class TlsIdentityError extends MeshworkError {
+  readonly expected: readonly string[];
+  readonly presented: readonly string[];
+  constructor(service: string, where: string, expected: readonly string[], presented: readonly string[]) {
+    super(
+      ErrorCodes.TLS_IDENTITY,
+      `TLS identity mismatch for service "${service}" at ${where}: expected one of [${expected.join(', ')}], ` +
+        `the server presented [${presented.length ? presented.join(', ') : 'no subject alternative names'}]`,
+    );
+    this.name = 'TlsIdentityError';
+    this.expected = expected;
+    this.presented = presented;
+  }
+}
+
 /** True for any meshwork error, from any copy of the package; with `code`, only for that code. */
 export function isMeshworkError(err: unknown, code?: ErrorCode): err is MeshworkError {
   if (typeof err !== 'object' || err === null || (err as Record<symbol, unknown>)[BRAND] !== true)

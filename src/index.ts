@@ -8,6 +8,9 @@ export {
   IstioUnsupportedError,
 } from './config/istio.ts';
 export type { MeshConfig, MeshConfigInput } from './config/schema.ts';
+export { meshFastify, meshHandler } from './context/adapters.ts';
+export { signJws } from './context/jws.ts';
+export type { ContextInit, MeshContext } from './context/store.ts';
 export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';
 export * from './errors.ts';
 export {
@@ -38,3 +41,4 @@ export {
   type ServerSpanOptions,
   startServerSpan,
 } from './telemetry/tracing.ts';
+export type { IdentitySnapshot, TlsSnapshot } from './tls/snapshot.ts';

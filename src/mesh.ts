@@ -4,6 +4,9 @@ import type { Clock } from './balancer/types.ts';
 import type { Fallback } from './breaker/breaker.ts';
 import { loadConfig } from './config/load.ts';
 import type { MeshConfig, MeshConfigInput } from './config/schema.ts';
+import { type InboundMiddleware, inboundMiddleware } from './context/inbound.ts';
+import { ContextRuntime } from './context/runtime.ts';
+import type { ContextInit, MeshContext } from './context/store.ts';
 import { MeshDispatcher } from './dispatcher.ts';
 import { isMeshworkError, MeshClosedError, UnknownServiceError } from './errors.ts';
 import { MirrorGate } from './routing/mirror.ts';
@@ -12,6 +15,14 @@ import { buildStack } from './stack.ts';
 import { type AdminHandler, createAdminHandler } from './telemetry/admin.ts';
 import { type Logger, silentLogger } from './telemetry/logger.ts';
 import { type MeshSnapshot, type ServiceSnapshot, serviceSnapshot } from './telemetry/snapshot.ts';
+import { MeshIdentity } from './tls/identity.ts';
+import {
+  buildServerTlsOptions,
+  type RotatableServer,
+  type ServerTlsOptions,
+  watchServer,
+} from './tls/server.ts';
+import { identitySnapshot } from './tls/snapshot.ts';
 
 /** How long close() lets in-flight requests finish before it destroys the pools. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
@@ -49,6 +60,10 @@ export class Mesh {
   readonly #clock: Clock;
   readonly #closeTimeoutMs: number;
   readonly #mirrorGate: MirrorGate;
+  readonly #identity: MeshIdentity | undefined;
+  readonly #inbound: InboundMiddleware;
+  /** @internal The context machinery, for the server adapters (src/context/adapters.ts). */
+  readonly contextRuntime: ContextRuntime;
   #closing: Promise<void> | undefined;
 
   constructor(input: CreateMeshInput = {}) {
@@ -59,17 +74,30 @@ export class Mesh {
     this.#clock = clock ?? (() => performance.now());
     this.#closeTimeoutMs = this.config.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT_MS;
     const zone = this.config.zone ?? (env.MESHWORK_ZONE || undefined);
-    for (const [name, svc] of Object.entries(this.config.services)) {
-      this.#services.set(
-        name,
-        new ServiceRuntime(name, svc, {
-          clock: this.#clock,
-          logger: this.logger,
-          zone,
-          env,
-          fallback: fallbacks?.[name],
-        }),
-      );
+    this.contextRuntime = new ContextRuntime(this.config.context, this.config.authorization, {
+      clock: this.#clock,
+      logger: this.logger,
+    });
+    this.#inbound = inboundMiddleware(this.contextRuntime);
+    this.#identity = this.config.identity ? new MeshIdentity(this.config.identity, this.logger) : undefined;
+    try {
+      for (const [name, svc] of Object.entries(this.config.services)) {
+        this.#services.set(
+          name,
+          new ServiceRuntime(name, svc, {
+            clock: this.#clock,
+            logger: this.logger,
+            zone,
+            env,
+            fallback: fallbacks?.[name],
+            identity: this.#identity,
+          }),
+        );
+      }
+    } catch (err) {
+      this.#identity?.close();
+      for (const s of this.#services.values()) s.tls?.close();
+      throw err;
     }
     this.#mirrorGate = new MirrorGate();
     const stack = buildStack({
@@ -78,6 +106,7 @@ export class Mesh {
       mirrorGate: this.#mirrorGate,
       random,
       telemetry: telemetry !== false,
+      context: this.contextRuntime,
     });
     this.dispatcher = new MeshDispatcher({
       services: this.#services,
@@ -114,6 +143,43 @@ export class Mesh {
     }
   };
 
+  /**
+   * Connect-style `(req, res, next)` middleware for the server side (node:http, Express, Connect):
+   * enforces `authorization` (403 with the reason) and makes the request's gateway context and
+   * trace follow every outbound mesh call made while handling it. See docs/context.md.
+   */
+  inbound(): InboundMiddleware {
+    return this.#inbound;
+  }
+
+  /** The current request context (inside mesh.inbound() or withContext), or undefined. */
+  context(): MeshContext | undefined {
+    return this.contextRuntime.current();
+  }
+
+  /** Runs fn with a context set (queue consumers, jobs): its outbound calls carry it. */
+  withContext<T>(ctx: ContextInit | MeshContext, fn: () => T): T {
+    return this.contextRuntime.run(this.contextRuntime.fromInit(ctx), fn);
+  }
+
+  /**
+   * `https.createServer(mesh.serverTlsOptions(), …)`: the mesh identity's certificate, client
+   * certificates required from the mesh CA. Pass the server to `mesh.watchServerTls(server)` to
+   * follow certificate rotation. Throws when no `identity` is configured.
+   */
+  serverTlsOptions(opts: { requireClientCert?: boolean } = {}): ServerTlsOptions {
+    if (!this.#identity)
+      throw new Error('mesh.serverTlsOptions() needs the mesh-wide `identity { cert, key, ca }`');
+    return buildServerTlsOptions(this.#identity, opts.requireClientCert ?? true);
+  }
+
+  /** Rotates a TLS server's certificate along with the identity files; returns an unsubscribe. */
+  watchServerTls(server: RotatableServer): () => void {
+    if (!this.#identity)
+      throw new Error('mesh.watchServerTls() needs the mesh-wide `identity { cert, key, ca }`');
+    return watchServer(this.#identity, server);
+  }
+
   /** The live state of every service: endpoints, load, ejections, discovery... (see docs/telemetry.md). */
   snapshot(): MeshSnapshot {
     const now = this.#clock();
@@ -124,6 +190,8 @@ export class Mesh {
       closed: this.#closing !== undefined,
       takenAt: new Date().toISOString(),
       services,
+      inbound: { ...this.contextRuntime.counters },
+      ...(this.#identity ? { identity: identitySnapshot(this.#identity) } : {}),
     };
   }
 
@@ -145,6 +213,7 @@ export class Mesh {
       const timeout = destroy ? 0 : this.#closeTimeoutMs;
       await this.dispatcher.shutdownOwn(destroy);
       await Promise.all([...this.#services.values()].map((s) => s.close(timeout)));
+      this.#identity?.close();
     })();
     return this.#closing;
   }

@@ -1,3 +1,4 @@
+import { ENDPOINT_DEFAULTS } from './balancer/endpoint.ts';
 import { EndpointSet, type SubsetSpec } from './balancer/endpoint-set.ts';
 import { createBalancer } from './balancer/index.ts';
 import { ServiceLimits } from './balancer/limits-layer.ts';
@@ -9,11 +10,14 @@ import { HealthCheckingSink } from './discovery/health-check.ts';
 import { createDiscovery } from './discovery/index.ts';
 import { DISCOVERY_DEFAULTS } from './discovery/schema.ts';
 import type { DiscoveryProvider, DiscoveryStatus } from './discovery/types.ts';
+import { MeshworkConfigError } from './errors.ts';
 import { ServiceRetry } from './retry/policy.ts';
 import { compileRouter, type Router } from './routing/router.ts';
 import { mergeSubsetPolicy } from './routing/subset.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { ServiceTelemetry } from './telemetry/service-telemetry.ts';
+import { ClientTls } from './tls/client.ts';
+import type { MeshIdentity } from './tls/identity.ts';
 
 export interface ServiceRuntimeOptions {
   clock: Clock;
@@ -22,6 +26,8 @@ export interface ServiceRuntimeOptions {
   env: NodeJS.ProcessEnv;
   /** Answer given when this service's circuit breaker is open (code-only option). */
   fallback?: Fallback | undefined;
+  /** The mesh-wide identity, for `tls.mode: ISTIO_MUTUAL`. */
+  identity?: MeshIdentity | undefined;
 }
 
 /** Everything the pipeline knows about one configured service, built once at createMesh. */
@@ -46,6 +52,8 @@ export class ServiceRuntime {
   readonly fallback: Fallback | undefined;
   /** connectionPool request accounting (src/balancer/limits-layer.ts). */
   readonly limits: ServiceLimits;
+  /** Client TLS (trafficPolicy.tls), when its mode is not DISABLE. */
+  readonly tls: ClientTls | undefined;
 
   constructor(name: string, config: ServiceConfig, opts: ServiceRuntimeOptions) {
     this.name = name;
@@ -84,6 +92,7 @@ export class ServiceRuntime {
         : undefined;
     this.fallback = opts.fallback;
     this.limits = new ServiceLimits(policy?.connectionPool);
+    this.tls = createClientTls(name, config, opts);
     this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
     this.endpoints = new EndpointSet({
       service: name,
@@ -92,6 +101,7 @@ export class ServiceRuntime {
       hash: policy?.loadBalancer?.consistentHash,
       subsets,
       connectionPool: policy?.connectionPool,
+      connect: this.tls?.connect,
       clock: opts.clock,
       logger: opts.logger,
       drainTimeoutMs: config.discovery.drainTimeout ?? DISCOVERY_DEFAULTS.drainTimeout,
@@ -121,5 +131,30 @@ export class ServiceRuntime {
     await this.discovery.close().catch(() => {});
     await this.#health?.close();
     await this.endpoints.close(timeoutMs);
+    this.tls?.close();
   }
+}
+
+function createClientTls(
+  name: string,
+  config: ServiceConfig,
+  opts: ServiceRuntimeOptions,
+): ClientTls | undefined {
+  const policy = config.trafficPolicy;
+  const tls = policy?.tls;
+  if (!tls || tls.mode === 'DISABLE') return undefined;
+  const path = `services.${name}.trafficPolicy.tls`;
+  if (tls.mode === 'ISTIO_MUTUAL' && !opts.identity) {
+    throw new MeshworkConfigError([
+      { path: `${path}.mode`, message: '"ISTIO_MUTUAL" needs the mesh-wide `identity { cert, key, ca }`' },
+    ]);
+  }
+  return new ClientTls({
+    service: name,
+    tls,
+    path,
+    identity: opts.identity,
+    connectTimeoutMs: policy?.connectionPool?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
+    logger: opts.logger,
+  });
 }

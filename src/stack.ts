@@ -6,7 +6,7 @@
  *     ▼
  *   ── per-request layers (above the balancer), outermost first ──
  *     telemetry → CLIENT span, request duration/active metrics, request channels (src/telemetry/request-layer.ts)
- *     context   → gateway context + trace headers from AsyncLocalStorage          (issue 7)
+ *     context   → gateway context + trace headers from AsyncLocalStorage          (src/context/layer.ts)
  *     routing   → match route, pick destination/subset, rewrites, header edits   (src/routing/layer.ts)
  *     body      → buffer a streamed body up to 64 KiB so it can be replayed      (src/retry/replay-body.ts)
  *     mirror    → fire-and-forget copy to the mirror service, bounded            (src/routing/mirror-layer.ts)
@@ -25,7 +25,6 @@
  *     chaos     → attempt-level chaos (latency/reset/abort), seen by everything above (src/fault/layer.ts)
  *     pool      → the endpoint's own undici Pool (TLS in its connector)          (src/balancer/endpoint.ts)
  *
- * Layers marked with an issue number are added to the arrays below as those issues land.
  *
  * Why telemetry is outermost: its CLIENT span is the *logical* request, so it must wrap
  * everything the caller waits for (routing, fault delays, every retry and backoff), and it
@@ -40,6 +39,8 @@ import { trackLoad } from './balancer/load-layer.ts';
 import { detectOutliers } from './balancer/outlier-layer.ts';
 import type { Clock } from './balancer/types.ts';
 import { breakerLayer } from './breaker/breaker-layer.ts';
+import { contextLayer } from './context/layer.ts';
+import type { ContextRuntime } from './context/runtime.ts';
 import { chaos, faults } from './fault/layer.ts';
 import type { Dispatch, EndpointDispatch, EndpointLayer, Layer } from './pipeline.ts';
 import { replayableBody } from './retry/replay-body.ts';
@@ -59,12 +60,14 @@ export interface StackOptions {
   random?: () => number;
   /** false: leave the telemetry layers out entirely (benchmarks). */
   telemetry: boolean;
+  context: ContextRuntime;
 }
 
 export function buildStack(opts: StackOptions): Dispatch {
   const random = opts.random ?? Math.random;
   const requestLayers: Layer[] = [
     ...(opts.telemetry ? [telemetryLayer(opts.clock)] : []),
+    contextLayer(opts.context),
     routing(opts.services, random),
     replayableBody(),
     mirroring(opts.services, opts.mirrorGate, random),

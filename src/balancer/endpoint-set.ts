@@ -31,7 +31,8 @@ export interface EndpointSetOptions {
   hash?: ConsistentHashConfig | undefined;
   subsets?: readonly SubsetSpec[];
   connectionPool?: ConnectionPoolConfig | undefined;
-  connect?: Record<string, unknown> | undefined;
+  /** undici connect options or connector (TLS, src/tls/client.ts), shared by every endpoint. */
+  connect?: Record<string, unknown> | ((...args: any[]) => void) | undefined;
   clock: Clock;
   logger: Logger;
   /** How long a removed endpoint may finish its in-flight requests before its pool is destroyed. */

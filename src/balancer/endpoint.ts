@@ -21,8 +21,8 @@ export const ENDPOINT_DEFAULTS = {
 export interface EndpointOptions {
   connectionPool?: ConnectionPoolConfig | undefined;
   now: number;
-  /** Extra undici connect options (TLS), filled by the tls layer. */
-  connect?: Record<string, unknown> | undefined;
+  /** undici connect options, or a connector function (TLS, src/tls/client.ts). */
+  connect?: Record<string, unknown> | ((...args: any[]) => void) | undefined;
 }
 
 /**

@@ -7,9 +7,11 @@ import { z } from 'zod';
 import { outlierDetectionSchema } from '../balancer/outlier-schema.ts';
 import { loadBalancerSchema } from '../balancer/schema.ts';
 import { circuitBreakerSchema } from '../breaker/schema.ts';
+import { authorizationSchema, contextSchema } from '../context/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
+import { identitySchema, tlsSchema } from '../tls/schema.ts';
 import { duration } from './zod-helpers.ts';
 
 /** `trafficPolicy.connectionPool` (Istio). Defaults live in src/balancer/endpoint.ts. */
@@ -35,6 +37,7 @@ export const trafficPolicySchema = z.strictObject({
   connectionPool: connectionPoolSchema.optional(),
   outlierDetection: outlierDetectionSchema.optional(),
   circuitBreaker: circuitBreakerSchema.optional(),
+  tls: tlsSchema.optional(),
 });
 
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
@@ -62,6 +65,12 @@ export const meshConfigSchema = z
     unknownServices: z.enum(['reject', 'passthrough']).optional(),
     /** Bound on how long close() waits for in-flight requests before destroying pools. */
     closeTimeout: duration.optional(),
+    /** Gateway context and trace propagation (src/context, docs/context.md). */
+    context: contextSchema.optional(),
+    /** This workload's mesh identity for ISTIO_MUTUAL and the server side (src/tls, docs/mtls.md). */
+    identity: identitySchema.optional(),
+    /** Caller authorization enforced by mesh.inbound() (docs/context.md). */
+    authorization: authorizationSchema.optional(),
     services: z
       .record(
         z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),

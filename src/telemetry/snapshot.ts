@@ -4,9 +4,12 @@
  * `retryBudget` (issue 4), `routes` and `subsets` (issue 6), `tls` (issue 7). `circuitBreakers`
  * and per-endpoint `ejections` are kept by ServiceTelemetry from the events it is told about.
  */
+
+import type { ContextCounters } from '../context/runtime.ts';
 import type { DiscoveryStatus } from '../discovery/types.ts';
 import type { BudgetSnapshot } from '../retry/budget.ts';
 import type { ServiceRuntime } from '../service.ts';
+import { type IdentitySnapshot, type TlsSnapshot, tlsSnapshot } from '../tls/snapshot.ts';
 import type { CircuitState } from './channels.ts';
 import type { EndpointState } from './metrics.ts';
 import { endpointState } from './service-telemetry.ts';
@@ -63,6 +66,8 @@ export interface ServiceSnapshot {
   outlierDetection?: { enabled: boolean; ejectionsTotal: number } | undefined;
   /** connectionPool request accounting: requests active, overflows rejected (UO). */
   connectionPool?: { active: number; overflows: number } | undefined;
+  /** Client TLS (trafficPolicy.tls), when enabled. */
+  tls?: TlsSnapshot | undefined;
   routes?: RouteSnapshot[] | undefined;
   subsets?: { name: string; labels: Record<string, string>; endpoints: number }[] | undefined;
 }
@@ -73,6 +78,10 @@ export interface MeshSnapshot {
   /** Wall-clock time of the snapshot (ISO 8601). */
   takenAt: string;
   services: Record<string, ServiceSnapshot>;
+  /** mesh.inbound(): context trust and authorization counters. */
+  inbound: ContextCounters;
+  /** The mesh identity's SPIFFE ID and rotations, when `identity` is configured. */
+  identity?: IdentitySnapshot | undefined;
 }
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
@@ -116,5 +125,7 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
   };
   if (svc.breaker) s.circuitBreaker = { state: svc.breaker.state, rejected: svc.breaker.rejected };
   s.connectionPool = { active: svc.limits.active, overflows: svc.limits.overflows };
+  const tls = tlsSnapshot(svc);
+  if (tls) s.tls = tls;
   return s;
 }

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { authorize } from './authorization.ts';
+import { authorizationSchema } from './schema.ts';
+
+const policies = (p: unknown) => authorizationSchema.parse({ policies: p }).policies;
+const req = (principal: string | undefined, method = 'GET', path = '/') => ({ principal, method, path });
+
+describe('authorize (Istio AuthorizationPolicy semantics)', () => {
+  it('no policies: allow', () => {
+    expect(authorize([], req(undefined))).toEqual({ allowed: true });
+  });
+  it('an ALLOW policy with no rules allows nothing; rules: [{}] allows everything', () => {
+    expect(authorize(policies([{ action: 'ALLOW' }]), req('spiffe://a/b')).allowed).toBe(false);
+    expect(authorize(policies([{ action: 'ALLOW', rules: [{}] }]), req(undefined)).allowed).toBe(true);
+  });
+  it('a DENY policy with no rules denies nothing', () => {
+    expect(authorize(policies([{ action: 'DENY' }]), req(undefined)).allowed).toBe(true);
+  });
+  it('DENY wins over ALLOW', () => {
+    const p = policies([
+      { action: 'ALLOW', rules: [{}] },
+      { name: 'd', action: 'DENY', rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }] },
+    ]);
+    expect(authorize(p, req('x', 'delete', '/a'))).toMatchObject({
+      allowed: false,
+      reason: expect.stringContaining('"d"'),
+    });
+    expect(authorize(p, req('x', 'GET', '/a')).allowed).toBe(true);
+  });
+  it('principals match with or without spiffe://, with * prefix/suffix', () => {
+    const p = policies([{ rules: [{ from: [{ source: { principals: ['cluster.local/ns/default/*'] } }] }] }]);
+    expect(authorize(p, req('spiffe://cluster.local/ns/default/sa/x')).allowed).toBe(true);
+    expect(authorize(p, req('spiffe://cluster.local/ns/other/sa/x')).allowed).toBe(false);
+    expect(authorize(p, req(undefined)).allowed).toBe(false);
+    const q = policies([{ rules: [{ from: [{ source: { principals: ['*/sa/gateway'] } }] }] }]);
+    expect(authorize(q, req('spiffe://cluster.local/ns/a/sa/gateway')).allowed).toBe(true);
+  });
+  it('notPrincipals, notPaths, notMethods', () => {
+    const p = policies([
+      {
+        rules: [
+          {
+            from: [{ source: { notPrincipals: ['spiffe://td/bad'] } }],
+            to: [{ operation: { notPaths: ['/private/*'], notMethods: ['PUT'] } }],
+          },
+        ],
+      },
+    ]);
+    expect(authorize(p, req('spiffe://td/good', 'GET', '/x')).allowed).toBe(true);
+    expect(authorize(p, req('spiffe://td/bad', 'GET', '/x')).allowed).toBe(false);
+    expect(authorize(p, req('spiffe://td/good', 'GET', '/private/1')).allowed).toBe(false);
+    expect(authorize(p, req('spiffe://td/good', 'PUT', '/x')).allowed).toBe(false);
+  });
+  it('within a rule, from and to must both match; any entry of each list may', () => {
+    const p = policies([
+      {
+        rules: [
+          {
+            from: [
+              { source: { principals: ['spiffe://td/a'] } },
+              { source: { principals: ['spiffe://td/b'] } },
+            ],
+            to: [{ operation: { paths: ['/x'] } }, { operation: { paths: ['/y'], methods: ['POST'] } }],
+          },
+        ],
+      },
+    ]);
+    expect(authorize(p, req('spiffe://td/b', 'POST', '/y')).allowed).toBe(true);
+    expect(authorize(p, req('spiffe://td/b', 'GET', '/y')).allowed).toBe(false);
+    expect(authorize(p, req('spiffe://td/c', 'GET', '/x')).allowed).toBe(false);
+  });
+});

@@ -1,0 +1,73 @@
+import type { AuthorizationPolicy, AuthorizationRule } from './schema.ts';
+
+export interface AuthzRequest {
+  /** The caller's SPIFFE ID from its verified client certificate, if any. */
+  principal: string | undefined;
+  method: string;
+  /** Path without the query string. */
+  path: string;
+}
+
+export type AuthzDecision = { allowed: true } | { allowed: false; reason: string };
+
+/** Istio string match: exact, `prefix*`, `*suffix`, or `*`. */
+function matchOne(pattern: string, value: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('*')) return value.startsWith(pattern.slice(0, -1));
+  if (pattern.startsWith('*')) return value.endsWith(pattern.slice(1));
+  return pattern === value;
+}
+
+/** Principals compare without the `spiffe://` scheme, as Istio writes them. */
+const bare = (p: string) => (p.startsWith('spiffe://') ? p.slice('spiffe://'.length) : p);
+
+function anyMatch(patterns: readonly string[], value: string | undefined, norm = (s: string) => s): boolean {
+  if (value === undefined) return false;
+  const v = norm(value);
+  return patterns.some((p) => matchOne(norm(p), v));
+}
+
+function ruleMatches(rule: AuthorizationRule, req: AuthzRequest): boolean {
+  const fromOk =
+    !rule.from ||
+    rule.from.some(({ source: s }) => {
+      if (s.principals && !anyMatch(s.principals, req.principal, bare)) return false;
+      if (s.notPrincipals && anyMatch(s.notPrincipals, req.principal, bare)) return false;
+      return true;
+    });
+  if (!fromOk) return false;
+  return (
+    !rule.to ||
+    rule.to.some(({ operation: o }) => {
+      const method = req.method.toUpperCase();
+      if (o.methods && !o.methods.some((m) => matchOne(m.toUpperCase(), method))) return false;
+      if (o.notMethods?.some((m) => matchOne(m.toUpperCase(), method))) return false;
+      if (o.paths && !anyMatch(o.paths, req.path)) return false;
+      if (o.notPaths && anyMatch(o.notPaths, req.path)) return false;
+      return true;
+    })
+  );
+}
+
+const policyName = (p: AuthorizationPolicy, i: number) => (p.name ? `"${p.name}"` : `#${i}`);
+
+/**
+ * Istio's AuthorizationPolicy evaluation: any matching DENY policy refuses; then, when at least
+ * one ALLOW policy exists, the request must match one of them; with no ALLOW policy, it is allowed.
+ */
+export function authorize(policies: readonly AuthorizationPolicy[], req: AuthzRequest): AuthzDecision {
+  const who = `principal ${req.principal ?? '(none: no verified client certificate)'}, ${req.method} ${req.path}`;
+  let hasAllow = false;
+  for (const [i, p] of policies.entries()) {
+    if (p.action === 'DENY') {
+      if (p.rules.some((r) => ruleMatches(r, req))) {
+        return { allowed: false, reason: `denied by DENY policy ${policyName(p, i)} (${who})` };
+      }
+    } else hasAllow = true;
+  }
+  if (!hasAllow) return { allowed: true };
+  for (const p of policies) {
+    if (p.action === 'ALLOW' && p.rules.some((r) => ruleMatches(r, req))) return { allowed: true };
+  }
+  return { allowed: false, reason: `no ALLOW policy matches (${who})` };
+}

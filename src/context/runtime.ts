@@ -1,0 +1,259 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import type { Context as OtelContext } from '@opentelemetry/api';
+import type { Clock } from '../balancer/types.ts';
+import { MeshworkConfigError } from '../errors.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { peerPrincipal } from '../tls/san.ts';
+import { type AuthzDecision, authorize } from './authorization.ts';
+import { type JwsAlgorithm, type JwsKeys, loadPublicKey, verifyJws } from './jws.ts';
+import { extractInbound } from './otel.ts';
+import type { AuthorizationConfig, ContextConfig } from './schema.ts';
+import {
+  BAGGAGE_HEADER,
+  type ContextInit,
+  DEADLINE_HEADER,
+  DEFAULT_TOKEN_HEADER,
+  type MeshContext,
+  validTraceparent,
+} from './store.ts';
+
+/** Allowed clock skew on the signed token's exp/nbf. */
+export const DEFAULT_CLOCK_SKEW_MS = 30_000;
+
+export interface ContextCounters {
+  /** Inbound requests handled by mesh.inbound(). */
+  inbound: number;
+  /** Requests whose context headers were accepted (trusted or no trust configured). */
+  accepted: number;
+  /** Requests that carried context headers from an untrusted caller: stripped, not forwarded. */
+  untrusted: number;
+  /** Context header values stripped (sum over requests). */
+  strippedHeaders: number;
+  /** Signed context tokens refused (bad signature, expired, wrong algorithm...). */
+  invalidTokens: number;
+  /** Requests refused with 403 by `authorization`. */
+  denied: number;
+}
+
+export interface InboundResult {
+  /** Set when authorization refuses the request. */
+  denied?: { status: 403; reason: string };
+  ctx: MeshContext;
+  otel: OtelContext | undefined;
+}
+
+interface Stored {
+  ctx: MeshContext;
+}
+
+/**
+ * The per-mesh context machinery: reads an inbound request (trust, token, trace, deadline,
+ * authorization) into a MeshContext and keeps it in AsyncLocalStorage for the request's life.
+ */
+export class ContextRuntime {
+  readonly headers: readonly string[];
+  readonly baggage: boolean;
+  readonly counters: ContextCounters = {
+    inbound: 0,
+    accepted: 0,
+    untrusted: 0,
+    strippedHeaders: 0,
+    invalidTokens: 0,
+    denied: 0,
+  };
+  readonly #als = new AsyncLocalStorage<Stored>();
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #callers: ReadonlySet<string> | undefined;
+  readonly #tokenHeader: string | undefined;
+  readonly #keys: JwsKeys | undefined;
+  readonly #authz: AuthorizationConfig['policies'];
+  /** Injectable wall clock for token exp/nbf (ms since epoch). */
+  wallClock: () => number = Date.now;
+
+  constructor(
+    config: ContextConfig | undefined,
+    authorization: AuthorizationConfig | undefined,
+    opts: { clock: Clock; logger: Logger },
+  ) {
+    this.headers = config?.headers ?? [];
+    this.baggage = config?.baggage ?? true;
+    this.#clock = opts.clock;
+    this.#logger = opts.logger;
+    this.#authz = authorization?.policies ?? [];
+    const trust = config?.trust;
+    this.#callers = trust?.callers ? new Set(trust.callers) : undefined;
+    const sig = trust?.signature;
+    if (sig) {
+      this.#tokenHeader = sig.header ?? DEFAULT_TOKEN_HEADER;
+      let publicKey: JwsKeys['publicKey'];
+      if (sig.publicKey) {
+        const path = 'context.trust.signature.publicKey';
+        try {
+          const pem = sig.publicKey.includes('-----BEGIN')
+            ? sig.publicKey
+            : readFileSync(sig.publicKey, 'utf8');
+          publicKey = loadPublicKey(pem);
+        } catch (err) {
+          throw new MeshworkConfigError([
+            { path, message: `is not a readable PEM public key (${(err as Error).message})` },
+          ]);
+        }
+      }
+      const algorithms: JwsAlgorithm[] = sig.algorithms ?? [
+        ...(sig.hmacSecret ? ['HS256' as const] : []),
+        ...(publicKey ? ['ES256' as const] : []),
+      ];
+      this.#keys = {
+        hmacSecret: sig.hmacSecret,
+        publicKey,
+        algorithms,
+        skewMs: sig.clockSkew ?? DEFAULT_CLOCK_SKEW_MS,
+      };
+    }
+  }
+
+  /** True when some trust rule limits who may set context. */
+  get restricted(): boolean {
+    return this.#callers !== undefined || this.#keys !== undefined;
+  }
+
+  current(): MeshContext | undefined {
+    return this.#als.getStore()?.ctx;
+  }
+
+  run<T>(ctx: MeshContext, fn: () => T): T {
+    return this.#als.run({ ctx }, fn);
+  }
+
+  /** Builds a MeshContext from code (queue consumers, jobs). Code is trusted. */
+  fromInit(init: ContextInit | MeshContext): MeshContext {
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(init.headers ?? {}))
+      if (typeof v === 'string') headers[k.toLowerCase()] = v;
+    let deadlineAt = (init as MeshContext).deadlineAt;
+    const ms = (init as ContextInit).deadlineMs;
+    if (typeof ms === 'number' && Number.isFinite(ms)) deadlineAt = this.#clock() + Math.max(0, ms);
+    const dl = headers[DEADLINE_HEADER];
+    if (dl !== undefined) {
+      delete headers[DEADLINE_HEADER];
+      const n = parseDeadline(dl);
+      if (n !== undefined && deadlineAt === undefined) deadlineAt = this.#clock() + n;
+    }
+    return Object.freeze({ headers: Object.freeze(headers), principal: init.principal, deadlineAt });
+  }
+
+  /**
+   * Reads an inbound request: authorization first (a refused request gets no context), then
+   * trust, the configured headers, trace headers, baggage and deadline. Untrusted context
+   * headers are removed from `req.headers` too, so service code never reads a forged value;
+   * values from a verified token are written into `req.headers`.
+   */
+  enter(req: IncomingMessage): InboundResult {
+    this.counters.inbound++;
+    const principal = peerPrincipal(req.socket);
+    const h = req.headers;
+    if (this.#authz.length > 0) {
+      const decision: AuthzDecision = authorize(this.#authz, {
+        principal,
+        method: req.method ?? 'GET',
+        // Express rewrites req.url under a mounted router; originalUrl is what the caller sent.
+        path: ((req as { originalUrl?: string }).originalUrl ?? req.url ?? '/').split('?')[0] as string,
+      });
+      if (!decision.allowed) {
+        this.counters.denied++;
+        return { denied: { status: 403, reason: decision.reason }, ctx: EMPTY, otel: undefined };
+      }
+    }
+    const out: Record<string, string> = {};
+    const plainTrusted =
+      !this.restricted || (principal !== undefined && this.#callers?.has(principal) === true);
+    let claims: Record<string, unknown> | undefined;
+    const tokenHeader = this.#tokenHeader;
+    if (tokenHeader && this.#keys) {
+      const token = first(h[tokenHeader]);
+      if (token !== undefined) {
+        const r = verifyJws(token, this.#keys, this.wallClock());
+        if (r.ok) {
+          claims = r.claims;
+          out[tokenHeader] = token;
+        } else {
+          this.counters.invalidTokens++;
+          delete h[tokenHeader];
+          this.#logger.debug({ reason: r.reason }, 'signed context token refused');
+        }
+      }
+    }
+    let stripped = 0;
+    for (const name of this.headers) {
+      const claim = claims?.[name];
+      if (claims && claim !== undefined) {
+        const v = typeof claim === 'string' ? claim : JSON.stringify(claim);
+        out[name] = v;
+        h[name] = v;
+        continue;
+      }
+      const v = joined(h[name]);
+      if (v === undefined) continue;
+      // With a valid token, its claims are the whole context: plain headers beside it are not trusted
+      // unless the caller is itself trusted.
+      if (plainTrusted) out[name] = v;
+      else {
+        stripped++;
+        delete h[name];
+      }
+    }
+    if (stripped > 0) {
+      this.counters.untrusted++;
+      this.counters.strippedHeaders += stripped;
+    } else this.counters.accepted++;
+    const tp = first(h.traceparent);
+    if (tp !== undefined && validTraceparent(tp)) {
+      out.traceparent = tp;
+      const ts = joined(h.tracestate);
+      if (ts !== undefined) out.tracestate = ts;
+    }
+    if (this.baggage) {
+      const b = joined(h[BAGGAGE_HEADER]);
+      if (b !== undefined) out[BAGGAGE_HEADER] = b;
+    }
+    let deadlineAt: number | undefined;
+    const dl = first(h[DEADLINE_HEADER]);
+    if (dl !== undefined) {
+      const ms = parseDeadline(dl);
+      if (ms !== undefined) deadlineAt = this.#clock() + ms;
+    }
+    const ctx = Object.freeze({ headers: Object.freeze(out), principal, deadlineAt });
+    return { ctx, otel: extractInbound(h) };
+  }
+
+  /**
+   * The headers to add to one outbound request: the context's, plus the remaining deadline.
+   * Returns undefined outside any context.
+   */
+  outbound(): Record<string, string> | undefined {
+    const ctx = this.current();
+    if (!ctx) return undefined;
+    const out: Record<string, string> = { ...ctx.headers };
+    if (ctx.deadlineAt !== undefined)
+      out[DEADLINE_HEADER] = String(Math.max(0, Math.floor(ctx.deadlineAt - this.#clock())));
+    return out;
+  }
+}
+
+const EMPTY: MeshContext = Object.freeze({ headers: Object.freeze({}) });
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function joined(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+function parseDeadline(v: string): number | undefined {
+  if (!/^\d{1,12}$/.test(v.trim())) return undefined;
+  return Number(v.trim());
+}

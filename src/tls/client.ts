@@ -1,0 +1,181 @@
+import type { Socket } from 'node:net';
+import {
+  type ConnectionOptions,
+  checkServerIdentity,
+  createSecureContext,
+  type PeerCertificate,
+  type SecureContext,
+  type TLSSocket,
+  connect as tlsConnect,
+} from 'node:tls';
+import { errors as undiciErrors } from 'undici';
+import { TlsIdentityError } from '../errors.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { MeshIdentity } from './identity.ts';
+import { type Pem, TlsMaterial } from './material.ts';
+import { presentedSans, sanMatches, trustDomain } from './san.ts';
+import type { TlsConfig } from './schema.ts';
+
+/** The shape of an undici connector (`Pool` option `connect` as a function). */
+export type Connector = (
+  opts: {
+    hostname: string;
+    host?: string;
+    protocol: string;
+    port: string;
+    servername?: string | null;
+    localAddress?: string | null;
+    httpSocket?: Socket;
+  },
+  callback: (err: Error | null, socket: Socket | TLSSocket | null) => void,
+) => void;
+
+/** TLS sessions kept for resumption, per SNI name (bounded). */
+const SESSION_CACHE_MAX = 100;
+
+export interface ClientTlsOptions {
+  service: string;
+  tls: TlsConfig;
+  /** `services.<name>.trafficPolicy.tls`, for config errors. */
+  path: string;
+  identity: MeshIdentity | undefined;
+  connectTimeoutMs: number;
+  logger: Logger;
+}
+
+/**
+ * Client-side TLS for one service: a connector for every endpoint's Pool. It dials TLS with a
+ * SecureContext built once per certificate generation; when the files rotate, the context is
+ * rebuilt and only new connections use it (pooled connections and in-flight requests keep
+ * theirs). The server is verified against `subjectAltNames`, never the URL's hostname.
+ */
+export class ClientTls {
+  readonly #opts: ClientTlsOptions;
+  readonly #material: TlsMaterial;
+  readonly #ownsMaterial: boolean;
+  readonly #unsubscribe: () => void;
+  readonly #sessions = new Map<string, Buffer>();
+  #context: SecureContext;
+  /** Connections dialed / refused for identity. */
+  handshakes = 0;
+  /** Handshakes that resumed a cached TLS session (cheaper: no certificate exchange). */
+  resumed = 0;
+  identityFailures = 0;
+
+  constructor(opts: ClientTlsOptions) {
+    this.#opts = opts;
+    const { tls } = opts;
+    if (tls.mode === 'ISTIO_MUTUAL') {
+      this.#material = (opts.identity as MeshIdentity).material;
+      this.#ownsMaterial = false;
+    } else {
+      const f = (k: 'caCertificates' | 'clientCertificate' | 'privateKey') =>
+        tls[k] ? { path: `${opts.path}.${k}`, value: tls[k] as string } : undefined;
+      this.#material = new TlsMaterial(
+        { ca: f('caCertificates'), cert: f('clientCertificate'), key: f('privateKey') },
+        opts.logger,
+      );
+      this.#ownsMaterial = true;
+    }
+    this.#context = this.#build(this.#material.pem);
+    this.#unsubscribe = this.#material.onChange((pem) => {
+      this.#context = this.#build(pem);
+      this.#sessions.clear();
+    });
+  }
+
+  get rotations(): number {
+    return this.#material.rotations;
+  }
+
+  #build(pem: Pem): SecureContext {
+    // Without a CA, Node's default roots verify the server (SIMPLE against a public server).
+    return createSecureContext({ ca: pem.ca, cert: pem.cert, key: pem.key, minVersion: 'TLSv1.2' });
+  }
+
+  /** The identities a server must present, or undefined for "any identity of the trust domain". */
+  #expected(servername: string): { names: string[]; domainOnly?: string } {
+    const { tls, identity } = this.#opts;
+    if (tls.subjectAltNames && tls.subjectAltNames.length > 0) return { names: tls.subjectAltNames };
+    if (tls.mode === 'ISTIO_MUTUAL') {
+      const own = identity?.spiffeId;
+      const td = own ? trustDomain(own) : undefined;
+      return { names: td ? [`spiffe://${td}/*`] : [], ...(td ? { domainOnly: td } : {}) };
+    }
+    return { names: [servername] };
+  }
+
+  #check(servername: string, where: string, cert: PeerCertificate): Error | undefined {
+    const presented = presentedSans(cert);
+    const { names, domainOnly } = this.#expected(servername);
+    let ok: boolean;
+    if (domainOnly !== undefined) ok = presented.some((s) => s.startsWith(`URI:spiffe://${domainOnly}/`));
+    else if (names.length === 0) ok = true;
+    else if (this.#opts.tls.subjectAltNames?.length) ok = sanMatches(names, presented);
+    else ok = checkServerIdentity(servername, cert) === undefined;
+    if (ok) return undefined;
+    this.identityFailures++;
+    return new TlsIdentityError(this.#opts.service, where, names, presented);
+  }
+
+  /** The undici connector (stable; reads the current SecureContext per new connection). */
+  readonly connect: Connector = (opts, callback) => {
+    const servername = this.#opts.tls.sni ?? opts.servername ?? this.#opts.service;
+    const where = `${opts.hostname}:${opts.port}`;
+    const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
+    const session = this.#sessions.get(servername);
+    const options: ConnectionOptions = {
+      host,
+      port: Number(opts.port),
+      servername,
+      secureContext: this.#context,
+      rejectUnauthorized: true,
+      ALPNProtocols: ['http/1.1'],
+      checkServerIdentity: (_name, cert) => this.#check(servername, where, cert),
+      ...(session ? { session } : {}),
+      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+      ...(opts.httpSocket ? { socket: opts.httpSocket } : {}),
+    };
+    this.handshakes++;
+    const socket = tlsConnect(options);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 60_000);
+    const context = this.#context;
+    socket.on('session', (s: Buffer) => {
+      // Only cache sessions made with the current certificates.
+      if (context !== this.#context) return;
+      if (this.#sessions.size >= SESSION_CACHE_MAX) this.#sessions.clear();
+      this.#sessions.set(servername, s);
+    });
+    let done = false;
+    const timer = setTimeout(() => {
+      finish(
+        new undiciErrors.ConnectTimeoutError(
+          `Connect Timeout Error (attempted address: ${where}, timeout: ${this.#opts.connectTimeoutMs}ms)`,
+        ),
+      );
+      socket.destroy();
+    }, this.#opts.connectTimeoutMs);
+    timer.unref();
+    const finish = (err: Error | null) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.off('error', finish);
+      if (err) {
+        this.#sessions.delete(servername);
+        callback(err, null);
+      } else callback(null, socket);
+    };
+    socket.once('secureConnect', () => {
+      if (socket.isSessionReused()) this.resumed++;
+      finish(null);
+    });
+    socket.once('error', finish);
+  };
+
+  close(): void {
+    this.#unsubscribe();
+    if (this.#ownsMaterial) this.#material.close();
+  }
+}

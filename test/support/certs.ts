@@ -1,0 +1,82 @@
+/** Real certificates for the mTLS tests, made with the openssl CLI in a temp directory. */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface Cert {
+  cert: string;
+  key: string;
+  certPath: string;
+  keyPath: string;
+}
+
+export interface Pki {
+  dir: string;
+  ca: string;
+  caPath: string;
+  /** Issues a cert signed by this CA with the given SANs (`URI:spiffe://…`, `DNS:x`). `days: -1` = expired. */
+  issue(name: string, sans: string[], opts?: { days?: number }): Cert;
+  cleanup(): void;
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+export function createPki(
+  caName = 'meshwork-test-ca',
+  dir = mkdtempSync(join(tmpdir(), 'meshwork-pki-')),
+): Pki {
+  const caKey = join(dir, `${caName}.key`);
+  const caPath = join(dir, `${caName}.pem`);
+  openssl(
+    ['req', '-x509', ...EC, '-keyout', caKey, '-out', caPath, '-subj', `/CN=${caName}`, '-days', '2'],
+    dir,
+  );
+  let serial = 1;
+  return {
+    dir,
+    caPath,
+    ca: readFileSync(caPath, 'utf8'),
+    issue(name, sans, opts = {}) {
+      const keyPath = join(dir, `${name}.key`);
+      const csr = join(dir, `${name}.csr`);
+      const certPath = join(dir, `${name}.pem`);
+      const ext = join(dir, `${name}.ext`);
+      writeFileSync(ext, `subjectAltName=${sans.join(',')}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+      openssl(['req', ...EC, '-keyout', keyPath, '-out', csr, '-subj', `/CN=${name}`], dir);
+      openssl(
+        [
+          'x509',
+          '-req',
+          '-in',
+          csr,
+          '-CA',
+          caPath,
+          '-CAkey',
+          caKey,
+          '-set_serial',
+          String(serial++ + Date.now()),
+          '-out',
+          certPath,
+          '-days',
+          String(opts.days ?? 1),
+          '-extfile',
+          ext,
+        ],
+        dir,
+      );
+      return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), certPath, keyPath };
+    },
+    cleanup() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const TRAVELS_ID = 'spiffe://cluster.local/ns/default/sa/travels';
+export const GATEWAY_ID = 'spiffe://cluster.local/ns/default/sa/gateway';
+export const OTHER_ID = 'spiffe://cluster.local/ns/default/sa/intruder';
