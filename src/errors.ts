@@ -112,12 +112,15 @@ export function isMeshworkError(err: unknown, code?: ErrorCode): err is Meshwork
 export class MeshTimeoutError extends MeshworkError {
   readonly service: string;
   readonly timeoutMs: number;
-  readonly scope: 'request' | 'per-try';
-  constructor(service: string, timeoutMs: number, scope: 'request' | 'per-try') {
-    super(
-      ErrorCodes.TIMEOUT,
-      `request to service "${service}" timed out after ${timeoutMs} ms (${scope === 'request' ? 'timeout, all attempts' : 'perTryTimeout'})`,
-    );
+  readonly scope: 'request' | 'per-try' | 'deadline';
+  constructor(service: string, timeoutMs: number, scope: 'request' | 'per-try' | 'deadline') {
+    const what =
+      scope === 'request'
+        ? 'timeout, all attempts'
+        : scope === 'per-try'
+          ? 'perTryTimeout'
+          : 'the deadline inherited from the inbound request (x-meshwork-deadline)';
+    super(ErrorCodes.TIMEOUT, `request to service "${service}" timed out after ${timeoutMs} ms (${what})`);
     this.name = 'MeshTimeoutError';
     this.service = service;
     this.timeoutMs = timeoutMs;

@@ -4,7 +4,7 @@ import { headerValue } from '../http/headers.ts';
 import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest } from '../pipeline.ts';
 import { backoffMs, parseRetryAfter } from './backoff.ts';
 import { classifyFailure, provablyNotSent } from './classify.ts';
-import { setDeadlineHeader } from './deadline.ts';
+import { deadlineFromHeaders, setDeadlineHeader } from './deadline.ts';
 import { type RetryPolicy, retryPolicyFor } from './policy.ts';
 import { isReplayable } from './replay-body.ts';
 import { retriesFailure, retriesStatus } from './retry-on.ts';
@@ -106,11 +106,24 @@ class RetryRun implements DispatchController {
       signal.addEventListener('abort', this.#onSignal, { once: true });
     }
     const p = this.#policy;
-    if (p.timeoutMs !== undefined) {
-      this.#deadline = this.#clock() + p.timeoutMs;
+    // The request's deadline: its own timeout, or the time left of the inbound request it is
+    // made for (x-meshwork-deadline, put there by the context layer), whichever ends first.
+    const now = this.#clock();
+    const own = p.timeoutMs === undefined ? undefined : now + p.timeoutMs;
+    const inherited = deadlineFromHeaders(this.#req.opts.headers, now);
+    const deadline = inherited !== undefined && (own === undefined || inherited < own) ? inherited : own;
+    if (deadline !== undefined) {
+      this.#deadline = deadline;
+      const ms = Math.max(0, deadline - now);
+      const scope = deadline === own ? 'request' : 'deadline';
+      if (ms <= 0) {
+        // No time left at all: do not send a request nobody will wait for.
+        this.#fail(new MeshTimeoutError(this.#service, 0, scope));
+        return;
+      }
       this.#timer = setTimeout(
-        () => this.#fail(new MeshTimeoutError(this.#service, p.timeoutMs as number, 'request')),
-        p.timeoutMs,
+        () => this.#fail(new MeshTimeoutError(this.#service, Math.round(ms), scope)),
+        ms,
       );
       this.#timer.unref();
     }
