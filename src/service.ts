@@ -83,8 +83,10 @@ export class ServiceRuntime {
     this.outlier = od ? new OutlierDetector(od, opts.clock()) : undefined;
     // Ejections go to telemetry (metrics, channel, span event, and the logger's warning).
     if (this.outlier)
-      this.outlier.onEject = (ep, forMs, reason) =>
+      this.outlier.onEject = (ep, forMs, reason) => {
+        this.endpoints.availabilityChanged();
         this.telemetry.ejection({ endpoint: ep.address, reason, durationMs: forMs });
+      };
     const cb = policy?.circuitBreaker;
     this.breaker =
       cb && cb.enabled !== false

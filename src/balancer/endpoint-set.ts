@@ -173,6 +173,11 @@ export class EndpointSet implements DiscoverySink {
     });
   }
 
+  /** Tells every balancer that availability changed (an ejection, a health flip): same lists. */
+  availabilityChanged(): void {
+    for (const g of this.#groups) g.balancer.update?.(g.endpoints);
+  }
+
   #rebuild(): void {
     const live = [...this.#byAddress.values()];
     for (const g of this.#groups) {
