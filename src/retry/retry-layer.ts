@@ -172,12 +172,17 @@ class RetryRun implements DispatchController {
     const p = this.#policy;
     const now = this.#clock();
     const attemptNo = this.#sends++;
-    const headers = { ...this.#req.opts.headers };
     let remaining = this.#deadline === undefined ? undefined : this.#deadline - now;
     if (p.perTryTimeoutMs !== undefined) remaining = Math.min(remaining ?? Infinity, p.perTryTimeoutMs);
-    if (remaining !== undefined) setDeadlineHeader(headers, remaining);
-    const opts = { ...this.#req.opts, headers, body: this.#body as never };
-    delete (opts as { signal?: unknown }).signal;
+    // Attempts share the request's headers unless this one carries its own deadline header.
+    let headers = this.#req.opts.headers;
+    if (remaining !== undefined) {
+      headers = { ...headers };
+      setDeadlineHeader(headers, remaining);
+    }
+    // The caller's signal is this layer's business (start()); attempts are aborted through their
+    // controllers. `signal: undefined` rather than `delete`, which would slow the object down.
+    const opts = { ...this.#req.opts, headers, body: this.#body as never, signal: undefined };
     const attemptReq: MeshRequest = { ...this.#req, opts, attempt: attemptNo };
     const att = new Attempt(this);
     this.#live.add(att);
