@@ -1,4 +1,5 @@
 import { OverflowError } from '../errors.ts';
+import { ForwardingHandler } from '../http/forwarding-handler.ts';
 import {
   type DispatchController,
   type DispatchHandler,
@@ -64,12 +65,11 @@ export function enforceLimits(): EndpointLayer {
 }
 
 /** Runs `done` once when the request ends, fails or upgrades. */
-class Settle implements DispatchHandler {
-  readonly #handler: DispatchHandler;
+class Settle extends ForwardingHandler {
   #done: (() => void) | undefined;
 
   constructor(handler: DispatchHandler, done: () => void) {
-    this.#handler = handler;
+    super(handler);
     this.#done = done;
   }
 
@@ -79,35 +79,32 @@ class Settle implements DispatchHandler {
     d?.();
   }
 
-  onRequestStart(controller: DispatchController, context: unknown): void {
-    this.#handler.onRequestStart?.(controller, context);
-  }
-
-  onRequestUpgrade(controller: DispatchController, statusCode: number, headers: any, socket: any): void {
+  override onRequestUpgrade(
+    controller: DispatchController,
+    statusCode: number,
+    headers: any,
+    socket: any,
+  ): void {
     this.#settle();
-    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+    super.onRequestUpgrade(controller, statusCode, headers, socket);
   }
 
-  onResponseStart(
+  override onResponseStart(
     controller: DispatchController,
     statusCode: number,
     headers: any,
     statusMessage?: string,
   ): void {
-    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+    super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 
-  onResponseData(controller: DispatchController, chunk: Buffer): void {
-    this.#handler.onResponseData?.(controller, chunk);
-  }
-
-  onResponseEnd(controller: DispatchController, trailers: any): void {
+  override onResponseEnd(controller: DispatchController, trailers: any): void {
     this.#settle();
-    this.#handler.onResponseEnd?.(controller, trailers);
+    super.onResponseEnd(controller, trailers);
   }
 
-  onResponseError(controller: DispatchController, err: Error): void {
+  override onResponseError(controller: DispatchController, err: Error): void {
     this.#settle();
-    this.#handler.onResponseError?.(controller, err);
+    super.onResponseError(controller, err);
   }
 }

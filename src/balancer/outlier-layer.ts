@@ -1,4 +1,5 @@
 import { ErrorCodes, isMeshworkError } from '../errors.ts';
+import { ForwardingHandler } from '../http/forwarding-handler.ts';
 import type { DispatchController, DispatchHandler, EndpointLayer } from '../pipeline.ts';
 import type { Endpoint } from './endpoint.ts';
 import type { Outcome, OutlierDetector } from './outlier.ts';
@@ -23,11 +24,10 @@ function isNeutralError(err: Error): boolean {
   return code === 'UND_ERR_ABORTED' || err.name === 'AbortError' || err.name === 'Discarded';
 }
 
-class OutlierHandler implements DispatchHandler {
+class OutlierHandler extends ForwardingHandler {
   readonly #detector: OutlierDetector;
   readonly #ep: Endpoint;
   readonly #all: readonly Endpoint[];
-  readonly #handler: DispatchHandler;
   readonly #clock: Clock;
   #seen = false;
 
@@ -38,10 +38,10 @@ class OutlierHandler implements DispatchHandler {
     handler: DispatchHandler,
     clock: Clock,
   ) {
+    super(handler);
     this.#detector = detector;
     this.#ep = ep;
     this.#all = all;
-    this.#handler = handler;
     this.#clock = clock;
   }
 
@@ -51,16 +51,17 @@ class OutlierHandler implements DispatchHandler {
     this.#detector.observe(this.#ep, outcome, this.#all, this.#clock());
   }
 
-  onRequestStart(controller: DispatchController, context: unknown): void {
-    this.#handler.onRequestStart?.(controller, context);
-  }
-
-  onRequestUpgrade(controller: DispatchController, statusCode: number, headers: any, socket: any): void {
+  override onRequestUpgrade(
+    controller: DispatchController,
+    statusCode: number,
+    headers: any,
+    socket: any,
+  ): void {
     this.#observe('success');
-    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+    super.onRequestUpgrade(controller, statusCode, headers, socket);
   }
 
-  onResponseStart(
+  override onResponseStart(
     controller: DispatchController,
     statusCode: number,
     headers: any,
@@ -73,20 +74,16 @@ class OutlierHandler implements DispatchHandler {
           ? '5xx'
           : 'success',
     );
-    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+    super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 
-  onResponseData(controller: DispatchController, chunk: Buffer): void {
-    this.#handler.onResponseData?.(controller, chunk);
+  override onResponseEnd(controller: DispatchController, trailers: any): void {
+    super.onResponseEnd(controller, trailers);
   }
 
-  onResponseEnd(controller: DispatchController, trailers: any): void {
-    this.#handler.onResponseEnd?.(controller, trailers);
-  }
-
-  onResponseError(controller: DispatchController, err: Error): void {
+  override onResponseError(controller: DispatchController, err: Error): void {
     if (!isNeutralError(err)) this.#observe('local');
     else this.#seen = true;
-    this.#handler.onResponseError?.(controller, err);
+    super.onResponseError(controller, err);
   }
 }

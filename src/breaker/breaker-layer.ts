@@ -1,4 +1,5 @@
 import { CircuitOpenError } from '../errors.ts';
+import { ForwardingHandler } from '../http/forwarding-handler.ts';
 import type { DispatchController, DispatchHandler, Layer } from '../pipeline.ts';
 import type { Fallback, Settle } from './breaker.ts';
 
@@ -61,13 +62,12 @@ function deliverFallback(
   handler.onResponseEnd?.(controller, {});
 }
 
-class BreakerHandler implements DispatchHandler {
-  readonly #handler: DispatchHandler;
+class BreakerHandler extends ForwardingHandler {
   #settle: Settle | undefined;
   #controller: DispatchController | undefined;
 
   constructor(handler: DispatchHandler, settle: Settle) {
-    this.#handler = handler;
+    super(handler);
     this.#settle = settle;
   }
 
@@ -77,37 +77,38 @@ class BreakerHandler implements DispatchHandler {
     s?.(ok);
   }
 
-  onRequestStart(controller: DispatchController, context: unknown): void {
+  override onRequestStart(controller: DispatchController, context: unknown): void {
     this.#controller = controller;
-    this.#handler.onRequestStart?.(controller, context);
+    super.onRequestStart(controller, context);
   }
 
-  onRequestUpgrade(controller: DispatchController, statusCode: number, headers: any, socket: any): void {
+  override onRequestUpgrade(
+    controller: DispatchController,
+    statusCode: number,
+    headers: any,
+    socket: any,
+  ): void {
     this.#done(true);
-    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+    super.onRequestUpgrade(controller, statusCode, headers, socket);
   }
 
-  onResponseStart(
+  override onResponseStart(
     controller: DispatchController,
     statusCode: number,
     headers: any,
     statusMessage?: string,
   ): void {
     this.#done(statusCode < 500);
-    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+    super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 
-  onResponseData(controller: DispatchController, chunk: Buffer): void {
-    this.#handler.onResponseData?.(controller, chunk);
+  override onResponseEnd(controller: DispatchController, trailers: any): void {
+    super.onResponseEnd(controller, trailers);
   }
 
-  onResponseEnd(controller: DispatchController, trailers: any): void {
-    this.#handler.onResponseEnd?.(controller, trailers);
-  }
-
-  onResponseError(controller: DispatchController, err: Error): void {
+  override onResponseError(controller: DispatchController, err: Error): void {
     // The caller's abort says nothing about the service: release without counting a failure.
     this.#done(this.#controller?.aborted === true);
-    this.#handler.onResponseError?.(controller, err);
+    super.onResponseError(controller, err);
   }
 }
