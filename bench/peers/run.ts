@@ -10,6 +10,8 @@
 //   cockatiel + undici   retry (1 retry) + consecutive-failure circuit breaker around undici.request
 //   opossum + p-retry    p-retry (1 retry) around an opossum breaker around undici.request
 //   haproxy sidecar      client Pool -> haproxy on 127.0.0.1 (roundrobin, keep-alive) -> replicas
+// Each group runs closed loops at a fixed concurrency (throughput) and, for latency at equal
+// offered load, an open loop at a fixed rate (RATE req/s).
 // Reports throughput, p50/p99/p99.9 and requests per CPU-second (client process CPU, plus
 // haproxy's own CPU for the sidecar), medians over interleaved rounds, ratios to undici Pool.
 import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleAll, retry, wrap } from 'cockatiel';
@@ -21,6 +23,7 @@ import { ensureHaproxy, type Haproxy, startHaproxy } from '../support/haproxy.ts
 import {
   fmt,
   interleave,
+  type Probe,
   parseArgs,
   type RunResult,
   ratioTable,
@@ -30,12 +33,17 @@ import {
   startUpstreams,
   type Target,
   targetTable,
+  upstreamCount,
 } from '../support/harness.ts';
-import { groupResults, scenarioSvg } from '../support/svg.ts';
+import { type ChartGroup, groupResults, scenarioSvg } from '../support/svg.ts';
 
 const BASELINE = 'undici Pool';
 /** Delay of the slow replica in the "slow replica" group. */
 const SLOW_MS = 10;
+/** Offered load of the open-loop cells (req/s), well under every system's closed-loop throughput here. */
+const RATE = 2000;
+/** Bound on requests in flight in the open-loop cells (past it a request is dropped, counted as an error). */
+const MAX_INFLIGHT = 512;
 /** Client-side idle keep-alive for every pool, so no system reconnects between rounds. */
 const KEEP_ALIVE_MS = 60_000;
 
@@ -190,20 +198,43 @@ async function setup(addresses: string[], withHaproxy: boolean): Promise<Setup> 
   };
 }
 
-function verdicts(results: RunResult[]): Target[] {
+/** Share of the requests of each run that each replica served (from the upstreams' own counters). */
+function replicaShares(addresses: string[]): Probe<number[]> {
+  const counts = () => Promise.all(addresses.map((a) => upstreamCount(a)));
+  return {
+    start: counts,
+    end: async (before) => {
+      const after = await counts();
+      const diff = after.map((n, i) => n - (before[i] ?? 0));
+      const total = diff.reduce((a, b) => a + b, 0) || 1;
+      return Object.fromEntries(diff.map((d, i) => [`replica${i + 1}Share`, d / total]));
+    },
+  };
+}
+
+function sharesTable(results: RunResult[], labels: string[]): string {
+  const rows = [
+    `| system | ${labels.join(' | ')} |`,
+    `|---|${labels.map(() => '---:').join('|')}|`,
+    ...results.map(
+      (r) =>
+        `| ${r.system} | ${labels.map((_, i) => `${fmt(100 * (r.extra?.[`replica${i + 1}Share`] ?? Number.NaN), 1)}%`).join(' | ')} |`,
+    ),
+  ];
+  return rows.join('\n');
+}
+
+function verdicts(groups: ChartGroup[]): Target[] {
   const out: Target[] = [];
-  const keys = [...new Set(results.map((r) => `${r.group}\u0000${r.concurrency}`))];
-  for (const key of keys) {
-    const [group = '', c] = key.split('\u0000');
-    const concurrency = Number(c);
-    const at = (s: string) =>
-      results.find((r) => r.group === group && r.concurrency === concurrency && r.system === s);
+  for (const g of groups) {
+    const at = (name: string) => g.results.find((r) => r.system === name);
     const mesh = at('mesh.dispatcher');
     const raw = at(BASELINE);
     const hp = at('haproxy sidecar');
     if (!mesh) continue;
-    const where = `${group}, concurrency ${concurrency}`;
-    if (raw) {
+    const where = g.title;
+    // At a fixed rate every system serves the offered rate: throughput is not a test there.
+    if (raw && mesh.rate === undefined) {
       const x = mesh.rps / raw.rps;
       out.push({
         where,
@@ -238,7 +269,7 @@ function verdicts(results: RunResult[]): Target[] {
 
 export async function peers(opts: ScenarioOptions): Promise<ScenarioOutput> {
   const seconds = opts.quick ? 0.8 : 2;
-  const rounds = opts.quick ? 4 : 5;
+  const rounds = opts.quick ? 3 : 5;
   const notes: string[] = [];
   const hp = ensureHaproxy();
   if (hp.ok)
@@ -253,12 +284,21 @@ export async function peers(opts: ScenarioOptions): Promise<ScenarioOutput> {
     {
       group: 'healthy',
       addresses: [a, b, c].map((u) => u?.address as string),
-      concurrencies: opts.quick ? [32] : [1, 32, 128],
+      cells: opts.quick
+        ? [{ concurrency: 32 }, { concurrency: MAX_INFLIGHT, rate: RATE }]
+        : [
+            { concurrency: 1 },
+            { concurrency: 32 },
+            { concurrency: 128 },
+            { concurrency: MAX_INFLIGHT, rate: RATE },
+          ],
     },
     {
       group: `slow replica (1 of 3 answers after ${SLOW_MS} ms)`,
       addresses: [a, b, slow].map((u) => u?.address as string),
-      concurrencies: [32],
+      cells: opts.quick
+        ? [{ concurrency: 32 }]
+        : [{ concurrency: 32 }, { concurrency: MAX_INFLIGHT, rate: RATE }],
     },
   ];
   const results: RunResult[] = [];
@@ -267,11 +307,22 @@ export async function peers(opts: ScenarioOptions): Promise<ScenarioOutput> {
       const s = await setup(set.addresses, hp.ok);
       notes.push(...s.notes.map((n) => `${set.group}: ${n}`));
       try {
-        for (const conc of set.concurrencies) {
+        for (const cell of set.cells) {
+          const load =
+            cell.rate === undefined ? `concurrency ${cell.concurrency}` : `fixed rate ${cell.rate} req/s`;
           console.log(
-            `   peers: ${set.group}, concurrency ${conc}: ${s.systems.length} systems × ${rounds} rounds × ${seconds}s`,
+            `   peers: ${set.group}, ${load}: ${s.systems.length} systems × ${rounds} rounds × ${seconds}s`,
           );
-          results.push(...(await interleave(s.systems, conc, { rounds, seconds, group: set.group })));
+          const probe = replicaShares(set.addresses);
+          results.push(
+            ...(await interleave(s.systems, cell.concurrency, {
+              rounds,
+              seconds,
+              group: set.group,
+              probe,
+              ...(cell.rate === undefined ? {} : { rate: cell.rate }),
+            })),
+          );
         }
       } finally {
         await s.close();
@@ -281,11 +332,14 @@ export async function peers(opts: ScenarioOptions): Promise<ScenarioOutput> {
     for (const u of ups) u.stop();
   }
 
-  const checks = verdicts(results);
   const groups = groupResults(results, BASELINE);
+  const checks = verdicts(groups);
   let table = '';
   for (const g of groups) {
+    const slow = g.title.startsWith('slow');
+    const labels = ['replica 1', 'replica 2', slow ? `replica 3 (slow)` : 'replica 3'];
     table += `### ${g.title}\n\n${ratioTable(g.results, BASELINE)}\n\n`;
+    table += `Where the requests went (share per replica, from the upstreams' counters, median of rounds):\n\n${sharesTable(g.results, labels)}\n\n`;
   }
   table += `### Targets (issue 9)\n\n${targetTable(checks)}`;
   notes.push(

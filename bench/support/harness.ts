@@ -5,6 +5,8 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import hdr from 'hdr-histogram-js';
 
 /** Options every scenario receives from the runner. */
@@ -128,7 +130,10 @@ export interface RunResult {
   system: string;
   /** Sub-scenario (e.g. "healthy", "slow replica"); absent when a scenario has just one. */
   group?: string;
+  /** Closed loop: the number of loops. Open loop: the bound on requests in flight. */
   concurrency: number;
+  /** Open loop only: the fixed arrival rate (req/s) the run offered. */
+  rate?: number;
   requests: number;
   errors: number;
   seconds: number;
@@ -147,6 +152,20 @@ export interface RunResult {
   reqPerCpuSecond: number;
   /** How many rounds a median was taken over (1 for a single run). */
   rounds: number;
+  /** Scenario-specific numbers measured around each run (see interleave's `probe`), medians. */
+  extra?: Record<string, number>;
+}
+
+/** Measures something around each measured run (not warm-ups), e.g. where requests went. */
+export interface Probe<T = unknown> {
+  start(): Promise<T>;
+  end(state: T): Promise<Record<string, number>>;
+}
+
+/** Reads how many requests an upstream process has served (bench/support/upstream.ts). */
+export async function upstreamCount(address: string): Promise<number> {
+  const res = await fetch(`http://${address}/__bench/count`, { signal: AbortSignal.timeout(5000) });
+  return ((await res.json()) as { count: number }).count;
 }
 
 export interface LoadOptions {
@@ -240,11 +259,134 @@ export async function load(
   return result;
 }
 
+/**
+ * Open loop: starts `rate` requests per second for `seconds`, whether or not earlier ones have
+ * answered (a 1 ms timer fires the requests that are due), so a slow system faces the same
+ * offered load instead of slowing its own load down. Latency is measured from each request's
+ * actual start. More than `maxInflight` requests in flight: the new one is dropped and counted
+ * as an error. Bounded like load().
+ */
+export async function loadAtRate(
+  system: string,
+  rate: number,
+  seconds: number,
+  fn: () => Promise<void>,
+  opts: LoadOptions & { maxInflight?: number } = {},
+): Promise<RunResult> {
+  const h = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 120_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+  const maxInflight = opts.maxInflight ?? 1000;
+  const total = Math.max(1, Math.floor(rate * seconds));
+  const interval = 1000 / rate;
+  let sent = 0;
+  let inflight = 0;
+  let requests = 0;
+  let errors = 0;
+  const side0 = opts.sidecarCpu?.() ?? 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let guard: NodeJS.Timeout | undefined;
+  let tickTimer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      guard = setTimeout(
+        () =>
+          reject(
+            new Error(`${system}: requests still in flight ${opts.graceSeconds ?? 15}s after the deadline`),
+          ),
+        (seconds + (opts.graceSeconds ?? 15)) * 1000,
+      );
+      const finish = () => {
+        if (sent >= total && inflight === 0) resolve();
+      };
+      const one = () => {
+        const start = performance.now();
+        inflight++;
+        fn().then(
+          () => {
+            h.recordValue(Math.max(1, Math.round((performance.now() - start) * 1000)));
+            requests++;
+            inflight--;
+            finish();
+          },
+          () => {
+            errors++;
+            inflight--;
+            finish();
+          },
+        );
+      };
+      const tick = () => {
+        const due = Math.min(total, Math.floor((performance.now() - t0) / interval) + 1);
+        while (sent < due) {
+          sent++;
+          if (inflight >= maxInflight) errors++;
+          else one();
+        }
+        if (sent < total) tickTimer = setTimeout(tick, 1);
+        else finish();
+      };
+      tick();
+    });
+  } finally {
+    clearTimeout(guard);
+    clearTimeout(tickTimer);
+  }
+  const elapsed = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const sidecarCpuSeconds = opts.sidecarCpu ? Math.max(0, opts.sidecarCpu() - side0) : 0;
+  const pct = (p: number) => (requests > 0 ? h.getValueAtPercentile(p) / 1000 : Number.NaN);
+  const percentilesMs: Record<string, number> = {};
+  for (const p of PERCENTILES) percentilesMs[`p${p}`] = pct(p);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  h.destroy();
+  return {
+    system,
+    ...(opts.group === undefined ? {} : { group: opts.group }),
+    concurrency: maxInflight,
+    rate,
+    requests,
+    errors,
+    seconds: elapsed,
+    rps: requests / elapsed,
+    p50Ms: pct(50),
+    p90Ms: pct(90),
+    p99Ms: pct(99),
+    p999Ms: pct(99.9),
+    percentilesMs,
+    cpuSeconds,
+    sidecarCpuSeconds,
+    reqPerCpuSecond: requests / (cpuSeconds + sidecarCpuSeconds),
+    rounds: 1,
+  };
+}
+
+/** Same group, same concurrency, same rate: results that can be compared. */
+export function sameCell(a: RunResult, b: RunResult): boolean {
+  return a.group === b.group && a.concurrency === b.concurrency && a.rate === b.rate;
+}
+
+/** "healthy, concurrency 32" or "healthy, fixed rate 2000 req/s". */
+export function cellTitle(r: RunResult): string {
+  const load = r.rate === undefined ? `concurrency ${r.concurrency}` : `fixed rate ${r.rate} req/s`;
+  return `${r.group ? `${r.group}, ` : ''}${load}`;
+}
+
 function mid(xs: number[]): number {
   const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
   if (s.length === 0) return Number.NaN;
   const m = Math.floor(s.length / 2);
   return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+function medianExtra(results: RunResult[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const key of Object.keys(results[0]?.extra ?? {}))
+    out[key] = mid(results.map((r) => r.extra?.[key] ?? Number.NaN));
+  return out;
 }
 
 /**
@@ -272,6 +414,7 @@ export function median(results: RunResult[]): RunResult {
     sidecarCpuSeconds: results.reduce((a, r) => a + (r.sidecarCpuSeconds ?? 0), 0),
     reqPerCpuSecond: mid(results.map((r) => r.reqPerCpuSecond)),
     rounds: results.length,
+    ...(first.extra ? { extra: medianExtra(results) } : {}),
   };
 }
 
@@ -283,11 +426,49 @@ export interface System {
   sidecarCpu?: () => number;
 }
 
+/** A small seeded PRNG (mulberry32): reruns shuffle the same way. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function shuffle<T>(xs: T[], rand: () => number): T[] {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
+  }
+  return out;
+}
+
+let gcFn: (() => void) | undefined | null = null;
+/** A full GC (through V8's --expose-gc, turned on at runtime) and a 25 ms pause, outside any measured window. */
+export async function settle(): Promise<void> {
+  if (gcFn === null) {
+    try {
+      v8.setFlagsFromString('--expose-gc');
+      gcFn = runInNewContext('gc') as () => void;
+    } catch {
+      gcFn = undefined;
+    }
+  }
+  gcFn?.();
+  await new Promise((r) => setTimeout(r, 25));
+}
+
 /**
  * Measures every system at one concurrency: a short warm-up each (JIT, connections), then
- * `rounds` rounds in which every system runs `seconds`; the order rotates and reverses from
- * round to round so no system always runs first or right after the same neighbour (the
- * machine is shared). Returns the median per system, in the order given.
+ * `rounds` rounds in which every system runs `seconds`, in a new pseudo-random order each round
+ * (seeded, so reruns use the same orders) so no system always runs first or right after the
+ * same neighbour (the machine is shared, and a system that makes garbage would otherwise bill
+ * the next one). Before every run: a full GC when available and a short pause. Returns the
+ * median per system, in the order given.
  */
 export async function interleave(
   systems: System[],
@@ -297,25 +478,42 @@ export async function interleave(
     seconds,
     warmupSeconds = 0.3,
     group,
-  }: { rounds: number; seconds: number; warmupSeconds?: number; group?: string },
+    probe,
+    rate,
+  }: {
+    /** Open loop at this many req/s (loadAtRate, `concurrency` = bound on in flight) instead of closed loops. */
+    rate?: number;
+    rounds: number;
+    seconds: number;
+    warmupSeconds?: number;
+    group?: string;
+    /** Measured around every measured run; its numbers land in RunResult.extra (medians). */
+    probe?: Probe<unknown>;
+  },
 ): Promise<RunResult[]> {
   const base = group === undefined ? {} : { group };
+  const run = (name: string, secs: number, call: () => Promise<void>, o: LoadOptions) =>
+    rate === undefined
+      ? load(name, concurrency, secs, call, o)
+      : loadAtRate(name, rate, secs, call, { ...o, maxInflight: concurrency });
   for (const s of systems) {
-    await load(s.name, concurrency, warmupSeconds, s.call, {
+    await run(s.name, warmupSeconds, s.call, {
       ...base,
       ...(s.sidecarCpu ? { sidecarCpu: s.sidecarCpu } : {}),
     });
   }
   const runs = new Map<string, RunResult[]>(systems.map((s) => [s.name, []]));
+  const rand = mulberry32(systems.length * 1000 + concurrency + (rate ?? 0));
   for (let round = 0; round < rounds; round++) {
-    const k = round % systems.length;
-    const order = [...systems.slice(k), ...systems.slice(0, k)];
-    if (round % 2 === 1) order.reverse();
+    const order = shuffle(systems, rand);
     for (const s of order) {
-      const r = await load(s.name, concurrency, seconds, s.call, {
+      await settle();
+      const state = await probe?.start();
+      const r = await run(s.name, seconds, s.call, {
         ...base,
         ...(s.sidecarCpu ? { sidecarCpu: s.sidecarCpu } : {}),
       });
+      if (probe) r.extra = await probe.end(state);
       runs.get(s.name)?.push(r);
     }
   }
@@ -339,15 +537,13 @@ function ratio(a: number, b: number | undefined): string {
  */
 export function ratioTable(results: RunResult[], baseline: string): string {
   const rows = [
-    '| system | conc | req/s | × base | p50 ms | × base | p99 ms | × base | p99.9 ms | req/CPU-s | × base | errors |',
+    '| system | conc / rate | req/s | × base | p50 ms | × base | p99 ms | × base | p99.9 ms | req/CPU-s | × base | errors |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of results) {
-    const base = results.find(
-      (b) => b.system === baseline && b.concurrency === r.concurrency && b.group === r.group,
-    );
+    const base = results.find((b) => b.system === baseline && sameCell(b, r));
     rows.push(
-      `| ${r.system} | ${r.concurrency} | ${fmt(r.rps, 0)} | ${ratio(r.rps, base?.rps)} | ${fmt(r.p50Ms, 3)} | ${ratio(r.p50Ms, base?.p50Ms)} | ${fmt(r.p99Ms, 3)} | ${ratio(r.p99Ms, base?.p99Ms)} | ${fmt(r.p999Ms, 3)} | ${fmt(r.reqPerCpuSecond, 0)} | ${ratio(r.reqPerCpuSecond, base?.reqPerCpuSecond)} | ${r.errors} |`,
+      `| ${r.system} | ${r.rate === undefined ? r.concurrency : `${r.rate}/s`} | ${fmt(r.rps, 0)} | ${ratio(r.rps, base?.rps)} | ${fmt(r.p50Ms, 3)} | ${ratio(r.p50Ms, base?.p50Ms)} | ${fmt(r.p99Ms, 3)} | ${ratio(r.p99Ms, base?.p99Ms)} | ${fmt(r.p999Ms, 3)} | ${fmt(r.reqPerCpuSecond, 0)} | ${ratio(r.reqPerCpuSecond, base?.reqPerCpuSecond)} | ${r.errors} |`,
     );
   }
   return rows.join('\n');

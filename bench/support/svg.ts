@@ -4,7 +4,7 @@
 //      (-log10(1 - p), so p90, p99, p99.9 are equally spaced), y on a log scale;
 //   2. throughput (req/s) bars with the ratio to the baseline;
 //   3. requests per CPU-second bars with the ratio to the baseline.
-import type { RunResult } from './harness.ts';
+import { cellTitle, type RunResult } from './harness.ts';
 
 const PALETTE = [
   '#1f77b4', // blue
@@ -184,10 +184,10 @@ function barPanel(
 export function groupResults(results: RunResult[], baseline: string | undefined): ChartGroup[] {
   const groups = new Map<string, ChartGroup>();
   for (const r of results) {
-    const key = `${r.group ?? ''}\u0000${r.concurrency}`;
+    const key = `${r.group ?? ''}\u0000${r.concurrency}\u0000${r.rate ?? ''}`;
     let g = groups.get(key);
     if (!g) {
-      g = { title: `${r.group ? `${r.group}, ` : ''}concurrency ${r.concurrency}`, baseline, results: [] };
+      g = { title: cellTitle(r), baseline, results: [] };
       groups.set(key, g);
     }
     g.results.push(r);
