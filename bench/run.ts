@@ -15,15 +15,20 @@ import { groupResults, isRunResults, scenarioSvg } from './support/svg.ts';
 /**
  * The scenarios, in run order. Adding one is one line: its name. The module is
  * bench/<name>/run.ts and exports the Scenario as a function named after the scenario
- * (camelCase of the name), `scenario` or default. Contract: bench/README.md.
+ * (camelCase of the name), `scenario`, default, or its only exported function.
+ * Contract: bench/README.md.
  */
-const SCENARIOS = ['overhead', 'peers'];
+const SCENARIOS = [
+  'overhead', // mesh cost on one upstream vs raw undici
+  'peers', // vs BalancedPool, fetch, cockatiel, opossum + p-retry, an HAProxy sidecar
+];
 
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 async function loadScenario(name: string): Promise<Scenario> {
   const mod = (await import(`./${name}/run.ts`)) as Record<string, unknown>;
-  const fn = mod[camel(name)] ?? mod.scenario ?? mod.default;
+  const only = Object.values(mod).filter((v) => typeof v === 'function');
+  const fn = mod[camel(name)] ?? mod.scenario ?? mod.default ?? (only.length === 1 ? only[0] : undefined);
   if (typeof fn !== 'function') throw new Error(`bench/${name}/run.ts exports no function ${camel(name)}`);
   return fn as Scenario;
 }
