@@ -1,37 +1,148 @@
-// `npm run bench [-- --quick]`: runs every scenario in one process, one after another, and
-// writes bench/results/<date>.json and .md with ratios against raw undici.
+// `npm run bench [-- --quick] [-- --only a,b]`: runs every scenario in one process, one after
+// another, and writes bench/results/<date>.json (all scenarios), <date>.md (ratio tables against
+// raw undici, target checks) and <date>-<scenario>.svg (charts). See bench/README.md.
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { overhead } from './overhead/run.ts';
-import { matchCost } from './routing/match-cost.ts';
-import { parseArgs } from './support/harness.ts';
+import { fileURLToPath } from 'node:url';
+import {
+  parseArgs,
+  type Scenario,
+  type ScenarioOutput,
+  type Target,
+  targetTable,
+} from './support/harness.ts';
+import { groupResults, isRunResults, scenarioSvg } from './support/svg.ts';
+
+/**
+ * The scenarios, in run order. Adding one is one line: its name. The module is
+ * bench/<name>/run.ts and exports the Scenario as a function named after the scenario
+ * (camelCase of the name), `scenario`, default, or its only exported function.
+ * Contract: bench/README.md.
+ */
+const SCENARIOS = [
+  'overhead', // mesh cost on one upstream vs raw undici
+  'peers', // vs BalancedPool, fetch, cockatiel, opossum + p-retry, an HAProxy sidecar
+  'routing/match-cost', // matching against 100 routes vs none (module function)
+  'telemetry', // request-path cost: no telemetry code, no SDK, no-op SDK
+  'mtls', // mTLS vs plaintext: steady state and new connections
+  'balancing/pick-cost', // script: cost of one pick, memory per endpoint (10, 1k, 10k)
+  'resilience/run', // script: success rate with bad replicas, outage attempts, hedging
+  'discovery/propagation', // script: registry change -> provider update; idle Consul requests
+];
+
+/** Scenarios `--quick` runs (the quick suite stays around two minutes). */
+const QUICK = new Set(['overhead', 'peers', 'routing/match-cost']);
+
+/** Scenarios that are standalone scripts (no exported function): run as a child process. */
+const SCRIPTS = new Set(['balancing/pick-cost', 'resilience/run', 'discovery/propagation']);
+
+const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+async function loadScenario(name: string): Promise<Scenario> {
+  if (SCRIPTS.has(name)) return scriptScenario(name);
+  const file = name.includes('/') ? `./${name}.ts` : `./${name}/run.ts`;
+  const mod = (await import(file)) as Record<string, unknown>;
+  const key = camel(name.split('/').pop() as string);
+  const only = Object.values(mod).filter((v) => typeof v === 'function');
+  const fn =
+    mod[camel(name)] ?? mod[key] ?? mod.scenario ?? mod.default ?? (only.length === 1 ? only[0] : undefined);
+  if (typeof fn !== 'function') throw new Error(`bench/${file} exports no scenario function`);
+  return fn as Scenario;
+}
+
+/** A script scenario: `node bench/<name>.ts [--quick]` in a child process; its output is the table. */
+function scriptScenario(name: string): Scenario {
+  return ({ quick }) =>
+    new Promise((resolve, reject) => {
+      const script = fileURLToPath(new URL(`./${name}.ts`, import.meta.url));
+      const child = spawn(process.execPath, [script, ...(quick ? ['--quick'] : [])], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: process.env,
+      });
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        if (code === 0) resolve({ results: { output: out }, table: `\`\`\`\n${out.trim()}\n\`\`\`` });
+        else reject(new Error(`bench/${name}.ts exited with ${code}`));
+      });
+    });
+}
 
 const args = parseArgs(process.argv.slice(2));
-const scenarios: Record<string, (o: { quick: boolean }) => Promise<{ results: unknown; table: string }>> = {
-  overhead,
-  routing: matchCost,
-};
-
+const names = args.only
+  ? SCENARIOS.filter((n) => args.only?.includes(n))
+  : SCENARIOS.filter((n) => !args.quick || QUICK.has(n));
 const started = new Date();
-const report: Record<string, unknown> = {
+const stamp = started.toISOString().slice(0, 10);
+const dir = new URL('./results/', import.meta.url);
+mkdirSync(dir, { recursive: true });
+
+const report = {
   date: started.toISOString(),
   quick: args.quick,
   node: process.version,
+  platform: `${os.type()} ${os.release()} ${os.arch()}`,
   cpus: os.cpus().length,
   cpuModel: os.cpus()[0]?.model,
-  scenarios: {},
+  loadAverageAtStart: os.loadavg(),
+  scenarios: {} as Record<string, unknown>,
+  durationsSeconds: {} as Record<string, number>,
+  targets: [] as (Target & { scenario: string })[],
+  failed: [] as { scenario: string; error: string }[],
 };
-let md = `# meshwork bench, ${started.toISOString()}${args.quick ? ' (quick)' : ''}\n\nNode ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model}).\n`;
-for (const [name, run] of Object.entries(scenarios)) {
+let body = '';
+for (const name of names) {
   console.log(`\n== ${name}`);
-  const { results, table } = await run(args);
-  console.log(table);
-  (report.scenarios as Record<string, unknown>)[name] = results;
-  md += `\n## ${name}\n\n${table}\n`;
+  const t0 = performance.now();
+  let out: ScenarioOutput;
+  try {
+    out = await (await loadScenario(name))({ quick: args.quick });
+  } catch (err) {
+    const error = (err as Error)?.stack ?? String(err);
+    console.error(`scenario ${name} failed: ${error}`);
+    report.failed.push({ scenario: name, error });
+    body += `\n## ${name}\n\n**failed**: \`${String((err as Error)?.message ?? err)}\`\n`;
+    continue;
+  }
+  report.durationsSeconds[name] = Math.round((performance.now() - t0) / 100) / 10;
+  console.log(out.table);
+  for (const n of out.notes ?? []) console.log(`- ${n}`);
+  report.scenarios[name] = out.results;
+  for (const t of out.targets ?? []) report.targets.push({ scenario: name, ...t });
+  const svg =
+    out.svg ??
+    (isRunResults(out.results)
+      ? scenarioSvg(
+          `${name}`,
+          groupResults(out.results, 'undici Pool'),
+          'medians over interleaved rounds; ratios against undici Pool',
+        )
+      : undefined);
+  body += `\n## ${name}\n\n${out.table.trim()}\n`;
+  if (out.notes?.length) body += `\n${out.notes.map((n) => `- ${n}`).join('\n')}\n`;
+  if (svg) {
+    const file = `${stamp}-${name.replaceAll('/', '-')}.svg`;
+    writeFileSync(new URL(file, dir), svg);
+    body += `\n![${name}](${file})\n`;
+  }
 }
-const dir = new URL('./results/', import.meta.url);
-mkdirSync(dir, { recursive: true });
-const stamp = started.toISOString().slice(0, 10);
+
+let md = `# meshwork bench, ${started.toISOString()}${args.quick ? ' (quick)' : ''}\n\n`;
+md += `Node ${process.version}, ${report.platform}, ${report.cpus} CPUs (${report.cpuModel}), load average at start ${report.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}.\n`;
+md +=
+  'Loopback only; client, upstreams and any sidecar share the same cores. Ratios are against raw undici `Pool` in the same run.\n';
+if (report.targets.length) {
+  md += `\n## Targets\n\n${targetTable(report.targets.map((t) => ({ ...t, where: `${t.scenario}: ${t.where}` })))}`;
+}
+if (report.failed.length) md += `\nFailed scenarios: ${report.failed.map((f) => f.scenario).join(', ')}\n`;
+md += body;
 writeFileSync(new URL(`${stamp}.json`, dir), `${JSON.stringify(report, null, 2)}\n`);
 writeFileSync(new URL(`${stamp}.md`, dir), md);
-console.log(`\nwrote bench/results/${stamp}.json and .md`);
+const total = Object.values(report.durationsSeconds).reduce((a, b) => a + b, 0);
+console.log(`\nwrote bench/results/${stamp}.json, .md and .svg charts (${total.toFixed(0)} s)`);
+if (report.failed.length) process.exitCode = 1;

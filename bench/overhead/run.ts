@@ -3,15 +3,34 @@
 // at concurrency 1, 16 and 64, in one run, interleaved over rounds. Prints ratios to raw undici.
 import { Pool, request, fetch as undiciFetch } from 'undici';
 import { createMesh } from '../../src/index.ts';
-import { load, median, parseArgs, type RunResult, ratioTable, startUpstream } from '../support/harness.ts';
+import {
+  fmt,
+  interleave,
+  parseArgs,
+  type RunResult,
+  ratioTable,
+  type ScenarioOptions,
+  type ScenarioOutput,
+  startUpstream,
+  type Target,
+  targetTable,
+} from '../support/harness.ts';
 
-export async function overhead(opts: { quick: boolean }): Promise<{ results: RunResult[]; table: string }> {
-  const seconds = opts.quick ? 1 : 3;
-  const rounds = opts.quick ? 2 : 3;
+export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
+  const seconds = opts.quick ? 0.7 : 3;
+  const rounds = 3;
   const concurrencies = [1, 16, 64];
   const up = await startUpstream();
-  const pool = new Pool(`http://${up.address}`, { connections: 1024, keepAliveTimeout: 4000 });
-  const mesh = createMesh({ env: {}, services: { upstream: { discovery: { static: [up.address] } } } });
+  const pool = new Pool(`http://${up.address}`, { connections: 1024, keepAliveTimeout: 60_000 });
+  const mesh = createMesh({
+    env: {},
+    services: {
+      upstream: {
+        discovery: { static: [up.address] },
+        trafficPolicy: { connectionPool: { http: { idleTimeout: 60_000 } } },
+      },
+    },
+  });
   const rawUrl = `http://${up.address}/`;
 
   const systems: Record<string, () => Promise<void>> = {
@@ -33,25 +52,39 @@ export async function overhead(opts: { quick: boolean }): Promise<{ results: Run
     },
   };
 
+  const list = Object.entries(systems).map(([name, call]) => ({ name, call }));
   const all: RunResult[] = [];
-  for (const c of concurrencies) {
-    // Warm up every system (JIT, connections) before measuring.
-    for (const [name, fn] of Object.entries(systems)) await load(name, c, 0.3, fn);
-    const byName = new Map<string, RunResult[]>();
-    for (let round = 0; round < rounds; round++) {
-      const names = Object.keys(systems);
-      if (round % 2 === 1) names.reverse();
-      for (const name of names) {
-        const r = await load(name, c, seconds, systems[name] as () => Promise<void>);
-        byName.set(name, [...(byName.get(name) ?? []), r]);
-      }
-    }
-    for (const name of Object.keys(systems)) all.push(median(byName.get(name) ?? []));
-  }
+  for (const c of concurrencies) all.push(...(await interleave(list, c, { rounds, seconds })));
   await mesh.close();
   await pool.close();
   up.stop();
-  return { results: all, table: ratioTable(all, 'undici Pool') };
+  const targets: Target[] = [];
+  for (const c of concurrencies) {
+    const raw = all.find((r) => r.concurrency === c && r.system === 'undici Pool');
+    const mesh = all.find((r) => r.concurrency === c && r.system === 'mesh.dispatcher');
+    if (!raw || !mesh) continue;
+    const where = `concurrency ${c}`;
+    const x = mesh.rps / raw.rps;
+    const y = mesh.p99Ms / raw.p99Ms;
+    targets.push({
+      where,
+      check: 'mesh.dispatcher ≥ 0.9× undici Pool req/s',
+      value: `${fmt(x)}×`,
+      pass: x >= 0.9,
+    });
+    targets.push({
+      where,
+      check: 'mesh.dispatcher p99 ≤ 1.1× undici Pool',
+      value: `${fmt(y)}×`,
+      pass: y <= 1.1,
+    });
+  }
+  return {
+    results: all,
+    table: `${ratioTable(all, 'undici Pool')}\n\n${targetTable(targets)}`,
+    targets,
+    notes: [`one upstream process; medians over ${rounds} interleaved rounds of ${seconds}s per system`],
+  };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

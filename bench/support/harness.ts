@@ -1,9 +1,46 @@
 // Shared bench machinery: upstream processes, closed-loop load at a fixed concurrency,
-// hdr histograms, and ratio tables. Loopback only, bounded in time.
-import { type ChildProcess, spawn } from 'node:child_process';
+// hdr histograms, CPU accounting, interleaved rounds and ratio tables. Loopback only,
+// bounded in time.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import hdr from 'hdr-histogram-js';
+
+/** Options every scenario receives from the runner. */
+export interface ScenarioOptions {
+  /** Short run (the whole quick suite stays around two minutes). */
+  quick: boolean;
+}
+
+/** What a scenario hands back to the runner (bench/run.ts). */
+export interface ScenarioOutput {
+  /** JSON-serialisable; goes under scenarios.<name> in bench/results/<date>.json. Usually RunResult[]. */
+  results: unknown;
+  /** Markdown (tables, verdicts); goes to bench/results/<date>.md and the console. */
+  table: string;
+  /** An SVG chart; when absent and `results` is RunResult[], the runner draws one (bench/support/svg.ts). */
+  svg?: string;
+  /** Free-form notes (skipped systems, how something was measured), listed under the table. */
+  notes?: string[];
+  /** Target checks (e.g. issue 9's); the runner lists them all in a summary at the top of the .md. */
+  targets?: Target[];
+}
+
+export interface Target {
+  /** Where it was checked, e.g. "healthy, concurrency 32". */
+  where: string;
+  check: string;
+  value: string;
+  pass: boolean;
+}
+
+export type Scenario = (opts: ScenarioOptions) => Promise<ScenarioOutput>;
+
+// ---------------------------------------------------------------------------------------------
+// Upstreams
 
 export interface Upstream {
   address: string;
@@ -12,20 +49,91 @@ export interface Upstream {
   stop(): void;
 }
 
+const children = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/** Child processes started by the bench are killed when the bench process exits, however it exits. */
+export function trackChild(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of children) c.kill('SIGKILL');
+    });
+  }
+}
+
+/** Starts one upstream process (bench/support/upstream.ts), answering after `delayMs`. Bounded: 10 s. */
 export async function startUpstream(delayMs = 0): Promise<Upstream> {
   const script = fileURLToPath(new URL('./upstream.ts', import.meta.url));
   const child = spawn(process.execPath, [script, String(delayMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  trackChild(child);
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  for await (const line of lines) {
-    const { port } = JSON.parse(line) as { port: number };
-    return { address: `127.0.0.1:${port}`, port, child, stop: () => child.kill('SIGTERM') };
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  try {
+    for await (const line of lines) {
+      const { port } = JSON.parse(line) as { port: number };
+      return { address: `127.0.0.1:${port}`, port, child, stop: () => child.kill('SIGTERM') };
+    }
+  } finally {
+    clearTimeout(timer);
   }
   throw new Error('upstream exited before listening');
 }
 
+/** One upstream process per entry of `delaysMs`, started in parallel. */
+export async function startUpstreams(delaysMs: number[]): Promise<Upstream[]> {
+  const settled = await Promise.allSettled(delaysMs.map((d) => startUpstream(d)));
+  const ups = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) {
+    for (const u of ups) u.stop();
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return ups;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU of other processes (sidecars): /proc/<pid>/stat utime + stime, all threads.
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks =
+        Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 2000 }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** CPU seconds (user + system, all threads) a live process has used so far, from /proc. Linux only. */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces; the fields after its closing paren start at field 3.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(rest[14 - 3]);
+  const stime = Number(rest[15 - 3]);
+  return (utime + stime) / ticksPerSecond();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+/** Percentiles recorded for every run (keys of RunResult.percentilesMs are `p${p}`). */
+export const PERCENTILES = [50, 75, 90, 95, 99, 99.5, 99.9] as const;
+
 export interface RunResult {
   system: string;
+  /** Sub-scenario (e.g. "healthy", "slow replica"); absent when a scenario has just one. */
+  group?: string;
+  /** Closed loop: the number of loops. Open loop: the bound on requests in flight. */
   concurrency: number;
+  /** Open loop only: the fixed arrival rate (req/s) the run offered. */
+  rate?: number;
   requests: number;
   errors: number;
   seconds: number;
@@ -34,15 +142,52 @@ export interface RunResult {
   p90Ms: number;
   p99Ms: number;
   p999Ms: number;
+  /** Every percentile of PERCENTILES, in ms, keyed `p50`, `p75`, ..., `p99.9`. */
+  percentilesMs: Record<string, number>;
+  /** CPU of the bench (client) process during the run: process.cpuUsage(), user + system, all threads. */
   cpuSeconds: number;
+  /** CPU of a sidecar process the requests went through (from /proc/<pid>/stat), 0 when none. */
+  sidecarCpuSeconds: number;
+  /** requests / (cpuSeconds + sidecarCpuSeconds). Upstream CPU is not counted (same work for all). */
+  reqPerCpuSecond: number;
+  /** How many rounds a median was taken over (1 for a single run). */
+  rounds: number;
+  /** Scenario-specific numbers measured around each run (see interleave's `probe`), medians. */
+  extra?: Record<string, number>;
 }
 
-/** Runs `fn` in `concurrency` closed loops for `seconds`; latency in an hdr histogram (µs). */
+/** Measures something around each measured run (not warm-ups), e.g. where requests went. */
+export interface Probe<T = unknown> {
+  start(): Promise<T>;
+  end(state: T): Promise<Record<string, number>>;
+}
+
+/** Reads how many requests an upstream process has served (bench/support/upstream.ts). */
+export async function upstreamCount(address: string): Promise<number> {
+  const res = await fetch(`http://${address}/__bench/count`, { signal: AbortSignal.timeout(5000) });
+  return ((await res.json()) as { count: number }).count;
+}
+
+export interface LoadOptions {
+  /** Sub-scenario label copied into the result. */
+  group?: string;
+  /** CPU seconds used so far by a process outside this one (a sidecar); sampled before and after. */
+  sidecarCpu?: () => number;
+  /** Extra time allowed past `seconds` for in-flight requests to finish before the run fails. Default 15 s. */
+  graceSeconds?: number;
+}
+
+/**
+ * Runs `fn` in `concurrency` closed loops for `seconds`; latency in an hdr histogram (µs).
+ * A failed call counts as an error (its latency is not recorded). Bounded: when in-flight
+ * calls have not finished `graceSeconds` after the deadline, the run rejects.
+ */
 export async function load(
   system: string,
   concurrency: number,
   seconds: number,
   fn: () => Promise<void>,
+  opts: LoadOptions = {},
 ): Promise<RunResult> {
   const h = hdr.build({
     lowestDiscernibleValue: 1,
@@ -52,27 +197,49 @@ export async function load(
   let requests = 0;
   let errors = 0;
   const deadline = performance.now() + seconds * 1000;
+  const side0 = opts.sidecarCpu?.() ?? 0;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < deadline) {
-        const start = performance.now();
-        try {
-          await fn();
-          h.recordValue(Math.max(1, Math.round((performance.now() - start) * 1000)));
-          requests++;
-        } catch {
-          errors++;
-        }
-      }
-    }),
-  );
+  let guard: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (performance.now() < deadline) {
+            const start = performance.now();
+            try {
+              await fn();
+              h.recordValue(Math.max(1, Math.round((performance.now() - start) * 1000)));
+              requests++;
+            } catch {
+              errors++;
+            }
+          }
+        }),
+      ),
+      new Promise<never>((_, reject) => {
+        guard = setTimeout(
+          () =>
+            reject(
+              new Error(`${system}: requests still in flight ${opts.graceSeconds ?? 15}s after the deadline`),
+            ),
+          (seconds + (opts.graceSeconds ?? 15)) * 1000,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(guard);
+  }
   const elapsed = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  const pct = (p: number) => h.getValueAtPercentile(p) / 1000;
+  const sidecarCpuSeconds = opts.sidecarCpu ? Math.max(0, opts.sidecarCpu() - side0) : 0;
+  const pct = (p: number) => (requests > 0 ? h.getValueAtPercentile(p) / 1000 : Number.NaN);
+  const percentilesMs: Record<string, number> = {};
+  for (const p of PERCENTILES) percentilesMs[`p${p}`] = pct(p);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const result: RunResult = {
     system,
+    ...(opts.group === undefined ? {} : { group: opts.group }),
     concurrency,
     requests,
     errors,
@@ -82,19 +249,156 @@ export async function load(
     p90Ms: pct(90),
     p99Ms: pct(99),
     p999Ms: pct(99.9),
-    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    percentilesMs,
+    cpuSeconds,
+    sidecarCpuSeconds,
+    reqPerCpuSecond: requests / (cpuSeconds + sidecarCpuSeconds),
+    rounds: 1,
   };
   h.destroy();
   return result;
 }
 
-/** The median of several results for the same system and concurrency (by rps; percentiles by median too). */
-export function median(results: RunResult[]): RunResult {
-  const mid = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s[Math.floor(s.length / 2)] as number;
+/**
+ * Open loop: starts `rate` requests per second for `seconds`, whether or not earlier ones have
+ * answered (a 1 ms timer fires the requests that are due), so a slow system faces the same
+ * offered load instead of slowing its own load down. Latency is measured from each request's
+ * actual start. More than `maxInflight` requests in flight: the new one is dropped and counted
+ * as an error. Bounded like load().
+ */
+export async function loadAtRate(
+  system: string,
+  rate: number,
+  seconds: number,
+  fn: () => Promise<void>,
+  opts: LoadOptions & { maxInflight?: number } = {},
+): Promise<RunResult> {
+  const h = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 120_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+  const maxInflight = opts.maxInflight ?? 1000;
+  const total = Math.max(1, Math.floor(rate * seconds));
+  const interval = 1000 / rate;
+  let sent = 0;
+  let inflight = 0;
+  let requests = 0;
+  let errors = 0;
+  const side0 = opts.sidecarCpu?.() ?? 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let guard: NodeJS.Timeout | undefined;
+  let tickTimer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      guard = setTimeout(
+        () =>
+          reject(
+            new Error(`${system}: requests still in flight ${opts.graceSeconds ?? 15}s after the deadline`),
+          ),
+        (seconds + (opts.graceSeconds ?? 15)) * 1000,
+      );
+      const finish = () => {
+        if (sent >= total && inflight === 0) resolve();
+      };
+      const one = () => {
+        const start = performance.now();
+        inflight++;
+        fn().then(
+          () => {
+            h.recordValue(Math.max(1, Math.round((performance.now() - start) * 1000)));
+            requests++;
+            inflight--;
+            finish();
+          },
+          () => {
+            errors++;
+            inflight--;
+            finish();
+          },
+        );
+      };
+      const tick = () => {
+        const due = Math.min(total, Math.floor((performance.now() - t0) / interval) + 1);
+        while (sent < due) {
+          sent++;
+          if (inflight >= maxInflight) errors++;
+          else one();
+        }
+        if (sent < total) tickTimer = setTimeout(tick, 1);
+        else finish();
+      };
+      tick();
+    });
+  } finally {
+    clearTimeout(guard);
+    clearTimeout(tickTimer);
+  }
+  const elapsed = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const sidecarCpuSeconds = opts.sidecarCpu ? Math.max(0, opts.sidecarCpu() - side0) : 0;
+  const pct = (p: number) => (requests > 0 ? h.getValueAtPercentile(p) / 1000 : Number.NaN);
+  const percentilesMs: Record<string, number> = {};
+  for (const p of PERCENTILES) percentilesMs[`p${p}`] = pct(p);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  h.destroy();
+  return {
+    system,
+    ...(opts.group === undefined ? {} : { group: opts.group }),
+    concurrency: maxInflight,
+    rate,
+    requests,
+    errors,
+    seconds: elapsed,
+    rps: requests / elapsed,
+    p50Ms: pct(50),
+    p90Ms: pct(90),
+    p99Ms: pct(99),
+    p999Ms: pct(99.9),
+    percentilesMs,
+    cpuSeconds,
+    sidecarCpuSeconds,
+    reqPerCpuSecond: requests / (cpuSeconds + sidecarCpuSeconds),
+    rounds: 1,
   };
+}
+
+/** Same group, same concurrency, same rate: results that can be compared. */
+export function sameCell(a: RunResult, b: RunResult): boolean {
+  return a.group === b.group && a.concurrency === b.concurrency && a.rate === b.rate;
+}
+
+/** "healthy, concurrency 32" or "healthy, fixed rate 2000 req/s". */
+export function cellTitle(r: RunResult): string {
+  const load = r.rate === undefined ? `concurrency ${r.concurrency}` : `fixed rate ${r.rate} req/s`;
+  return `${r.group ? `${r.group}, ` : ''}${load}`;
+}
+
+function mid(xs: number[]): number {
+  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+function medianExtra(results: RunResult[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const key of Object.keys(results[0]?.extra ?? {}))
+    out[key] = mid(results.map((r) => r.extra?.[key] ?? Number.NaN));
+  return out;
+}
+
+/**
+ * The median of several results for the same system and concurrency: rps, every percentile
+ * and req/CPU-s each by its own median; requests, errors, seconds and CPU summed.
+ */
+export function median(results: RunResult[]): RunResult {
   const first = results[0] as RunResult;
+  const percentilesMs: Record<string, number> = {};
+  for (const key of Object.keys(first.percentilesMs ?? {})) {
+    percentilesMs[key] = mid(results.map((r) => r.percentilesMs[key] as number));
+  }
   return {
     ...first,
     requests: results.reduce((a, r) => a + r.requests, 0),
@@ -105,29 +409,161 @@ export function median(results: RunResult[]): RunResult {
     p90Ms: mid(results.map((r) => r.p90Ms)),
     p99Ms: mid(results.map((r) => r.p99Ms)),
     p999Ms: mid(results.map((r) => r.p999Ms)),
+    percentilesMs,
     cpuSeconds: results.reduce((a, r) => a + r.cpuSeconds, 0),
+    sidecarCpuSeconds: results.reduce((a, r) => a + (r.sidecarCpuSeconds ?? 0), 0),
+    reqPerCpuSecond: mid(results.map((r) => r.reqPerCpuSecond)),
+    rounds: results.length,
+    ...(first.extra ? { extra: medianExtra(results) } : {}),
   };
 }
 
-export function fmt(n: number, digits = 2): string {
-  return n.toFixed(digits);
+export interface System {
+  name: string;
+  /** One request, body consumed; throws on failure. */
+  call: () => Promise<void>;
+  /** CPU seconds of a sidecar this system goes through (see LoadOptions.sidecarCpu). */
+  sidecarCpu?: () => number;
 }
 
-/** A markdown table of results with ratios against `baseline` at the same concurrency. */
+/** A small seeded PRNG (mulberry32): reruns shuffle the same way. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function shuffle<T>(xs: T[], rand: () => number): T[] {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
+  }
+  return out;
+}
+
+let gcFn: (() => void) | undefined | null = null;
+/** A full GC (through V8's --expose-gc, turned on at runtime) and a 25 ms pause, outside any measured window. */
+export async function settle(): Promise<void> {
+  if (gcFn === null) {
+    try {
+      v8.setFlagsFromString('--expose-gc');
+      gcFn = runInNewContext('gc') as () => void;
+    } catch {
+      gcFn = undefined;
+    }
+  }
+  gcFn?.();
+  await new Promise((r) => setTimeout(r, 25));
+}
+
+/**
+ * Measures every system at one concurrency: a short warm-up each (JIT, connections), then
+ * `rounds` rounds in which every system runs `seconds`, in a new pseudo-random order each round
+ * (seeded, so reruns use the same orders) so no system always runs first or right after the
+ * same neighbour (the machine is shared, and a system that makes garbage would otherwise bill
+ * the next one). Before every run: a full GC when available and a short pause. Returns the
+ * median per system, in the order given.
+ */
+export async function interleave(
+  systems: System[],
+  concurrency: number,
+  {
+    rounds,
+    seconds,
+    warmupSeconds = 0.3,
+    group,
+    probe,
+    rate,
+  }: {
+    /** Open loop at this many req/s (loadAtRate, `concurrency` = bound on in flight) instead of closed loops. */
+    rate?: number;
+    rounds: number;
+    seconds: number;
+    warmupSeconds?: number;
+    group?: string;
+    /** Measured around every measured run; its numbers land in RunResult.extra (medians). */
+    probe?: Probe<unknown>;
+  },
+): Promise<RunResult[]> {
+  const base = group === undefined ? {} : { group };
+  const run = (name: string, secs: number, call: () => Promise<void>, o: LoadOptions) =>
+    rate === undefined
+      ? load(name, concurrency, secs, call, o)
+      : loadAtRate(name, rate, secs, call, { ...o, maxInflight: concurrency });
+  for (const s of systems) {
+    await run(s.name, warmupSeconds, s.call, {
+      ...base,
+      ...(s.sidecarCpu ? { sidecarCpu: s.sidecarCpu } : {}),
+    });
+  }
+  const runs = new Map<string, RunResult[]>(systems.map((s) => [s.name, []]));
+  const rand = mulberry32(systems.length * 1000 + concurrency + (rate ?? 0));
+  for (let round = 0; round < rounds; round++) {
+    const order = shuffle(systems, rand);
+    for (const s of order) {
+      await settle();
+      const state = await probe?.start();
+      const r = await run(s.name, seconds, s.call, {
+        ...base,
+        ...(s.sidecarCpu ? { sidecarCpu: s.sidecarCpu } : {}),
+      });
+      if (probe) r.extra = await probe.end(state);
+      runs.get(s.name)?.push(r);
+    }
+  }
+  return systems.map((s) => median(runs.get(s.name) ?? []));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables
+
+export function fmt(n: number, digits = 2): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : '-';
+}
+
+function ratio(a: number, b: number | undefined): string {
+  return b && Number.isFinite(a) && Number.isFinite(b) ? `${fmt(a / b)}×` : '-';
+}
+
+/**
+ * A markdown table of results with ratios against `baseline` in the same group and at the
+ * same concurrency: throughput, p50, p99, p99.9 and requests per CPU-second.
+ */
 export function ratioTable(results: RunResult[], baseline: string): string {
   const rows = [
-    '| system | conc | req/s | × baseline rps | p50 ms | p99 ms | × baseline p99 | errors |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| system | conc / rate | req/s | × base | p50 ms | × base | p99 ms | × base | p99.9 ms | req/CPU-s | × base | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of results) {
-    const base = results.find((b) => b.system === baseline && b.concurrency === r.concurrency);
+    const base = results.find((b) => b.system === baseline && sameCell(b, r));
     rows.push(
-      `| ${r.system} | ${r.concurrency} | ${fmt(r.rps, 0)} | ${base ? fmt(r.rps / base.rps) : '-'} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${base ? fmt(r.p99Ms / base.p99Ms) : '-'} | ${r.errors} |`,
+      `| ${r.system} | ${r.rate === undefined ? r.concurrency : `${r.rate}/s`} | ${fmt(r.rps, 0)} | ${ratio(r.rps, base?.rps)} | ${fmt(r.p50Ms, 3)} | ${ratio(r.p50Ms, base?.p50Ms)} | ${fmt(r.p99Ms, 3)} | ${ratio(r.p99Ms, base?.p99Ms)} | ${fmt(r.p999Ms, 3)} | ${fmt(r.reqPerCpuSecond, 0)} | ${ratio(r.reqPerCpuSecond, base?.reqPerCpuSecond)} | ${r.errors} |`,
     );
   }
   return rows.join('\n');
 }
 
-export function parseArgs(argv: string[]): { quick: boolean } {
-  return { quick: argv.includes('--quick') };
+/** A markdown table of target checks. */
+export function targetTable(targets: Target[]): string {
+  const rows = ['| where | check | value | |', '|---|---|---|---|'];
+  for (const t of targets)
+    rows.push(`| ${t.where} | ${t.check} | ${t.value} | ${t.pass ? 'pass' : '**miss**'} |`);
+  return `${rows.join('\n')}\n`;
+}
+
+export interface BenchArgs extends ScenarioOptions {
+  /** `--only a,b`: run just these scenarios. */
+  only: string[] | undefined;
+}
+
+export function parseArgs(argv: string[]): BenchArgs {
+  const i = argv.indexOf('--only');
+  const only = i >= 0 ? argv[i + 1]?.split(',').filter(Boolean) : undefined;
+  return { quick: argv.includes('--quick'), only };
 }
