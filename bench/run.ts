@@ -23,6 +23,7 @@ import { groupResults, isRunResults, scenarioSvg } from './support/svg.ts';
 const SCENARIOS = [
   'overhead', // mesh cost on one upstream vs raw undici
   'peers', // vs BalancedPool, fetch, cockatiel, opossum + p-retry, an HAProxy sidecar
+  'balancing/latency', // five upstreams, one 40 ms slower: every algorithm and BalancedPool
   'routing/match-cost', // matching against 100 routes vs none (module function)
   'telemetry', // request-path cost: no telemetry code, no SDK, no-op SDK
   'mtls', // mTLS vs plaintext: steady state and new connections
@@ -32,7 +33,7 @@ const SCENARIOS = [
 ];
 
 /** Scenarios `--quick` runs (the quick suite stays around two minutes). */
-const QUICK = new Set(['overhead', 'peers', 'routing/match-cost']);
+const QUICK = new Set(['overhead', 'peers', 'balancing/latency', 'routing/match-cost']);
 
 /** Scenarios that are standalone scripts (no exported function): run as a child process. */
 const SCRIPTS = new Set(['balancing/pick-cost', 'resilience/run', 'discovery/propagation']);

@@ -1,0 +1,118 @@
+// bench/balancing latency: five upstreams, one of them 40 ms slower. For every algorithm and
+// for undici's BalancedPool: p50 / p99 / p99.9 and the share of traffic sent to the slow one,
+// against PEAK_EWMA on five healthy upstreams. Targets (issue 3): PEAK_EWMA p99 <= 1.5x the
+// all-healthy p99, and <= 1/3 of ROUND_ROBIN's p99. `node bench/balancing/latency.ts [--quick]`.
+import { BalancedPool, request } from 'undici';
+import { createMesh } from '../../src/index.ts';
+import {
+  fmt,
+  load,
+  parseArgs,
+  type RunResult,
+  type ScenarioOutput,
+  startUpstreams,
+  type Target,
+  upstreamCount,
+} from '../support/harness.ts';
+
+const SLOW_MS = 40;
+
+export async function latency(opts: { quick: boolean }): Promise<ScenarioOutput> {
+  const seconds = opts.quick ? 2 : 5;
+  const concurrency = 16;
+  // Six processes: five fast, one slow. "healthy" uses the five fast ones.
+  const ups = await startUpstreams([0, 0, 0, 0, 0, SLOW_MS]);
+  const fast = ups.slice(0, 5).map((u) => u.address);
+  const slow = ups[5]?.address as string;
+  const degraded = [...fast.slice(0, 4), slow];
+  const results: (RunResult & { slowShare: number })[] = [];
+
+  async function run(
+    system: string,
+    endpoints: string[],
+    call: () => Promise<void>,
+    close: () => Promise<void>,
+  ) {
+    // Warm up (connections, JIT, load estimates), then measure.
+    await load(system, concurrency, Math.min(1, seconds / 2), call);
+    const before = await upstreamCount(slow);
+    const r = await load(system, concurrency, seconds, call);
+    const toSlow = (await upstreamCount(slow)) - before;
+    await close();
+    results.push({ ...r, slowShare: endpoints.includes(slow) ? toSlow / Math.max(1, r.requests) : 0 });
+  }
+
+  const mesh = async (label: string, simple: string | undefined, endpoints: string[]) => {
+    const m = createMesh({
+      env: {},
+      services: {
+        up: {
+          discovery: { static: endpoints },
+          ...(simple ? { trafficPolicy: { loadBalancer: { simple: simple as never } } } : {}),
+        },
+      },
+    });
+    await run(
+      label,
+      endpoints,
+      async () => {
+        const r = await request('http://up/', { dispatcher: m.dispatcher });
+        await r.body.dump();
+      },
+      () => m.close(),
+    );
+  };
+
+  await mesh('PEAK_EWMA, 5 healthy', undefined, fast);
+  for (const simple of ['PEAK_EWMA', 'LEAST_REQUEST', 'ROUND_ROBIN', 'RANDOM'])
+    await mesh(simple, simple, degraded);
+  const bp = new BalancedPool(degraded.map((a) => `http://${a}`));
+  await run(
+    'undici BalancedPool',
+    degraded,
+    async () => {
+      const r = await request('http://up/', { dispatcher: bp });
+      await r.body.dump();
+    },
+    () => bp.close(),
+  );
+  for (const u of ups) u.stop();
+
+  const rows = [
+    `Five upstreams, one ${SLOW_MS} ms slower; concurrency ${concurrency}, ${seconds} s per system.`,
+    '',
+    '| system | req/s | p50 ms | p99 ms | p99.9 ms | share to the slow one |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...results.map(
+      (r) =>
+        `| ${r.system} | ${fmt(r.rps, 0)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${fmt(r.p999Ms, 2)} | ${(100 * r.slowShare).toFixed(1)}% |`,
+    ),
+  ];
+  const healthy = results.find((r) => r.system === 'PEAK_EWMA, 5 healthy');
+  const ewma = results.find((r) => r.system === 'PEAK_EWMA');
+  const rr = results.find((r) => r.system === 'ROUND_ROBIN');
+  const targets: Target[] = [];
+  if (healthy && ewma && rr) {
+    targets.push(
+      {
+        where: 'one slow replica of five',
+        check: 'PEAK_EWMA p99 <= 1.5x all-healthy p99',
+        value: `${fmt(ewma.p99Ms)} vs ${fmt(healthy.p99Ms)} ms (${fmt(ewma.p99Ms / healthy.p99Ms)}x)`,
+        pass: ewma.p99Ms <= 1.5 * healthy.p99Ms,
+      },
+      {
+        where: 'one slow replica of five',
+        check: "PEAK_EWMA p99 <= 1/3 of ROUND_ROBIN's p99",
+        value: `${fmt(ewma.p99Ms)} vs ${fmt(rr.p99Ms)} ms (${fmt(ewma.p99Ms / rr.p99Ms)}x)`,
+        pass: ewma.p99Ms * 3 <= rr.p99Ms,
+      },
+    );
+  }
+  return { results, table: rows.join('\n'), targets };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const out = await latency(parseArgs(process.argv.slice(2)));
+  console.log(out.table);
+  for (const t of out.targets ?? []) console.log(`${t.pass ? 'PASS' : 'MISS'} ${t.check}: ${t.value}`);
+}
