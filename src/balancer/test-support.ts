@@ -1,17 +1,8 @@
 /** Helpers for the balancer unit tests (not part of the public API). */
 import { Endpoint } from './endpoint.ts';
 
-/** mulberry32: a small seeded PRNG, so that tests are reproducible. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG every test uses (mulberry32), so that tests are reproducible. */
+export { seededRandom as seeded } from '../../test/support/seeded-random.ts';
 
 export interface MakeOptions {
   weight?: number;
