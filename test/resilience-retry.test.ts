@@ -1,34 +1,11 @@
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isMeshworkError } from '../src/errors.ts';
-import { createMesh, type Mesh } from '../src/mesh.ts';
 import { DEADLINE_HEADER } from '../src/retry/deadline.ts';
-import { refusedAddress, startServer, type TestServer } from './support/servers.ts';
+import { always503, useFixture } from './support/fixture.ts';
+import { refusedAddress } from './support/servers.ts';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function server(handle?: Parameters<typeof startServer>[0]): Promise<TestServer> {
-  const s = await startServer(handle);
-  cleanups.push(() => s.close());
-  return s;
-}
-
-function mesh(cfg: Record<string, unknown>, addresses: string[], extra: Record<string, unknown> = {}): Mesh {
-  const m = createMesh({
-    services: { svc: { discovery: { static: addresses }, ...cfg } },
-    ...extra,
-  } as never);
-  cleanups.push(() => m.close());
-  return m;
-}
-
-const always503 = (_req: unknown, res: import('node:http').ServerResponse) => {
-  res.statusCode = 503;
-  res.end('down');
-};
+const { server, mesh } = useFixture();
 
 describe('retries', () => {
   it('retries a GET answered 503 on another endpoint (defaults)', async () => {
