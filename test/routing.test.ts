@@ -209,6 +209,30 @@ describe('weighted canaries', () => {
   });
 });
 
+describe('subset policies', () => {
+  it('refuses subset settings that endpoints share (pools, TLS, outlier detection), naming the path', () => {
+    expect(() =>
+      createMesh({
+        env: {},
+        services: {
+          reviews: {
+            discovery: reviewsDiscovery(),
+            subsets: [
+              {
+                name: 'v1',
+                labels: { version: 'v1' },
+                trafficPolicy: { outlierDetection: { consecutive5xxErrors: 1 } },
+              },
+            ],
+          },
+        },
+      }),
+    ).toThrow(
+      /services\.reviews\.subsets\[0\]\.trafficPolicy\.outlierDetection: .* is not supported on a subset/,
+    );
+  });
+});
+
 describe('rewrites and header edits', () => {
   it('rewrites the uri prefix and the authority, and edits request and response headers', async () => {
     const m = mesh({

@@ -209,8 +209,8 @@ spec:
   host: reviews
   workloadSelector: { matchLabels: { app: x } }
   trafficPolicy:
-    loadBalancer: { simple: LEAST_REQUEST }
-    outlierDetection: { consecutive5xxErrors: 5 }
+    loadBalancer: { simple: LEAST_REQUEST, localityLbSetting: { enabled: true, distribute: [] } }
+    outlierDetection: { consecutive5xxErrors: 5, splitExternalLocalOriginErrors: true }
     connectionPool: { http: { maxRetries: 3, http2MaxRequests: 100 } }
 `;
     const err = unsupported(() => fromIstio(yaml));
@@ -226,14 +226,18 @@ spec:
       'VirtualService/reviews spec.http[0].fault.abort.grpcStatus',
       'VirtualService/reviews spec.http[1].redirect',
       'DestinationRule/reviews spec.workloadSelector',
-      'DestinationRule/reviews spec.trafficPolicy.loadBalancer',
-      'DestinationRule/reviews spec.trafficPolicy.outlierDetection',
+      'DestinationRule/reviews spec.trafficPolicy.loadBalancer.localityLbSetting.distribute',
+      'DestinationRule/reviews spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors',
       'DestinationRule/reviews spec.trafficPolicy.connectionPool.http.maxRetries',
     ]);
     const { services } = fromIstio(yaml, { strict: false });
     const v = validated(services);
     expect(v.reviews!.http).toHaveLength(1);
-    expect(v.reviews!.trafficPolicy).toEqual({ connectionPool: { http: { http2MaxRequests: 100 } } });
+    expect(v.reviews!.trafficPolicy).toEqual({
+      loadBalancer: { simple: 'LEAST_REQUEST', localityLbSetting: { enabled: true } },
+      outlierDetection: { consecutive5xxErrors: 5 },
+      connectionPool: { http: { http2MaxRequests: 100 } },
+    });
   });
 
   it('a fault without percentage is reported (Istio injects nothing then); deprecated percent is mapped', () => {

@@ -344,18 +344,61 @@ const httpRoute: Handler = (v, path, cx) => {
   return r;
 };
 
-const loadBalancer: Handler = (v, path, cx) => {
-  problem(
-    cx,
-    path,
-    `is not carried over: meshwork balances with peak-EWMA power of two choices (value ${show(v)})`,
-  );
-  return SKIP;
-};
+/**
+ * DestinationRule `loadBalancer`: carried over field by field; values are checked by the mesh
+ * config schema when the result is given to createMesh (e.g. `simple: PASSTHROUGH` is refused there).
+ */
+const loadBalancer = obj(
+  {
+    simple: scalar,
+    consistentHash: obj(
+      {
+        httpHeaderName: scalar,
+        httpCookie: obj({ name: scalar, path: scalar, ttl: scalar }, {}),
+        httpQueryParameterName: scalar,
+        useSourceIp: scalar,
+        ringHash: obj({ minimumRingSize: scalar }, {}),
+        maglev: obj({ tableSize: scalar }, {}),
+        minimumRingSize: scalar,
+      },
+      {},
+    ),
+    localityLbSetting: obj(
+      { enabled: scalar },
+      {
+        distribute:
+          'localityLbSetting.distribute is not supported (zones only: same zone first, then failover)',
+        failover: 'localityLbSetting.failover is not supported (zones only: same zone first, then failover)',
+        failoverPriority: 'localityLbSetting.failoverPriority is not supported',
+      },
+    ),
+    warmupDurationSecs: scalar,
+  },
+  {},
+);
+
+/** DestinationRule `outlierDetection`: Istio's fields, as meshwork reads them. */
+const outlierDetection = obj(
+  {
+    consecutive5xxErrors: scalar,
+    consecutiveGatewayErrors: scalar,
+    consecutiveLocalOriginFailures: scalar,
+    interval: scalar,
+    baseEjectionTime: scalar,
+    maxEjectionPercent: scalar,
+    minHealthPercent: scalar,
+  },
+  {
+    splitExternalLocalOriginErrors:
+      'splitExternalLocalOriginErrors is not supported (local-origin failures are always counted apart)',
+    consecutiveErrors: 'consecutiveErrors is deprecated in Istio: use consecutive5xxErrors',
+  },
+);
 
 const trafficPolicy = obj(
   {
     loadBalancer,
+    outlierDetection,
     connectionPool: obj(
       {
         tcp: obj(
@@ -381,7 +424,6 @@ const trafficPolicy = obj(
     ),
   },
   {
-    outlierDetection: 'outlierDetection is not carried over yet',
     tls: 'DestinationRule tls is not carried over (configure meshwork mTLS instead)',
     portLevelSettings: 'portLevelSettings are not supported',
     tunnel: 'tunnel is not supported',

@@ -80,6 +80,7 @@ export const meshConfigSchema = z
   })
   .superRefine((c, ctx) => {
     // References across services: route/mirror hosts and subsets must exist.
+    for (const issue of subsetPolicyIssues(c.services)) ctx.addIssue(issue);
     for (const issue of routeReferenceIssues(c.services, c.unknownServices === 'passthrough'))
       ctx.addIssue({ ...issue });
   });
@@ -89,3 +90,26 @@ export type MeshConfigInput = z.input<typeof meshConfigSchema>;
 export type ServiceConfig = z.output<typeof serviceSchema>;
 export type TrafficPolicy = z.output<typeof trafficPolicySchema>;
 export type ConnectionPoolConfig = z.output<typeof connectionPoolSchema>;
+
+/**
+ * A subset's trafficPolicy may only set `loadBalancer`: pools, TLS, outlier detection and the
+ * breaker belong to endpoints and services, which all subsets share. Refused, never ignored.
+ */
+function subsetPolicyIssues(services: Record<string, z.output<typeof serviceSchema>>) {
+  const issues: { code: 'custom'; path: (string | number)[]; message: string; input: unknown }[] = [];
+  for (const [name, svc] of Object.entries(services)) {
+    (svc.subsets ?? []).forEach((sub, i) => {
+      const tp = (sub.trafficPolicy ?? {}) as Record<string, unknown>;
+      for (const field of ['connectionPool', 'tls', 'outlierDetection', 'circuitBreaker']) {
+        if (tp[field] === undefined) continue;
+        issues.push({
+          code: 'custom',
+          path: ['services', name, 'subsets', i, 'trafficPolicy', field],
+          input: tp[field],
+          message: `is not supported on a subset (endpoints are shared by the whole service): set it on services.${name}.trafficPolicy`,
+        });
+      }
+    });
+  }
+  return issues;
+}
