@@ -60,7 +60,7 @@ interface Started {
 }
 
 async function start(args: string[], services: object = {}, script = 'service.ts'): Promise<Started> {
-  const file = join(dir, `${args.join('-')}.json`);
+  const file = join(dir, `${children.length}-${args.join('-')}.json`);
   writeFileSync(file, JSON.stringify({ context, services }, null, 2));
   const child = spawn(process.execPath, [join(here, script), ...args], {
     env: { ...process.env, MESHWORK_CONFIG: file },
@@ -121,14 +121,18 @@ const INTERNAL = 'k-intranet-21c9';
 
 try {
   heading('Starting Travelz: every participant is its own process with its own mesh');
-  const flightsV1 = await start(['flights', 'v1']);
-  const flightsV2 = await start(['flights', 'v2']);
-  const hotels = [await start(['hotels', 'v1']), await start(['hotels', 'v1', '--slow'])];
-  const cars = [
-    await start(['cars', 'v1']),
-    await start(['cars', 'v1']),
-    await start(['cars', 'v1', '--fail']),
-  ];
+  // The leaf services start together; their callers once their ports are known.
+  const [flightsV1, flightsV2, ...leaves] = await Promise.all([
+    start(['flights', 'v1']),
+    start(['flights', 'v2']),
+    start(['hotels', 'v1']),
+    start(['hotels', 'v1', '--slow']),
+    start(['cars', 'v1']),
+    start(['cars', 'v1']),
+    start(['cars', 'v1', '--fail']),
+  ]);
+  const hotels = leaves.slice(0, 2);
+  const cars = leaves.slice(2);
   const broken = cars[2] as Started;
 
   // travels v1 and v2 call flights: a 90/10 canary between flights v1 and v2.
@@ -148,8 +152,10 @@ try {
       },
     ],
   };
-  const travelsV1 = await start(['travels', 'v1', 'flights'], { flights });
-  const travelsV2 = await start(['travels', 'v2', 'flights'], { flights });
+  const [travelsV1, travelsV2] = await Promise.all([
+    start(['travels', 'v1', 'flights'], { flights }),
+    start(['travels', 'v2', 'flights'], { flights }),
+  ]);
 
   // Hotels: one replica is slow (300 ms on 30% of its answers). A demo header picks the route:
   // an Istio fault.delay on top, no containment, or (default) perTryTimeout + retries.
@@ -210,7 +216,7 @@ try {
   const all = [gateway, portal, travelsV1, travelsV2, flightsV1, flightsV2, ...hotels, ...cars];
   for (const s of all)
     note(
-      `${`${s.name} ${s.version}`.padEnd(11)} on :${s.port}${s === broken ? '  (broken replica: always 503)' : ''}`,
+      `${`${s.name} ${s.version}`.padEnd(11)} on :${s.port}${s === broken ? '  (broken replica: always 503)' : s === hotels[1] ? '  (slow replica: 300 ms on 30% of answers)' : ''}`,
     );
   say(
     'services call each other by name (http://travels, http://cars...); static discovery gives the endpoints',
@@ -350,26 +356,29 @@ try {
   );
   check(carsCalls.ok === carsCalls.requests, 'callers see 100% success from cars');
 
-  heading('Summary: per destination, from each process (served) and its callers (mesh.snapshot + channels)');
-  const rows = snaps
-    .filter((x) => x.s !== gateway)
-    .map(({ s, snap }) => {
-      const callerSnap = snaps.find((x) =>
-        x.snap.mesh.services[s.name]?.endpoints.some((e) => e.address === s.addr),
-      )?.snap;
-      const e = callerSnap?.mesh.services[s.name]?.endpoints.find((x) => x.address === s.addr);
-      const err = Object.entries(snap.statuses)
-        .filter(([code]) => Number(code) >= 500)
-        .reduce((n, [, v]) => n + v, 0);
-      return {
-        destination: `${s.name} ${s.version} :${s.port}`,
-        served: snap.served,
-        '5xx': err,
-        ejected: e?.ejected ?? false,
-        ejections: e?.ejections?.count ?? 0,
-      };
-    });
+  heading('Summary');
+  say(
+    "per destination: requests each process served (retries included), ejection state in its caller's mesh.snapshot():",
+  );
+  const rows: Record<string, { served: number; '5xx': number; ejected: boolean; ejections: number }> = {};
+  for (const { s, snap } of snaps) {
+    if (s === gateway) continue;
+    const callerSnap = snaps.find((x) =>
+      x.snap.mesh.services[s.name]?.endpoints.some((e) => e.address === s.addr),
+    )?.snap;
+    const e = callerSnap?.mesh.services[s.name]?.endpoints.find((x) => x.address === s.addr);
+    const err = Object.entries(snap.statuses)
+      .filter(([code]) => Number(code) >= 500)
+      .reduce((n, [, v]) => n + v, 0);
+    rows[`${s.name} ${s.version} :${s.port}`] = {
+      served: snap.served,
+      '5xx': err,
+      ejected: e?.ejected ?? false,
+      ejections: e?.ejections?.count ?? 0,
+    };
+  }
   console.table(rows);
+  say("each caller's view (logical calls, after retries; ejections from its mesh.snapshot()):");
   const callers: Record<string, { calls: number; success: string; retries: number; ejections: number }> = {};
   for (const { s, snap } of snaps)
     for (const [svc, st] of Object.entries(snap.calls))
