@@ -6,20 +6,22 @@ import { expect, test } from 'vitest';
 
 const run = fileURLToPath(new URL('../examples/travelz/run.ts', import.meta.url));
 
-test('the Travelz demo runs every scenario and exits 0', { timeout: 90_000 }, async () => {
-  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
-    (resolve) => {
-      execFile(
-        process.execPath,
-        [run],
-        { timeout: 80_000, maxBuffer: 4 * 1024 * 1024 },
-        (err, stdout, stderr) => {
-          const code = err ? ((err as { code?: number }).code ?? null) : 0;
-          resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
-        },
-      );
-    },
-  );
+function demo(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [run, ...args],
+      { timeout: 80_000, maxBuffer: 4 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err ? (err as { code?: unknown }).code : 0;
+        resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
+      },
+    );
+  });
+}
+
+function expectScenario(out: { code: number | null; stdout: string; stderr: string }): void {
+  const { code, stdout, stderr } = out;
   expect(code, `${stdout}\n${stderr}`).toBe(0);
   expect(stdout).toContain('✔ partner (acme-travel) -> travels v2: 40/40');
   expect(stdout).toContain('✔ internal (intranet) -> travels v1: 40/40');
@@ -32,4 +34,18 @@ test('the Travelz demo runs every scenario and exits 0', { timeout: 90_000 }, as
   expect(stdout).toContain('✔ every booking succeeded end to end (success 100%)');
   expect(stdout).toContain('All Travelz checks passed.');
   expect(stdout).not.toContain('✘');
+}
+
+test('the Travelz demo runs every scenario on static discovery and exits 0', {
+  timeout: 90_000,
+}, async () => {
+  const out = await demo([]);
+  expectScenario(out);
+  expect(out.stdout).toContain('static discovery');
+});
+
+test('the same scenario with --discovery=consul (the Consul double)', { timeout: 90_000 }, async () => {
+  const out = await demo(['--discovery=consul']);
+  expectScenario(out);
+  expect(out.stdout).toContain('Consul discovery: every instance is registered');
 });

@@ -24,13 +24,23 @@ const check = (ok: boolean, what: string) => {
   if (!ok) failures.push(what);
 };
 
-if (process.argv.some((a) => a.startsWith('--discovery=') && a !== '--discovery=static')) {
-  console.error('only --discovery=static is implemented in this demo');
+// Discovery: static (default) or `--discovery=consul`, which registers every instance in the
+// repo's Consul double (test/support/consul-double.ts, the HTTP API a Consul agent serves) and has
+// every mesh watch it with blocking queries. Nothing else changes.
+const discoveryArg =
+  process.argv.find((a) => a.startsWith('--discovery='))?.slice('--discovery='.length) ?? 'static';
+if (discoveryArg !== 'static' && discoveryArg !== 'consul') {
+  console.error(`--discovery=${discoveryArg}: use static (default) or consul`);
   process.exit(2);
 }
+const consul =
+  discoveryArg === 'consul'
+    ? await new (await import('../../test/support/consul-double.ts')).ConsulDouble().start()
+    : undefined;
 
 function stopAll(): void {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  void consul?.stop();
   rmSync(dir, { recursive: true, force: true });
 }
 process.on('exit', stopAll);
@@ -70,12 +80,28 @@ async function start(args: string[], services: object = {}, script = 'service.ts
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   for await (const line of lines) {
     const msg = JSON.parse(line) as { ready?: boolean; name: string; version: string; port: number };
-    if (msg.ready) return { ...msg, addr: `127.0.0.1:${msg.port}` };
+    if (msg.ready) {
+      if (process.env.TRAVELZ_DEBUG) console.error(file, JSON.stringify(services));
+      return { ...msg, addr: `127.0.0.1:${msg.port}` };
+    }
   }
   throw new Error(`${script} ${args.join(' ')} exited before it was ready`);
 }
 
 const ep = (s: Started) => ({ address: s.addr, labels: { version: s.version } });
+/** The `discovery` block for a service made of these instances. */
+function discovery(instances: Started[]): object {
+  if (!consul) return { static: instances.map(ep) };
+  for (const s of instances)
+    consul.register({
+      id: `${s.name}-${s.port}`,
+      service: s.name,
+      address: '127.0.0.1',
+      port: s.port,
+      meta: { version: s.version },
+    });
+  return { consul: { service: instances[0]?.name, host: '127.0.0.1', port: consul.port, wait: '30s' } };
+}
 const pct = (n: number, d: number) => (d === 0 ? '-' : `${((100 * n) / d).toFixed(1)}%`);
 const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -137,7 +163,7 @@ try {
 
   // travels v1 and v2 call flights: a 90/10 canary between flights v1 and v2.
   const flights = {
-    discovery: { static: [ep(flightsV1), ep(flightsV2)] },
+    discovery: discovery([flightsV1, flightsV2]),
     subsets: [
       { name: 'v1', labels: { version: 'v1' } },
       { name: 'v2', labels: { version: 'v2' } },
@@ -163,7 +189,7 @@ try {
   const contained = { timeout: '1s', retries: { attempts: 3, perTryTimeout: '100ms', retryOn: '5xx,reset' } };
   const portalServices = {
     travels: {
-      discovery: { static: [ep(travelsV1), ep(travelsV2)] },
+      discovery: discovery([travelsV1, travelsV2]),
       subsets: [
         { name: 'v1', labels: { version: 'v1' } },
         { name: 'v2', labels: { version: 'v2' } },
@@ -179,7 +205,7 @@ try {
       ],
     },
     hotels: {
-      discovery: { static: hotels.map(ep) },
+      discovery: discovery(hotels),
       // Round robin and no ejection, so the slow replica keeps getting half the calls and the
       // three routes below can be compared (peak-EWMA and outlier detection would hide it).
       trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { enabled: false } },
@@ -199,7 +225,7 @@ try {
       ].map((r) => ({ ...r, route: [{ destination: {} }] })),
     },
     cars: {
-      discovery: { static: cars.map(ep) },
+      discovery: discovery(cars),
       trafficPolicy: {
         loadBalancer: { simple: 'ROUND_ROBIN' },
         outlierDetection: { consecutive5xxErrors: 3, interval: '5s', baseEjectionTime: '30s' },
@@ -209,7 +235,7 @@ try {
   const portal = await start(['portal', 'v1'], portalServices, 'portal.ts');
   const gateway = await start(
     ['gateway', 'v1'],
-    { portal: { discovery: { static: [portal.addr] } } },
+    { portal: { discovery: discovery([portal]) } },
     'gateway.ts',
   );
   gatewayPort = gateway.port;
@@ -218,8 +244,11 @@ try {
     note(
       `${`${s.name} ${s.version}`.padEnd(11)} on :${s.port}${s === broken ? '  (broken replica: always 503)' : s === hotels[1] ? '  (slow replica: 300 ms on 30% of answers)' : ''}`,
     );
-  say(
-    'services call each other by name (http://travels, http://cars...); static discovery gives the endpoints',
+  say('services call each other by name (http://travels, http://cars...); meshwork finds the endpoints with');
+  note(
+    consul
+      ? `Consul discovery: every instance is registered in the Consul double on :${consul.port}, meshes watch it`
+      : "static discovery (the addresses are in each process's mesh config)",
   );
   say(`partner key ${PARTNER} = acme-travel (plan partner); ${INTERNAL} = intranet (plan internal)`);
 
