@@ -25,6 +25,7 @@ function expectScenario(out: { code: number | null; stdout: string; stderr: stri
   expect(code, `${stdout}\n${stderr}`).toBe(0);
   expect(stdout).toContain('✔ partner (acme-travel) -> travels v2: 40/40');
   expect(stdout).toContain('✔ internal (intranet) -> travels v1: 40/40');
+  expect(stdout).toContain('✔ unsigned gateway headers are not trusted');
   expect(stdout).toContain('✔ trace context arrives unchanged at the deepest hop');
   expect(stdout).toContain('✔ gateway context (app, plan) arrives at the deepest hop');
   expect(stdout).toMatch(/measured canary share \d+\.\d% of \d+/);

@@ -256,7 +256,7 @@ try {
   say('the gateway maps user_key to app + plan and signs them (JWS HS256) into x-meshwork-context-token');
   say("each service's mesh.inbound() verifies the token and puts the claims in the request context;");
   say(
-    'the portal routes on x-gateway-plan (partner -> travels v2, else v1) without its code ever reading it',
+    "the portal's mesh routes on x-gateway-plan (partner -> travels v2, else v1); the portal code never reads it",
   );
   const perPlan: Record<string, Record<string, number>> = { partner: {}, internal: {} };
   const flightsSplit: Record<string, number> = {};
@@ -288,6 +288,20 @@ try {
     `internal (intranet) -> travels v1: ${iv1}/40`,
   );
   check(forged.status === 403, `unknown user_key refused by the gateway: ${forged.status}`);
+  // Going around the gateway: a caller that claims the partner plan without a signed token.
+  const bypass = await fetch(`http://127.0.0.1:${portal.port}/book`, {
+    headers: { 'x-gateway-plan': 'partner', 'x-gateway-app': 'acme-travel' },
+    signal: AbortSignal.timeout(10_000),
+  });
+  const bypassBody = (await bypass.json()) as Booking['portal'];
+  say('a caller that skips the gateway and sends x-gateway-plan: partner without a signed token:');
+  note(
+    `the portal's mesh.inbound() strips the unsigned claim -> travels ${bypassBody.travels.version}, flights saw plan=${bypassBody.travels.flights?.received?.plan ?? '(none)'}`,
+  );
+  check(
+    bypassBody.travels.version === 'v1' && bypassBody.travels.flights?.received?.plan === undefined,
+    'unsigned gateway headers are not trusted (routed as internal, not forwarded)',
+  );
 
   heading('2. Deepest hop: what flights received (gateway -> portal -> travels -> flights)');
   const sample = await book(PARTNER);
