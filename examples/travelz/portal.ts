@@ -1,35 +1,28 @@
-// The Travelz portal in its own process. Its outbound calls go through meshwork:
-// config comes from MESHWORK_CONFIG (written by run.ts), the code only says `mesh.fetch`.
-import { createServer } from 'node:http';
-import { createMesh } from '../../src/index.ts';
+// The Travelz portal in its own process. For each booking it asks the agency for a trip, a hotel
+// and a car, through meshwork: `mesh.fetch('http://travels/...')` by name, nothing else. Which
+// travels version answers, the hotel timeouts and retries, the car replica ejection: all mesh
+// config (MESHWORK_CONFIG, written by run.ts), none of it in this code.
+import { json, runNode } from './node.ts';
 
-const mesh = createMesh();
-
-const server = createServer(async (req, res) => {
-  res.setHeader('content-type', 'application/json');
-  if (req.url === '/snapshot') {
-    res.end(JSON.stringify(mesh.snapshot()));
-    return;
-  }
-  try {
-    const [travels, hotels] = await Promise.all([
-      mesh.fetch('http://travels/trips/42').then((r) => r.json()),
-      mesh.fetch('http://hotels/rooms?city=AMS').then((r) => r.json()),
-    ]);
-    res.end(JSON.stringify({ travels, hotels }));
-  } catch (err) {
-    res.statusCode = 502;
-    res.end(JSON.stringify({ error: (err as Error).message, code: (err as { code?: string }).code }));
-  }
-});
-
-server.listen(0, '127.0.0.1', () => {
-  const { port } = server.address() as { port: number };
-  process.stdout.write(`${JSON.stringify({ ready: true, name: 'portal', port })}\n`);
-});
-
-process.on('SIGTERM', async () => {
-  server.close();
-  await mesh.close();
-  process.exit(0);
+runNode('portal', 'v1', async (req, res, mesh) => {
+  const url = new URL(req.url ?? '/', 'http://portal');
+  // Demo knob: which hotels route to exercise (see run.ts); a real portal would not have it.
+  const hotelsMode = url.searchParams.get('hotels') ?? 'contained';
+  const timed = async (path: string, headers?: Record<string, string>) => {
+    const t0 = performance.now();
+    try {
+      const r = await mesh.fetch(path, headers ? { headers } : undefined);
+      const body = (await r.json()) as Record<string, unknown>;
+      return { status: r.status, ms: performance.now() - t0, ...body };
+    } catch (err) {
+      return { status: 0, ms: performance.now() - t0, error: (err as { code?: string }).code ?? String(err) };
+    }
+  };
+  const [travels, hotels, cars] = await Promise.all([
+    timed('http://travels/trips/42'),
+    timed('http://hotels/rooms?city=AMS', { 'x-demo-hotels': hotelsMode }),
+    timed('http://cars/rentals?city=AMS'),
+  ]);
+  const ok = travels.status === 200 && hotels.status === 200 && cars.status === 200;
+  json(res, ok ? 200 : 502, { travels, hotels, cars });
 });

@@ -1,8 +1,12 @@
 // `npm run demo`: the Travelz scenario on static discovery, nothing to install beyond npm install.
-// Starts each service in its own process on 127.0.0.1, writes each caller's mesh config,
-// drives traffic through the portal, and prints what the mesh did.
+// Every participant is its own process on 127.0.0.1 with its own meshwork mesh: an API gateway,
+// the portal, and the agency's services (travels v1/v2, flights v1/v2, hotels x2, cars x3 with
+// one broken replica). This driver writes each process's mesh config, sends bookings through the
+// gateway as two different partners, and prints what the mesh did, read from each process's
+// mesh.snapshot() and meshwork's diagnostics channels (GET /snapshot on every process).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -12,112 +16,466 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'travelz-'));
 const children: ChildProcess[] = [];
 const say = (msg: string) => console.log(`\u25b8 ${msg}`);
+const note = (msg: string) => console.log(`  ${msg}`);
+const heading = (msg: string) => console.log(`\n== ${msg}`);
+const failures: string[] = [];
+const check = (ok: boolean, what: string) => {
+  console.log(`  ${ok ? '\u2714' : '\u2718'} ${what}`);
+  if (!ok) failures.push(what);
+};
 
-async function start(script: string, args: string[], config?: object): Promise<number> {
-  const env = { ...process.env };
-  if (config) {
-    const file = join(dir, `${args.join('-') || 'portal'}.json`);
-    writeFileSync(file, JSON.stringify(config, null, 2));
-    env.MESHWORK_CONFIG = file;
-  }
+// Discovery: static (default) or `--discovery=consul`, which registers every instance in the
+// repo's Consul double (test/support/consul-double.ts, the HTTP API a Consul agent serves) and has
+// every mesh watch it with blocking queries. Nothing else changes.
+const discoveryArg =
+  process.argv.find((a) => a.startsWith('--discovery='))?.slice('--discovery='.length) ?? 'static';
+if (discoveryArg !== 'static' && discoveryArg !== 'consul') {
+  console.error(`--discovery=${discoveryArg}: use static (default) or consul`);
+  process.exit(2);
+}
+const consul =
+  discoveryArg === 'consul'
+    ? await new (await import('../../test/support/consul-double.ts')).ConsulDouble().start()
+    : undefined;
+
+function stopAll(): void {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  void consul?.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+process.on('exit', stopAll);
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.on(sig, () => {
+    stopAll();
+    process.exit(130);
+  });
+// The whole demo is bounded: if anything hangs, fail rather than wait.
+setTimeout(() => {
+  console.error('demo took longer than 50 s: giving up');
+  process.exit(1);
+}, 50_000).unref();
+
+// One shared secret: the gateway signs the context with it, every service verifies it.
+const secret = randomBytes(24).toString('base64url');
+const context = {
+  headers: ['x-gateway-app', 'x-gateway-plan'],
+  trust: { signature: { hmacSecret: secret } },
+};
+
+interface Started {
+  name: string;
+  version: string;
+  port: number;
+  addr: string;
+}
+
+async function start(args: string[], services: object = {}, script = 'service.ts'): Promise<Started> {
+  const file = join(dir, `${children.length}-${args.join('-')}.json`);
+  writeFileSync(file, JSON.stringify({ context, services }, null, 2));
   const child = spawn(process.execPath, [join(here, script), ...args], {
-    env,
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, MESHWORK_CONFIG: file },
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   children.push(child);
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   for await (const line of lines) {
-    const msg = JSON.parse(line) as { ready?: boolean; port: number };
-    if (msg.ready) return msg.port;
+    const msg = JSON.parse(line) as { ready?: boolean; name: string; version: string; port: number };
+    if (msg.ready) {
+      if (process.env.TRAVELZ_DEBUG) console.error(file, JSON.stringify(services));
+      return { ...msg, addr: `127.0.0.1:${msg.port}` };
+    }
   }
   throw new Error(`${script} ${args.join(' ')} exited before it was ready`);
 }
 
-function stopAll(): void {
-  for (const c of children) c.kill('SIGTERM');
+const ep = (s: Started) => ({ address: s.addr, labels: { version: s.version } });
+/** The `discovery` block for a service made of these instances. */
+function discovery(instances: Started[]): object {
+  if (!consul) return { static: instances.map(ep) };
+  for (const s of instances)
+    consul.register({
+      id: `${s.name}-${s.port}`,
+      service: s.name,
+      address: '127.0.0.1',
+      port: s.port,
+      meta: { version: s.version },
+    });
+  return { consul: { service: instances[0]?.name, host: '127.0.0.1', port: consul.port, wait: '30s' } };
 }
-process.on('exit', stopAll);
+const pct = (n: number, d: number) => (d === 0 ? '-' : `${((100 * n) / d).toFixed(1)}%`);
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
+};
+
+interface Hop {
+  status: number;
+  ms: number;
+  version?: string;
+  replica?: string;
+  error?: string;
+  received?: { traceparent?: string; app?: string; plan?: string; signedToken?: boolean };
+  flights?: Hop;
+}
+interface Booking {
+  app: string;
+  plan: string;
+  traceparent: string;
+  portal: { travels: Hop; hotels: Hop; cars: Hop };
+}
+
+let gatewayPort = 0;
+async function book(userKey: string, query = ''): Promise<{ status: number; ms: number; body: Booking }> {
+  const t0 = performance.now();
+  const res = await fetch(`http://127.0.0.1:${gatewayPort}/book?user_key=${userKey}${query}`, {
+    signal: AbortSignal.timeout(10_000),
+  });
+  const body = (await res.json()) as Booking;
+  return { status: res.status, ms: performance.now() - t0, body };
+}
+async function many(n: number, fn: () => Promise<void>, concurrency = 8): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next++ < n) await fn();
+    }),
+  );
+}
+
+const PARTNER = 'k-acme-7f3a';
+const INTERNAL = 'k-intranet-21c9';
 
 try {
-  say('starting the agency services, each in its own process on 127.0.0.1 ...');
-  const flights = await start('service.ts', ['flights', 'v1']);
-  const travelsV1 = await start('service.ts', ['travels', 'v1', 'flights'], {
-    services: { flights: { discovery: { static: [`127.0.0.1:${flights}`] } } },
-  });
-  const travelsV2 = await start('service.ts', ['travels', 'v2', 'flights'], {
-    services: { flights: { discovery: { static: [`127.0.0.1:${flights}`] } } },
-  });
-  const hotels = await start('service.ts', ['hotels', 'v1']);
-  const portalConfig = {
-    services: {
-      travels: {
-        discovery: {
-          static: [
-            { address: `127.0.0.1:${travelsV1}`, labels: { version: 'v1' } },
-            { address: `127.0.0.1:${travelsV2}`, labels: { version: 'v2' } },
-          ],
-        },
+  heading('Starting Travelz: every participant is its own process with its own mesh');
+  // The leaf services start together; their callers once their ports are known.
+  const [flightsV1, flightsV2, ...leaves] = await Promise.all([
+    start(['flights', 'v1']),
+    start(['flights', 'v2']),
+    start(['hotels', 'v1']),
+    start(['hotels', 'v1', '--slow']),
+    start(['cars', 'v1']),
+    start(['cars', 'v1']),
+    start(['cars', 'v1', '--fail']),
+  ]);
+  const hotels = leaves.slice(0, 2);
+  const cars = leaves.slice(2);
+  const broken = cars[2] as Started;
+
+  // travels v1 and v2 call flights: a 90/10 canary between flights v1 and v2.
+  const flights = {
+    discovery: discovery([flightsV1, flightsV2]),
+    subsets: [
+      { name: 'v1', labels: { version: 'v1' } },
+      { name: 'v2', labels: { version: 'v2' } },
+    ],
+    http: [
+      {
+        name: 'flights-canary',
+        route: [
+          { destination: { subset: 'v1' }, weight: 90 },
+          { destination: { subset: 'v2' }, weight: 10 },
+        ],
       },
-      hotels: { discovery: { static: [`127.0.0.1:${hotels}`] } },
+    ],
+  };
+  const [travelsV1, travelsV2] = await Promise.all([
+    start(['travels', 'v1', 'flights'], { flights }),
+    start(['travels', 'v2', 'flights'], { flights }),
+  ]);
+
+  // Hotels: one replica is slow (300 ms on 30% of its answers). A demo header picks the route:
+  // an Istio fault.delay on top, no containment, or (default) perTryTimeout + retries.
+  const slow = { fixedDelay: '300ms', percentage: { value: 25 } };
+  const contained = { timeout: '1s', retries: { attempts: 3, perTryTimeout: '100ms', retryOn: '5xx,reset' } };
+  const portalServices = {
+    travels: {
+      discovery: discovery([travelsV1, travelsV2]),
+      subsets: [
+        { name: 'v1', labels: { version: 'v1' } },
+        { name: 'v2', labels: { version: 'v2' } },
+      ],
+      http: [
+        // x-gateway-plan comes from the gateway's signed context: the portal never sets it.
+        {
+          name: 'partners-to-v2',
+          match: [{ headers: { 'x-gateway-plan': { exact: 'partner' } } }],
+          route: [{ destination: { subset: 'v2' } }],
+        },
+        { name: 'everyone-else-to-v1', route: [{ destination: { subset: 'v1' } }] },
+      ],
+    },
+    hotels: {
+      discovery: discovery(hotels),
+      // Round robin and no ejection, so the slow replica keeps getting half the calls and the
+      // three routes below can be compared (peak-EWMA and outlier detection would hide it).
+      trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { enabled: false } },
+      http: [
+        {
+          name: 'istio-fault-delay',
+          match: [{ headers: { 'x-demo-hotels': { exact: 'fault' } } }],
+          fault: { delay: slow },
+          ...contained,
+        },
+        {
+          name: 'uncontained',
+          match: [{ headers: { 'x-demo-hotels': { exact: 'uncontained' } } }],
+          retries: { attempts: 0 },
+        },
+        { name: 'contained', ...contained },
+      ].map((r) => ({ ...r, route: [{ destination: {} }] })),
+    },
+    cars: {
+      discovery: discovery(cars),
+      trafficPolicy: {
+        loadBalancer: { simple: 'ROUND_ROBIN' },
+        outlierDetection: { consecutive5xxErrors: 3, interval: '5s', baseEjectionTime: '30s' },
+      },
     },
   };
-  const portal = await start('portal.ts', [], portalConfig);
-  say(
-    `portal on :${portal}; travels v1 :${travelsV1}, v2 :${travelsV2}; flights :${flights}; hotels :${hotels}`,
+  const portal = await start(['portal', 'v1'], portalServices, 'portal.ts');
+  const gateway = await start(
+    ['gateway', 'v1'],
+    { portal: { discovery: discovery([portal]) } },
+    'gateway.ts',
   );
-  say(
-    'the portal calls http://travels and http://hotels by name; meshwork finds the endpoints (static discovery)',
-  );
-
-  const total = 60;
-  let ok = 0;
-  const versions: Record<string, number> = {};
-  let sample: unknown;
-  const concurrency = 4;
-  for (let i = 0; i < total; i += concurrency) {
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        const res = await fetch(`http://127.0.0.1:${portal}/book`);
-        const body = (await res.json()) as { travels: { version: string; host: string; calls: unknown } };
-        if (res.ok) ok++;
-        versions[body.travels.version] = (versions[body.travels.version] ?? 0) + 1;
-        sample ??= body;
-      }),
+  gatewayPort = gateway.port;
+  const all = [gateway, portal, travelsV1, travelsV2, flightsV1, flightsV2, ...hotels, ...cars];
+  for (const s of all)
+    note(
+      `${`${s.name} ${s.version}`.padEnd(11)} on :${s.port}${s === broken ? '  (broken replica: always 503)' : s === hotels[1] ? '  (slow replica: 300 ms on 30% of answers)' : ''}`,
     );
-  }
-  say('one answer, portal -> travels -> flights, with the Host each hop saw:');
-  console.log(JSON.stringify(sample, null, 2).replace(/^/gm, '    '));
+  say('services call each other by name (http://travels, http://cars...); meshwork finds the endpoints with');
+  note(
+    consul
+      ? `Consul discovery: every instance is registered in the Consul double on :${consul.port}, meshes watch it`
+      : "static discovery (the addresses are in each process's mesh config)",
+  );
+  say(`partner key ${PARTNER} = acme-travel (plan partner); ${INTERNAL} = intranet (plan internal)`);
 
-  const snap = (await (await fetch(`http://127.0.0.1:${portal}/snapshot`)).json()) as {
+  heading('1. Routing by partner plan');
+  say('the gateway maps user_key to app + plan and signs them (JWS HS256) into x-meshwork-context-token');
+  say("each service's mesh.inbound() verifies the token and puts the claims in the request context;");
+  say(
+    "the portal's mesh routes on x-gateway-plan (partner -> travels v2, else v1); the portal code never reads it",
+  );
+  const perPlan: Record<string, Record<string, number>> = { partner: {}, internal: {} };
+  const flightsSplit: Record<string, number> = {};
+  let bookings = 0;
+  let booked = 0;
+  const tally = (b: Booking) => {
+    const t = b.portal.travels;
+    const plan = perPlan[b.plan] as Record<string, number>;
+    plan[`travels ${t.version}`] = (plan[`travels ${t.version}`] ?? 0) + 1;
+    const fv = t.flights?.version ?? '?';
+    flightsSplit[fv] = (flightsSplit[fv] ?? 0) + 1;
+  };
+  await many(80, async () => {
+    const key = bookings++ % 2 === 0 ? PARTNER : INTERNAL;
+    const r = await book(key);
+    if (r.status === 200) booked++;
+    tally(r.body);
+  });
+  const forged = await fetch(`http://127.0.0.1:${gatewayPort}/book?user_key=guess`);
+  console.table(perPlan);
+  const pv2 = perPlan.partner?.['travels v2'] ?? 0;
+  const iv1 = perPlan.internal?.['travels v1'] ?? 0;
+  check(
+    pv2 === 40 && Object.keys(perPlan.partner ?? {}).length === 1,
+    `partner (acme-travel) -> travels v2: ${pv2}/40`,
+  );
+  check(
+    iv1 === 40 && Object.keys(perPlan.internal ?? {}).length === 1,
+    `internal (intranet) -> travels v1: ${iv1}/40`,
+  );
+  check(forged.status === 403, `unknown user_key refused by the gateway: ${forged.status}`);
+  // Going around the gateway: a caller that claims the partner plan without a signed token.
+  const bypass = await fetch(`http://127.0.0.1:${portal.port}/book`, {
+    headers: { 'x-gateway-plan': 'partner', 'x-gateway-app': 'acme-travel' },
+    signal: AbortSignal.timeout(10_000),
+  });
+  const bypassBody = (await bypass.json()) as Booking['portal'];
+  say('a caller that skips the gateway and sends x-gateway-plan: partner without a signed token:');
+  note(
+    `the portal's mesh.inbound() strips the unsigned claim -> travels ${bypassBody.travels.version}, flights saw plan=${bypassBody.travels.flights?.received?.plan ?? '(none)'}`,
+  );
+  check(
+    bypassBody.travels.version === 'v1' && bypassBody.travels.flights?.received?.plan === undefined,
+    'unsigned gateway headers are not trusted (routed as internal, not forwarded)',
+  );
+
+  heading('2. Deepest hop: what flights received (gateway -> portal -> travels -> flights)');
+  const sample = await book(PARTNER);
+  const seen = sample.body.portal.travels.flights?.received ?? {};
+  note(`gateway started traceparent  ${sample.body.traceparent}`);
+  note(`flights received traceparent ${seen.traceparent}`);
+  note(`flights received app=${seen.app} plan=${seen.plan} (signed token forwarded: ${seen.signedToken})`);
+  say(
+    'no service copied a header: mesh.inbound() stored them, every mesh.fetch inside the request added them',
+  );
+  check(seen.traceparent === sample.body.traceparent, 'trace context arrives unchanged at the deepest hop');
+  check(
+    seen.app === 'acme-travel' && seen.plan === 'partner',
+    'gateway context (app, plan) arrives at the deepest hop',
+  );
+
+  heading('3. Flights canary: 90% v1, 10% v2 (weighted route in travels\u2019 mesh)');
+  await many(200, async () => {
+    const r = await book(bookings++ % 2 === 0 ? PARTNER : INTERNAL);
+    if (r.status === 200) booked++;
+    tally(r.body);
+  });
+  const fTotal = (flightsSplit.v1 ?? 0) + (flightsSplit.v2 ?? 0);
+  note(
+    `flights v1: ${flightsSplit.v1 ?? 0}  v2: ${flightsSplit.v2 ?? 0}  -> measured canary share ${pct(flightsSplit.v2 ?? 0, fTotal)} of ${fTotal}`,
+  );
+  const share = (flightsSplit.v2 ?? 0) / fTotal;
+  check(share > 0.03 && share < 0.2, 'canary share is near 10% (random weighted choice per request)');
+
+  heading('4. Slow hotels, and what contains it');
+  say(
+    `hotels :${hotels[1]?.port} is a slow replica: 300 ms on 30% of its answers; the portal calls hotels 3 ways:`,
+  );
+  note(
+    'istio-fault-delay  Istio fault.delay: the portal\u2019s mesh delays 25% of requests by 300 ms. As in',
+  );
+  note('                   Envoy it is decided once per request, before retries: it tests how callers cope,');
+  note('                   so this hop cannot hide it (the slow replica is contained as below).');
+  note('uncontained        no timeout, no retry: whoever lands on a slow answer waits 300 ms.');
+  note('contained          perTryTimeout 100ms + up to 3 retries (route timeout 1s): a slow attempt is cut');
+  note('                   at 100 ms and retried on the other replica.');
+  note('(hotels use round robin without ejection here, so the slow replica keeps half the calls)');
+  const hotelRows: Record<string, { calls: number; ok: string; p50: string; p95: string; max: string }> = {};
+  for (const mode of ['fault', 'uncontained', 'contained']) {
+    const ms: number[] = [];
+    let ok = 0;
+    await many(60, async () => {
+      const r = await book(bookings++ % 2 === 0 ? PARTNER : INTERNAL, `&hotels=${mode}`);
+      if (r.status === 200) booked++;
+      const h = r.body.portal.hotels;
+      if (h.status === 200) ok++;
+      else if (process.env.TRAVELZ_DEBUG) console.error(mode, JSON.stringify(h));
+      ms.push(h.ms);
+    });
+    const f = (x: number) => `${x.toFixed(0)} ms`;
+    const name = mode === 'fault' ? 'istio-fault-delay' : mode;
+    hotelRows[name] = {
+      calls: ms.length,
+      ok: pct(ok, ms.length),
+      p50: f(quantile(ms, 0.5)),
+      p95: f(quantile(ms, 0.95)),
+      max: f(Math.max(...ms)),
+    };
+  }
+  console.table(hotelRows);
+  const c = hotelRows.contained;
+  const u = hotelRows.uncontained;
+  check(
+    c?.ok === '100.0%' && u !== undefined && Number.parseFloat(c.max) < Number.parseFloat(u.max),
+    `contained: every hotel call succeeds, the slowest took ${c?.max} (uncontained: ${u?.max})`,
+  );
+
+  heading('5. A broken cars replica (always 503)');
+  const snaps = await Promise.all(
+    all.map(async (s) => {
+      const r = await fetch(`http://127.0.0.1:${s.port}/snapshot`, { signal: AbortSignal.timeout(5_000) });
+      return { s, snap: (await r.json()) as Snapshot };
+    }),
+  );
+  const portalSnap = snaps.find((x) => x.s === portal)?.snap as Snapshot;
+  const carsEps = portalSnap.mesh.services.cars?.endpoints ?? [];
+  for (const e of carsEps)
+    note(
+      `cars ${e.address}: ${e.ejected ? `EJECTED (${e.ejections?.lastReason}, back in ${Math.round((e.ejectedForMs ?? 0) / 1000)} s)` : e.state}`,
+    );
+  const carsCalls = portalSnap.calls.cars as CallStats;
+  say(
+    `outlier detection (3 consecutive 5xx) ejected it; the portal's retries sent its 503s to healthy replicas:`,
+  );
+  note(
+    `portal -> cars: ${carsCalls.requests} calls, ${pct(carsCalls.ok, carsCalls.requests)} success, ${carsCalls.retries} retries`,
+  );
+  check(
+    carsEps.find((e) => e.address === broken.addr)?.ejected === true,
+    `the broken cars replica ${broken.addr} is ejected: true`,
+  );
+  check(carsCalls.ok === carsCalls.requests, 'callers see 100% success from cars');
+
+  heading('Summary');
+  say(
+    "per destination: requests each process served (retries included), ejection state in its caller's mesh.snapshot():",
+  );
+  const rows: Record<string, { served: number; '5xx': number; ejected: boolean; ejections: number }> = {};
+  for (const { s, snap } of snaps) {
+    if (s === gateway) continue;
+    const callerSnap = snaps.find((x) =>
+      x.snap.mesh.services[s.name]?.endpoints.some((e) => e.address === s.addr),
+    )?.snap;
+    const e = callerSnap?.mesh.services[s.name]?.endpoints.find((x) => x.address === s.addr);
+    const err = Object.entries(snap.statuses)
+      .filter(([code]) => Number(code) >= 500)
+      .reduce((n, [, v]) => n + v, 0);
+    rows[`${s.name} ${s.version} :${s.port}`] = {
+      served: snap.served,
+      '5xx': err,
+      ejected: e?.ejected ?? false,
+      ejections: e?.ejections?.count ?? 0,
+    };
+  }
+  console.table(rows);
+  say("each caller's view (logical calls, after retries; ejections from its mesh.snapshot()):");
+  const callers: Record<string, { calls: number; success: string; retries: number; ejections: number }> = {};
+  for (const { s, snap } of snaps)
+    for (const [svc, st] of Object.entries(snap.calls))
+      callers[`${s.name} ${s.version} -> ${svc}`] = {
+        calls: st.requests,
+        success: pct(st.ok, st.requests),
+        retries: st.retries,
+        ejections: snap.mesh.services[svc]?.outlierDetection?.ejectionsTotal ?? 0,
+      };
+  console.table(callers);
+  const totalBookings = bookings + 1;
+  say(
+    `${totalBookings} bookings through the gateway: ${pct(booked + (sample.status === 200 ? 1 : 0), totalBookings)} succeeded`,
+  );
+  check(
+    booked + (sample.status === 200 ? 1 : 0) === totalBookings,
+    'every booking succeeded end to end (success 100%)',
+  );
+
+  if (failures.length > 0) {
+    console.log(`\nFAILED: ${failures.join('; ')}`);
+    process.exitCode = 1;
+  } else console.log('\nAll Travelz checks passed.');
+} catch (err) {
+  console.error(err);
+  process.exitCode = 1;
+} finally {
+  stopAll();
+}
+
+interface CallStats {
+  requests: number;
+  ok: number;
+  retries: number;
+  ejections: number;
+}
+interface Snapshot {
+  served: number;
+  statuses: Record<string, number>;
+  calls: Record<string, CallStats>;
+  mesh: {
     services: Record<
       string,
       {
-        loadBalancer: string;
-        endpoints: { address: string; labels: Record<string, string>; ewmaMs: number }[];
+        endpoints: {
+          address: string;
+          state: string;
+          ejected: boolean;
+          ejectedForMs?: number;
+          ejections?: { count: number; lastReason: string };
+        }[];
+        outlierDetection?: { ejectionsTotal: number };
       }
     >;
   };
-  say(
-    `${total} bookings through the portal, ${concurrency} at a time: ${ok} succeeded (${((100 * ok) / total).toFixed(1)}%)`,
-  );
-  say('requests per travels version (P2C peak-EWMA balancing):');
-  console.table(versions);
-  say("the portal's mesh.snapshot():");
-  console.table(
-    Object.entries(snap.services).flatMap(([service, s]) =>
-      s.endpoints.map((e) => ({
-        service,
-        endpoint: e.address,
-        version: e.labels.version ?? '',
-        balancer: s.loadBalancer,
-        'ewma ms': e.ewmaMs,
-      })),
-    ),
-  );
-  stopAll();
-  process.exitCode = ok === total ? 0 : 1;
-} catch (err) {
-  console.error(err);
-  stopAll();
-  process.exitCode = 1;
 }

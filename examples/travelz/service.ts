@@ -1,35 +1,41 @@
-// One Travelz agency service in its own process: `node service.ts <name> <version> [downstream...]`.
-// It answers JSON about itself, and when it has downstream services it calls them through its
-// own meshwork mesh (config from MESHWORK_CONFIG), as a real service would.
-import { createServer } from 'node:http';
-import { createMesh } from '../../src/index.ts';
+// One Travelz agency service in its own process: `node service.ts <name> <version> [--fail] [downstream...]`.
+// It answers JSON about itself and what arrived with the request (trace and gateway context, put
+// in req.headers by mesh.inbound() after verifying the gateway's signed token). With downstream
+// services it calls them through its own mesh; it never copies a header by hand.
+// `--fail` makes it a broken replica that always answers 503; `--slow` a replica that takes
+// 300 ms on 30% of its answers (a GC pause, a cold cache: the slowness is real, not injected).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { json, runNode } from './node.ts';
 
-const [name = 'svc', version = 'v1', ...downstream] = process.argv.slice(2);
-const mesh = downstream.length > 0 ? createMesh() : undefined;
-let served = 0;
+const args = process.argv.slice(2);
+const fail = args.includes('--fail');
+const slow = args.includes('--slow');
+const [name = 'svc', version = 'v1', ...downstream] = args.filter((a) => !a.startsWith('--'));
 
-const server = createServer(async (req, res) => {
-  served++;
-  const calls: Record<string, unknown> = {};
-  if (mesh) {
-    await Promise.all(
-      downstream.map(async (d) => {
-        const r = await mesh.fetch(`http://${d}${req.url ?? '/'}`);
-        calls[d] = await r.json();
-      }),
-    );
+runNode(name, version, async (req, res, mesh) => {
+  if (fail) {
+    json(res, 503, { service: name, version, error: 'this replica is broken' });
+    return;
   }
-  res.setHeader('content-type', 'application/json');
-  res.end(JSON.stringify({ service: name, version, host: req.headers.host, served, calls }));
-});
-
-server.listen(0, '127.0.0.1', () => {
-  const { port } = server.address() as { port: number };
-  process.stdout.write(`${JSON.stringify({ ready: true, name, version, port })}\n`);
-});
-
-process.on('SIGTERM', async () => {
-  server.close();
-  await mesh?.close();
-  process.exit(0);
+  if (slow && Math.random() < 0.3) await sleep(300);
+  const calls: Record<string, unknown> = {};
+  await Promise.all(
+    downstream.map(async (d) => {
+      const r = await mesh.fetch(`http://${d}${req.url ?? '/'}`);
+      calls[d] = await r.json();
+    }),
+  );
+  const port = (req.socket.localPort ?? 0).toString();
+  json(res, 200, {
+    service: name,
+    version,
+    replica: port,
+    received: {
+      traceparent: req.headers.traceparent,
+      app: req.headers['x-gateway-app'],
+      plan: req.headers['x-gateway-plan'],
+      signedToken: typeof req.headers['x-meshwork-context-token'] === 'string',
+    },
+    ...calls,
+  });
 });
