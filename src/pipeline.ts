@@ -39,6 +39,8 @@ export interface MeshRequest {
   hashKey?: string | null | undefined;
   /** A generated hash cookie to set on the response (`httpCookie` when the cookie was missing). */
   hashCookie?: string | undefined;
+  /** The endpoint this attempt went to (set below the balancer, by src/retry/tried-layer.ts). */
+  endpoint?: Endpoint | undefined;
   /** Endpoints this request already tried; the balancer avoids them. */
   tried: Set<Endpoint> | undefined;
   /** 0 for the first attempt. */

@@ -1,3 +1,4 @@
+import diagnostics from 'node:diagnostics_channel';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { isMeshworkError } from '../src/errors.ts';
@@ -20,6 +21,25 @@ describe('retries', () => {
     }
     expect(bad.hits.length).toBeGreaterThan(0);
     expect(good.hits.length).toBe(n);
+  });
+
+  it('reports each retry with its reason and the endpoint it moves away from', async () => {
+    const bad = await server(always503);
+    const good = await server();
+    const m = mesh(
+      { trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { enabled: false } } },
+      [bad.address, good.address],
+    );
+    const seen: { reason: string; endpoint?: string }[] = [];
+    const onRetry = (msg: unknown) => seen.push(msg as { reason: string; endpoint?: string });
+    diagnostics.subscribe('meshwork:retry', onRetry);
+    try {
+      for (let i = 0; i < 4; i++) await (await m.fetch('http://svc/x')).text();
+    } finally {
+      diagnostics.unsubscribe('meshwork:retry', onRetry);
+    }
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((r) => r.reason === '503' && r.endpoint === bad.address)).toBe(true);
   });
 
   it('the retried answer, with its headers, reaches fetch', async () => {

@@ -20,11 +20,19 @@ export function trackLoad(clock: Clock): EndpointLayer {
   };
 }
 
+/**
+ * Attempts ended on purpose, not failures of the endpoint: a losing hedge, a retried answer,
+ * the caller's abort, and a per-try timeout (its elapsed time is a lower bound of the RTT, which
+ * is what the estimate gets; a flat 1 s penalty would make one cold-start timeout steer traffic
+ * away from a fast endpoint for many seconds).
+ */
 function isCancellation(err: Error): boolean {
+  const code = (err as { code?: unknown }).code;
   return (
     err.name === 'Discarded' ||
     err.name === 'AbortError' ||
-    (err as { code?: unknown }).code === 'UND_ERR_ABORTED'
+    code === 'UND_ERR_ABORTED' ||
+    code === 'MESHWORK_ERR_TIMEOUT'
   );
 }
 

@@ -185,6 +185,7 @@ class RetryRun implements DispatchController {
     const opts = { ...this.#req.opts, headers, body: this.#body as never, signal: undefined };
     const attemptReq: MeshRequest = { ...this.#req, opts, attempt: attemptNo };
     const att = new Attempt(this);
+    att.req = attemptReq;
     this.#live.add(att);
     if (p.perTryTimeoutMs !== undefined) {
       const ms = p.perTryTimeoutMs;
@@ -218,7 +219,7 @@ class RetryRun implements DispatchController {
       if (this.#live.size > 0) return false; // a hedge is still running: wait for it
       const after = parseRetryAfter(headerValue(headers, 'retry-after'), Date.now());
       if (after !== undefined && after > p.retryAfterMaxMs) return this.#commit(att);
-      if (this.#scheduleRetry(after, String(status))) return false;
+      if (this.#scheduleRetry(after, String(status), att)) return false;
       this.#live.add(att);
     }
     return this.#commit(att);
@@ -247,11 +248,12 @@ class RetryRun implements DispatchController {
     if (this.#live.size > 0) return; // a hedge is still running
     const kind = classifyFailure(err);
     const allowed = this.#safe || provablyNotSent(err);
-    if (allowed && retriesFailure(this.#policy.retryOn, kind) && this.#scheduleRetry(undefined, kind)) return;
+    if (allowed && retriesFailure(this.#policy.retryOn, kind) && this.#scheduleRetry(undefined, kind, att))
+      return;
     this.#fail(err);
   }
 
-  #scheduleRetry(retryAfterMs: number | undefined, reason: string): boolean {
+  #scheduleRetry(retryAfterMs: number | undefined, reason: string, failed: Attempt): boolean {
     const p = this.#policy;
     if (this.#sends > p.attempts || !this.#replayable) return false;
     const delay = retryAfterMs ?? backoffMs(this.#retries, p.backoffBaseMs, p.backoffMaxMs, this.#random);
@@ -262,7 +264,8 @@ class RetryRun implements DispatchController {
       return false;
     }
     this.#retries++;
-    telemetry.retry({ req: this.#req, attempt: this.#retries, reason, delayMs: delay });
+    const endpoint = failed.req?.endpoint?.address;
+    telemetry.retry({ req: this.#req, attempt: this.#retries, reason, delayMs: delay, endpoint });
     // No hedge during the backoff: the retry's own launch re-arms it.
     clearTimeout(this.#hedgeTimer);
     this.#hedgeTimer = undefined;
@@ -329,6 +332,8 @@ class RetryRun implements DispatchController {
 class Attempt implements DispatchHandler {
   readonly #run: RetryRun;
   controller: DispatchController | undefined;
+  /** This attempt's request (its `endpoint` is set once the balancer has picked). */
+  req: MeshRequest | undefined;
   timer: NodeJS.Timeout | undefined;
   #discarded = false;
   #timedOut: Error | undefined;

@@ -1,8 +1,13 @@
 import type { EndpointLayer } from '../pipeline.ts';
 
-/** Records the endpoint an attempt went to, so that a retry prefers another one (Istio previous_hosts). */
+/**
+ * Records the endpoint an attempt went to: on the attempt (for telemetry: which endpoint a retry
+ * moves away from) and in the request's tried set, so a retry prefers another one (Istio
+ * previous_hosts).
+ */
 export function recordTried(): EndpointLayer {
   return (next) => (ep, req, handler) => {
+    req.endpoint = ep;
     req.tried?.add(ep);
     next(ep, req, handler);
   };
