@@ -47,7 +47,9 @@ export interface CircuitBreakerSnapshot {
 export interface RouteSnapshot {
   name?: string | undefined;
   match?: unknown;
-  destinations?: { subset?: string | undefined; weight?: number | undefined }[] | undefined;
+  destinations?:
+    | { host?: string | undefined; subset?: string | undefined; weight?: number | undefined }[]
+    | undefined;
   [key: string]: unknown;
 }
 
@@ -127,5 +129,23 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
   s.connectionPool = { active: svc.limits.active, overflows: svc.limits.overflows };
   const tls = tlsSnapshot(svc);
   if (tls) s.tls = tls;
+  if (svc.router.size > 0) {
+    s.routes = svc.router.routes.map((r) => ({
+      name: r.config.name ?? `${svc.name}.http[${r.index}]`,
+      match: r.config.match,
+      destinations: r.config.route.map((d) => ({
+        host: d.destination.host,
+        subset: d.destination.subset,
+        weight: d.weight,
+      })),
+    }));
+  }
+  if (svc.config.subsets?.length) {
+    s.subsets = svc.config.subsets.map((sub) => ({
+      name: sub.name,
+      labels: { ...(sub.labels ?? {}) },
+      endpoints: svc.endpoints.group(sub.name)?.endpoints.length ?? 0,
+    }));
+  }
   return s;
 }
