@@ -2,7 +2,7 @@ import { Agent, Dispatcher, Dispatcher1Wrapper } from 'undici';
 import type { Clock } from './balancer/types.ts';
 import { MeshClosedError, UnknownServiceError } from './errors.ts';
 import { normalizeHeaders } from './http/headers.ts';
-import { type Dispatch, type DispatchHandler, failRequest, type MeshRequest } from './pipeline.ts';
+import { type Dispatch, type DispatchHandler, failRequest, newMeshRequest } from './pipeline.ts';
 import type { ServiceRuntime } from './service.ts';
 
 interface Target {
@@ -91,17 +91,7 @@ export class MeshDispatcher extends Dispatcher {
     }
     const headers = normalizeHeaders(options.headers);
     if (headers.host === undefined) headers.host = target.authority;
-    const req: MeshRequest = {
-      service,
-      opts: { ...options, headers },
-      authority: target.authority,
-      route: undefined,
-      subset: undefined,
-      tried: undefined,
-      attempt: 0,
-      startedAt: this.#opts.clock(),
-      telemetry: undefined,
-    };
+    const req = newMeshRequest(service, { ...options, headers }, target.authority, this.#opts.clock());
     this.#opts.stack(req, handler);
     return true;
   }

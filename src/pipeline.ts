@@ -29,18 +29,18 @@ export interface MeshRequest {
   /** The route and destination routing chose; undefined when the service has no routes. */
   route: RouteDecision | undefined;
   /** The matched route's retries/timeout (set by routing); undefined = the service's policy. */
-  retryPolicy?: RetryPolicy | undefined;
+  retryPolicy: RetryPolicy | undefined;
   /** DestinationRule subset chosen by routing; undefined = all endpoints. */
   subset: string | undefined;
   /**
    * Consistent-hash key, derived once per request (not per attempt) when the pick group hashes;
    * null = the request has no value for the key (picked at random, as Envoy does).
    */
-  hashKey?: string | null | undefined;
+  hashKey: string | null | undefined;
   /** A generated hash cookie to set on the response (`httpCookie` when the cookie was missing). */
-  hashCookie?: string | undefined;
+  hashCookie: string | undefined;
   /** The endpoint this attempt went to (set below the balancer, by src/retry/tried-layer.ts). */
-  endpoint?: Endpoint | undefined;
+  endpoint: Endpoint | undefined;
   /** Endpoints this request already tried; the balancer avoids them. */
   tried: Set<Endpoint> | undefined;
   /** 0 for the first attempt. */
@@ -51,7 +51,35 @@ export interface MeshRequest {
    * Set by the telemetry layer when anything observes this request (an OpenTelemetry SDK or a
    * diagnostics_channel subscriber); undefined otherwise. See src/telemetry/request-layer.ts.
    */
-  telemetry?: RequestTelemetry | undefined;
+  telemetry: RequestTelemetry | undefined;
+}
+
+/**
+ * A new request, every field present from the start and always in this order: layers set
+ * fields later, and objects that keep one shape keep the hot path monomorphic.
+ */
+export function newMeshRequest(
+  service: MeshRequest['service'],
+  opts: MeshRequest['opts'],
+  authority: string,
+  startedAt: number,
+  fields?: { retryPolicy?: RetryPolicy; subset?: string | undefined },
+): MeshRequest {
+  return {
+    service,
+    opts,
+    authority,
+    route: undefined,
+    retryPolicy: fields?.retryPolicy,
+    subset: fields?.subset,
+    hashKey: undefined,
+    hashCookie: undefined,
+    endpoint: undefined,
+    tried: undefined,
+    attempt: 0,
+    startedAt,
+    telemetry: undefined,
+  };
 }
 
 export type Dispatch = (req: MeshRequest, handler: DispatchHandler) => void;

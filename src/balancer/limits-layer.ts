@@ -1,11 +1,5 @@
 import { OverflowError } from '../errors.ts';
-import { ForwardingHandler } from '../http/forwarding-handler.ts';
-import {
-  type DispatchController,
-  type DispatchHandler,
-  type EndpointLayer,
-  failRequest,
-} from '../pipeline.ts';
+import { type EndpointLayer, failRequest } from '../pipeline.ts';
 import { ENDPOINT_DEFAULTS } from './endpoint.ts';
 
 /** Envoy's circuit-breaker thresholds default to 1024 (max_pending_requests, max_requests). */
@@ -16,6 +10,7 @@ export class ServiceLimits {
   readonly maxRequests: number;
   readonly maxPending: number;
   readonly maxConnections: number;
+  /** Attempts in flight to the whole service: kept by the load layer, with each endpoint's own count. */
   active = 0;
   overflows = 0;
 
@@ -59,52 +54,7 @@ export function enforceLimits(): EndpointLayer {
         new OverflowError(req.service.name, 'connectionPool.http.http1MaxPendingRequests', lim.maxPending),
       );
     }
-    lim.active++;
-    next(ep, req, new Settle(handler, () => lim.active--));
+    // Counted in flight by the load layer below (src/balancer/load-layer.ts), which sees the end.
+    next(ep, req, handler);
   };
-}
-
-/** Runs `done` once when the request ends, fails or upgrades. */
-class Settle extends ForwardingHandler {
-  #done: (() => void) | undefined;
-
-  constructor(handler: DispatchHandler, done: () => void) {
-    super(handler);
-    this.#done = done;
-  }
-
-  #settle(): void {
-    const d = this.#done;
-    this.#done = undefined;
-    d?.();
-  }
-
-  override onRequestUpgrade(
-    controller: DispatchController,
-    statusCode: number,
-    headers: any,
-    socket: any,
-  ): void {
-    this.#settle();
-    super.onRequestUpgrade(controller, statusCode, headers, socket);
-  }
-
-  override onResponseStart(
-    controller: DispatchController,
-    statusCode: number,
-    headers: any,
-    statusMessage?: string,
-  ): void {
-    super.onResponseStart(controller, statusCode, headers, statusMessage);
-  }
-
-  override onResponseEnd(controller: DispatchController, trailers: any): void {
-    this.#settle();
-    super.onResponseEnd(controller, trailers);
-  }
-
-  override onResponseError(controller: DispatchController, err: Error): void {
-    this.#settle();
-    super.onResponseError(controller, err);
-  }
 }

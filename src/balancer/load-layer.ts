@@ -1,6 +1,7 @@
 import { ForwardingHandler } from '../http/forwarding-handler.ts';
 import type { DispatchController, DispatchHandler, EndpointLayer } from '../pipeline.ts';
 import type { Endpoint } from './endpoint.ts';
+import type { ServiceLimits } from './limits-layer.ts';
 import type { Clock } from './types.ts';
 
 /**
@@ -10,13 +11,16 @@ import type { Clock } from './types.ts';
 export const FAILURE_PENALTY_MS = 1_000;
 
 /**
- * Per-endpoint load tracking: counts the request in flight until its response ends or fails,
- * and feeds the time to response headers into the endpoint's peak-EWMA.
+ * Per-endpoint load tracking: counts the request in flight (at its endpoint, and at its service
+ * for the connectionPool limits checked above, src/balancer/limits-layer.ts) until its response
+ * ends or fails, and feeds the time to response headers into the endpoint's peak-EWMA.
  */
 export function trackLoad(clock: Clock): EndpointLayer {
   return (next) => (ep, req, handler) => {
+    const limits = req.service.limits;
     ep.inflight++;
-    next(ep, req, new LoadHandler(ep, handler, clock, clock()));
+    limits.active++;
+    next(ep, req, new LoadHandler(ep, limits, handler, clock, clock()));
   };
 }
 
@@ -38,14 +42,16 @@ function isCancellation(err: Error): boolean {
 
 class LoadHandler extends ForwardingHandler {
   readonly #ep: Endpoint;
+  readonly #limits: ServiceLimits;
   readonly #clock: Clock;
   readonly #start: number;
   #observed = false;
   #done = false;
 
-  constructor(ep: Endpoint, handler: DispatchHandler, clock: Clock, start: number) {
+  constructor(ep: Endpoint, limits: ServiceLimits, handler: DispatchHandler, clock: Clock, start: number) {
     super(handler);
     this.#ep = ep;
+    this.#limits = limits;
     this.#clock = clock;
     this.#start = start;
   }
@@ -54,6 +60,7 @@ class LoadHandler extends ForwardingHandler {
     if (this.#done) return;
     this.#done = true;
     this.#ep.inflight--;
+    this.#limits.active--;
     if (!this.#observed) {
       const now = this.#clock();
       const rtt = now - this.#start;

@@ -1,3 +1,4 @@
+import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../balancer/types.ts';
 import { MeshAbortedError, MeshTimeoutError } from '../errors.ts';
 import { headerValue } from '../http/headers.ts';
@@ -49,6 +50,8 @@ class RetryRun implements DispatchController {
   /** POST/PATCH without Idempotency-Key: only retried when provably not sent. */
   readonly #safe: boolean;
   readonly #live = new Set<Attempt>();
+  /** The first attempt, whose endpoint seeds `tried` when a retry or hedge needs it. */
+  #first: Attempt | undefined;
   #body: unknown;
   #replayable = true;
   #sends = 0;
@@ -127,7 +130,6 @@ class RetryRun implements DispatchController {
       );
       this.#timer.unref();
     }
-    if (p.attempts > 0 || p.hedge) this.#req.tried ??= new Set();
     this.#req.service.retry.budget?.deposit();
     this.#req.service.retry.hedgeBudget?.deposit();
     // The body layer above (src/retry/replay-body.ts) already turned a short streamed body into
@@ -174,18 +176,28 @@ class RetryRun implements DispatchController {
     const attemptNo = this.#sends++;
     let remaining = this.#deadline === undefined ? undefined : this.#deadline - now;
     if (p.perTryTimeoutMs !== undefined) remaining = Math.min(remaining ?? Infinity, p.perTryTimeoutMs);
-    // Attempts share the request's headers unless this one carries its own deadline header.
-    let headers = this.#req.opts.headers;
-    if (remaining !== undefined) {
-      headers = { ...headers };
-      setDeadlineHeader(headers, remaining);
+    let attemptReq: MeshRequest;
+    const opts0 = this.#req.opts as MeshRequest['opts'] & { signal?: unknown };
+    if (attemptNo === 0 && remaining === undefined && opts0.signal == null) {
+      // The common case: the first attempt needs no header or signal of its own, so it is sent
+      // with the request object itself (retries below copy it; they never see its `endpoint`).
+      attemptReq = this.#req;
+    } else {
+      if (attemptNo > 0) this.#trackTried();
+      // Attempts share the request's headers unless this one carries its own deadline header.
+      let headers = this.#req.opts.headers;
+      if (remaining !== undefined) {
+        headers = { ...headers };
+        setDeadlineHeader(headers, remaining);
+      }
+      // The caller's signal is this layer's business (start()); attempts are aborted through
+      // their controllers. `signal: undefined` rather than `delete`, which would slow the object down.
+      const opts = { ...this.#req.opts, headers, body: this.#body as never, signal: undefined };
+      attemptReq = { ...this.#req, opts, attempt: attemptNo, endpoint: undefined };
     }
-    // The caller's signal is this layer's business (start()); attempts are aborted through their
-    // controllers. `signal: undefined` rather than `delete`, which would slow the object down.
-    const opts = { ...this.#req.opts, headers, body: this.#body as never, signal: undefined };
-    const attemptReq: MeshRequest = { ...this.#req, opts, attempt: attemptNo };
     const att = new Attempt(this);
     att.req = attemptReq;
+    this.#first ??= att;
     this.#live.add(att);
     if (p.perTryTimeoutMs !== undefined) {
       const ms = p.perTryTimeoutMs;
@@ -194,6 +206,23 @@ class RetryRun implements DispatchController {
     }
     this.#next(attemptReq, att);
     if (p.hedge && this.#safe && this.#replayable && !this.#finished && !this.#winner) this.#armHedge();
+  }
+
+  /**
+   * From the second attempt on, the request's `tried` set (which the balancer avoids and the
+   * tried layer fills) exists; it starts with the first attempt's endpoint. Created only then,
+   * so a request answered at the first try never allocates it.
+   */
+  #trackTried(): void {
+    if (this.#req.tried) return;
+    const tried = new Set<Endpoint>();
+    const first = this.#first?.req;
+    if (first) {
+      if (first.endpoint) tried.add(first.endpoint);
+      // Still waiting for discovery: the tried layer records its endpoint once it is picked.
+      first.tried = tried;
+    }
+    this.#req.tried = tried;
   }
 
   #armHedge(): void {

@@ -1,4 +1,11 @@
-import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest } from '../pipeline.ts';
+import {
+  type Dispatch,
+  type DispatchController,
+  type DispatchHandler,
+  type Layer,
+  type MeshRequest,
+  newMeshRequest,
+} from '../pipeline.ts';
 import { compileRetryPolicy } from '../retry/policy.ts';
 import { isReplayable } from '../retry/replay-body.ts';
 import type { ServiceRuntime } from '../service.ts';
@@ -44,18 +51,10 @@ function mirrorRequest(req: MeshRequest, service: ServiceRuntime, subset: string
   // The copy is bounded by the mirror's own signal, never by the caller's.
   const { signal: _callerSignal, ...opts } = req.opts as typeof req.opts & { signal?: unknown };
   headers.host = shadowAuthority(typeof headers.host === 'string' ? headers.host : req.authority);
-  return {
-    service,
-    opts: { ...opts, headers },
-    authority: req.authority,
-    route: undefined,
+  return newMeshRequest(service, { ...opts, headers }, req.authority, req.startedAt, {
     retryPolicy: NO_RETRY,
     subset,
-    tried: undefined,
-    attempt: 0,
-    startedAt: req.startedAt,
-    telemetry: undefined,
-  };
+  });
 }
 
 /** Sends a request through the rest of the stack and throws its answer away. */
