@@ -8,4 +8,6 @@ export default defineConfig({
   clean: true,
   target: 'node22',
   platform: 'node',
+  // import.meta.url in the CJS build (src/discovery/etcd.ts loads etcd3 lazily with createRequire).
+  shims: true,
 });

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { isMeshworkError as srcIsMeshworkError } from '../src/index.ts';
@@ -30,5 +31,19 @@ describe('the built package', () => {
     expect(cjs.isMeshworkError(new UnknownServiceError('y', []))).toBe(true);
     expect(srcIsMeshworkError(new Error('plain'))).toBe(false);
     expect(srcIsMeshworkError({ code: 'MESHWORK_ERR_UNKNOWN_SERVICE' })).toBe(false);
+  });
+
+  it('does not load etcd3 (gRPC, protobuf) until a service uses etcd discovery', () => {
+    const script = `
+      const { createRequire } = require('node:module');
+      const loaded = () => Object.keys(require.cache).some((k) => k.includes('/node_modules/etcd3/'));
+      const { createMesh } = require('meshwork');
+      const before = loaded();
+      const mesh = createMesh({ env: {}, services: { a: { discovery: { etcd: { hosts: ['127.0.0.1:1'] } } } } });
+      console.log(JSON.stringify({ before, after: loaded() }));
+      mesh.close();
+    `;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(JSON.parse(out.trim().split('\n').pop() as string)).toEqual({ before: false, after: true });
   });
 });

@@ -11,7 +11,8 @@
  * no longer describes it). When the watch or the connection fails, the last endpoints stay, the
  * provider reports the error, and re-lists after a jittered backoff (up to 30s).
  */
-import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
+import { createRequire } from 'node:module';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { parseHostPort } from '../config/address.ts';
 import type { EtcdConfig } from './schema.ts';
 import { backoffDelay, ProviderTracker } from './tracker.ts';
@@ -69,6 +70,16 @@ export function etcdValueSpec(raw: string): EndpointSpec | undefined | string {
   };
 }
 
+/**
+ * etcd3 brings gRPC and protobuf with it (about 0.1 s and 20 MB at import), so it is loaded on
+ * first use, when a service is configured with etcd discovery, not when meshwork is imported.
+ */
+let etcd3: typeof import('etcd3') | undefined;
+function loadEtcd3(): typeof import('etcd3') {
+  etcd3 ??= createRequire(import.meta.url)('etcd3') as typeof import('etcd3');
+  return etcd3;
+}
+
 export class EtcdDiscovery implements DiscoveryProvider {
   readonly kind = 'etcd';
   readonly prefix: string;
@@ -96,7 +107,7 @@ export class EtcdDiscovery implements DiscoveryProvider {
     );
     this.prefix = cfg.prefix ?? `/meshwork/services/${ctx.service}/`;
     this.#random = opts.random ?? Math.random;
-    this.#client = new Etcd3({
+    this.#client = new (loadEtcd3().Etcd3)({
       hosts,
       ...(cfg.username ? { auth: { username: cfg.username, password: cfg.password ?? '' } } : {}),
       dialTimeout: 3_000,
