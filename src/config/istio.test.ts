@@ -158,25 +158,57 @@ describe('fromIstio: unsupported fields are never ignored silently', () => {
     expect(err.message).toContain('VirtualService/bookinfo spec.gateways: gateways are not supported');
   });
 
-  it('destination-rule-all-mtls: trafficPolicy.tls; non-strict warns, returns the rest', () => {
-    const err = unsupported(() => fromIstio(fixture('destination-rule-all-mtls.yaml')));
-    expect(err.problems.map((p) => p.path)).toEqual(['DestinationRule/reviews spec.trafficPolicy.tls']);
-    const warned: string[] = [];
-    const result = fromIstio(fixture('destination-rule-all-mtls.yaml'), {
-      strict: false,
-      warn: (m) => warned.push(m),
-    });
-    expect(warned).toHaveLength(1);
-    expect(warned[0]).toMatch(/^fromIstio: skipped DestinationRule\/reviews spec\.trafficPolicy\.tls: /);
-    expect(result.warnings).toEqual(warned);
-    expect(Object.keys(result)).toEqual(['services']); // warnings is not enumerable
-    expect(result.services.reviews).toEqual({
+  it('destination-rule-all-mtls: trafficPolicy.tls ISTIO_MUTUAL is carried over', () => {
+    const { services } = fromIstio(fixture('destination-rule-all-mtls.yaml'));
+    expect(services.reviews).toEqual({
+      trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } },
       subsets: [
         { name: 'v1', labels: { version: 'v1' } },
         { name: 'v2', labels: { version: 'v2' } },
         { name: 'v3', labels: { version: 'v3' } },
       ],
     });
+    expect(validated(services).reviews?.trafficPolicy?.tls?.mode).toBe('ISTIO_MUTUAL');
+  });
+
+  it('ClientTLSSettings: MUTUAL with files, SAN and SNI carried over; secrets and skip-verify reported', () => {
+    const yaml = `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: payments }
+spec:
+  host: payments
+  trafficPolicy:
+    tls:
+      mode: MUTUAL
+      clientCertificate: /etc/certs/cert.pem
+      privateKey: /etc/certs/key.pem
+      caCertificates: /etc/certs/ca.pem
+      subjectAltNames: [spiffe://example.org/ns/default/sa/payments]
+      sni: payments.example.org
+      insecureSkipVerify: false
+`;
+    const { services } = fromIstio(yaml);
+    expect(services.payments?.trafficPolicy?.tls).toEqual({
+      mode: 'MUTUAL',
+      clientCertificate: '/etc/certs/cert.pem',
+      privateKey: '/etc/certs/key.pem',
+      caCertificates: '/etc/certs/ca.pem',
+      subjectAltNames: ['spiffe://example.org/ns/default/sa/payments'],
+      sni: 'payments.example.org',
+    });
+    expect(validated(services).payments?.trafficPolicy?.tls?.mode).toBe('MUTUAL');
+
+    const bad = yaml
+      .replace('insecureSkipVerify: false', 'insecureSkipVerify: true')
+      .replace('clientCertificate: /etc/certs/cert.pem', 'credentialName: payments-client-cert');
+    const err = unsupported(() => fromIstio(bad));
+    expect(err.problems.map((p) => p.path)).toEqual([
+      'DestinationRule/payments spec.trafficPolicy.tls.credentialName',
+      'DestinationRule/payments spec.trafficPolicy.tls.insecureSkipVerify',
+    ]);
+    expect(err.message).toContain('mount the secret');
+    expect(err.message).toContain('meshwork always verifies the server');
   });
 
   it('lists every unsupported path of a route, a match and a policy', () => {

@@ -395,10 +395,38 @@ const outlierDetection = obj(
   },
 );
 
+/** Accepts `false` only (the default): a `true` would turn verification off, which meshwork never does. */
+function onlyFalse(reason: string): Handler {
+  return (v, path, cx) => {
+    if (v === false || v === 'false') return SKIP;
+    problem(cx, path, `${reason} (value ${show(v)})`);
+    return SKIP;
+  };
+}
+
+/** ClientTLSSettings: the same field names in meshwork's trafficPolicy.tls (docs/mtls.md). */
+const clientTls = obj(
+  {
+    mode: scalar,
+    caCertificates: scalar,
+    clientCertificate: scalar,
+    privateKey: scalar,
+    subjectAltNames: list(scalar),
+    sni: scalar,
+    insecureSkipVerify: onlyFalse('insecureSkipVerify is not supported: meshwork always verifies the server'),
+  },
+  {
+    credentialName:
+      'credentialName (a Kubernetes secret) is not supported: mount the secret and give caCertificates, clientCertificate and privateKey as file paths',
+    caCrl: 'caCrl is not supported',
+  },
+);
+
 const trafficPolicy = obj(
   {
     loadBalancer,
     outlierDetection,
+    tls: clientTls,
     connectionPool: obj(
       {
         tcp: obj(
@@ -424,7 +452,6 @@ const trafficPolicy = obj(
     ),
   },
   {
-    tls: 'DestinationRule tls is not carried over (configure meshwork mTLS instead)',
     portLevelSettings: 'portLevelSettings are not supported',
     tunnel: 'tunnel is not supported',
     proxyProtocol: 'proxyProtocol is not supported',
