@@ -27,7 +27,7 @@ describe('active health checks (a filter on the discovery stream)', () => {
     return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, status, hits };
   }
 
-  it('removes an endpoint after unhealthyThreshold failures and re-adds it after healthyThreshold', async () => {
+  it('marks an endpoint unhealthy after unhealthyThreshold failures and healthy after healthyThreshold', async () => {
     const a = await backend();
     const b = await backend();
     const sink = new RecordingSink();
@@ -45,14 +45,18 @@ describe('active health checks (a filter on the discovery stream)', () => {
     expect(sink.readyCount).toBe(1);
     expect(sink.endpoints.size).toBe(2);
     a.status.code = 503;
-    await sink.waitFor(() => !sink.endpoints.has(a.address), 5_000, 'a removed');
+    await sink.waitFor(() => sink.unhealthy.has(a.address), 5_000, 'a unhealthy');
+    // Marked, not removed: it keeps its place (pool, load estimate) in the set.
+    expect(sink.endpoints.has(a.address)).toBe(true);
+    expect(sink.removes()).toBe(0);
     expect(hc.health().find((h) => h.address === a.address)).toMatchObject({
       healthy: false,
       lastError: 'non-2xx status',
     });
-    expect(sink.endpoints.has(b.address)).toBe(true);
+    expect(sink.unhealthy.has(b.address)).toBe(false);
     a.status.code = 200;
-    await sink.waitFor(() => sink.endpoints.has(a.address), 5_000, 'a back');
+    await sink.waitFor(() => !sink.unhealthy.has(a.address), 5_000, 'a healthy again');
+    expect(sink.removes()).toBe(0);
   });
 
   it('a closed port and a hung check (timeout) count as failures; provider removes stop probing', async () => {
@@ -66,12 +70,13 @@ describe('active health checks (a filter on the discovery stream)', () => {
       { type: 'insert', endpoint: staticSpec('127.0.0.1:1') },
       { type: 'insert', endpoint: staticSpec(hungAddr) },
     ]);
-    await sink.waitFor(() => sink.endpoints.size === 0, 5_000, 'both removed');
+    await sink.waitFor(() => sink.unhealthy.size === 2, 5_000, 'both unhealthy');
     expect(hc.health().find((h) => h.address === hungAddr)?.lastError).toMatch(/timed out/);
     hc.apply([{ type: 'remove', address: hungAddr }]);
     expect(hc.health().map((h) => h.address)).toEqual(['127.0.0.1:1']);
-    // The provider's remove of an endpoint already removed for health is not passed on twice.
-    expect(sink.removes()).toBe(2);
+    // The provider's remove of an unhealthy endpoint is passed on: it leaves the set.
+    expect(sink.removes()).toBe(1);
+    expect(sink.addresses()).toEqual(['127.0.0.1:1']);
   });
 
   it('passes error and skipped through', () => {

@@ -171,11 +171,14 @@ describe('file discovery and health checks through the mesh', () => {
     );
     expect(await served(m, 3)).toEqual(new Set(['b']));
     bHealthy = false;
-    await until(() => !m.snapshot().services.travels?.endpoints.some((e) => !e.draining));
+    const bInSnapshot = () =>
+      m.snapshot().services.travels?.endpoints.find((e) => e.address === bHealth.address && !e.draining);
+    await until(() => bInSnapshot()?.healthy === false);
+    // Fail closed: a failing check is never overridden, not even by panic mode (1 of 1 is down).
     const err = await m.fetch('http://travels/').catch((e) => e);
     expect(isMeshworkError(err, 'MESHWORK_ERR_NO_ENDPOINTS')).toBe(true);
     bHealthy = true;
-    await until(() => m.snapshot().services.travels?.endpoints.some((e) => !e.draining) === true);
+    await until(() => bInSnapshot()?.healthy === true);
     expect(await served(m, 2)).toEqual(new Set(['b']));
     await bHealth.close();
   });

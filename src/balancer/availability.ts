@@ -23,7 +23,9 @@ export class AvailabilityCount {
     let available = 0;
     let total = 0;
     for (const ep of list) {
-      if (ep.draining) continue;
+      // Failing its active health check counts like not being there at all (as when such
+      // endpoints were removed): panic mode and locality failover are about ejections.
+      if (ep.draining || !ep.healthy) continue;
       total++;
       if (ep.isAvailable(now)) available++;
     }

@@ -116,6 +116,9 @@ export class EndpointSet implements DiscoverySink {
           });
           this.#byAddress.set(ep.address, ep);
         }
+      } else if (change.type === 'health') {
+        const ep = this.#byAddress.get(change.address);
+        if (ep) ep.healthy = change.healthy;
       } else {
         const ep = this.#byAddress.get(change.address);
         if (ep) {

@@ -34,8 +34,8 @@ describe('createBalancer', () => {
     });
     const u = tally(100, () => off.pick(eps, { now: 0 }));
     expect(u.counts.size).toBe(8);
-    // 6 of 8 down: panic, all endpoints, zones ignored
-    for (let i = 0; i < 6; i++) eps[i]!.healthy = false;
+    // 6 of 8 ejected: panic, all endpoints, zones ignored
+    for (let i = 0; i < 6; i++) eps[i]!.ejectedUntil = 1e12;
     b.update?.(eps);
     const p = tally(100, () => b.pick(eps, { now: 0 }));
     expect(p.counts.size).toBe(8);

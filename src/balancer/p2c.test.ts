@@ -59,13 +59,14 @@ describe('P2CBalancer', () => {
     expect(b.pick(eps, { now: 100, exclude: new Set([eps[3]!]) })).toBe(eps[1]); // ejection over
   });
 
-  it('in panic mode ignores health and ejection, never draining', () => {
-    eps = makeEndpoints(2);
-    eps[0]!.healthy = false;
+  it('in panic mode ignores ejection, never a failed health check nor draining', () => {
+    eps = makeEndpoints(3);
+    eps[0]!.ejectedUntil = 1e12;
     eps[1]!.draining = true;
+    eps[2]!.healthy = false;
     const b = new P2CBalancer('LEAST_REQUEST', leastRequestCost, seeded(5));
     expect(b.pick(eps, { now: 0 })).toBeUndefined();
-    expect(b.pick(eps, { now: 0, panic: true })).toBe(eps[0]);
+    for (let i = 0; i < 20; i++) expect(b.pick(eps, { now: 0, panic: true })).toBe(eps[0]);
   });
 
   it('uses the injected weight function', () => {

@@ -25,8 +25,8 @@ describe('PanicGuard', () => {
 
   it('balances over all (non-draining) endpoints below the threshold', () => {
     eps = makeEndpoints(5);
-    eps[0]!.healthy = false;
-    eps[1]!.healthy = false;
+    eps[0]!.ejectedUntil = 1e12;
+    eps[1]!.ejectedUntil = 1e12;
     eps[2]!.ejectedUntil = 100;
     eps[4]!.draining = true; // not counted, never used: 1 of 4 available
     const g = new PanicGuard(inner());
@@ -39,14 +39,14 @@ describe('PanicGuard', () => {
 
   it('panics when nothing is available, and never with threshold 0', () => {
     eps = makeEndpoints(2);
-    for (const ep of eps) ep.healthy = false;
+    for (const ep of eps) ep.ejectedUntil = 1e12;
     expect(new PanicGuard(inner()).pick(eps, { now: 0 })).toBeDefined();
     expect(new PanicGuard(inner(), 0).pick(eps, { now: 0 })).toBeUndefined();
   });
 
   it('has a configurable threshold', () => {
     eps = makeEndpoints(10);
-    for (let i = 0; i < 3; i++) eps[i]!.healthy = false;
+    for (let i = 0; i < 3; i++) eps[i]!.ejectedUntil = 1e12;
     expect(new PanicGuard(inner(), 80).inPanic(eps, 0)).toBe(true);
     expect(new PanicGuard(inner(), 70).inPanic(eps, 0)).toBe(false);
   });
@@ -58,15 +58,37 @@ describe('PanicGuard', () => {
     expect(g.pick(eps, { now: 0, exclude: new Set(eps) })).toBeDefined();
   });
 
-  it('sees health changes at once after update(), or after the refresh interval', () => {
+  it('sees ejection changes at once after update(), or after the refresh interval', () => {
     eps = makeEndpoints(2);
     const g = new PanicGuard(inner());
     expect(g.inPanic(eps, 0)).toBe(false);
-    for (const ep of eps) ep.healthy = false;
+    for (const ep of eps) ep.ejectedUntil = 1e12;
     expect(g.inPanic(eps, 50)).toBe(false); // cached
     g.update(eps);
     expect(g.inPanic(eps, 50)).toBe(true);
-    for (const ep of eps) ep.healthy = true;
+    for (const ep of eps) ep.ejectedUntil = 0;
     expect(g.inPanic(eps, 200)).toBe(false);
+  });
+
+  it('endpoints failing their active health check are not counted and never used, even in panic', () => {
+    eps = makeEndpoints(4);
+    eps[0]!.healthy = false;
+    eps[1]!.healthy = false;
+    eps[2]!.ejectedUntil = 1e12; // 1 of the 2 counted is available: 50%, no panic
+    const g = new PanicGuard(inner());
+    expect(g.inPanic(eps, 0)).toBe(false);
+    let t = tally(500, () => g.pick(eps, { now: 0 }));
+    expect(t.of(eps[3])).toBe(500);
+    eps[3]!.ejectedUntil = 1e12; // 0 of 2: panic, over the ejected ones only
+    g.update(eps);
+    expect(g.inPanic(eps, 0)).toBe(true);
+    t = tally(500, () => g.pick(eps, { now: 0 }));
+    expect(t.of(eps[0]) + t.of(eps[1])).toBe(0);
+    expect(t.of(eps[2]) + t.of(eps[3])).toBe(500);
+    for (const ep of eps) ep.ejectedUntil = 0;
+    eps[2]!.healthy = false;
+    eps[3]!.healthy = false;
+    g.update(eps);
+    expect(g.pick(eps, { now: 0 })).toBeUndefined(); // all failing their checks: fail closed
   });
 });

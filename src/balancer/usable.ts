@@ -12,5 +12,5 @@ export const defaultWeight: WeightFn = (ep, now) => ep.effectiveWeight(now);
  */
 export function usable(ep: Endpoint, ctx: PickContext): boolean {
   if (ctx.exclude?.has(ep)) return false;
-  return ctx.panic ? !ep.draining : ep.isAvailable(ctx.now);
+  return ctx.panic ? !ep.draining && ep.healthy : ep.isAvailable(ctx.now);
 }

@@ -3,9 +3,12 @@
  * provider and the endpoint set. Endpoints the provider inserts are passed on at once (healthy
  * until proven otherwise, as Envoy does by default) and probed every `interval` with
  * `GET http://host:port<path>` (2xx = success, bounded by `timeout`). After `unhealthyThreshold`
- * failures in a row the endpoint is removed downstream (it drains); after `healthyThreshold`
- * successes in a row it is inserted again. ready / error / skipped pass through unchanged.
- * There is no panic mode: when every endpoint fails its check, none is routed to (Istio's default).
+ * failures in a row the endpoint is marked unhealthy downstream (a `health` change: it keeps its
+ * pool and load estimate, shows `healthy: false` in the snapshot and takes no requests); after
+ * `healthyThreshold` successes in a row it is marked healthy again. Inserts and removes from the
+ * provider pass through; ready / error / skipped pass through unchanged. Failing endpoints are
+ * never used, not even in panic mode: when every endpoint fails its check, requests fail fast
+ * with MESHWORK_ERR_NO_ENDPOINTS (fail closed; Envoy's panic mode would fail open).
  */
 import { Agent, request } from 'undici';
 import type { HealthCheckConfig } from './schema.ts';
@@ -75,17 +78,19 @@ export class HealthCheckingSink implements DiscoverySink {
   apply(changes: readonly DiscoveryChange[]): void {
     const out: DiscoveryChange[] = [];
     for (const c of changes) {
-      if (c.type === 'remove') {
+      if (c.type === 'health') {
+        out.push(c);
+      } else if (c.type === 'remove') {
         const t = this.#endpoints.get(c.address);
         if (!t) continue;
         this.#stop(t);
         this.#endpoints.delete(c.address);
-        if (t.healthy) out.push(c);
+        out.push(c);
       } else {
         const t = this.#endpoints.get(c.endpoint.address);
         if (t) {
           t.spec = c.endpoint;
-          if (t.healthy) out.push(c);
+          out.push(c); // an update (labels, weight): the endpoint keeps its health
         } else {
           const n: Tracked = { spec: c.endpoint, healthy: true, successes: 0, failures: 0 };
           this.#endpoints.set(c.endpoint.address, n);
@@ -161,14 +166,14 @@ export class HealthCheckingSink implements DiscoverySink {
       t.failures = 0;
       if (!t.healthy && t.successes >= this.#cfg.healthyThreshold) {
         t.healthy = true;
-        this.#down.apply([{ type: 'insert', endpoint: t.spec }]);
+        this.#down.apply([{ type: 'health', address: t.spec.address, healthy: true }]);
       }
     } else {
       t.failures++;
       t.successes = 0;
       if (t.healthy && t.failures >= this.#cfg.unhealthyThreshold) {
         t.healthy = false;
-        this.#down.apply([{ type: 'remove', address: t.spec.address }]);
+        this.#down.apply([{ type: 'health', address: t.spec.address, healthy: false }]);
       }
     }
     this.#schedule(t, this.#cfg.interval);

@@ -62,6 +62,8 @@ export class ProviderTracker {
     for (const c of changes) {
       if (c.type === 'remove') {
         if (this.#current.delete(c.address)) effective.push(c);
+      } else if (c.type === 'health') {
+        if (this.#current.has(c.address)) effective.push(c);
       } else {
         const merged = diffEndpoints(new Map(this.#current), [c.endpoint]).filter((x) => x.type === 'insert');
         this.#current.set(c.endpoint.address, c.endpoint);

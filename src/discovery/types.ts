@@ -22,7 +22,12 @@ export interface EndpointSpec {
  */
 export type DiscoveryChange =
   | { type: 'insert'; endpoint: EndpointSpec }
-  | { type: 'remove'; address: string };
+  | { type: 'remove'; address: string }
+  /**
+   * Active health checks (src/discovery/health-check.ts) flip an endpoint's `healthy` flag: it
+   * keeps its pool, load estimate and place in the set, and takes no requests while unhealthy.
+   */
+  | { type: 'health'; address: string; healthy: boolean };
 
 export interface DiscoverySink {
   /** Apply a batch of changes atomically (one balancer rebuild). */

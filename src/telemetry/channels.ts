@@ -96,6 +96,9 @@ export interface DiscoveryChangeMessage {
   updated: string[];
   /** Addresses that went away (they drain). */
   removed: string[];
+  /** Marked unhealthy / healthy again by active health checks (still in the set). */
+  unhealthy: string[];
+  healthy: string[];
   /** Live endpoints after the change. */
   total: number;
 }

@@ -192,10 +192,13 @@ export class ServiceTelemetry implements GaugeSource {
             added: [] as string[],
             updated: [] as string[],
             removed: [] as string[],
+            unhealthy: [] as string[],
+            healthy: [] as string[],
             total: 0,
           };
           for (const c of changes) {
             if (c.type === 'remove') msg.removed.push(c.address);
+            else if (c.type === 'health') (c.healthy ? msg.healthy : msg.unhealthy).push(c.address);
             else (known.has(c.endpoint.address) ? msg.updated : msg.added).push(c.endpoint.address);
           }
           msg.total = set.size;

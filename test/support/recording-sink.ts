@@ -6,6 +6,8 @@ export class RecordingSink implements DiscoverySink {
   readonly errors: Error[] = [];
   readonly skips: { reason: string; record: unknown }[] = [];
   readonly endpoints = new Map<string, EndpointSpec>();
+  /** Addresses marked unhealthy by a `health` change (and not removed since). */
+  readonly unhealthy = new Set<string>();
   readyCount = 0;
   #listeners = new Set<() => void>();
 
@@ -13,7 +15,13 @@ export class RecordingSink implements DiscoverySink {
     this.batches.push([...changes]);
     for (const c of changes) {
       if (c.type === 'insert') this.endpoints.set(c.endpoint.address, c.endpoint);
-      else this.endpoints.delete(c.address);
+      else if (c.type === 'health') {
+        if (c.healthy) this.unhealthy.delete(c.address);
+        else this.unhealthy.add(c.address);
+      } else {
+        this.endpoints.delete(c.address);
+        this.unhealthy.delete(c.address);
+      }
     }
     this.#notify();
   }
