@@ -22,6 +22,7 @@ import { groupResults, isRunResults, scenarioSvg } from './support/svg.ts';
  */
 const SCENARIOS = [
   'overhead', // mesh cost on one upstream vs raw undici
+  'overhead/layers', // script: the mesh's own CPU per request with no network (stubbed pools)
   'peers', // vs BalancedPool, fetch, cockatiel, opossum + p-retry, an HAProxy sidecar
   'balancing/latency', // five upstreams, one 40 ms slower: every algorithm and BalancedPool
   'routing/match-cost', // matching against 100 routes vs none (module function)
@@ -33,10 +34,15 @@ const SCENARIOS = [
 ];
 
 /** Scenarios `--quick` runs (the quick suite stays around two minutes). */
-const QUICK = new Set(['overhead', 'peers', 'balancing/latency', 'routing/match-cost']);
+const QUICK = new Set(['overhead', 'overhead/layers', 'peers', 'balancing/latency', 'routing/match-cost']);
 
 /** Scenarios that are standalone scripts (no exported function): run as a child process. */
-const SCRIPTS = new Set(['balancing/pick-cost', 'resilience/run', 'discovery/propagation']);
+const SCRIPTS = new Set([
+  'overhead/layers',
+  'balancing/pick-cost',
+  'resilience/run',
+  'discovery/propagation',
+]);
 
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
