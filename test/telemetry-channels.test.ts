@@ -144,7 +144,16 @@ describe('diagnostics channels', () => {
     const mini = miniMesh('svc', [a.address], { logger });
     minis.push(mini);
     expect(changes).toEqual([
-      { service: 'svc', provider: 'static', added: [a.address], updated: [], removed: [], total: 1 },
+      {
+        service: 'svc',
+        provider: 'static',
+        added: [a.address],
+        updated: [],
+        removed: [],
+        unhealthy: [],
+        healthy: [],
+        total: 1,
+      },
     ]);
     // Drive the same sink discovery uses, as a dynamic provider (issue 5) would.
     const sink = mini.svc.telemetry.discoverySink(mini.svc.endpoints);
@@ -159,6 +168,8 @@ describe('diagnostics channels', () => {
       },
     ]);
     sink.apply([{ type: 'remove', address: flaky.address }]);
+    sink.apply([{ type: 'health', address: a.address, healthy: false }]);
+    sink.apply([{ type: 'health', address: a.address, healthy: true }]);
     sink.error(new Error('registry down'));
     sink.skipped('port is not a number', { port: 'x' });
     expect(changes[1]).toEqual({
@@ -167,9 +178,20 @@ describe('diagnostics channels', () => {
       added: [flaky.address],
       updated: [a.address],
       removed: [],
+      unhealthy: [],
+      healthy: [],
       total: 2,
     });
     expect(changes[2]).toMatchObject({ removed: [flaky.address], total: 1 });
+    // Active health checks flip an endpoint without removing it.
+    expect(changes[3]).toMatchObject({
+      added: [],
+      removed: [],
+      unhealthy: [a.address],
+      healthy: [],
+      total: 1,
+    });
+    expect(changes[4]).toMatchObject({ unhealthy: [], healthy: [a.address], total: 1 });
     expect(errors.map((e) => e.kind)).toEqual(['registry', 'record']);
     expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([
       'discovery error: keeping the last known endpoints',
