@@ -1,5 +1,5 @@
 import type { Layer } from '../pipeline.ts';
-import { injectActive } from './otel.ts';
+import { hasPropagator, injectActive } from './otel.ts';
 import type { ContextRuntime } from './runtime.ts';
 
 /**
@@ -11,7 +11,10 @@ import type { ContextRuntime } from './runtime.ts';
  */
 export function contextLayer(runtime: ContextRuntime): Layer {
   return (next) => (req, handler) => {
-    const add = runtime.outbound() ?? {};
+    const fromContext = runtime.outbound();
+    // Nothing to add (no inbound context, no OpenTelemetry propagator): no work at all.
+    if (fromContext === undefined && !hasPropagator()) return next(req, handler);
+    const add = fromContext ?? {};
     injectActive(add);
     if (!runtime.baggage) delete add.baggage;
     const headers = req.opts.headers;

@@ -259,9 +259,12 @@ class RetryRun implements DispatchController {
     clearTimeout(att.timer);
     clearTimeout(this.#hedgeTimer);
     clearTimeout(this.#waitTimer);
-    for (const other of this.#live) if (other !== att) other.discard();
-    this.#live.clear();
-    this.#live.add(att);
+    if (this.#live.size !== 1 || !this.#live.has(att)) {
+      // Hedging: the others lose. (Set.clear() allocates a new table: skipped when att is alone.)
+      for (const other of this.#live) if (other !== att) other.discard();
+      this.#live.clear();
+      this.#live.add(att);
+    }
     if (this.paused) att.controller?.pause();
     return true;
   }
