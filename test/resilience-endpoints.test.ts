@@ -43,6 +43,37 @@ describe('outlier detection', () => {
     expect(bad.hits.length).toBe(hitsAtEjection);
   });
 
+  it('counts attempts, 5xx answers and errors per endpoint in the snapshot', async () => {
+    const bad = await server(always503);
+    const good = await server();
+    const refused = await refusedAddress();
+    // No outlier detection, so every endpoint keeps getting picked; retries move on.
+    const m = mesh({ trafficPolicy: { outlierDetection: { enabled: false } } }, [
+      bad.address,
+      good.address,
+      refused,
+    ]);
+    for (let i = 0; i < 30; i++) {
+      const res = await m.fetch('http://svc/x');
+      expect(res.status).toBe(200);
+      await res.text();
+    }
+    const eps = m.snapshot().services.svc?.endpoints ?? [];
+    const of = (a: string) => eps.find((e) => e.address === a);
+    expect(of(good.address)).toMatchObject({ attempts: good.hits.length, responses5xx: 0, errors: 0 });
+    expect(of(bad.address)).toMatchObject({
+      attempts: bad.hits.length,
+      responses5xx: bad.hits.length,
+      errors: 0,
+    });
+    expect(of(refused)?.errors).toBe(of(refused)?.attempts);
+    expect(of(refused)?.responses5xx).toBe(0);
+    // Every send is counted once: 30 answered by the good one, the rest retried away.
+    expect(good.hits.length).toBe(30);
+    const total = eps.reduce((n, e) => n + e.attempts, 0);
+    expect(total).toBe(30 + bad.hits.length + (of(refused)?.errors ?? 0));
+  });
+
   it('an ejected endpoint comes back after baseEjectionTime; the last one is never ejected', async () => {
     let failing = true;
     const flappy = await server((_req, res) => {

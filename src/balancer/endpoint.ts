@@ -40,6 +40,15 @@ export class Endpoint {
 
   /** Requests dispatched to this endpoint and not finished yet. */
   inflight = 0;
+  /** Lifetime counters, kept by the load layer: attempts sent here (retries and hedges included). */
+  attempts = 0;
+  /** Attempts answered with a 5xx status. */
+  responses5xx = 0;
+  /**
+   * Attempts that failed without a complete answer: refused, reset, per-try timeout. Attempts
+   * cancelled on purpose (a losing hedge, a retried answer, the caller's abort) are not counted.
+   */
+  errors = 0;
   readonly ewma: PeakEwma;
   /** Active health checks / registry health. */
   healthy = true;

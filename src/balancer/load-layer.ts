@@ -19,6 +19,7 @@ export function trackLoad(clock: Clock): EndpointLayer {
   return (next) => (ep, req, handler) => {
     const limits = req.service.limits;
     ep.inflight++;
+    ep.attempts++;
     limits.active++;
     next(ep, req, new LoadHandler(ep, limits, handler, clock, clock()));
   };
@@ -37,6 +38,15 @@ function isCancellation(err: Error): boolean {
     err.name === 'AbortError' ||
     code === 'UND_ERR_ABORTED' ||
     code === 'MESHWORK_ERR_TIMEOUT'
+  );
+}
+
+/** Ended by the mesh or the caller, not by the endpoint (a per-try timeout is the endpoint's). */
+function isOnPurpose(err: Error): boolean {
+  return (
+    err.name === 'Discarded' ||
+    err.name === 'AbortError' ||
+    (err as { code?: unknown }).code === 'UND_ERR_ABORTED'
   );
 }
 
@@ -90,6 +100,7 @@ class LoadHandler extends ForwardingHandler {
       this.#ep.ewma.observe(now - this.#start, now);
       this.#observed = true;
     }
+    if (statusCode >= 500) this.#ep.responses5xx++;
     super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 
@@ -107,6 +118,7 @@ class LoadHandler extends ForwardingHandler {
       if (now - this.#start > this.#ep.ewma.estimate(now)) this.#ep.ewma.observe(now - this.#start, now);
       this.#observed = true;
     }
+    if (!this.#done && !isOnPurpose(err)) this.#ep.errors++;
     this.#finish(true);
     super.onResponseError(controller, err);
   }

@@ -86,7 +86,7 @@ export const ADMIN_SCRIPT = `
     var max = 1;
     s.endpoints.forEach(function (e) { if (e.ewmaMs > max) max = e.ewmaMs; });
     var t = el('table'); var thead = el('thead'); var tr = el('tr');
-    ['endpoint', 'state', 'zone', 'weight', 'in flight', 'peak EWMA', 'labels', 'ejections'].forEach(function (c) { tr.appendChild(el('th', c === 'weight' || c === 'in flight' ? 'num' : '', c)); });
+    ['endpoint', 'state', 'zone', 'weight', 'in flight', 'attempts', '5xx', 'errors', 'peak EWMA', 'labels', 'ejections'].forEach(function (c) { tr.appendChild(el('th', ['weight', 'in flight', 'attempts', '5xx', 'errors'].indexOf(c) >= 0 ? 'num' : '', c)); });
     thead.appendChild(tr); t.appendChild(thead);
     var tb = el('tbody');
     s.endpoints.forEach(function (e) {
@@ -98,6 +98,9 @@ export const ADMIN_SCRIPT = `
       r.appendChild(el('td', '', e.zone || '-'));
       r.appendChild(el('td', 'num', e.effectiveWeight !== e.weight ? e.effectiveWeight + ' / ' + e.weight : e.weight));
       r.appendChild(el('td', 'num', e.inflight));
+      r.appendChild(el('td', 'num', e.attempts));
+      r.appendChild(el('td', 'num', e.responses5xx));
+      r.appendChild(el('td', 'num', e.errors));
       var ew = el('td'); var bar = el('span', 'bar'); var fill = el('span');
       fill.style.width = Math.max(2, Math.round((e.ewmaMs / max) * 100)) + '%';
       bar.appendChild(fill); ew.appendChild(bar); ew.appendChild(el('code', '', e.ewmaMs.toFixed(1) + ' ms'));

@@ -30,6 +30,12 @@ export interface EndpointSnapshot {
   ejectedForMs?: number | undefined;
   draining: boolean;
   inflight: number;
+  /** Attempts sent to it so far (retries and hedges included). */
+  attempts: number;
+  /** Attempts answered with a 5xx status. */
+  responses5xx: number;
+  /** Attempts that failed without a complete answer (refused, reset, per-try timeout). */
+  errors: number;
   /** Peak-EWMA round-trip estimate, ms. */
   ewmaMs: number;
   /** Outlier ejections so far (when any), with the last reason and time. */
@@ -105,6 +111,9 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
       ejected,
       draining: ep.draining,
       inflight: ep.inflight,
+      attempts: ep.attempts,
+      responses5xx: ep.responses5xx,
+      errors: ep.errors,
       ewmaMs: round3(ep.ewma.estimate(now)),
     };
     if (ejected) e.ejectedForMs = Math.round(ep.ejectedUntil - now);
