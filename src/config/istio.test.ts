@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { binomialTolerance, seededRandom } from '../../test/support/seeded-random.ts';
+import { authorize } from '../context/authorization.ts';
+import { authorizationSchema } from '../context/schema.ts';
 import { isMeshworkError } from '../errors.ts';
 import { decideFault } from '../fault/decide.ts';
 import { compileDestinations } from '../routing/destination.ts';
@@ -386,5 +388,157 @@ spec:
     ]);
     expect(warned.some((w) => w.includes('spec.http[0].match: lost every match block'))).toBe(true);
     validated(services);
+  });
+});
+
+describe('fromIstio AuthorizationPolicy (security.istio.io)', () => {
+  const policy = (name: string, spec: string, extra = '') => `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ${name}
+  namespace: default${extra}
+spec:
+${spec}`;
+  const evaluate = (authorization: unknown) => {
+    const { policies } = authorizationSchema.parse(authorization);
+    return (principal: string | undefined, method: string, path: string) =>
+      authorize(policies, { principal, method, path }).allowed;
+  };
+
+  it("converts ALLOW and DENY rules (Istio's documented example shapes) and enforces them", () => {
+    const result = fromIstio([
+      policy(
+        'allow-read',
+        `  action: ALLOW
+  rules:
+    - from:
+        - source:
+            principals: ["cluster.local/ns/default/sa/sleep"]
+      to:
+        - operation:
+            methods: ["GET"]
+            paths: ["/info*"]`,
+      ),
+      policy(
+        'deny-delete',
+        `  action: DENY
+  rules:
+    - to:
+        - operation:
+            methods: ["DELETE"]`,
+      ),
+    ]);
+    expect(result.services).toEqual({});
+    expect(result.authorization).toEqual({
+      policies: [
+        {
+          name: 'allow-read',
+          action: 'ALLOW',
+          rules: [
+            {
+              from: [{ source: { principals: ['cluster.local/ns/default/sa/sleep'] } }],
+              to: [{ operation: { methods: ['GET'], paths: ['/info*'] } }],
+            },
+          ],
+        },
+        { name: 'deny-delete', action: 'DENY', rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }] },
+      ],
+    });
+    const allowed = evaluate(result.authorization);
+    expect(allowed('spiffe://cluster.local/ns/default/sa/sleep', 'GET', '/info/1')).toBe(true);
+    expect(allowed('spiffe://cluster.local/ns/default/sa/sleep', 'POST', '/info/1')).toBe(false);
+    expect(allowed('spiffe://cluster.local/ns/default/sa/other', 'GET', '/info/1')).toBe(false);
+    expect(allowed(undefined, 'GET', '/info/1')).toBe(false);
+  });
+
+  it('an empty spec is an ALLOW policy that allows nothing (Istio: deny all)', () => {
+    const result = fromIstio(policy('deny-all', '  {}'));
+    expect(result.authorization?.policies).toEqual([{ name: 'deny-all', action: 'ALLOW' }]);
+    expect(evaluate(result.authorization)('spiffe://x/ns/a/sa/b', 'GET', '/')).toBe(false);
+  });
+
+  it('a selector keeps or leaves out the policy by workloadLabels; without them it is reported', () => {
+    const yaml = policy(
+      'travels-only',
+      `  selector:
+    matchLabels:
+      app: travels
+  action: DENY
+  rules:
+    - to: [{ operation: { methods: ["POST"] } }]`,
+    );
+    expect(
+      fromIstio(yaml, { workloadLabels: { app: 'travels', version: 'v1' } }).authorization?.policies,
+    ).toHaveLength(1);
+    expect(fromIstio(yaml, { workloadLabels: { app: 'hotels' } }).authorization).toBeUndefined();
+    const err = unsupported(() => fromIstio(yaml));
+    expect(err.problems.map((p) => p.path)).toEqual(['AuthorizationPolicy/travels-only spec.selector']);
+    expect(err.message).toContain('workloadLabels');
+  });
+
+  it('non-strict mode fails closed: an ALLOW rule it cannot carry is left out, a DENY rule matches everything', () => {
+    const yaml = [
+      policy(
+        'allow-ns',
+        `  action: ALLOW
+  rules:
+    - from: [{ source: { namespaces: ["frontend"] } }]
+    - from: [{ source: { principals: ["cluster.local/ns/edge/sa/gateway"] } }]`,
+      ),
+      policy(
+        'deny-when',
+        `  action: DENY
+  rules:
+    - to: [{ operation: { methods: ["DELETE"] } }]
+      when:
+        - key: request.auth.claims[iss]
+          values: ["https://evil.example"]`,
+      ),
+    ];
+    const err = unsupported(() => fromIstio(yaml));
+    expect(err.problems.map((p) => p.path)).toEqual([
+      'AuthorizationPolicy/allow-ns spec.rules[0].from[0].source.namespaces',
+      'AuthorizationPolicy/deny-when spec.rules[0].when',
+    ]);
+    const warned: string[] = [];
+    const result = fromIstio(yaml, { strict: false, warn: (m) => warned.push(m) });
+    expect(warned[0]).toContain('this ALLOW rule is left out');
+    expect(warned[1]).toContain('this DENY rule matches every request');
+    expect(result.authorization?.policies).toEqual([
+      {
+        name: 'allow-ns',
+        action: 'ALLOW',
+        rules: [{ from: [{ source: { principals: ['cluster.local/ns/edge/sa/gateway'] } }] }],
+      },
+      { name: 'deny-when', action: 'DENY', rules: [{}] },
+    ]);
+    // The frontend namespace is not let in by a dropped condition; the DENY now refuses all.
+    const allowed = evaluate(result.authorization);
+    expect(allowed('spiffe://cluster.local/ns/frontend/sa/web', 'GET', '/')).toBe(false);
+    expect(allowed('spiffe://cluster.local/ns/edge/sa/gateway', 'GET', '/')).toBe(false);
+  });
+
+  it('AUDIT is left out and CUSTOM is enforced as a DENY of its rules in non-strict mode; an unknown selector keeps an ALLOW allowing nothing', () => {
+    const yaml = [
+      policy('audit', '  action: AUDIT\n  rules: [{}]'),
+      policy(
+        'ext',
+        '  action: CUSTOM\n  provider: { name: opa }\n  rules: [{ to: [{ operation: { paths: ["/admin*"] } }] }]',
+      ),
+      policy('sel', '  selector: { matchLabels: { app: x } }\n  rules: [{}]'),
+    ];
+    const err = unsupported(() => fromIstio(yaml));
+    expect(err.problems.map((p) => p.path)).toEqual([
+      'AuthorizationPolicy/audit spec.action',
+      'AuthorizationPolicy/ext spec.provider',
+      'AuthorizationPolicy/ext spec.action',
+      'AuthorizationPolicy/sel spec.selector',
+    ]);
+    const result = fromIstio(yaml, { strict: false });
+    expect(result.authorization?.policies).toEqual([
+      { name: 'ext', action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] },
+      { name: 'sel', action: 'ALLOW', rules: [] },
+    ]);
   });
 });

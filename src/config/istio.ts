@@ -1,8 +1,10 @@
 /**
  * `fromIstio(yaml)`: turns Istio VirtualService and DestinationRule documents
  * (networking.istio.io v1, v1beta1, v1alpha3; multi-document YAML, or `kind: List`) into the
- * `services` part of a meshwork config: `{ services: { reviews: { http, subsets, trafficPolicy } } }`.
- * It does no discovery: merge the result with each service's `discovery` yourself.
+ * `services` part of a meshwork config: `{ services: { reviews: { http, subsets, trafficPolicy } } }`,
+ * and AuthorizationPolicy documents (security.istio.io v1, v1beta1) into its `authorization`
+ * part, enforced by `mesh.inbound()`. It does no discovery: merge the result with each
+ * service's `discovery` yourself.
  *
  * Every field it cannot carry over is collected with its full path; they are all thrown at once
  * in one MESHWORK_ERR_ISTIO_UNSUPPORTED error, or, with `{ strict: false }`, passed to
@@ -25,6 +27,13 @@ export interface FromIstioOptions {
   namespace?: string;
   /** Receives each warning in non-strict mode (default: none; read result.warnings). */
   warn?: (message: string) => void;
+  /**
+   * The labels of the workload this process is (`{ app: 'travels', version: 'v1' }`): an
+   * AuthorizationPolicy with a `selector` is kept when its matchLabels all match them, and left
+   * out when they do not. Without this option a policy with a `selector` is reported, since
+   * which workloads it covers cannot be known.
+   */
+  workloadLabels?: Record<string, string>;
 }
 
 /** What fromIstio produces for one service; validate it by merging into a mesh config. */
@@ -36,6 +45,8 @@ export interface IstioService {
 
 export interface FromIstioResult {
   services: Record<string, IstioService>;
+  /** From AuthorizationPolicy documents, when there are any: `{ policies: [...] }`. */
+  authorization?: { policies: Record<string, unknown>[] };
   /** Non-strict mode: what was left out, one line each. Not enumerable, so merging skips it. */
   readonly warnings: readonly string[];
 }
@@ -64,6 +75,7 @@ const API_VERSIONS = new Set([
   'networking.istio.io/v1beta1',
   'networking.istio.io/v1alpha3',
 ]);
+const SECURITY_API_VERSIONS = new Set(['security.istio.io/v1', 'security.istio.io/v1beta1']);
 const CLUSTER_FQDN =
   /^([a-z0-9]([a-z0-9-]*[a-z0-9])?)\.([a-z0-9]([a-z0-9-]*[a-z0-9])?)\.svc\.cluster\.local\.?$/;
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
@@ -483,6 +495,145 @@ const destinationRuleSpec = obj(
   { workloadSelector: 'workloadSelector is not supported' },
 );
 
+const source = obj(
+  { principals: list(scalar), notPrincipals: list(scalar) },
+  {
+    namespaces: 'namespaces is not supported: list the callers as principals (cluster.local/ns/<ns>/sa/*)',
+    notNamespaces: 'notNamespaces is not supported: use notPrincipals',
+    requestPrincipals: 'requestPrincipals (JWT) is not supported',
+    notRequestPrincipals: 'notRequestPrincipals (JWT) is not supported',
+    ipBlocks: 'ipBlocks is not supported',
+    notIpBlocks: 'notIpBlocks is not supported',
+    remoteIpBlocks: 'remoteIpBlocks is not supported',
+    notRemoteIpBlocks: 'notRemoteIpBlocks is not supported',
+  },
+);
+
+const operation = obj(
+  { paths: list(scalar), notPaths: list(scalar), methods: list(scalar), notMethods: list(scalar) },
+  {
+    hosts: 'hosts is not supported (a meshwork inbound() serves one service)',
+    notHosts: 'notHosts is not supported',
+    ports: 'ports is not supported',
+    notPorts: 'notPorts is not supported',
+  },
+);
+
+const authorizationRule = obj(
+  { from: list(obj({ source })), to: list(obj({ operation })) },
+  { when: 'when conditions are not supported' },
+);
+
+/** An AuthorizationPolicy action meshwork enforces (ALLOW, DENY); the others are reported. */
+const authorizationAction: Handler = (v, path, cx) => {
+  if (v === 'ALLOW' || v === 'DENY') return v;
+  problem(
+    cx,
+    path,
+    v === 'CUSTOM'
+      ? 'CUSTOM (external authorization) is not supported; non-strict: enforced as a DENY of its rules'
+      : v === 'AUDIT'
+        ? 'AUDIT is not supported (it decides nothing); non-strict: the policy is left out'
+        : `${show(v)} is not one of ALLOW, DENY; non-strict: enforced as a DENY of its rules`,
+  );
+  return SKIP;
+};
+
+const POLICY_FIELDS = new Set(['action', 'rules', 'selector']);
+const POLICY_UNSUPPORTED: Record<string, string> = {
+  targetRef: 'targetRef is not supported',
+  targetRefs: 'targetRefs is not supported',
+  provider: 'provider (CUSTOM action) is not supported',
+};
+
+/**
+ * One AuthorizationPolicy spec, rule by rule, failing closed when something cannot be carried
+ * (non-strict mode): an ALLOW rule with an unsupported part is left out (it allows less), a
+ * DENY rule with one matches every request (it denies more), a CUSTOM policy becomes a DENY of
+ * its rules, an AUDIT policy is left out (it decides nothing). Returns undefined to leave the
+ * policy out.
+ */
+function authorizationPolicy(
+  spec: Record<string, unknown>,
+  name: string,
+  cx: Cx,
+): Record<string, unknown> | undefined {
+  for (const [k, v] of Object.entries(spec)) {
+    if (v === null || v === undefined || POLICY_FIELDS.has(k)) continue;
+    problem(cx, `spec.${k}`, `${POLICY_UNSUPPORTED[k] ?? 'is not supported'} (value ${show(v)})`);
+  }
+  let action: 'ALLOW' | 'DENY' = 'ALLOW';
+  if (spec.action !== undefined && spec.action !== null) {
+    const a = authorizationAction(spec.action, 'spec.action', cx);
+    if (a === SKIP && spec.action === 'AUDIT') return undefined;
+    action = a === SKIP ? 'DENY' : (a as 'ALLOW' | 'DENY');
+  }
+  const policy: Record<string, unknown> = { name, action };
+  if (spec.rules === undefined || spec.rules === null) return policy;
+  if (!Array.isArray(spec.rules)) {
+    problem(cx, 'spec.rules', `expected a list, got ${show(spec.rules)}`);
+    policy.rules = action === 'DENY' ? [{}] : [];
+    return policy;
+  }
+  const rules: unknown[] = [];
+  spec.rules.forEach((rule, i) => {
+    const before = cx.problems.length;
+    const r = authorizationRule(rule, `spec.rules[${i}]`, cx);
+    if (cx.problems.length === before && r !== SKIP) rules.push(r);
+    else {
+      const consequence =
+        action === 'ALLOW'
+          ? 'non-strict: this ALLOW rule is left out'
+          : 'non-strict: this DENY rule matches every request';
+      for (let j = before; j < cx.problems.length; j++) {
+        const p = cx.problems[j] as IstioProblem;
+        cx.problems[j] = { path: p.path, message: `${p.message}; ${consequence}` };
+      }
+      if (action === 'DENY') rules.push({});
+    }
+  });
+  policy.rules = rules;
+  return policy;
+}
+
+/**
+ * Does the policy apply to this workload? Yes with no selector (namespace-wide) or a selector
+ * whose matchLabels all match `labels`; no when they do not; unknown (reported) without
+ * `labels` or with a selector other than matchLabels.
+ */
+function selects(
+  selector: unknown,
+  labels: Record<string, string> | undefined,
+  cx: Cx,
+): 'yes' | 'no' | 'unknown' {
+  if (selector === undefined || selector === null) return 'yes';
+  const match = isObject(selector) ? selector.matchLabels : undefined;
+  if (!isObject(selector) || Object.keys(selector).some((k) => k !== 'matchLabels') || !isObject(match)) {
+    problem(
+      cx,
+      'spec.selector',
+      `only matchLabels is supported (value ${show(selector)})${UNKNOWN_SELECTOR}`,
+    );
+    return 'unknown';
+  }
+  if (labels === undefined) {
+    problem(
+      cx,
+      'spec.selector',
+      `selects workloads ${show(match)}: pass fromIstio(yaml, { workloadLabels }) with this service's labels${UNKNOWN_SELECTOR}`,
+    );
+    return 'unknown';
+  }
+  return Object.entries(match).every(([k, v]) => labels[k] === String(v)) ? 'yes' : 'no';
+}
+
+/**
+ * Non-strict mode, when it is unknown whether a policy applies here: a DENY is kept (it can only
+ * refuse more), an ALLOW is kept with no rules (it allows nothing, but its presence means requests
+ * no other ALLOW policy matches are refused): both fail closed.
+ */
+const UNKNOWN_SELECTOR = '; non-strict: a DENY policy is kept, an ALLOW policy is kept allowing nothing';
+
 interface Doc {
   value: Record<string, unknown>;
   where: string;
@@ -525,19 +676,20 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
   const problems: IstioProblem[] = [];
   const services: Record<string, IstioService> = {};
   const owners = new Map<string, string>();
+  const policies: Record<string, unknown>[] = [];
 
   for (const { value, where } of parseDocs(yaml)) {
     const kind = value.kind;
     const metadata = isObject(value.metadata) ? value.metadata : {};
     const name = typeof metadata.name === 'string' ? metadata.name : undefined;
     const label = `${String(kind)}/${name ?? `(${where})`}`;
-    if (
-      !API_VERSIONS.has(String(value.apiVersion)) ||
-      (kind !== 'VirtualService' && kind !== 'DestinationRule')
-    ) {
+    const networking =
+      API_VERSIONS.has(String(value.apiVersion)) && (kind === 'VirtualService' || kind === 'DestinationRule');
+    const security = SECURITY_API_VERSIONS.has(String(value.apiVersion)) && kind === 'AuthorizationPolicy';
+    if (!networking && !security) {
       problems.push({
         path: `${where}`,
-        message: `${show(value.apiVersion)} ${show(kind)} is not supported (only networking.istio.io v1, v1beta1, v1alpha3 VirtualService and DestinationRule)`,
+        message: `${show(value.apiVersion)} ${show(kind)} is not supported (only networking.istio.io v1, v1beta1, v1alpha3 VirtualService and DestinationRule, and security.istio.io v1, v1beta1 AuthorizationPolicy)`,
       });
       continue;
     }
@@ -556,7 +708,14 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
       problem(cx, 'spec', 'is missing');
       continue;
     }
-    if (kind === 'VirtualService') {
+    if (kind === 'AuthorizationPolicy') {
+      // Istio: an empty spec is an ALLOW policy that matches nothing (it denies everything).
+      const applies = selects(value.spec.selector, options.workloadLabels, cx);
+      if (applies === 'no') continue;
+      const policy = authorizationPolicy(value.spec, name ?? label, cx);
+      if (policy && applies === 'unknown' && policy.action === 'ALLOW') policy.rules = [];
+      if (policy) policies.push(policy);
+    } else if (kind === 'VirtualService') {
       const spec = virtualServiceSpec(value.spec, 'spec', cx) as Record<string, unknown>;
       const hosts = (spec.hosts as string[] | undefined) ?? [];
       if (!Array.isArray(value.spec.hosts) || value.spec.hosts.length === 0) {
@@ -608,6 +767,7 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
   const warnings = problems.map((p) => `fromIstio: skipped ${formatProblem(p)}`);
   if (options.warn) for (const w of warnings) options.warn(w);
   const result = { services } as FromIstioResult;
+  if (policies.length > 0) result.authorization = { policies };
   Object.defineProperty(result, 'warnings', { value: Object.freeze(warnings), enumerable: false });
   return result;
 }
