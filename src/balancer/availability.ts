@@ -23,9 +23,9 @@ export class AvailabilityCount {
     let available = 0;
     let total = 0;
     for (const ep of list) {
-      // Failing its active health check counts like not being there at all (as when such
-      // endpoints were removed): panic mode and locality failover are about ejections.
-      if (ep.draining || !ep.healthy) continue;
+      // Failing an active health check counts as unavailable (Envoy's panic threshold and
+      // Istio's locality failover both count it); such endpoints are still never picked (usable.ts).
+      if (ep.draining) continue;
       total++;
       if (ep.isAvailable(now)) available++;
     }

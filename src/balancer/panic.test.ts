@@ -70,24 +70,25 @@ describe('PanicGuard', () => {
     expect(g.inPanic(eps, 200)).toBe(false);
   });
 
-  it('endpoints failing their active health check are not counted and never used, even in panic', () => {
+  it('endpoints failing their active health check count as unavailable but are never used, even in panic', () => {
     eps = makeEndpoints(4);
     eps[0]!.healthy = false;
-    eps[1]!.healthy = false;
-    eps[2]!.ejectedUntil = 1e12; // 1 of the 2 counted is available: 50%, no panic
     const g = new PanicGuard(inner());
-    expect(g.inPanic(eps, 0)).toBe(false);
+    expect(g.inPanic(eps, 0)).toBe(false); // 3 of 4 available
     let t = tally(500, () => g.pick(eps, { now: 0 }));
-    expect(t.of(eps[3])).toBe(500);
-    eps[3]!.ejectedUntil = 1e12; // 0 of 2: panic, over the ejected ones only
+    expect(t.of(eps[0])).toBe(0);
+    eps[1]!.healthy = false;
+    eps[2]!.ejectedUntil = 1e12; // 1 of 4 available: panic, which lifts the ejection only
     g.update(eps);
     expect(g.inPanic(eps, 0)).toBe(true);
     t = tally(500, () => g.pick(eps, { now: 0 }));
     expect(t.of(eps[0]) + t.of(eps[1])).toBe(0);
+    expect(t.of(eps[2])).toBeGreaterThan(0);
     expect(t.of(eps[2]) + t.of(eps[3])).toBe(500);
-    for (const ep of eps) ep.ejectedUntil = 0;
-    eps[2]!.healthy = false;
-    eps[3]!.healthy = false;
+    for (const ep of eps) {
+      ep.ejectedUntil = 0;
+      ep.healthy = false;
+    }
     g.update(eps);
     expect(g.pick(eps, { now: 0 })).toBeUndefined(); // all failing their checks: fail closed
   });

@@ -6,9 +6,10 @@
  * failures in a row the endpoint is marked unhealthy downstream (a `health` change: it keeps its
  * pool and load estimate, shows `healthy: false` in the snapshot and takes no requests); after
  * `healthyThreshold` successes in a row it is marked healthy again. Inserts and removes from the
- * provider pass through; ready / error / skipped pass through unchanged. Failing endpoints are
- * never used, not even in panic mode: when every endpoint fails its check, requests fail fast
- * with MESHWORK_ERR_NO_ENDPOINTS (fail closed; Envoy's panic mode would fail open).
+ * provider pass through; ready / error / skipped pass through unchanged. Failing endpoints count
+ * as unavailable for the panic threshold and locality failover, but are never used, not even in
+ * panic mode: when every endpoint fails its check, requests fail fast with
+ * MESHWORK_ERR_NO_ENDPOINTS (fail closed; Envoy's panic mode would fail open).
  */
 import { Agent, request } from 'undici';
 import type { HealthCheckConfig } from './schema.ts';
