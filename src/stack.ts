@@ -20,7 +20,7 @@
  *     attempt   → one span event per attempt: endpoint, attempt number, retry reason (src/telemetry/request-layer.ts)
  *     limits    → connectionPool http2MaxRequests / http1MaxPendingRequests → UO (src/balancer/limits-layer.ts)
  *     tried     → records the endpoint so a retry prefers another one            (src/retry/tried-layer.ts)
- *     load      → in-flight count + peak-EWMA RTT sample                          (src/balancer/load-layer.ts)
+ *     load      → in-flight counts (endpoint, service), peak-EWMA RTT sample, counters (src/balancer/load-layer.ts)
  *     outlier   → consecutive errors / success rate → ejection                    (src/balancer/outlier-layer.ts)
  *     chaos     → attempt-level chaos (latency/reset/abort), seen by everything above (src/fault/layer.ts)
  *     pool      → the endpoint's own undici Pool (TLS in its connector)          (src/balancer/endpoint.ts)
