@@ -1,22 +1,32 @@
 import type { DispatchController, DispatchHandler } from '../pipeline.ts';
 
+/** What a finished handler forwards to: nothing. */
+const FINISHED: DispatchHandler = Object.freeze({});
+
 /**
  * A handler that forwards every callback to the handler it wraps (as undici's DecoratorHandler
  * does). Layers extend it and override only the callbacks they care about, calling super.
+ *
+ * Once the response has ended, failed or upgraded (undici sends nothing after that), it lets go
+ * of the handler it wraps: the transport may keep a finished handler referenced for a while
+ * (until its connection's next request), and it must not keep the whole request with it, or
+ * every request's objects outlive the young generation and cost a major GC.
  */
 export class ForwardingHandler implements DispatchHandler {
-  protected readonly handler: DispatchHandler;
+  #handler: DispatchHandler;
 
   constructor(handler: DispatchHandler) {
-    this.handler = handler;
+    this.#handler = handler;
   }
 
   onRequestStart(controller: DispatchController, context: unknown): void {
-    this.handler.onRequestStart?.(controller, context);
+    this.#handler.onRequestStart?.(controller, context);
   }
 
   onRequestUpgrade(controller: DispatchController, statusCode: number, headers: any, socket: any): void {
-    this.handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+    const h = this.#handler;
+    this.#handler = FINISHED;
+    h.onRequestUpgrade?.(controller, statusCode, headers, socket);
   }
 
   onResponseStart(
@@ -25,18 +35,22 @@ export class ForwardingHandler implements DispatchHandler {
     headers: any,
     statusMessage?: string,
   ): void {
-    this.handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
   }
 
   onResponseData(controller: DispatchController, chunk: Buffer): void {
-    this.handler.onResponseData?.(controller, chunk);
+    this.#handler.onResponseData?.(controller, chunk);
   }
 
   onResponseEnd(controller: DispatchController, trailers: any): void {
-    this.handler.onResponseEnd?.(controller, trailers);
+    const h = this.#handler;
+    this.#handler = FINISHED;
+    h.onResponseEnd?.(controller, trailers);
   }
 
   onResponseError(controller: DispatchController, err: Error): void {
-    this.handler.onResponseError?.(controller, err);
+    const h = this.#handler;
+    this.#handler = FINISHED;
+    h.onResponseError?.(controller, err);
   }
 }

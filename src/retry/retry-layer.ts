@@ -13,6 +13,11 @@ import { retriesFailure, retriesStatus } from './retry-on.ts';
 /** Methods retried on any retryOn condition (RFC 9110 idempotent methods). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
+/** What a finished run forwards to: nothing. */
+const FINISHED: DispatchHandler = Object.freeze({});
+/** What a finished run keeps in place of its request (every path checks `#finished` first). */
+const FINISHED_REQUEST = Object.freeze({ service: Object.freeze({ name: '' }) }) as unknown as MeshRequest;
+
 /** The reason given to attempts the retry layer throws away (losing hedges, retried answers). */
 class Discarded extends Error {
   constructor() {
@@ -42,8 +47,8 @@ export function retryLayer(clock: Clock, random: () => number = Math.random): La
 
 class RetryRun implements DispatchController {
   readonly #next: Dispatch;
-  readonly #req: MeshRequest;
-  readonly #handler: DispatchHandler;
+  #req: MeshRequest;
+  #handler: DispatchHandler;
   readonly #policy: RetryPolicy;
   readonly #clock: Clock;
   readonly #random: () => number;
@@ -326,14 +331,16 @@ class RetryRun implements DispatchController {
 
   deliverEnd(trailers: Record<string, string | string[]>): void {
     if (this.#finished) return;
+    const handler = this.#handler;
     this.#cleanup();
-    this.#handler.onResponseEnd?.(this, trailers);
+    handler.onResponseEnd?.(this, trailers);
   }
 
   deliverUpgrade(att: Attempt, status: number, headers: unknown, socket: unknown): void {
     this.#commit(att);
+    const handler = this.#handler;
     this.#cleanup();
-    this.#handler.onRequestUpgrade?.(this, status, headers as never, socket as never);
+    handler.onRequestUpgrade?.(this, status, headers as never, socket as never);
   }
 
   isWinner(att: Attempt): boolean {
@@ -342,10 +349,11 @@ class RetryRun implements DispatchController {
 
   #fail(err: Error): void {
     if (this.#finished) return;
+    const handler = this.#handler;
+    const live = [...this.#live];
     this.#cleanup();
-    for (const att of this.#live) att.discard();
-    this.#live.clear();
-    this.#handler.onResponseError?.(this, err);
+    for (const att of live) att.discard();
+    handler.onResponseError?.(this, err);
   }
 
   #cleanup(): void {
@@ -357,6 +365,12 @@ class RetryRun implements DispatchController {
     if (this.#signal && this.#onSignal) this.#signal.removeEventListener('abort', this.#onSignal);
     this.#signal = undefined;
     this.#onSignal = undefined;
+    // Finished: let go of the caller's handler, the request and the attempts. The transport and
+    // the caller's body stream may keep this object referenced for a while after the end; the
+    // whole request must not stay alive with it (see src/http/forwarding-handler.ts).
+    this.#handler = FINISHED;
+    this.#req = FINISHED_REQUEST;
+    this.#body = undefined;
   }
 }
 
@@ -414,11 +428,19 @@ class Attempt implements DispatchHandler {
 
   onResponseEnd(_c: DispatchController, trailers: Record<string, string | string[]>): void {
     if (!this.#discarded && this.#run.isWinner(this)) this.#run.deliverEnd(trailers);
+    this.#release();
   }
 
   onResponseError(_c: DispatchController, err: Error): void {
-    if (this.#discarded) return;
+    if (this.#discarded) return this.#release();
     this.#discarded = true;
     this.#run.onAttemptError(this, this.#timedOut ?? err);
+    this.#release();
+  }
+
+  /** Over: keep nothing of the request alive (see src/http/forwarding-handler.ts). */
+  #release(): void {
+    this.req = undefined;
+    this.controller = undefined;
   }
 }
