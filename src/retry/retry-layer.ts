@@ -5,7 +5,7 @@ import { headerValue } from '../http/headers.ts';
 import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest } from '../pipeline.ts';
 import { backoffMs, parseRetryAfter } from './backoff.ts';
 import { classifyFailure, provablyNotSent } from './classify.ts';
-import { deadlineFromHeaders, setDeadlineHeader } from './deadline.ts';
+import { DEADLINE_HEADER, deadlineFromHeaders, setDeadlineHeader } from './deadline.ts';
 import { type RetryPolicy, retryPolicyFor } from './policy.ts';
 import { isReplayable } from './replay-body.ts';
 import { retriesFailure, retriesStatus } from './retry-on.ts';
@@ -116,9 +116,11 @@ class RetryRun implements DispatchController {
     const p = this.#policy;
     // The request's deadline: its own timeout, or the time left of the inbound request it is
     // made for (x-meshwork-deadline, put there by the context layer), whichever ends first.
-    const now = this.#clock();
+    // (No timeout and no deadline header, the common case: no clock reading needed.)
+    const bounded = p.timeoutMs !== undefined || this.#req.opts.headers[DEADLINE_HEADER] !== undefined;
+    const now = bounded ? this.#clock() : 0;
     const own = p.timeoutMs === undefined ? undefined : now + p.timeoutMs;
-    const inherited = deadlineFromHeaders(this.#req.opts.headers, now);
+    const inherited = bounded ? deadlineFromHeaders(this.#req.opts.headers, now) : undefined;
     const deadline = inherited !== undefined && (own === undefined || inherited < own) ? inherited : own;
     if (deadline !== undefined) {
       this.#deadline = deadline;
@@ -177,9 +179,8 @@ class RetryRun implements DispatchController {
   #launch(): void {
     if (this.#finished) return;
     const p = this.#policy;
-    const now = this.#clock();
     const attemptNo = this.#sends++;
-    let remaining = this.#deadline === undefined ? undefined : this.#deadline - now;
+    let remaining = this.#deadline === undefined ? undefined : this.#deadline - this.#clock();
     if (p.perTryTimeoutMs !== undefined) remaining = Math.min(remaining ?? Infinity, p.perTryTimeoutMs);
     let attemptReq: MeshRequest;
     const opts0 = this.#req.opts as MeshRequest['opts'] & { signal?: unknown };
