@@ -448,8 +448,12 @@ function shuffle<T>(xs: T[], rand: () => number): T[] {
 }
 
 let gcFn: (() => void) | undefined | null = null;
-/** A full GC (through V8's --expose-gc, turned on at runtime) and a 25 ms pause, outside any measured window. */
-export async function settle(): Promise<void> {
+/**
+ * A full GC (through V8's --expose-gc, turned on at runtime) and a 25 ms pause. Returns what the
+ * GC itself took (CPU and wall seconds), so that interleave() can bill it to the run whose
+ * garbage it collected.
+ */
+export async function settle(): Promise<{ cpuSeconds: number; wallSeconds: number }> {
   if (gcFn === null) {
     try {
       v8.setFlagsFromString('--expose-gc');
@@ -458,17 +462,39 @@ export async function settle(): Promise<void> {
       gcFn = undefined;
     }
   }
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
   gcFn?.();
+  const wallSeconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   await new Promise((r) => setTimeout(r, 25));
+  return { cpuSeconds: (cpu.user + cpu.system) / 1e6, wallSeconds };
+}
+
+/**
+ * Bills a full GC to the run before it: the garbage a run leaves behind is its own cost. Without
+ * this, a system that leaves much garbage for the old generation would get its major GCs done
+ * for free between runs (or bill them to whichever system runs next).
+ */
+function billGc(r: RunResult, gc: { cpuSeconds: number; wallSeconds: number }): RunResult {
+  const seconds = r.seconds + gc.wallSeconds;
+  const cpuSeconds = r.cpuSeconds + gc.cpuSeconds;
+  return {
+    ...r,
+    seconds,
+    rps: r.rate === undefined ? r.requests / seconds : r.rps,
+    cpuSeconds,
+    reqPerCpuSecond: r.requests / (cpuSeconds + r.sidecarCpuSeconds),
+  };
 }
 
 /**
  * Measures every system at one concurrency: a short warm-up each (JIT, connections), then
  * `rounds` rounds in which every system runs `seconds`, in a new pseudo-random order each round
  * (seeded, so reruns use the same orders) so no system always runs first or right after the
- * same neighbour (the machine is shared, and a system that makes garbage would otherwise bill
- * the next one). Before every run: a full GC when available and a short pause. Returns the
- * median per system, in the order given.
+ * same neighbour. Each run starts from a clean heap and pays for its own garbage: after every
+ * run, a full GC (when available) whose CPU and wall time are added to that run (billGc), then a
+ * short pause. Returns the median per system, in the order given.
  */
 export async function interleave(
   systems: System[],
@@ -504,17 +530,17 @@ export async function interleave(
   }
   const runs = new Map<string, RunResult[]>(systems.map((s) => [s.name, []]));
   const rand = mulberry32(systems.length * 1000 + concurrency + (rate ?? 0));
+  await settle(); // the warm-ups' garbage: nobody's
   for (let round = 0; round < rounds; round++) {
     const order = shuffle(systems, rand);
     for (const s of order) {
-      await settle();
       const state = await probe?.start();
       const r = await run(s.name, seconds, s.call, {
         ...base,
         ...(s.sidecarCpu ? { sidecarCpu: s.sidecarCpu } : {}),
       });
       if (probe) r.extra = await probe.end(state);
-      runs.get(s.name)?.push(r);
+      runs.get(s.name)?.push(billGc(r, await settle()));
     }
   }
   return systems.map((s) => median(runs.get(s.name) ?? []));

@@ -19,3 +19,21 @@ describe('normalizeHeaders', () => {
     expect(headerValue({ a: '1' }, 'b')).toBeUndefined();
   });
 });
+
+describe('header records', () => {
+  it('treat every name as an ordinary key (no Object.prototype in the chain)', () => {
+    const h = normalizeHeaders({ constructor: 'c', __proto__: 'p', 'X-Ok': '1' } as Record<string, string>);
+    expect(h.constructor).toBe('c');
+    expect(Object.keys(h)).toContain('constructor');
+    expect(h.toString).toBeUndefined();
+    expect(h.hasownproperty).toBeUndefined();
+    expect(h['x-ok']).toBe('1');
+    const pairs = normalizeHeaders([
+      ['__proto__', 'p'],
+      ['valueOf', 'v'],
+    ]);
+    expect(Object.keys(pairs).sort()).toEqual(['__proto__', 'valueof']);
+    expect(pairs.__proto__).toBe('p');
+    expect(Object.getPrototypeOf(Object.getPrototypeOf(pairs))).toBeNull();
+  });
+});
