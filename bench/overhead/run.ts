@@ -1,6 +1,7 @@
 // bench/overhead: what the mesh costs on the request path. One healthy upstream in its own
-// process; raw undici Pool (our physical limit), undici fetch, mesh.dispatcher and mesh.fetch,
-// at concurrency 1, 16 and 64, in one run, interleaved over rounds. Prints ratios to raw undici.
+// process; raw undici Pool (our physical limit), raw undici again on its own pool (an A/A control
+// that shows the noise floor), undici fetch, mesh.dispatcher and mesh.fetch, at concurrency 1, 16
+// and 64, in one run, interleaved over rounds. Prints ratios to raw undici.
 import { Pool, request, fetch as undiciFetch } from 'undici';
 import { createMesh } from '../../src/index.ts';
 import {
@@ -22,6 +23,9 @@ export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
   const concurrencies = [1, 16, 64];
   const up = await startUpstream();
   const pool = new Pool(`http://${up.address}`, { connections: 1024, keepAliveTimeout: 60_000 });
+  // An A/A control: raw undici again, on its own pool. How far its ratio lands from 1.00× is the
+  // noise of this machine and run, the yardstick for every other ratio.
+  const control = new Pool(`http://${up.address}`, { connections: 1024, keepAliveTimeout: 60_000 });
   const mesh = createMesh({
     env: {},
     services: {
@@ -36,6 +40,10 @@ export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
   const systems: Record<string, () => Promise<void>> = {
     'undici Pool': async () => {
       const r = await request(rawUrl, { dispatcher: pool });
+      await r.body.dump();
+    },
+    'undici Pool (A/A control)': async () => {
+      const r = await request(rawUrl, { dispatcher: control });
       await r.body.dump();
     },
     'mesh.dispatcher': async () => {
@@ -57,6 +65,7 @@ export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
   for (const c of concurrencies) all.push(...(await interleave(list, c, { rounds, seconds })));
   await mesh.close();
   await pool.close();
+  await control.close();
   up.stop();
   const targets: Target[] = [];
   for (const c of concurrencies) {
@@ -83,7 +92,10 @@ export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
     results: all,
     table: `${ratioTable(all, 'undici Pool')}\n\n${targetTable(targets)}`,
     targets,
-    notes: [`one upstream process; medians over ${rounds} interleaved rounds of ${seconds}s per system`],
+    notes: [
+      `one upstream process; medians over ${rounds} interleaved rounds of ${seconds}s per system`,
+      'undici Pool (A/A control) is raw undici again: its distance from 1.00× is the noise floor of the run',
+    ],
   };
 }
 
