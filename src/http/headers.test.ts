@@ -33,7 +33,7 @@ describe('header records', () => {
       ['valueOf', 'v'],
     ]);
     expect(Object.keys(pairs).sort()).toEqual(['__proto__', 'valueof']);
-    expect(pairs.__proto__).toBe('p');
+    expect(Object.getOwnPropertyDescriptor(pairs, '__proto__')?.value).toBe('p');
     expect(Object.getPrototypeOf(Object.getPrototypeOf(pairs))).toBeNull();
   });
 });

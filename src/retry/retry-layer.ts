@@ -433,7 +433,10 @@ class Attempt implements DispatchHandler {
   }
 
   onResponseError(_c: DispatchController, err: Error): void {
-    if (this.#discarded) return this.#release();
+    if (this.#discarded) {
+      this.#release();
+      return;
+    }
     this.#discarded = true;
     this.#run.onAttemptError(this, this.#timedOut ?? err);
     this.#release();
