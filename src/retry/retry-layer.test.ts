@@ -21,6 +21,7 @@ function request() {
   const service = {
     name: 'svc',
     retry: { policy: compileRetryPolicy({}), budget: undefined, hedgeBudget: undefined },
+    telemetry: { retry() {}, retryBudgetExhausted() {} },
   };
   return newMeshRequest(service as never, { path: '/', method: 'GET', headers: {} } as never, 'svc', 0);
 }
@@ -57,5 +58,38 @@ describe('retry layer: a finished request', () => {
       gc();
     }
     expect(ref?.deref()).toBeUndefined();
+  });
+});
+
+describe('retry layer: retries go to endpoints not tried yet', () => {
+  it('after two 503s from two endpoints, the third attempt goes to the third one', async () => {
+    const eps = ['a', 'b', 'c'].map((address) => ({ address }));
+    const seen: string[] = [];
+    // Stands in for the balancer and the tried layer: the first endpoint the request has not tried.
+    const dispatch = retryLayer(
+      () => performance.now(),
+      () => 0,
+    )((req, attempt) => {
+      const ep = eps.find((e) => !req.tried?.has(e as never)) ?? eps[0];
+      req.endpoint = ep as never;
+      req.tried?.add(ep as never);
+      seen.push(ep?.address as string);
+      attempt.onRequestStart?.(controller, {});
+      const status = ep?.address === 'c' ? 200 : 503;
+      attempt.onResponseStart?.(controller, status, {}, '');
+      attempt.onResponseEnd?.(controller, {});
+    });
+    const status = await new Promise<number>((resolve, reject) => {
+      let got = 0;
+      dispatch(request(), {
+        onResponseStart: (_c, s) => {
+          got = s;
+        },
+        onResponseEnd: () => resolve(got),
+        onResponseError: (_c, err) => reject(err),
+      });
+    });
+    expect(status).toBe(200);
+    expect(seen).toEqual(['a', 'b', 'c']);
   });
 });

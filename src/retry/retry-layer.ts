@@ -219,16 +219,21 @@ class RetryRun implements DispatchController {
    * tried layer fills) exists; it starts with the first attempt's endpoint. Created only then,
    * so a request answered at the first try never allocates it.
    */
-  #trackTried(): void {
-    if (this.#req.tried) return;
-    const tried = new Set<Endpoint>();
-    const first = this.#first?.req;
-    if (first) {
-      if (first.endpoint) tried.add(first.endpoint);
-      // Still waiting for discovery: the tried layer records its endpoint once it is picked.
-      first.tried = tried;
+  #trackTried(failed?: Attempt): void {
+    let tried = this.#req.tried;
+    if (!tried) {
+      tried = new Set<Endpoint>();
+      const first = this.#first?.req;
+      if (first) {
+        if (first.endpoint) tried.add(first.endpoint);
+        // Still waiting for discovery: the tried layer records its endpoint once it is picked.
+        first.tried = tried;
+      }
+      this.#req.tried = tried;
     }
-    this.#req.tried = tried;
+    // A failed attempt lets go of its request when it ends: record its endpoint now.
+    const ep = failed?.req?.endpoint;
+    if (ep) tried.add(ep);
   }
 
   #armHedge(): void {
@@ -302,6 +307,7 @@ class RetryRun implements DispatchController {
       return false;
     }
     this.#retries++;
+    this.#trackTried(failed);
     const endpoint = failed.req?.endpoint?.address;
     telemetry.retry({ req: this.#req, attempt: this.#retries, reason, delayMs: delay, endpoint });
     // No hedge during the backoff: the retry's own launch re-arms it.
