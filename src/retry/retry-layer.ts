@@ -189,7 +189,7 @@ class RetryRun implements DispatchController {
       // with the request object itself (retries below copy it; they never see its `endpoint`).
       attemptReq = this.#req;
     } else {
-      if (attemptNo > 0) this.#trackTried();
+      if (attemptNo > 0) this.#trackTried(); // a hedge: the first attempt is still running
       // Attempts share the request's headers unless this one carries its own deadline header.
       let headers = this.#req.opts.headers;
       if (remaining !== undefined) {
@@ -357,9 +357,8 @@ class RetryRun implements DispatchController {
   #fail(err: Error): void {
     if (this.#finished) return;
     const handler = this.#handler;
-    const live = [...this.#live];
     this.#cleanup();
-    for (const att of live) att.discard();
+    for (const att of this.#live) att.discard();
     handler.onResponseError?.(this, err);
   }
 
@@ -372,9 +371,10 @@ class RetryRun implements DispatchController {
     if (this.#signal && this.#onSignal) this.#signal.removeEventListener('abort', this.#onSignal);
     this.#signal = undefined;
     this.#onSignal = undefined;
-    // Finished: let go of the caller's handler, the request and the attempts. The transport and
-    // the caller's body stream may keep this object referenced for a while after the end; the
-    // whole request must not stay alive with it (see src/http/forwarding-handler.ts).
+    // Finished: let go of the caller's handler, the request and the body (each attempt lets go
+    // of its own request when it ends). The transport and the caller's body stream may keep this
+    // object referenced for a while after the end; the whole request must not stay alive with it
+    // (see src/http/forwarding-handler.ts).
     this.#handler = FINISHED;
     this.#req = FINISHED_REQUEST;
     this.#body = undefined;
