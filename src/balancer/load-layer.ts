@@ -25,29 +25,23 @@ export function trackLoad(clock: Clock): EndpointLayer {
   };
 }
 
-/**
- * Attempts ended on purpose, not failures of the endpoint: a losing hedge, a retried answer,
- * the caller's abort, and a per-try timeout (its elapsed time is a lower bound of the RTT, which
- * is what the estimate gets; a flat 1 s penalty would make one cold-start timeout steer traffic
- * away from a fast endpoint for many seconds).
- */
-function isCancellation(err: Error): boolean {
-  const code = (err as { code?: unknown }).code;
-  return (
-    err.name === 'Discarded' ||
-    err.name === 'AbortError' ||
-    code === 'UND_ERR_ABORTED' ||
-    code === 'MESHWORK_ERR_TIMEOUT'
-  );
-}
-
-/** Ended by the mesh or the caller, not by the endpoint (a per-try timeout is the endpoint's). */
+/** Ended by the mesh or the caller (a losing hedge, a retried answer, the caller's abort). */
 function isOnPurpose(err: Error): boolean {
   return (
     err.name === 'Discarded' ||
     err.name === 'AbortError' ||
     (err as { code?: unknown }).code === 'UND_ERR_ABORTED'
   );
+}
+
+/**
+ * Attempts whose time so far is only a lower bound of the RTT, not failures of the endpoint for
+ * the estimate: those ended on purpose, and a per-try timeout (a flat 1 s penalty would make one
+ * cold-start timeout steer traffic away from a fast endpoint for many seconds). A per-try timeout
+ * still counts in the endpoint's `errors`.
+ */
+function isCancellation(err: Error): boolean {
+  return isOnPurpose(err) || (err as { code?: unknown }).code === 'MESHWORK_ERR_TIMEOUT';
 }
 
 class LoadHandler extends ForwardingHandler {
