@@ -88,8 +88,11 @@ export type Layer = (next: Dispatch) => Dispatch;
 export type EndpointDispatch = (ep: Endpoint, req: MeshRequest, handler: DispatchHandler) => void;
 export type EndpointLayer = (next: EndpointDispatch) => EndpointDispatch;
 
-/** A controller for errors raised before any connection exists. */
-const deadController: DispatchController = {
+/**
+ * A controller that controls nothing (stateless, shared): for answers and errors the mesh raises
+ * itself, before or instead of any connection (no endpoints, circuit open, injected chaos).
+ */
+export const deadController: DispatchController = {
   abort() {},
   pause() {},
   resume() {},

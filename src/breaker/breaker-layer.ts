@@ -1,6 +1,6 @@
 import { CircuitOpenError } from '../errors.ts';
 import { ForwardingHandler } from '../http/forwarding-handler.ts';
-import type { DispatchController, DispatchHandler, Layer } from '../pipeline.ts';
+import { type DispatchController, type DispatchHandler, deadController, type Layer } from '../pipeline.ts';
 import type { Fallback, Settle } from './breaker.ts';
 
 /**
@@ -17,19 +17,10 @@ export function breakerLayer(): Layer {
     if (settle) return next(req, new BreakerHandler(handler, settle));
     const fb = req.service.fallback;
     if (fb) return deliverFallback(handler, fb, req.service.name, String(req.opts.method), req.opts.path);
-    handler.onRequestStart?.(closedController, {});
-    handler.onResponseError?.(closedController, new CircuitOpenError(req.service.name));
+    handler.onRequestStart?.(deadController, {});
+    handler.onResponseError?.(deadController, new CircuitOpenError(req.service.name));
   };
 }
-
-const closedController: DispatchController = {
-  abort() {},
-  pause() {},
-  resume() {},
-  paused: false,
-  aborted: false,
-  reason: null,
-};
 
 function deliverFallback(
   handler: DispatchHandler,
@@ -42,8 +33,8 @@ function deliverFallback(
   try {
     res = fb({ service, method, path });
   } catch (err) {
-    handler.onRequestStart?.(closedController, {});
-    handler.onResponseError?.(closedController, err instanceof Error ? err : new Error(String(err)));
+    handler.onRequestStart?.(deadController, {});
+    handler.onResponseError?.(deadController, err instanceof Error ? err : new Error(String(err)));
     return;
   }
   const headers: Record<string, string> = { 'x-meshwork-fallback': 'circuit-open' };
@@ -51,7 +42,7 @@ function deliverFallback(
   // undici's fetch reads response headers from controller.rawHeaders.
   const rawHeaders: Buffer[] = [];
   for (const [k, v] of Object.entries(headers)) rawHeaders.push(Buffer.from(k), Buffer.from(v));
-  const controller = { ...closedController, rawHeaders };
+  const controller = { ...deadController, rawHeaders };
   handler.onRequestStart?.(controller, {});
   handler.onResponseStart?.(controller, res.status, headers, '');
   if (res.body !== undefined)

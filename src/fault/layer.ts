@@ -1,5 +1,5 @@
 import { respondLocally } from '../http/synthetic.ts';
-import type { EndpointLayer, Layer } from '../pipeline.ts';
+import { deadController, type EndpointLayer, type Layer } from '../pipeline.ts';
 import { type ChaosDecision, decideChaos, decideFault, type Random } from './decide.ts';
 
 /**
@@ -43,10 +43,7 @@ export function chaos(random: Random = Math.random): EndpointLayer {
     const d: ChaosDecision = decideChaos(cfg, random);
     const go = () => {
       if (d.reset) {
-        handler.onResponseError?.(
-          { abort() {}, pause() {}, resume() {}, paused: false, aborted: false, reason: null },
-          new ChaosResetError(),
-        );
+        handler.onResponseError?.(deadController, new ChaosResetError());
       } else if (d.abortStatus !== undefined) {
         respondLocally(handler, d.abortStatus, 'meshwork chaos abort', { 'x-meshwork-chaos': 'abort' });
       } else next(ep, req, handler);

@@ -1,7 +1,7 @@
 import type { DispatchController, DispatchHandler } from '../pipeline.ts';
 
-/** What a finished handler forwards to: nothing. */
-const FINISHED: DispatchHandler = Object.freeze({});
+/** What a finished handler forwards to: nothing (also the retry run's, src/retry/retry-layer.ts). */
+export const FINISHED: DispatchHandler = Object.freeze({});
 
 /**
  * A handler that forwards every callback to the handler it wraps (as undici's DecoratorHandler

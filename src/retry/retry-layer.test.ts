@@ -1,21 +1,14 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { type DispatchController, type DispatchHandler, newMeshRequest } from '../pipeline.ts';
+import { type DispatchHandler, deadController, newMeshRequest } from '../pipeline.ts';
 import { compileRetryPolicy } from './policy.ts';
 import { retryLayer } from './retry-layer.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
-const controller: DispatchController = {
-  abort() {},
-  pause() {},
-  resume() {},
-  aborted: false,
-  paused: false,
-  reason: null,
-};
+const controller = deadController;
 
 function request() {
   const service = {

@@ -1,6 +1,7 @@
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../balancer/types.ts';
 import { MeshAbortedError, MeshTimeoutError } from '../errors.ts';
+import { FINISHED } from '../http/forwarding-handler.ts';
 import { headerValue } from '../http/headers.ts';
 import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest } from '../pipeline.ts';
 import { backoffMs, parseRetryAfter } from './backoff.ts';
@@ -13,8 +14,6 @@ import { retriesFailure, retriesStatus } from './retry-on.ts';
 /** Methods retried on any retryOn condition (RFC 9110 idempotent methods). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-/** What a finished run forwards to: nothing. */
-const FINISHED: DispatchHandler = Object.freeze({});
 /** What a finished run keeps in place of its request (every path checks `#finished` first). */
 const FINISHED_REQUEST = Object.freeze({ service: Object.freeze({ name: '' }) }) as unknown as MeshRequest;
 
