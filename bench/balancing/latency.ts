@@ -77,11 +77,11 @@ export async function latency(opts: { quick: boolean }): Promise<ScenarioOutput>
     end: async (s) => ({ slowShare: ((await upstreamCount(slow)) - s.slow) / Math.max(1, calls - s.calls) }),
   };
 
-  const closed = await interleave(systems, concurrency, { rounds, seconds, warmupSeconds: 1, probe: share });
+  const closed = await interleave(systems, concurrency, { rounds, seconds, quick: opts.quick, probe: share });
   const open = await interleave(systems, concurrency * 8, {
     rounds,
     seconds,
-    warmupSeconds: 0.5,
+    quick: opts.quick,
     probe: share,
     rate: RATE,
   });

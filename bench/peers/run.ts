@@ -318,6 +318,7 @@ export async function peers(opts: ScenarioOptions): Promise<ScenarioOutput> {
             ...(await interleave(s.systems, cell.concurrency, {
               rounds,
               seconds,
+              quick: opts.quick,
               group: set.group,
               probe,
               ...(cell.rate === undefined ? {} : { rate: cell.rate }),

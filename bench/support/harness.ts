@@ -1,13 +1,14 @@
 // Shared bench machinery: upstream processes, closed-loop load at a fixed concurrency,
 // hdr histograms, CPU accounting, interleaved rounds and ratio tables. Loopback only,
 // bounded in time.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import hdr from 'hdr-histogram-js';
+import type { SystemCommand, SystemReply } from './system-process.ts';
 
 /** Options every scenario receives from the runner. */
 export interface ScenarioOptions {
@@ -489,8 +490,62 @@ function billGc(r: RunResult, gc: { cpuSeconds: number; wallSeconds: number }): 
 }
 
 /**
- * Measures every system at one concurrency: a short warm-up each (JIT, connections), then
- * `rounds` rounds in which every system runs `seconds`, in a new pseudo-random order each round
+ * How long each system warms up before it is measured. A system's p99 only settles once V8 has
+ * tiered its hot paths up: about 15-20 thousand requests here, 3 s at concurrency 1 (measured
+ * on this 2-core machine for raw undici and for the mesh alike, in 0.5 s windows; see
+ * bench/README.md). A warm-up of a fixed 0.3 s left the system with more code still compiling
+ * through its first measured round. Quick runs use a shorter one (their numbers are not claims).
+ */
+export const WARMUP = {
+  full: { minSeconds: 1, minRequests: 20_000, maxSeconds: 5 },
+  quick: { minSeconds: 0.3, minRequests: 3_000, maxSeconds: 1.5 },
+} as const;
+
+/**
+ * Warms one system up: closed loops at `concurrency` until it has run `minSeconds` and
+ * `minRequests` requests, or `maxSeconds` have passed, whichever comes first. Failures count as
+ * requests (a system that fails fast is warm too). Bounded like load().
+ */
+export async function warmUp(
+  call: () => Promise<void>,
+  concurrency: number,
+  w: { minSeconds: number; minRequests: number; maxSeconds: number },
+): Promise<number> {
+  const t0 = performance.now();
+  const hardStop = t0 + w.maxSeconds * 1000;
+  const minEnd = t0 + w.minSeconds * 1000;
+  let n = 0;
+  const more = () => {
+    const now = performance.now();
+    return now < hardStop && (now < minEnd || n < w.minRequests);
+  };
+  let guard: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (more()) {
+            n++;
+            await call().catch(() => {});
+          }
+        }),
+      ),
+      new Promise<never>((_, reject) => {
+        guard = setTimeout(
+          () => reject(new Error('warm-up: requests still in flight 15s after its end')),
+          (w.maxSeconds + 15) * 1000,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(guard);
+  }
+  return n;
+}
+
+/**
+ * Measures every system at one concurrency: a warm-up each (WARMUP: JIT tiers, connections),
+ * then `rounds` rounds in which every system runs `seconds`, in a new pseudo-random order each round
  * (seeded, so reruns use the same orders) so no system always runs first or right after the
  * same neighbour. Each run starts from a clean heap and pays for its own garbage: after every
  * run, a full GC (when available) whose CPU and wall time are added to that run (billGc), then a
@@ -499,40 +554,47 @@ function billGc(r: RunResult, gc: { cpuSeconds: number; wallSeconds: number }): 
 export async function interleave(
   systems: System[],
   concurrency: number,
-  {
-    rounds,
-    seconds,
-    warmupSeconds = 0.3,
-    group,
-    probe,
-    rate,
-  }: {
-    /** Open loop at this many req/s (loadAtRate, `concurrency` = bound on in flight) instead of closed loops. */
-    rate?: number;
-    rounds: number;
-    seconds: number;
-    warmupSeconds?: number;
-    group?: string;
-    /** Measured around every measured run; its numbers land in RunResult.extra (medians). */
-    probe?: Probe<unknown>;
-  },
+  options: InterleaveOptions,
 ): Promise<RunResult[]> {
+  return (await interleaveRounds(systems, concurrency, options)).medians;
+}
+
+export interface InterleaveOptions {
+  /** Open loop at this many req/s (loadAtRate, `concurrency` = bound on in flight) instead of closed loops. */
+  rate?: number;
+  rounds: number;
+  seconds: number;
+  /** The quick run's shorter warm-up (WARMUP.quick). */
+  quick?: boolean;
+  group?: string;
+  /** Measured around every measured run; its numbers land in RunResult.extra (medians). */
+  probe?: Probe<unknown>;
+}
+
+/**
+ * interleave(), also returning every round's runs (`rounds[i]`: round i's results, in the order
+ * the systems were given), for ratios paired within a round.
+ */
+export async function interleaveRounds(
+  systems: System[],
+  concurrency: number,
+  { rounds, seconds, quick = false, group, probe, rate }: InterleaveOptions,
+): Promise<{ medians: RunResult[]; rounds: RunResult[][] }> {
   const base = group === undefined ? {} : { group };
   const run = (name: string, secs: number, call: () => Promise<void>, o: LoadOptions) =>
     rate === undefined
       ? load(name, concurrency, secs, call, o)
       : loadAtRate(name, rate, secs, call, { ...o, maxInflight: concurrency });
-  for (const s of systems) {
-    await run(s.name, warmupSeconds, s.call, {
-      ...base,
-      ...(s.sidecarCpu ? { sidecarCpu: s.sidecarCpu } : {}),
-    });
-  }
+  // Open-loop runs warm up in closed loops too, at a concurrency that does not flood a slow system.
+  const warmConcurrency = rate === undefined ? concurrency : Math.min(concurrency, 16);
+  for (const s of systems) await warmUp(s.call, warmConcurrency, quick ? WARMUP.quick : WARMUP.full);
   const runs = new Map<string, RunResult[]>(systems.map((s) => [s.name, []]));
   const rand = mulberry32(systems.length * 1000 + concurrency + (rate ?? 0));
   await settle(); // the warm-ups' garbage: nobody's
+  const byRound: RunResult[][] = [];
   for (let round = 0; round < rounds; round++) {
     const order = shuffle(systems, rand);
+    const these = new Map<string, RunResult>();
     for (const s of order) {
       const state = await probe?.start();
       const r = await run(s.name, seconds, s.call, {
@@ -540,10 +602,253 @@ export async function interleave(
         ...(s.sidecarCpu ? { sidecarCpu: s.sidecarCpu } : {}),
       });
       if (probe) r.extra = await probe.end(state);
-      runs.get(s.name)?.push(billGc(r, await settle()));
+      const billed = billGc(r, await settle());
+      runs.get(s.name)?.push(billed);
+      these.set(s.name, billed);
+    }
+    byRound.push(systems.map((s) => these.get(s.name) as RunResult));
+  }
+  return { medians: systems.map((s) => median(runs.get(s.name) ?? [])), rounds: byRound };
+}
+
+/** Per-round ratios of one system to the baseline, each round's two runs side by side. */
+export interface Paired {
+  system: string;
+  concurrency: number;
+  rate?: number;
+  group?: string;
+  /** rps(system) / rps(baseline), one per round. */
+  rps: number[];
+  /** p50(system) / p50(baseline), one per round. */
+  p50: number[];
+  /** p99(system) / p99(baseline), one per round. */
+  p99: number[];
+}
+
+/**
+ * Ratios paired within each round of interleaveRounds(): both runs of a pair ran minutes apart at
+ * most and seconds apart at best, so drift in what the rest of the machine does (the A/A control
+ * shows how much) mostly cancels, where a ratio of two medians taken over different rounds keeps it.
+ */
+export function pairedRatios(rounds: RunResult[][], baseline: string): Paired[] {
+  const out = new Map<string, Paired>();
+  for (const round of rounds) {
+    const base = round.find((r) => r.system === baseline);
+    if (!base) continue;
+    for (const r of round) {
+      if (r.system === baseline) continue;
+      let p = out.get(r.system);
+      if (!p) {
+        p = {
+          system: r.system,
+          concurrency: r.concurrency,
+          ...(r.rate === undefined ? {} : { rate: r.rate }),
+          ...(r.group === undefined ? {} : { group: r.group }),
+          rps: [],
+          p50: [],
+          p99: [],
+        };
+        out.set(r.system, p);
+      }
+      p.rps.push(r.rps / base.rps);
+      p.p50.push(r.p50Ms / base.p50Ms);
+      p.p99.push(r.p99Ms / base.p99Ms);
     }
   }
-  return systems.map((s) => median(runs.get(s.name) ?? []));
+  return [...out.values()];
+}
+
+/** The median of a list (NaN when empty). */
+export function medianOf(xs: number[]): number {
+  return mid(xs);
+}
+
+/** A markdown table of paired ratios: median and range over the rounds. */
+export function pairedTable(paired: Paired[], baseline: string): string {
+  const range = (xs: number[]) => `${fmt(medianOf(xs))}× | ${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))}`;
+  const rows = [
+    `Paired with ${baseline} within each round (median, then the range over rounds):`,
+    '',
+    '| system | conc / rate | req/s ratio | range | p50 ratio | range | p99 ratio | range |',
+    '|---|---:|---:|---|---:|---|---:|---|',
+  ];
+  for (const p of paired)
+    rows.push(
+      `| ${p.system} | ${p.rate === undefined ? p.concurrency : `${p.rate}/s`} | ${range(p.rps)} | ${range(p.p50)} | ${range(p.p99)} |`,
+    );
+  return rows.join('\n');
+}
+
+/** A system that runs in its own process (bench/support/system-process.ts). */
+export interface ProcessSystem {
+  name: string;
+  /** Path of the module whose export builds the system. */
+  module: string;
+  /** Name of that export: `(args) => Promise<{ call, close }>`. */
+  export: string;
+  /** JSON-serialisable arguments for it. */
+  args: Record<string, unknown>;
+}
+
+export interface SystemHandle {
+  name: string;
+  pid: number;
+  send(cmd: SystemCommand, timeoutMs: number): Promise<SystemReply>;
+}
+
+/** Starts one process per system and waits until each has built its system. Bounded: 20 s. */
+export async function startSystems(specs: ProcessSystem[]): Promise<SystemHandle[]> {
+  const script = fileURLToPath(new URL('./system-process.ts', import.meta.url));
+  const handles = specs.map((spec) => {
+    const child = fork(script, [spec.module, spec.export, JSON.stringify(spec.args)], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    trackChild(child);
+    const waiting: ((m: SystemReply | Error) => void)[] = [];
+    child.on('message', (m: SystemReply) => waiting.shift()?.(m));
+    child.once('exit', (code) => {
+      for (const w of waiting.splice(0)) w(new Error(`${spec.name}: system process exited (${code})`));
+    });
+    const next = (timeoutMs: number) =>
+      new Promise<SystemReply>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`${spec.name}: no answer within ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiting.push((m) => {
+          clearTimeout(timer);
+          if (m instanceof Error) reject(m);
+          else if (m.op === 'error') reject(new Error(`${spec.name}: ${m.message}`));
+          else resolve(m);
+        });
+      });
+    const ready = next(20_000);
+    const handle: SystemHandle = {
+      name: spec.name,
+      pid: child.pid ?? 0,
+      send(cmd, timeoutMs) {
+        const reply = next(timeoutMs);
+        child.send(cmd);
+        return reply;
+      },
+    };
+    return { handle, ready };
+  });
+  const settled = await Promise.allSettled(handles.map((h) => h.ready));
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) {
+    await stopSystems(handles.map((h) => h.handle));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return handles.map((h) => h.handle);
+}
+
+/** Closes every system and lets its process exit. Bounded: 10 s each, then killed. */
+export async function stopSystems(handles: SystemHandle[]): Promise<void> {
+  await Promise.all(
+    handles.map((h) =>
+      h.send({ op: 'close' }, 10_000).catch(() => {
+        try {
+          process.kill(h.pid, 'SIGKILL');
+        } catch {}
+      }),
+    ),
+  );
+}
+
+/**
+ * Measures systems that each run in their own process (startSystems) at one concurrency, in
+ * short alternating blocks instead of runs of seconds each. A block is `concurrency` closed loops
+ * in one system's process sharing a fixed number of requests; the systems take turns block by
+ * block, in a new seeded pseudo-random order each cycle, until each has had about `seconds` of
+ * blocks. Each system's latencies go to its own histogram, its req/s is its requests over the
+ * wall time of its own blocks, its CPU is its own process's over its blocks.
+ *
+ * Why: blocks last tens of milliseconds, so when the machine's other tenants slow it down, every
+ * system feels it alike (with runs of seconds each, the A/A control moved 0.7-1.35× between
+ * runs). Own processes: no system pays for another's garbage collections (raw undici's request
+ * API promotes ~2.5 KB a request), and none runs on JIT code made polymorphic by the others'
+ * handlers (undici's client code sees one kind of handler per process, as in a service).
+ * Ratios paired per slice (about 1 s of each system's blocks, back to back) come back too.
+ */
+export async function interleaveBlocks(
+  systems: SystemHandle[],
+  concurrency: number,
+  { seconds, quick = false, baseline }: { seconds: number; quick?: boolean; baseline: string },
+): Promise<{ results: RunResult[]; paired: Paired[] }> {
+  const w = quick ? WARMUP.quick : WARMUP.full;
+  for (const s of systems) await s.send({ op: 'warm', concurrency, w }, (w.maxSeconds + 20) * 1000);
+  const blockRequests = Math.max(1000, 40 * concurrency);
+  const sliceMs = quick ? 300 : 1000;
+  const newHist = () =>
+    hdr.build({
+      lowestDiscernibleValue: 1,
+      highestTrackableValue: 120_000_000,
+      numberOfSignificantValueDigits: 3,
+    });
+  interface Acc {
+    hist: ReturnType<typeof newHist>;
+    requests: number;
+    errors: number;
+    wallMs: number;
+    cpuUs: number;
+  }
+  const fresh = (): Acc => ({ hist: newHist(), requests: 0, errors: 0, wallMs: 0, cpuUs: 0 });
+  const total = new Map<string, Acc>(systems.map((s) => [s.name, fresh()]));
+  const slices: Map<string, Acc>[] = [];
+  let slice = new Map<string, Acc>(systems.map((s) => [s.name, fresh()]));
+  const rand = mulberry32(systems.length * 7919 + concurrency);
+  const budgetMs = seconds * 1000 * systems.length;
+  const t0 = performance.now();
+  while (performance.now() - t0 < budgetMs) {
+    for (const s of shuffle(systems, rand)) {
+      const r = await s.send({ op: 'block', concurrency, requests: blockRequests }, 60_000);
+      if (r.op !== 'block') throw new Error(`${s.name}: unexpected reply ${r.op}`);
+      for (const a of [total.get(s.name), slice.get(s.name)] as Acc[]) {
+        for (const us of r.latUs) a.hist.recordValue(us);
+        a.requests += r.latUs.length;
+        a.errors += r.errors;
+        a.wallMs += r.wallMs;
+        a.cpuUs += r.cpuUs;
+      }
+    }
+    if ((slice.get(baseline)?.wallMs ?? 0) >= sliceMs) {
+      slices.push(slice);
+      slice = new Map<string, Acc>(systems.map((s) => [s.name, fresh()]));
+    }
+  }
+  const result = (name: string, a: Acc): RunResult => {
+    const pct = (p: number) => (a.requests > 0 ? a.hist.getValueAtPercentile(p) / 1000 : Number.NaN);
+    const percentilesMs: Record<string, number> = {};
+    for (const p of PERCENTILES) percentilesMs[`p${p}`] = pct(p);
+    const cpuSeconds = a.cpuUs / 1e6;
+    return {
+      system: name,
+      concurrency,
+      requests: a.requests,
+      errors: a.errors,
+      seconds: a.wallMs / 1000,
+      rps: a.requests / (a.wallMs / 1000),
+      p50Ms: pct(50),
+      p90Ms: pct(90),
+      p99Ms: pct(99),
+      p999Ms: pct(99.9),
+      percentilesMs,
+      cpuSeconds,
+      sidecarCpuSeconds: 0,
+      reqPerCpuSecond: a.requests / cpuSeconds,
+      rounds: slices.length,
+    };
+  };
+  const results = systems.map((s) => result(s.name, total.get(s.name) as Acc));
+  const paired = pairedRatios(
+    slices.map((sl) => systems.map((s) => result(s.name, sl.get(s.name) as Acc))),
+    baseline,
+  );
+  for (const a of total.values()) a.hist.destroy();
+  for (const sl of [...slices, slice]) for (const a of sl.values()) a.hist.destroy();
+  return { results, paired };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ import {
   type RunResult,
   ratioTable,
   startUpstream,
+  WARMUP,
+  warmUp,
 } from '../support/harness.ts';
 
 const noopSpanExporter: SpanExporter = {
@@ -166,9 +168,9 @@ export async function telemetryBench(opts: {
   const cpuPerReq = (r: RunResult) => (r.cpuSeconds * 1e6) / Math.max(1, r.requests);
   const mid = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? Number.NaN;
   for (const c of concurrencies) {
-    for (const [name, s] of Object.entries(systems)) {
+    for (const s of Object.values(systems)) {
       s.before?.();
-      await load(name, c, 0.5, s.run);
+      await warmUp(s.run, c, opts.quick ? WARMUP.quick : WARMUP.full);
       s.after?.();
     }
     const byName = new Map<string, RunResult[]>();
