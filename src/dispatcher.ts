@@ -91,7 +91,9 @@ export class MeshDispatcher extends Dispatcher {
     }
     const headers = normalizeHeaders(options.headers);
     if (headers.host === undefined) headers.host = target.authority;
-    const req = newMeshRequest(service, { ...options, headers }, target.authority, this.#opts.clock());
+    // `servername` present from the start (the endpoint fills it in), so the options keep one shape.
+    const opts = { ...options, headers, servername: (options as { servername?: string }).servername };
+    const req = newMeshRequest(service, opts, target.authority, this.#opts.clock());
     this.#opts.stack(req, handler);
     return true;
   }

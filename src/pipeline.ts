@@ -16,7 +16,14 @@ export type DispatchHandler = Dispatcher.DispatchHandler;
 export type DispatchController = Dispatcher.DispatchController;
 
 /** undici dispatch options, with headers normalized to a lowercase record. */
-export type MeshDispatchOptions = Omit<Dispatcher.DispatchOptions, 'headers'> & { headers: HeaderRecord };
+export type MeshDispatchOptions = Omit<Dispatcher.DispatchOptions, 'headers'> & {
+  headers: HeaderRecord;
+  /**
+   * The TLS server name for undici (an option its Request reads, missing from its types): set by
+   * the endpoint from the final Host header (src/http/server-name.ts) unless the caller gave one.
+   */
+  servername?: string | undefined;
+};
 
 /** One logical request as it travels down the stack. */
 export interface MeshRequest {

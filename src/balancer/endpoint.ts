@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
 import type { ConnectionPoolConfig } from '../config/schema.ts';
 import type { EndpointSpec } from '../discovery/types.ts';
+import { serverNameFor } from '../http/server-name.ts';
 import { PeakEwma } from './peak-ewma.ts';
 
 /** Defaults, with their sources (see docs/configuration.md). */
@@ -106,8 +107,20 @@ export class Endpoint {
     return this.weight * this.weightFactor;
   }
 
-  /** The innermost dispatch: the endpoint's own pool. */
+  /**
+   * The innermost dispatch: the endpoint's own pool. The TLS server name is derived from the
+   * final Host header (after routing's rewrites) through a small cache, which spares undici
+   * deriving it again on every request (src/http/server-name.ts).
+   */
   dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const o = opts as { servername?: string | null; headers?: unknown };
+    if (o.servername == null) {
+      const host = (o.headers as { host?: unknown } | null | undefined)?.host;
+      if (typeof host === 'string') {
+        const name = serverNameFor(host);
+        if (name !== '') o.servername = name;
+      }
+    }
     return this.pool.dispatch(opts, handler);
   }
 }

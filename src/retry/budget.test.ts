@@ -58,3 +58,17 @@ describe('RetryBudget', () => {
     expect(b.tryWithdraw()).toBe(false);
   });
 });
+
+describe('RetryBudget.deposit(now)', () => {
+  it('counts the request in the window of the time given, without reading the clock', () => {
+    let reads = 0;
+    const b = new RetryBudget({ retryPercent: 100, minRetriesPerSecond: 0, ttlMs: 10_000 }, () => {
+      reads++;
+      return 0;
+    });
+    const before = reads;
+    for (let i = 0; i < 5; i++) b.deposit(0);
+    expect(reads).toBe(before);
+    expect(b.snapshot().requests).toBe(5);
+  });
+});

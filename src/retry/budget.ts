@@ -68,9 +68,9 @@ export class RetryBudget {
     return s;
   }
 
-  /** Counts one original request. */
-  deposit(): void {
-    this.#advance(this.#clock());
+  /** Counts one original request; `now` saves a clock read when the caller has one at hand. */
+  deposit(now: number = this.#clock()): void {
+    this.#advance(now);
     this.#requests[this.#head] = (this.#requests[this.#head] ?? 0) + 1;
   }
 

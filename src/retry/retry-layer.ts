@@ -136,8 +136,9 @@ class RetryRun implements DispatchController {
       );
       this.#timer.unref();
     }
-    this.#req.service.retry.budget?.deposit();
-    this.#req.service.retry.hedgeBudget?.deposit();
+    // Counted in the window the request entered the mesh in (its start time: no clock read).
+    this.#req.service.retry.budget?.deposit(this.#req.startedAt);
+    this.#req.service.retry.hedgeBudget?.deposit(this.#req.startedAt);
     // The body layer above (src/retry/replay-body.ts) already turned a short streamed body into
     // a Buffer; whatever is still a stream here is sent once and never replayed.
     this.#replayable = isReplayable(this.#body);
