@@ -85,7 +85,10 @@ const names = args.only
   ? SCENARIOS.filter((n) => args.only?.includes(n))
   : SCENARIOS.filter((n) => !args.quick || QUICK.has(n));
 const started = new Date();
-const stamp = started.toISOString().slice(0, 10);
+// A quick or partial run gets a name of its own, so it never overwrites a full run's results.
+const stamp = `${started.toISOString().slice(0, 10)}${args.quick ? '-quick' : ''}${
+  args.only ? `-only-${args.only.map((n) => n.replaceAll('/', '-')).join('+')}` : ''
+}`;
 const dir = new URL('./results/', import.meta.url);
 mkdirSync(dir, { recursive: true });
 

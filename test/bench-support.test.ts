@@ -5,12 +5,17 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureHaproxy, haproxyConfig, startHaproxy } from '../bench/support/haproxy.ts';
 import {
+  interleaveBlocks,
   loadAtRate,
   median,
+  pairedRatios,
   processCpuSeconds,
   type RunResult,
   ratioTable,
+  startSystems,
+  stopSystems,
   targetTable,
+  warmUp,
 } from '../bench/support/harness.ts';
 import { groupResults, isRunResults, scenarioSvg } from '../bench/support/svg.ts';
 
@@ -151,4 +156,81 @@ describe('haproxy sidecar', () => {
       await hp.stop();
     }
   });
+});
+
+describe('pairedRatios', () => {
+  it('divides each system by the baseline of the same round, round by round', () => {
+    const rounds = [
+      [result('raw', 100, 1), result('mesh', 90, 1.2)],
+      [result('mesh', 50, 2), result('raw', 40, 2.5)],
+    ];
+    const [p] = pairedRatios(rounds, 'raw');
+    expect(p?.system).toBe('mesh');
+    expect(p?.rps).toEqual([0.9, 1.25]);
+    expect(p?.p50.map((x) => Number(x.toFixed(2)))).toEqual([1.2, 0.8]);
+    expect(p?.p99.map((x) => Number(x.toFixed(2)))).toEqual([1.2, 0.8]);
+  });
+
+  it('skips a round without the baseline', () => {
+    expect(pairedRatios([[result('mesh', 1, 1)]], 'raw')).toEqual([]);
+  });
+});
+
+describe('warmUp', () => {
+  it('runs until both the minimum time and the minimum requests are reached', async () => {
+    const t0 = performance.now();
+    const n = await warmUp(() => Promise.resolve(), 4, { minSeconds: 0.05, minRequests: 500, maxSeconds: 5 });
+    expect(n).toBeGreaterThanOrEqual(500);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(45);
+  });
+
+  it('stops at maxSeconds however few requests ran, and failures count as requests', async () => {
+    const t0 = performance.now();
+    const slowFail = () => new Promise<void>((_, reject) => setTimeout(() => reject(new Error('x')), 20));
+    const n = await warmUp(slowFail, 2, { minSeconds: 0, minRequests: 1_000_000, maxSeconds: 0.2 });
+    const ms = performance.now() - t0;
+    expect(n).toBeGreaterThan(2);
+    expect(ms).toBeLessThan(2000);
+  });
+});
+
+describe('interleaveBlocks', () => {
+  it('runs each system in its own process, block by block, and pairs ratios per slice', async () => {
+    const module = new URL('./fixtures/bench-system.ts', import.meta.url).pathname;
+    const systems = await startSystems([
+      { name: 'base', module, export: 'fixtureSystem', args: {} },
+      { name: 'flaky', module, export: 'fixtureSystem', args: { failEvery: 2 } },
+    ]);
+    try {
+      expect(new Set(systems.map((s) => s.pid)).size).toBe(2);
+      expect(systems.every((s) => s.pid !== process.pid)).toBe(true);
+      const { results, slices } = await interleaveBlocks(systems, 2, {
+        seconds: 0.7,
+        quick: true,
+        baseline: 'base',
+      });
+      const base = results.find((r) => r.system === 'base');
+      const flaky = results.find((r) => r.system === 'flaky');
+      expect(base?.requests).toBeGreaterThan(0);
+      expect(base?.errors).toBe(0);
+      expect(base?.cpuSeconds).toBeGreaterThan(0);
+      expect(Number.isFinite(base?.p99Ms)).toBe(true);
+      // Half of the flaky system's calls fail: counted as errors, no latency recorded.
+      expect(flaky?.errors).toBeGreaterThan(0);
+      expect(Math.abs((flaky?.errors ?? 0) - (flaky?.requests ?? 0))).toBeLessThanOrEqual(1000);
+      expect(slices.length).toBeGreaterThan(0);
+      const paired = pairedRatios(slices, 'base');
+      expect(paired.map((p) => p.system)).toEqual(['flaky']);
+      expect(paired[0]?.rps.length).toBeGreaterThan(0);
+    } finally {
+      await stopSystems(systems);
+    }
+  }, 30_000);
+
+  it('fails at once for a module without the named export (its process exits)', async () => {
+    const module = new URL('./fixtures/bench-system.ts', import.meta.url).pathname;
+    await expect(startSystems([{ name: 'x', module, export: 'nope', args: {} }])).rejects.toThrow(
+      /exited|nope/,
+    );
+  }, 30_000);
 });

@@ -9,6 +9,7 @@ import {
   interleaveBlocks,
   medianOf,
   type Paired,
+  pairedRatios,
   pairedTable,
   parseArgs,
   type RunResult,
@@ -25,6 +26,9 @@ import {
 import { groupResults, scenarioSvg } from '../support/svg.ts';
 import { OVERHEAD_SYSTEMS } from './systems.ts';
 
+const BASE = 'undici Pool';
+const CONTROL = 'undici Pool (A/A control)';
+
 export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
   const seconds = opts.quick ? 2 : 10;
   const concurrencies = [1, 16, 64];
@@ -40,46 +44,54 @@ export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
   );
   const all: RunResult[] = [];
   const paired: Paired[] = [];
+  const pairedAA: Paired[] = [];
   try {
     for (const c of concurrencies) {
-      const r = await interleaveBlocks(systems, c, { seconds, quick: opts.quick, baseline: 'undici Pool' });
+      const r = await interleaveBlocks(systems, c, { seconds, quick: opts.quick, baseline: BASE });
       all.push(...r.results);
-      paired.push(...r.paired);
+      paired.push(...pairedRatios(r.slices, BASE));
+      pairedAA.push(...pairedRatios(r.slices, CONTROL));
     }
   } finally {
     await stopSystems(systems);
     up.stop();
   }
-  // Targets on the ratios paired within each slice (see interleaveBlocks); the ratios of the
-  // whole runs are in the main table too.
+  // Targets on the ratios paired within each slice (see interleaveBlocks), against both runs of
+  // raw undici: the stricter of the two ratios decides. Two identical raw undici processes do not
+  // land on the same numbers (at concurrency 64 one of them has had 3× the other's p99 in several
+  // runs, from major GCs of what undici's request API keeps alive), so judging against only one of
+  // them could pass the mesh on the baseline's bad luck.
   const targets: Target[] = [];
   for (const c of concurrencies) {
-    const p = paired.find((x) => x.concurrency === c && x.system === 'mesh.dispatcher');
-    if (!p) continue;
+    const find = (list: Paired[]) => list.find((x) => x.concurrency === c && x.system === 'mesh.dispatcher');
+    const p = find(paired);
+    const q = find(pairedAA);
+    if (!p || !q) continue;
     const where = `concurrency ${c}`;
-    const x = medianOf(p.rps);
-    const y = medianOf(p.p99);
+    const rps = [medianOf(p.rps), medianOf(q.rps)] as const;
+    const p99 = [medianOf(p.p99), medianOf(q.p99)] as const;
+    const x = Math.min(...rps);
+    const y = Math.max(...p99);
     targets.push({
       where,
-      check: 'mesh.dispatcher ≥ 0.9× undici Pool req/s (paired median)',
-      value: `${fmt(x)}×`,
+      check: 'mesh.dispatcher ≥ 0.9× undici Pool req/s (paired median, stricter of the two raw runs)',
+      value: `${fmt(x)}× (${fmt(rps[0])}× / ${fmt(rps[1])}× against the A/A control)`,
       pass: x >= 0.9,
     });
     targets.push({
       where,
-      check: 'mesh.dispatcher p99 ≤ 1.1× undici Pool (paired median)',
-      value: `${fmt(y)}×`,
+      check: 'mesh.dispatcher p99 ≤ 1.1× undici Pool (paired median, stricter of the two raw runs)',
+      value: `${fmt(y)}× (${fmt(p99[0])}× / ${fmt(p99[1])}× against the A/A control)`,
       pass: y <= 1.1,
     });
   }
   return {
-    results: { runs: all, paired },
-    svg: scenarioSvg(
-      'overhead',
-      groupResults(all, 'undici Pool'),
-      'alternating blocks; ratios against undici Pool',
-    ),
-    table: `${ratioTable(all, 'undici Pool')}\n\n${pairedTable(paired, 'undici Pool')}\n\n${targetTable(targets)}`,
+    results: { runs: all, paired, pairedWithControl: pairedAA },
+    svg: scenarioSvg('overhead', groupResults(all, BASE), 'alternating blocks; ratios against undici Pool'),
+    table: `${ratioTable(all, BASE)}\n\n${pairedTable(paired, BASE)}\n\n${pairedTable(
+      pairedAA.filter((p) => p.system !== BASE),
+      CONTROL,
+    )}\n\n${targetTable(targets)}`,
     targets,
     notes: [
       `one upstream process; every system in its own process, warmed up (at least ${opts.quick ? WARMUP.quick.minRequests : WARMUP.full.minRequests} requests), then all of them in alternating blocks of max(1000, 40 × concurrency) requests, about ${seconds} s of blocks each; paired ratios per slice of about ${opts.quick ? 0.3 : 1} s of each system`,

@@ -702,6 +702,8 @@ export async function startSystems(specs: ProcessSystem[]): Promise<SystemHandle
   const handles = specs.map((spec) => {
     const child = fork(script, [spec.module, spec.export, JSON.stringify(spec.args)], {
       serialization: 'advanced',
+      // A plain Node: not the flags of whatever runs the bench (a test runner's, --expose-gc).
+      execArgv: [],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     trackChild(child);
@@ -728,8 +730,12 @@ export async function startSystems(specs: ProcessSystem[]): Promise<SystemHandle
       name: spec.name,
       pid: child.pid ?? 0,
       send(cmd, timeoutMs) {
+        if (!child.connected) return Promise.reject(new Error(`${spec.name}: system process is gone`));
         const reply = next(timeoutMs);
-        child.send(cmd);
+        // A failed send (the process died in between) fails the reply through 'exit'.
+        child.send(cmd, (err) => {
+          if (err) child.kill('SIGKILL');
+        });
         return reply;
       },
     };
@@ -770,13 +776,14 @@ export async function stopSystems(handles: SystemHandle[]): Promise<void> {
  * runs). Own processes: no system pays for another's garbage collections (raw undici's request
  * API promotes ~2.5 KB a request), and none runs on JIT code made polymorphic by the others'
  * handlers (undici's client code sees one kind of handler per process, as in a service).
- * Ratios paired per slice (about 1 s of each system's blocks, back to back) come back too.
+ * Every slice's results (about 1 s of the `baseline`'s blocks, every system's blocks of the same
+ * cycles) come back too, for pairedRatios().
  */
 export async function interleaveBlocks(
   systems: SystemHandle[],
   concurrency: number,
   { seconds, quick = false, baseline }: { seconds: number; quick?: boolean; baseline: string },
-): Promise<{ results: RunResult[]; paired: Paired[] }> {
+): Promise<{ results: RunResult[]; slices: RunResult[][] }> {
   const w = quick ? WARMUP.quick : WARMUP.full;
   for (const s of systems) await s.send({ op: 'warm', concurrency, w }, (w.maxSeconds + 20) * 1000);
   const blockRequests = Math.max(1000, 40 * concurrency);
@@ -842,13 +849,10 @@ export async function interleaveBlocks(
     };
   };
   const results = systems.map((s) => result(s.name, total.get(s.name) as Acc));
-  const paired = pairedRatios(
-    slices.map((sl) => systems.map((s) => result(s.name, sl.get(s.name) as Acc))),
-    baseline,
-  );
+  const sliceResults = slices.map((sl) => systems.map((s) => result(s.name, sl.get(s.name) as Acc)));
   for (const a of total.values()) a.hist.destroy();
   for (const sl of [...slices, slice]) for (const a of sl.values()) a.hist.destroy();
-  return { results, paired };
+  return { results, slices: sliceResults };
 }
 
 // ---------------------------------------------------------------------------------------------
