@@ -3,6 +3,7 @@
 // noise floor), undici fetch, mesh.dispatcher and mesh.fetch, each in a process of its own, at
 // concurrency 1, 16 and 64, in one run, in alternating blocks (interleaveBlocks). Prints ratios
 // to raw undici.
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
   fmt,
@@ -12,6 +13,7 @@ import {
   pairedRatios,
   pairedTable,
   parseArgs,
+  pinToCpu,
   type RunResult,
   ratioTable,
   type ScenarioOptions,
@@ -42,6 +44,13 @@ export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
       args: { name, address: up.address },
     })),
   );
+  // The upstream on one CPU, every system (and this process, idle while a block runs) on the
+  // other: the client under test never competes with the upstream for a core, which on this
+  // 2-core machine was the largest source of difference between two identical raw undici runs.
+  const pinned =
+    os.cpus().length >= 2 &&
+    pinToCpu(up.child.pid ?? 0, 0) &&
+    [process.pid, ...systems.map((s) => s.pid)].every((pid) => pinToCpu(pid, 1));
   const all: RunResult[] = [];
   const paired: Paired[] = [];
   const pairedAA: Paired[] = [];
@@ -55,6 +64,8 @@ export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
   } finally {
     await stopSystems(systems);
     up.stop();
+    // The next scenarios run in this process on every CPU again.
+    if (pinned) pinToCpu(process.pid, `0-${os.cpus().length - 1}`);
   }
   // Targets on the ratios paired within each slice (see interleaveBlocks), against both runs of
   // raw undici: the stricter of the two ratios decides. Two identical raw undici processes do not
@@ -96,6 +107,9 @@ export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
     notes: [
       `one upstream process; every system in its own process, warmed up (at least ${opts.quick ? WARMUP.quick.minRequests : WARMUP.full.minRequests} requests), then all of them in alternating blocks of max(1000, 40 × concurrency) requests, about ${seconds} s of blocks each; paired ratios per slice of about ${opts.quick ? 0.3 : 1} s of each system`,
       'undici Pool (A/A control) is raw undici again, in its own process: its distance from 1.00× is the noise floor of the run',
+      pinned
+        ? 'CPU pinning (taskset): the upstream on CPU 0; every system process and the bench process on CPU 1'
+        : 'no CPU pinning (taskset missing or one CPU): client and upstream share the cores',
     ],
   };
 }
