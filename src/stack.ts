@@ -23,7 +23,7 @@
  *     load      → in-flight counts (endpoint, service), peak-EWMA RTT sample, counters (src/balancer/load-layer.ts)
  *     outlier   → consecutive errors / success rate → ejection                    (src/balancer/outlier-layer.ts)
  *     chaos     → attempt-level chaos (latency/reset/abort), seen by everything above (src/fault/layer.ts)
- *     pool      → the endpoint's own undici Pool (TLS in its connector)          (src/balancer/endpoint.ts)
+ *     pool      → the endpoint's own undici Pool (TLS in its connector; server name from the final Host) (src/balancer/endpoint.ts)
  *
  *
  * Why telemetry is outermost: its CLIENT span is the *logical* request, so it must wrap
