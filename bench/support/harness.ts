@@ -556,22 +556,6 @@ export async function warmUp(
   return n;
 }
 
-/**
- * Measures every system at one concurrency: a warm-up each (WARMUP: JIT tiers, connections),
- * then `rounds` rounds in which every system runs `seconds`, in a new pseudo-random order each round
- * (seeded, so reruns use the same orders) so no system always runs first or right after the
- * same neighbour. Each run starts from a clean heap and pays for its own garbage: after every
- * run, a full GC (when available) whose CPU and wall time are added to that run (billGc), then a
- * short pause. Returns the median per system, in the order given.
- */
-export async function interleave(
-  systems: System[],
-  concurrency: number,
-  options: InterleaveOptions,
-): Promise<RunResult[]> {
-  return (await interleaveRounds(systems, concurrency, options)).medians;
-}
-
 export interface InterleaveOptions {
   /** Open loop at this many req/s (loadAtRate, `concurrency` = bound on in flight) instead of closed loops. */
   rate?: number;
@@ -585,14 +569,18 @@ export interface InterleaveOptions {
 }
 
 /**
- * interleave(), also returning every round's runs (`rounds[i]`: round i's results, in the order
- * the systems were given), for ratios paired within a round.
+ * Measures every system at one concurrency: a warm-up each (WARMUP: JIT tiers, connections),
+ * then `rounds` rounds in which every system runs `seconds`, in a new pseudo-random order each round
+ * (seeded, so reruns use the same orders) so no system always runs first or right after the
+ * same neighbour. Each run starts from a clean heap and pays for its own garbage: after every
+ * run, a full GC (when available) whose CPU and wall time are added to that run (billGc), then a
+ * short pause. Returns the median per system, in the order given.
  */
-export async function interleaveRounds(
+export async function interleave(
   systems: System[],
   concurrency: number,
   { rounds, seconds, quick = false, group, probe, rate }: InterleaveOptions,
-): Promise<{ medians: RunResult[]; rounds: RunResult[][] }> {
+): Promise<RunResult[]> {
   const base = group === undefined ? {} : { group };
   const run = (name: string, secs: number, call: () => Promise<void>, o: LoadOptions) =>
     rate === undefined
@@ -604,10 +592,8 @@ export async function interleaveRounds(
   const runs = new Map<string, RunResult[]>(systems.map((s) => [s.name, []]));
   const rand = mulberry32(systems.length * 1000 + concurrency + (rate ?? 0));
   await settle(); // the warm-ups' garbage: nobody's
-  const byRound: RunResult[][] = [];
   for (let round = 0; round < rounds; round++) {
     const order = shuffle(systems, rand);
-    const these = new Map<string, RunResult>();
     for (const s of order) {
       const state = await probe?.start();
       const r = await run(s.name, seconds, s.call, {
@@ -615,13 +601,10 @@ export async function interleaveRounds(
         ...(s.sidecarCpu ? { sidecarCpu: s.sidecarCpu } : {}),
       });
       if (probe) r.extra = await probe.end(state);
-      const billed = billGc(r, await settle());
-      runs.get(s.name)?.push(billed);
-      these.set(s.name, billed);
+      runs.get(s.name)?.push(billGc(r, await settle()));
     }
-    byRound.push(systems.map((s) => these.get(s.name) as RunResult));
   }
-  return { medians: systems.map((s) => median(runs.get(s.name) ?? [])), rounds: byRound };
+  return systems.map((s) => median(runs.get(s.name) ?? []));
 }
 
 /** Per-round ratios of one system to the baseline, each round's two runs side by side. */
@@ -639,9 +622,9 @@ export interface Paired {
 }
 
 /**
- * Ratios paired within each round of interleaveRounds(): both runs of a pair ran minutes apart at
- * most and seconds apart at best, so drift in what the rest of the machine does (the A/A control
- * shows how much) mostly cancels, where a ratio of two medians taken over different rounds keeps it.
+ * Ratios paired within each slice of interleaveBlocks() (or each round of runs): the two sides
+ * of a pair ran close together in time, so drift in what the rest of the machine does (the A/A
+ * control shows how much) mostly cancels, where a ratio of two totals or medians keeps it.
  */
 export function pairedRatios(rounds: RunResult[][], baseline: string): Paired[] {
   const out = new Map<string, Paired>();
