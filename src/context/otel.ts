@@ -6,10 +6,14 @@
 
 import type { IncomingHttpHeaders } from 'node:http';
 import { type Context, context, propagation, ROOT_CONTEXT, type TextMapGetter } from '@opentelemetry/api';
+import { otelHas } from '../telemetry/otel-global.ts';
 
-/** True when a global propagator has been registered (the API's no-op one has no fields). */
+/**
+ * True when a global propagator has been registered that propagates something (the API's no-op
+ * one has no fields). Nothing registered: answered from the API's registry, without a call.
+ */
 export function hasPropagator(): boolean {
-  return propagation.fields().length > 0;
+  return otelHas('propagation') && propagation.fields().length > 0;
 }
 
 const getter: TextMapGetter<IncomingHttpHeaders> = {

@@ -7,6 +7,7 @@ import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest 
 import { backoffMs, parseRetryAfter } from './backoff.ts';
 import { classifyFailure, provablyNotSent } from './classify.ts';
 import { DEADLINE_HEADER, deadlineFromHeaders, setDeadlineHeader } from './deadline.ts';
+import { LiveSet } from './live-set.ts';
 import { type RetryPolicy, retryPolicyFor } from './policy.ts';
 import { isReplayable } from './replay-body.ts';
 import { retriesFailure, retriesStatus } from './retry-on.ts';
@@ -53,7 +54,7 @@ class RetryRun implements DispatchController {
   readonly #random: () => number;
   /** POST/PATCH without Idempotency-Key: only retried when provably not sent. */
   readonly #safe: boolean;
-  readonly #live = new Set<Attempt>();
+  readonly #live = new LiveSet<Attempt>();
   /** The first attempt, whose endpoint seeds `tried` when a retry or hedge needs it. */
   #first: Attempt | undefined;
   #body: unknown;
@@ -271,8 +272,10 @@ class RetryRun implements DispatchController {
     clearTimeout(this.#hedgeTimer);
     clearTimeout(this.#waitTimer);
     if (this.#live.size !== 1 || !this.#live.has(att)) {
-      // Hedging: the others lose. (Set.clear() allocates a new table: skipped when att is alone.)
-      for (const other of this.#live) if (other !== att) other.discard();
+      // Hedging: the others lose. (Skipped in the common case, att alone.)
+      this.#live.forEach((other) => {
+        if (other !== att) other.discard();
+      });
       this.#live.clear();
       this.#live.add(att);
     }
@@ -358,7 +361,7 @@ class RetryRun implements DispatchController {
     if (this.#finished) return;
     const handler = this.#handler;
     this.#cleanup();
-    for (const att of this.#live) att.discard();
+    this.#live.forEach(discardAttempt);
     handler.onResponseError?.(this, err);
   }
 
@@ -367,7 +370,7 @@ class RetryRun implements DispatchController {
     clearTimeout(this.#timer);
     clearTimeout(this.#waitTimer);
     clearTimeout(this.#hedgeTimer);
-    for (const att of this.#live) clearTimeout(att.timer);
+    this.#live.forEach(clearAttemptTimer);
     if (this.#signal && this.#onSignal) this.#signal.removeEventListener('abort', this.#onSignal);
     this.#signal = undefined;
     this.#onSignal = undefined;
@@ -380,6 +383,9 @@ class RetryRun implements DispatchController {
     this.#body = undefined;
   }
 }
+
+const discardAttempt = (att: Attempt): void => att.discard();
+const clearAttemptTimer = (att: Attempt): void => clearTimeout(att.timer);
 
 /** One send: the handler given to the layers below for that attempt. */
 class Attempt implements DispatchHandler {

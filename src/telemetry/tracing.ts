@@ -20,24 +20,20 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { instruments, METER_NAME, METER_VERSION } from './metrics.ts';
+import { otelHas } from './otel-global.ts';
 import { redactPath } from './url.ts';
 
-const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
-
 /**
- * True when an OpenTelemetry tracer or meter provider is registered globally. Reads the API's
- * own global registry directly (the API functions would do a version check on every call);
- * when this is false, spans and metrics are no-ops and the request layer steps aside.
+ * True when an OpenTelemetry tracer or meter provider is registered globally; when this is
+ * false, spans and metrics are no-ops and the request layer steps aside.
  */
 export function otelRegistered(): boolean {
-  const g = (globalThis as Record<symbol, { trace?: unknown; metrics?: unknown } | undefined>)[OTEL_GLOBAL];
-  return g !== undefined && (g.trace !== undefined || g.metrics !== undefined);
+  return otelHas('trace') || otelHas('metrics');
 }
 
 /** True when a tracer provider (not just a meter provider) is registered. */
 function tracingRegistered(): boolean {
-  const g = (globalThis as Record<symbol, { trace?: unknown } | undefined>)[OTEL_GLOBAL];
-  return g !== undefined && g.trace !== undefined;
+  return otelHas('trace');
 }
 
 let cachedDelegate: unknown;
