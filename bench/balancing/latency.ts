@@ -26,7 +26,7 @@ const SLOW_MS = 40;
 const RATE = 1000;
 
 export async function latency(opts: { quick: boolean }): Promise<ScenarioOutput> {
-  const seconds = opts.quick ? 1 : 4;
+  const seconds = opts.quick ? 0.6 : 4;
   const rounds = opts.quick ? 3 : 5;
   const concurrency = 16;
   // Six processes: five fast, one slow. "healthy" uses the five fast ones.

@@ -32,7 +32,7 @@ const BASE = 'undici Pool';
 const CONTROL = 'undici Pool (A/A control)';
 
 export async function overhead(opts: ScenarioOptions): Promise<ScenarioOutput> {
-  const seconds = opts.quick ? 2 : 10;
+  const seconds = opts.quick ? 1 : 10;
   const concurrencies = [1, 16, 64];
   const up = await startUpstream();
   const module = fileURLToPath(new URL('./systems.ts', import.meta.url));

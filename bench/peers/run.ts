@@ -276,8 +276,8 @@ function verdicts(groups: ChartGroup[]): Target[] {
 }
 
 export async function peers(opts: ScenarioOptions): Promise<ScenarioOutput> {
-  const seconds = opts.quick ? 0.8 : 2;
-  const rounds = opts.quick ? 3 : 5;
+  const seconds = opts.quick ? 0.6 : 2;
+  const rounds = opts.quick ? 2 : 5;
   const notes: string[] = [];
   const hp = ensureHaproxy();
   if (hp.ok)

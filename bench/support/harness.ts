@@ -511,7 +511,7 @@ function billGc(r: RunResult, gc: { cpuSeconds: number; wallSeconds: number }): 
  */
 export const WARMUP = {
   full: { minSeconds: 1, minRequests: 20_000, maxSeconds: 5 },
-  quick: { minSeconds: 0.3, minRequests: 3_000, maxSeconds: 1.5 },
+  quick: { minSeconds: 0.3, minRequests: 2_000, maxSeconds: 0.75 },
 } as const;
 
 /**
