@@ -191,6 +191,37 @@ export interface LoadOptions {
   graceSeconds?: number;
 }
 
+type Histogram = ReturnType<typeof hdr.build>;
+
+/** The latency histogram of one run: microseconds, 1 µs to 120 s, 3 significant digits. */
+function newHistogram(): Histogram {
+  return hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 120_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+}
+
+/** A RunResult from a run's histogram and counts: req/s, percentiles (ms) and req/CPU-s derived. */
+function runResult(
+  h: Histogram,
+  r: Omit<RunResult, 'rps' | 'p50Ms' | 'p90Ms' | 'p99Ms' | 'p999Ms' | 'percentilesMs' | 'reqPerCpuSecond'>,
+): RunResult {
+  const pct = (p: number) => (r.requests > 0 ? h.getValueAtPercentile(p) / 1000 : Number.NaN);
+  const percentilesMs: Record<string, number> = {};
+  for (const p of PERCENTILES) percentilesMs[`p${p}`] = pct(p);
+  return {
+    ...r,
+    rps: r.requests / r.seconds,
+    p50Ms: pct(50),
+    p90Ms: pct(90),
+    p99Ms: pct(99),
+    p999Ms: pct(99.9),
+    percentilesMs,
+    reqPerCpuSecond: r.requests / (r.cpuSeconds + r.sidecarCpuSeconds),
+  };
+}
+
 /**
  * Runs `fn` in `concurrency` closed loops for `seconds`; latency in an hdr histogram (µs).
  * A failed call counts as an error (its latency is not recorded). Bounded: when in-flight
@@ -203,11 +234,7 @@ export async function load(
   fn: () => Promise<void>,
   opts: LoadOptions = {},
 ): Promise<RunResult> {
-  const h = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 120_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
+  const h = newHistogram();
   let requests = 0;
   let errors = 0;
   const deadline = performance.now() + seconds * 1000;
@@ -247,28 +274,17 @@ export async function load(
   const elapsed = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const sidecarCpuSeconds = opts.sidecarCpu ? Math.max(0, opts.sidecarCpu() - side0) : 0;
-  const pct = (p: number) => (requests > 0 ? h.getValueAtPercentile(p) / 1000 : Number.NaN);
-  const percentilesMs: Record<string, number> = {};
-  for (const p of PERCENTILES) percentilesMs[`p${p}`] = pct(p);
-  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-  const result: RunResult = {
+  const result = runResult(h, {
     system,
     ...(opts.group === undefined ? {} : { group: opts.group }),
     concurrency,
     requests,
     errors,
     seconds: elapsed,
-    rps: requests / elapsed,
-    p50Ms: pct(50),
-    p90Ms: pct(90),
-    p99Ms: pct(99),
-    p999Ms: pct(99.9),
-    percentilesMs,
-    cpuSeconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
     sidecarCpuSeconds,
-    reqPerCpuSecond: requests / (cpuSeconds + sidecarCpuSeconds),
     rounds: 1,
-  };
+  });
   h.destroy();
   return result;
 }
@@ -287,11 +303,7 @@ export async function loadAtRate(
   fn: () => Promise<void>,
   opts: LoadOptions & { maxInflight?: number } = {},
 ): Promise<RunResult> {
-  const h = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 120_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
+  const h = newHistogram();
   const maxInflight = opts.maxInflight ?? 1000;
   const total = Math.max(1, Math.floor(rate * seconds));
   const interval = 1000 / rate;
@@ -352,12 +364,7 @@ export async function loadAtRate(
   const elapsed = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const sidecarCpuSeconds = opts.sidecarCpu ? Math.max(0, opts.sidecarCpu() - side0) : 0;
-  const pct = (p: number) => (requests > 0 ? h.getValueAtPercentile(p) / 1000 : Number.NaN);
-  const percentilesMs: Record<string, number> = {};
-  for (const p of PERCENTILES) percentilesMs[`p${p}`] = pct(p);
-  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-  h.destroy();
-  return {
+  const result = runResult(h, {
     system,
     ...(opts.group === undefined ? {} : { group: opts.group }),
     concurrency: maxInflight,
@@ -365,17 +372,12 @@ export async function loadAtRate(
     requests,
     errors,
     seconds: elapsed,
-    rps: requests / elapsed,
-    p50Ms: pct(50),
-    p90Ms: pct(90),
-    p99Ms: pct(99),
-    p999Ms: pct(99.9),
-    percentilesMs,
-    cpuSeconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
     sidecarCpuSeconds,
-    reqPerCpuSecond: requests / (cpuSeconds + sidecarCpuSeconds),
     rounds: 1,
-  };
+  });
+  h.destroy();
+  return result;
 }
 
 /** Same group, same concurrency, same rate: results that can be compared. */
@@ -784,20 +786,14 @@ export async function interleaveBlocks(
   for (const s of systems) await s.send({ op: 'warm', concurrency, w }, (w.maxSeconds + 20) * 1000);
   const blockRequests = Math.max(1000, 40 * concurrency);
   const sliceMs = quick ? 300 : 1000;
-  const newHist = () =>
-    hdr.build({
-      lowestDiscernibleValue: 1,
-      highestTrackableValue: 120_000_000,
-      numberOfSignificantValueDigits: 3,
-    });
   interface Acc {
-    hist: ReturnType<typeof newHist>;
+    hist: Histogram;
     requests: number;
     errors: number;
     wallMs: number;
     cpuUs: number;
   }
-  const fresh = (): Acc => ({ hist: newHist(), requests: 0, errors: 0, wallMs: 0, cpuUs: 0 });
+  const fresh = (): Acc => ({ hist: newHistogram(), requests: 0, errors: 0, wallMs: 0, cpuUs: 0 });
   const total = new Map<string, Acc>(systems.map((s) => [s.name, fresh()]));
   const slices: Map<string, Acc>[] = [];
   let slice = new Map<string, Acc>(systems.map((s) => [s.name, fresh()]));
@@ -827,29 +823,17 @@ export async function interleaveBlocks(
       slice = new Map<string, Acc>(systems.map((s) => [s.name, fresh()]));
     }
   }
-  const result = (name: string, a: Acc): RunResult => {
-    const pct = (p: number) => (a.requests > 0 ? a.hist.getValueAtPercentile(p) / 1000 : Number.NaN);
-    const percentilesMs: Record<string, number> = {};
-    for (const p of PERCENTILES) percentilesMs[`p${p}`] = pct(p);
-    const cpuSeconds = a.cpuUs / 1e6;
-    return {
+  const result = (name: string, a: Acc): RunResult =>
+    runResult(a.hist, {
       system: name,
       concurrency,
       requests: a.requests,
       errors: a.errors,
       seconds: a.wallMs / 1000,
-      rps: a.requests / (a.wallMs / 1000),
-      p50Ms: pct(50),
-      p90Ms: pct(90),
-      p99Ms: pct(99),
-      p999Ms: pct(99.9),
-      percentilesMs,
-      cpuSeconds,
+      cpuSeconds: a.cpuUs / 1e6,
       sidecarCpuSeconds: 0,
-      reqPerCpuSecond: a.requests / cpuSeconds,
       rounds: slices.length,
-    };
-  };
+    });
   const results = systems.map((s) => result(s.name, total.get(s.name) as Acc));
   const sliceResults = slices.map((sl) => systems.map((s) => result(s.name, sl.get(s.name) as Acc)));
   for (const a of total.values()) a.hist.destroy();
