@@ -1,5 +1,5 @@
 import { Agent, Dispatcher, Dispatcher1Wrapper } from 'undici';
-import type { Clock } from './balancer/types.ts';
+import type { Clock } from './clock.ts';
 import { MeshClosedError, UnknownServiceError } from './errors.ts';
 import { normalizeHeaders } from './http/headers.ts';
 import { type Dispatch, type DispatchHandler, failRequest, newMeshRequest } from './pipeline.ts';

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { Request as UndiciRequest, fetch as undiciFetch } from 'undici';
-import type { Clock } from './balancer/types.ts';
 import type { Fallback } from './breaker/breaker.ts';
+import type { Clock } from './clock.ts';
 import { loadConfig } from './config/load.ts';
 import type { MeshConfig, MeshConfigInput } from './config/schema.ts';
 import { type InboundMiddleware, inboundMiddleware } from './context/inbound.ts';

@@ -3,32 +3,87 @@
  * as undici interceptors do; an endpoint layer does the same below the balancer, with the
  * chosen endpoint in hand. Options are validated when a layer is built, never per request;
  * per-request state lives in the handler a layer wraps around the caller's.
+ *
+ * Layers see a service only through `ServiceView`: the few per-service objects they read.
  */
+import type { Duplex } from 'node:stream';
+import type { Attributes, Span } from '@opentelemetry/api';
 import type { Dispatcher } from 'undici';
 import type { Endpoint } from './balancer/endpoint.ts';
-import type { HeaderRecord } from './http/headers.ts';
-import type { RetryPolicy } from './retry/policy.ts';
-import type { RouteDecision } from './routing/router.ts';
-import type { ServiceRuntime } from './service.ts';
-import type { RequestTelemetry } from './telemetry/request-layer.ts';
+import type { EndpointSet } from './balancer/endpoint-set.ts';
+import type { Fallback, ServiceBreaker } from './breaker/breaker.ts';
+import type { ServiceLimits } from './endpoint/limits.ts';
+import type { OutlierDetector } from './endpoint/outlier.ts';
+import type { MeshDispatchOptions } from './http/dispatch-options.ts';
+import type { RetryPolicy, ServiceRetry } from './retry/policy.ts';
+import type { RouteDecision, Router } from './routing/router.ts';
 
 export type DispatchHandler = Dispatcher.DispatchHandler;
 export type DispatchController = Dispatcher.DispatchController;
+/** Response headers and trailers as undici hands them to handlers. */
+export type ResponseHeaders = Parameters<NonNullable<DispatchHandler['onResponseStart']>>[2];
+export type UpgradeSocket = Duplex;
 
-/** undici dispatch options, with headers normalized to a lowercase record. */
-export type MeshDispatchOptions = Omit<Dispatcher.DispatchOptions, 'headers'> & {
-  headers: HeaderRecord;
-  /**
-   * The TLS server name for undici (an option its Request reads, missing from its types): set by
-   * the endpoint from the final Host header (src/http/server-name.ts) unless the caller gave one.
-   */
-  servername?: string | undefined;
-};
+export type { Clock } from './clock.ts';
+export type { MeshDispatchOptions } from './http/dispatch-options.ts';
+
+/** A retry as the service's telemetry records it. */
+export interface RetryEvent {
+  req?: MeshRequest | undefined;
+  attempt: number;
+  reason: string;
+  delayMs?: number;
+  endpoint?: string | undefined;
+}
+
+/** The per-service telemetry calls the layers make. */
+export interface ServiceEvents {
+  retry(e: RetryEvent): void;
+  retryBudgetExhausted(e: { req?: MeshRequest | undefined; attempt: number; reason: string }): void;
+  activeAttrs(authority: string): Attributes;
+  durationAttrs(authority: string, method: string, status: number, errorType: string | undefined): Attributes;
+}
+
+/**
+ * What the layers may read of a service: nothing else. `ServiceRuntime` (src/service.ts)
+ * implements it; tests build small fakes of it.
+ */
+export interface ServiceView {
+  readonly name: string;
+  /** Endpoints by subset, readiness, and the first wait for discovery. */
+  readonly endpoints: EndpointSet;
+  /** How long the first request waits for discovery's first resolution. */
+  readonly initialTimeoutMs: number;
+  /** The compiled `http` routes (size 0 when the service has none). */
+  readonly router: Router;
+  /** Retry policy per route, retry budget and hedge budget. */
+  readonly retry: ServiceRetry;
+  /** Outlier detection; undefined when disabled. */
+  readonly outlier: OutlierDetector | undefined;
+  /** Service-level circuit breaker; undefined unless configured. */
+  readonly breaker: ServiceBreaker | undefined;
+  /** Answer given while the breaker is open; undefined = fail with MESHWORK_ERR_CIRCUIT_OPEN. */
+  readonly fallback: Fallback | undefined;
+  /** connectionPool request accounting. */
+  readonly limits: ServiceLimits;
+  readonly telemetry: ServiceEvents;
+}
+
+/** What the telemetry layer records of one request, reachable by the layers below. */
+export interface RequestObserver {
+  readonly span: Span | undefined;
+  /** Routing names the route that matched. */
+  noteRoute(name: string | undefined): void;
+  /** The next attempt is a retry for this reason. */
+  noteRetry(reason: string): void;
+  /** Every attempt, with the endpoint the balancer chose. */
+  noteAttempt(ep: Endpoint, attempt: number): void;
+}
 
 /** One logical request as it travels down the stack. */
 export interface MeshRequest {
   /** The destination service; routing may switch it (`destination.host`). */
-  service: ServiceRuntime;
+  service: ServiceView;
   /** What will be sent to the endpoint's pool (path, method, headers incl. host, body...). */
   opts: MeshDispatchOptions;
   /** The authority the caller addressed (`travels`, `travels:8080`). */
@@ -46,7 +101,7 @@ export interface MeshRequest {
   hashKey: string | null | undefined;
   /** A generated hash cookie to set on the response (`httpCookie` when the cookie was missing). */
   hashCookie: string | undefined;
-  /** The endpoint this attempt went to (set below the balancer, by src/retry/tried-layer.ts). */
+  /** The endpoint this attempt went to (set below the balancer, by the tried layer). */
   endpoint: Endpoint | undefined;
   /** Endpoints this request already tried; the balancer avoids them. */
   tried: Set<Endpoint> | undefined;
@@ -56,9 +111,9 @@ export interface MeshRequest {
   readonly startedAt: number;
   /**
    * Set by the telemetry layer when anything observes this request (an OpenTelemetry SDK or a
-   * diagnostics_channel subscriber); undefined otherwise. See src/telemetry/request-layer.ts.
+   * diagnostics_channel subscriber); undefined otherwise.
    */
-  telemetry: RequestTelemetry | undefined;
+  telemetry: RequestObserver | undefined;
 }
 
 /**
@@ -66,8 +121,8 @@ export interface MeshRequest {
  * fields later, and objects that keep one shape keep the hot path monomorphic.
  */
 export function newMeshRequest(
-  service: MeshRequest['service'],
-  opts: MeshRequest['opts'],
+  service: ServiceView,
+  opts: MeshDispatchOptions,
   authority: string,
   startedAt: number,
   fields?: { retryPolicy?: RetryPolicy; subset?: string | undefined },
@@ -96,8 +151,8 @@ export type EndpointDispatch = (ep: Endpoint, req: MeshRequest, handler: Dispatc
 export type EndpointLayer = (next: EndpointDispatch) => EndpointDispatch;
 
 /**
- * A controller that controls nothing (stateless, shared): for answers and errors the mesh raises
- * itself, before or instead of any connection (no endpoints, circuit open, injected chaos).
+ * A controller that controls nothing (stateless, shared): for errors the mesh raises itself,
+ * before or instead of any connection (no endpoints, circuit open, overflow, injected reset).
  */
 export const deadController: DispatchController = {
   abort() {},
@@ -108,7 +163,12 @@ export const deadController: DispatchController = {
   reason: null,
 };
 
-/** Delivers an error to a handler that has no connection yet. */
+/**
+ * THE way to fail a request that has no connection: the handler gets `onRequestStart` (as undici
+ * always calls it first) and then the error. Used for every early failure (closed mesh, unknown
+ * service, no endpoints, overflow, open circuit, body errors, injected resets).
+ */
 export function failRequest(handler: DispatchHandler, err: Error): void {
+  handler.onRequestStart?.(deadController, {});
   handler.onResponseError?.(deadController, err);
 }

@@ -1,16 +1,17 @@
 import { ENDPOINT_DEFAULTS } from './balancer/endpoint.ts';
 import { EndpointSet, type SubsetSpec } from './balancer/endpoint-set.ts';
 import { createBalancer } from './balancer/index.ts';
-import { ServiceLimits } from './balancer/limits-layer.ts';
-import { OutlierDetector, outlierSettings } from './balancer/outlier.ts';
-import type { Clock } from './balancer/types.ts';
 import { type Fallback, ServiceBreaker } from './breaker/breaker.ts';
+import type { Clock } from './clock.ts';
 import type { ServiceConfig } from './config/schema.ts';
 import { HealthCheckingSink } from './discovery/health-check.ts';
 import { createDiscovery } from './discovery/index.ts';
 import { DISCOVERY_DEFAULTS } from './discovery/schema.ts';
 import type { DiscoveryProvider, DiscoveryStatus } from './discovery/types.ts';
+import { ServiceLimits } from './endpoint/limits.ts';
+import { OutlierDetector, outlierSettings } from './endpoint/outlier.ts';
 import { MeshworkConfigError } from './errors.ts';
+import type { ServiceView } from './pipeline.ts';
 import { ServiceRetry } from './retry/policy.ts';
 import { compileRouter, type Router } from './routing/router.ts';
 import { mergeSubsetPolicy } from './routing/subset.ts';
@@ -31,7 +32,7 @@ export interface ServiceRuntimeOptions {
 }
 
 /** Everything the pipeline knows about one configured service, built once at createMesh. */
-export class ServiceRuntime {
+export class ServiceRuntime implements ServiceView {
   readonly name: string;
   readonly config: ServiceConfig;
   readonly endpoints: EndpointSet;

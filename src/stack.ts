@@ -1,30 +1,39 @@
 /**
- * THE LAYER ORDER. This is the one place where it is written down.
+ * THE LAYER ORDER. This is the one place where it is written down. Each layer is one file,
+ * `<name>-layer.ts`, exporting `<name>Layer()`, in the folder of its concern.
  *
  *   caller (mesh.fetch / mesh.dispatcher / undici.request)
  *     │  normalize: service lookup, lowercase headers, Host = original authority   (src/dispatcher.ts)
  *     ▼
  *   ── per-request layers (above the balancer), outermost first ──
- *     telemetry → CLIENT span, request duration/active metrics, request channels (src/telemetry/request-layer.ts)
+ *     telemetry → CLIENT span, request duration/active metrics, request channels (src/telemetry/telemetry-layer.ts)
  *     context   → gateway context + trace headers from AsyncLocalStorage          (src/context/layer.ts)
  *     routing   → match route, pick destination/subset, rewrites, header edits   (src/routing/layer.ts)
- *     body      → buffer a streamed body up to 64 KiB so it can be replayed      (src/retry/replay-body.ts)
+ *     body      → buffer a streamed body up to 64 KiB so it can be replayed      (src/http/body-layer.ts)
  *     mirror    → fire-and-forget copy to the mirror service, bounded            (src/routing/mirror-layer.ts)
- *     fault     → Istio fault injection, decided once, before retries            (src/fault/layer.ts)
+ *     fault     → Istio fault injection, decided once, before retries            (src/fault/fault-layer.ts)
  *     breaker   → service-level circuit breaker (opossum), judges final outcomes  (src/breaker/breaker-layer.ts)
  *     retry     → retries, budget, hedging, route timeout, deadline              (src/retry/retry-layer.ts)
  *     ▼
- *   ── balance: pick one endpoint of the subset (P2C peak-EWMA by default) ──
+ *   ── balance: pick one endpoint of the subset (P2C peak-EWMA by default)       (src/balancer/balance-layer.ts)
  *     ▼
  *   ── per-endpoint layers (below the balancer), outermost first ──
- *     attempt   → one span event per attempt: endpoint, attempt number, retry reason (src/telemetry/request-layer.ts)
- *     limits    → connectionPool http2MaxRequests / http1MaxPendingRequests → UO (src/balancer/limits-layer.ts)
- *     tried     → records the endpoint so a retry prefers another one            (src/retry/tried-layer.ts)
- *     load      → in-flight counts (endpoint, service), peak-EWMA RTT sample, counters (src/balancer/load-layer.ts)
- *     outlier   → consecutive errors / success rate → ejection                    (src/balancer/outlier-layer.ts)
- *     chaos     → attempt-level chaos (latency/reset/abort), seen by everything above (src/fault/layer.ts)
+ *     attempt   → one span event per attempt: endpoint, attempt number, retry reason (src/telemetry/attempt-layer.ts)
+ *     limits    → connectionPool http2MaxRequests / http1MaxPendingRequests → UO (src/endpoint/limits-layer.ts)
+ *     tried     → records the endpoint so a retry prefers another one            (src/endpoint/tried-layer.ts)
+ *     load      → in-flight counts (endpoint, service), peak-EWMA RTT sample, counters (src/endpoint/load-layer.ts)
+ *     outlier   → consecutive errors / success rate → ejection                    (src/endpoint/outlier-layer.ts)
+ *     chaos     → attempt-level chaos (latency/reset/abort), seen by everything above (src/fault/chaos-layer.ts)
  *     pool      → the endpoint's own undici Pool (TLS in its connector; server name from the final Host) (src/balancer/endpoint.ts)
  *
+ * Every layer that judges how an attempt or a request ended (load, outlier, breaker, retry,
+ * telemetry) reads it through the one outcome model (src/outcome.ts): `classify(err)` and
+ * `OutcomeHandler`'s `onHeaders(status)` / `onDone(outcome)`, each fired once. Layers see a
+ * service only through `ServiceView` (src/pipeline.ts).
+ *
+ * Why the breaker is above retry: it must judge the outcome the caller gets, once per request,
+ * however many attempts the retry layer made; below retry, one bad request with three attempts
+ * would count three failures and open the circuit three times as fast.
  *
  * Why telemetry is outermost: its CLIENT span is the *logical* request, so it must wrap
  * everything the caller waits for (routing, fault delays, every retry and backoff), and it
@@ -34,27 +43,28 @@
  * OpenTelemetry SDK and no channel subscriber, the layer passes straight through.
  */
 import { balance } from './balancer/balance-layer.ts';
-import { enforceLimits } from './balancer/limits-layer.ts';
-import { trackLoad } from './balancer/load-layer.ts';
-import { detectOutliers } from './balancer/outlier-layer.ts';
-import type { Clock } from './balancer/types.ts';
 import { breakerLayer } from './breaker/breaker-layer.ts';
+import type { Clock } from './clock.ts';
 import { contextLayer } from './context/layer.ts';
 import type { ContextRuntime } from './context/runtime.ts';
-import { chaos, faults } from './fault/layer.ts';
-import type { Dispatch, EndpointDispatch, EndpointLayer, Layer } from './pipeline.ts';
-import { replayableBody } from './retry/replay-body.ts';
+import { limitsLayer } from './endpoint/limits-layer.ts';
+import { loadLayer } from './endpoint/load-layer.ts';
+import { outlierLayer } from './endpoint/outlier-layer.ts';
+import { triedLayer } from './endpoint/tried-layer.ts';
+import { chaosLayer } from './fault/chaos-layer.ts';
+import { faultLayer } from './fault/fault-layer.ts';
+import { bodyLayer } from './http/body-layer.ts';
+import type { Dispatch, EndpointDispatch, EndpointLayer, Layer, ServiceView } from './pipeline.ts';
 import { retryLayer } from './retry/retry-layer.ts';
-import { recordTried } from './retry/tried-layer.ts';
-import { routing } from './routing/layer.ts';
+import { routingLayer } from './routing/layer.ts';
 import type { MirrorGate } from './routing/mirror.ts';
-import { mirroring } from './routing/mirror-layer.ts';
-import type { ServiceRuntime } from './service.ts';
-import { attemptLayer, telemetryLayer } from './telemetry/request-layer.ts';
+import { mirrorLayer } from './routing/mirror-layer.ts';
+import { attemptLayer } from './telemetry/attempt-layer.ts';
+import { telemetryLayer } from './telemetry/telemetry-layer.ts';
 
 export interface StackOptions {
   clock: Clock;
-  services: ReadonlyMap<string, ServiceRuntime>;
+  services: ReadonlyMap<string, ServiceView>;
   mirrorGate: MirrorGate;
   /** Random source for weighted splits, fault and chaos draws (tests pass a seeded one). */
   random?: () => number;
@@ -63,35 +73,53 @@ export interface StackOptions {
   context: ContextRuntime;
 }
 
-export function buildStack(opts: StackOptions): Dispatch {
+/** The per-request layers, outermost first. */
+export function requestLayers(opts: StackOptions): Layer[] {
   const random = opts.random ?? Math.random;
-  const requestLayers: Layer[] = [
+  return [
     ...(opts.telemetry ? [telemetryLayer(opts.clock)] : []),
     contextLayer(opts.context),
-    routing(opts.services, random),
-    replayableBody(),
-    mirroring(opts.services, opts.mirrorGate, random),
-    faults(random),
+    routingLayer(opts.services, random),
+    bodyLayer(),
+    mirrorLayer(opts.services, opts.mirrorGate, random),
+    faultLayer(random),
     breakerLayer(),
     retryLayer(opts.clock),
   ];
-  const endpointLayers: EndpointLayer[] = [
+}
+
+/** The per-endpoint layers, outermost first. */
+export function endpointLayers(opts: StackOptions): EndpointLayer[] {
+  return [
     ...(opts.telemetry ? [attemptLayer()] : []),
-    enforceLimits(),
-    recordTried(),
-    trackLoad(opts.clock),
-    detectOutliers(opts.clock),
-    chaos(random),
+    limitsLayer(),
+    triedLayer(),
+    loadLayer(opts.clock),
+    outlierLayer(opts.clock),
+    chaosLayer(opts.random ?? Math.random),
   ];
+}
 
-  const send: EndpointDispatch = (ep, req, handler) => {
-    ep.dispatch(req.opts as never, handler);
-  };
-  let endpointDispatch = send;
-  for (let i = endpointLayers.length - 1; i >= 0; i--)
-    endpointDispatch = (endpointLayers[i] as EndpointLayer)(endpointDispatch);
+/** The endpoint's own pool, innermost. */
+export const sendToPool: EndpointDispatch = (ep, req, handler) => {
+  ep.dispatch(req.opts, handler);
+};
 
-  let dispatch = balance(endpointDispatch, opts.clock);
-  for (let i = requestLayers.length - 1; i >= 0; i--) dispatch = (requestLayers[i] as Layer)(dispatch);
+/** Composes layers around a bottom dispatch: the first layer is the outermost. */
+export function compose(
+  layers: readonly Layer[],
+  endpoint: readonly EndpointLayer[],
+  bottom: EndpointDispatch,
+  clock: Clock,
+): Dispatch {
+  let endpointDispatch = bottom;
+  for (let i = endpoint.length - 1; i >= 0; i--)
+    endpointDispatch = (endpoint[i] as EndpointLayer)(endpointDispatch);
+  let dispatch = balance(endpointDispatch, clock);
+  for (let i = layers.length - 1; i >= 0; i--) dispatch = (layers[i] as Layer)(dispatch);
   return dispatch;
+}
+
+export function buildStack(opts: StackOptions): Dispatch {
+  return compose(requestLayers(opts), endpointLayers(opts), sendToPool, opts.clock);
 }

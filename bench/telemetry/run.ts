@@ -23,11 +23,16 @@ import { request } from 'undici';
 import type { Endpoint } from '../../src/balancer/endpoint.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { createMesh } from '../../src/index.ts';
-import type { Dispatch, DispatchController, DispatchHandler, MeshRequest } from '../../src/pipeline.ts';
+import {
+  type Dispatch,
+  type DispatchController,
+  type DispatchHandler,
+  newMeshRequest,
+} from '../../src/pipeline.ts';
 import { ServiceRuntime } from '../../src/service.ts';
 import { CHANNELS } from '../../src/telemetry/channels.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
-import { telemetryLayer } from '../../src/telemetry/request-layer.ts';
+import { telemetryLayer } from '../../src/telemetry/telemetry-layer.ts';
 import {
   fmt,
   load,
@@ -99,15 +104,12 @@ function inProcess(otel: ReturnType<typeof sdk>): { direct: number; noSdk: numbe
   const time = (fn: Dispatch, n: number) => {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) {
-      const req = {
-        service: svc,
-        opts: { method: 'GET', path: '/x?y=1', origin: 'http://s', headers: {} },
-        authority: 's',
-        subset: undefined,
-        tried: undefined,
-        attempt: 0,
-        startedAt: clock(),
-      } as MeshRequest;
+      const req = newMeshRequest(
+        svc,
+        { method: 'GET', path: '/x?y=1', origin: 'http://s', headers: {} },
+        's',
+        clock(),
+      );
       fn(req, handler);
     }
     return Number(process.hrtime.bigint() - t0) / n;

@@ -370,8 +370,9 @@ try {
   const c = hotelRows.contained;
   const u = hotelRows.uncontained;
   check(
-    c?.ok === '100.0%' && u !== undefined && Number.parseFloat(c.max) < Number.parseFloat(u.max),
-    `contained: every hotel call succeeds, the slowest took ${c?.max} (uncontained: ${u?.max})`,
+    // p95, not max: one stall of a busy machine must not decide the check.
+    c?.ok === '100.0%' && u !== undefined && Number.parseFloat(c.p95) < Number.parseFloat(u.p95),
+    `contained: every hotel call succeeds, p95 ${c?.p95} (uncontained: ${u?.p95}), slowest ${c?.max}`,
   );
 
   heading('5. A broken cars replica (always 503)');

@@ -1,9 +1,9 @@
+import type { Clock } from '../clock.ts';
 import { NoEndpointsError } from '../errors.ts';
 import { ResponseHeadersHandler } from '../http/response-headers.ts';
 import { type Dispatch, type EndpointDispatch, failRequest, type MeshRequest } from '../pipeline.ts';
 import type { Endpoint } from './endpoint.ts';
 import { hashKeyFor } from './hash-key.ts';
-import type { Clock } from './types.ts';
 
 /**
  * The boundary between per-request and per-endpoint layers: pick one endpoint of the request's

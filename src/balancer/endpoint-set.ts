@@ -1,9 +1,10 @@
+import type { Clock } from '../clock.ts';
 import type { ConnectionPoolConfig } from '../config/schema.ts';
 import type { DiscoveryChange, DiscoverySink, DiscoveryStatus } from '../discovery/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { Endpoint } from './endpoint.ts';
 import type { ConsistentHashConfig } from './schema.ts';
-import type { Balancer, Clock } from './types.ts';
+import type { Balancer } from './types.ts';
 
 /** A named subset of a service (Istio DestinationRule `subsets`), with its own balancer. */
 export interface SubsetSpec {

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
 import type { ConnectionPoolConfig } from '../config/schema.ts';
 import type { EndpointSpec } from '../discovery/types.ts';
+import type { MeshDispatchOptions } from '../http/dispatch-options.ts';
 import { serverNameFor } from '../http/server-name.ts';
 import { PeakEwma } from './peak-ewma.ts';
 
@@ -112,13 +113,12 @@ export class Endpoint {
    * final Host header (after routing's rewrites) through a small cache, which spares undici
    * deriving it again on every request (src/http/server-name.ts).
    */
-  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    const o = opts as { servername?: string | null; headers?: unknown };
-    if (o.servername == null) {
-      const host = (o.headers as { host?: unknown } | null | undefined)?.host;
+  dispatch(opts: MeshDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (opts.servername == null) {
+      const host = opts.headers.host;
       if (typeof host === 'string') {
         const name = serverNameFor(host);
-        if (name !== '') o.servername = name;
+        if (name !== '') opts.servername = name;
       }
     }
     return this.pool.dispatch(opts, handler);

@@ -28,6 +28,3 @@ export interface Balancer {
   /** The weight this balancer gives `ep` at `now` (slow start included), for the snapshot. */
   weightOf?(ep: Endpoint, now: number): number;
 }
-
-/** A monotonic clock in milliseconds; tests pass a fake one. */
-export type Clock = () => number;

@@ -1,13 +1,15 @@
 import { CircuitOpenError } from '../errors.ts';
-import { ForwardingHandler } from '../http/forwarding-handler.ts';
-import { type DispatchController, type DispatchHandler, deadController, type Layer } from '../pipeline.ts';
+import { respondLocally } from '../http/synthetic.ts';
+import { type Outcome, OutcomeHandler } from '../outcome.ts';
+import { type DispatchHandler, failRequest, type Layer } from '../pipeline.ts';
 import type { Fallback, Settle } from './breaker.ts';
 
 /**
  * The service-level circuit breaker, above retries: it judges the outcome the caller gets
- * (after retries). A 5xx answer or an error is a failure; the caller's own abort counts as
- * nothing. When open, the request fails fast with MESHWORK_ERR_CIRCUIT_OPEN, or gets the
- * service's fallback answer when one was given to createMesh.
+ * (after retries), once per request. A 5xx answer, an error, or a body that broke is a failure;
+ * the caller's own abort counts as nothing against the service. When open, the request fails
+ * fast with MESHWORK_ERR_CIRCUIT_OPEN, or gets the service's fallback answer when one was given
+ * to createMesh.
  */
 export function breakerLayer(): Layer {
   return (next) => (req, handler) => {
@@ -17,8 +19,7 @@ export function breakerLayer(): Layer {
     if (settle) return next(req, new BreakerHandler(handler, settle));
     const fb = req.service.fallback;
     if (fb) return deliverFallback(handler, fb, req.service.name, String(req.opts.method), req.opts.path);
-    handler.onRequestStart?.(deadController, {});
-    handler.onResponseError?.(deadController, new CircuitOpenError(req.service.name));
+    failRequest(handler, new CircuitOpenError(req.service.name));
   };
 }
 
@@ -33,29 +34,17 @@ function deliverFallback(
   try {
     res = fb({ service, method, path });
   } catch (err) {
-    handler.onRequestStart?.(deadController, {});
-    handler.onResponseError?.(deadController, err instanceof Error ? err : new Error(String(err)));
+    failRequest(handler, err instanceof Error ? err : new Error(String(err)));
     return;
   }
-  const headers: Record<string, string> = { 'x-meshwork-fallback': 'circuit-open' };
-  for (const [k, v] of Object.entries(res.headers ?? {})) headers[k.toLowerCase()] = v;
-  // undici's fetch reads response headers from controller.rawHeaders.
-  const rawHeaders: Buffer[] = [];
-  for (const [k, v] of Object.entries(headers)) rawHeaders.push(Buffer.from(k), Buffer.from(v));
-  const controller = { ...deadController, rawHeaders };
-  handler.onRequestStart?.(controller, {});
-  handler.onResponseStart?.(controller, res.status, headers, '');
-  if (res.body !== undefined)
-    handler.onResponseData?.(
-      controller,
-      typeof res.body === 'string' ? Buffer.from(res.body) : Buffer.from(res.body),
-    );
-  handler.onResponseEnd?.(controller, {});
+  respondLocally(handler, res.status, res.body ?? '', {
+    'x-meshwork-fallback': 'circuit-open',
+    ...res.headers,
+  });
 }
 
-class BreakerHandler extends ForwardingHandler {
+class BreakerHandler extends OutcomeHandler {
   #settle: Settle | undefined;
-  #controller: DispatchController | undefined;
 
   constructor(handler: DispatchHandler, settle: Settle) {
     super(handler);
@@ -68,38 +57,13 @@ class BreakerHandler extends ForwardingHandler {
     s?.(ok);
   }
 
-  override onRequestStart(controller: DispatchController, context: unknown): void {
-    this.#controller = controller;
-    super.onRequestStart(controller, context);
+  protected override onHeaders(status: number): void {
+    // A 5xx is a failure whatever its body does: settled at once.
+    if (status >= 500) this.#done(false);
   }
 
-  override onRequestUpgrade(
-    controller: DispatchController,
-    statusCode: number,
-    headers: any,
-    socket: any,
-  ): void {
-    this.#done(true);
-    super.onRequestUpgrade(controller, statusCode, headers, socket);
-  }
-
-  override onResponseStart(
-    controller: DispatchController,
-    statusCode: number,
-    headers: any,
-    statusMessage?: string,
-  ): void {
-    this.#done(statusCode < 500);
-    super.onResponseStart(controller, statusCode, headers, statusMessage);
-  }
-
-  override onResponseEnd(controller: DispatchController, trailers: any): void {
-    super.onResponseEnd(controller, trailers);
-  }
-
-  override onResponseError(controller: DispatchController, err: Error): void {
-    // The caller's abort says nothing about the service: release without counting a failure.
-    this.#done(this.#controller?.aborted === true);
-    super.onResponseError(controller, err);
+  protected override onDone(o: Outcome): void {
+    // The caller's abort says nothing about the service: released without a failure.
+    this.#done(o.error === undefined || o.error === 'cancelled');
   }
 }

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import type { Context as OtelContext } from '@opentelemetry/api';
-import type { Clock } from '../balancer/types.ts';
+import type { Clock } from '../clock.ts';
 import { MeshworkConfigError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { peerPrincipal } from '../tls/san.ts';

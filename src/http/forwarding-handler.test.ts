@@ -1,3 +1,4 @@
+import { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { DispatchController, DispatchHandler } from '../pipeline.ts';
 import { ForwardingHandler } from './forwarding-handler.ts';
@@ -38,7 +39,7 @@ describe('ForwardingHandler', () => {
     expect(a.calls).toEqual(['error']);
     const b = recording();
     const fb = new ForwardingHandler(b.handler);
-    fb.onRequestUpgrade(controller, 101, {}, {});
+    fb.onRequestUpgrade(controller, 101, {}, new Duplex());
     fb.onResponseEnd(controller, {});
     expect(b.calls).toEqual(['upgrade']);
   });

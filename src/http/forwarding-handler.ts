@@ -1,4 +1,4 @@
-import type { DispatchController, DispatchHandler } from '../pipeline.ts';
+import type { DispatchController, DispatchHandler, ResponseHeaders, UpgradeSocket } from '../pipeline.ts';
 
 /** What a finished handler forwards to: nothing (also the retry run's, src/retry/retry-layer.ts). */
 export const FINISHED: DispatchHandler = Object.freeze({});
@@ -23,7 +23,12 @@ export class ForwardingHandler implements DispatchHandler {
     this.#handler.onRequestStart?.(controller, context);
   }
 
-  onRequestUpgrade(controller: DispatchController, statusCode: number, headers: any, socket: any): void {
+  onRequestUpgrade(
+    controller: DispatchController,
+    statusCode: number,
+    headers: ResponseHeaders,
+    socket: UpgradeSocket,
+  ): void {
     const h = this.#handler;
     this.#handler = FINISHED;
     h.onRequestUpgrade?.(controller, statusCode, headers, socket);
@@ -32,7 +37,7 @@ export class ForwardingHandler implements DispatchHandler {
   onResponseStart(
     controller: DispatchController,
     statusCode: number,
-    headers: any,
+    headers: ResponseHeaders,
     statusMessage?: string,
   ): void {
     this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
@@ -42,7 +47,7 @@ export class ForwardingHandler implements DispatchHandler {
     this.#handler.onResponseData?.(controller, chunk);
   }
 
-  onResponseEnd(controller: DispatchController, trailers: any): void {
+  onResponseEnd(controller: DispatchController, trailers: ResponseHeaders): void {
     const h = this.#handler;
     this.#handler = FINISHED;
     h.onResponseEnd?.(controller, trailers);

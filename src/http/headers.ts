@@ -49,7 +49,10 @@ function add(out: HeaderRecord, rawKey: unknown, value: unknown): void {
 }
 
 /** First value of a header, or undefined. */
-export function headerValue(headers: HeaderRecord, name: string): string | undefined {
+export function headerValue(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  name: string,
+): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
 }

@@ -20,22 +20,24 @@ class LocalController implements DispatchController {
 }
 
 /**
- * Answers a request from inside the mesh (fault abort, no route, chaos abort) through the
- * normal handler callbacks, so callers and the layers above see an ordinary response.
+ * THE way the mesh answers a request itself (fault abort, no route, chaos abort, the breaker's
+ * fallback), through the normal handler callbacks, so callers and the layers above see an
+ * ordinary response. Header names are lowercased; `extraHeaders` win over the defaults.
  */
 export function respondLocally(
   handler: DispatchHandler,
   status: number,
-  body: string,
+  body: string | Uint8Array,
   extraHeaders: Record<string, string> = {},
 ): void {
   const controller = new LocalController();
-  const payload = Buffer.from(body);
-  const headers = {
+  const payload = typeof body === 'string' ? Buffer.from(body) : Buffer.from(body);
+  const headers: Record<string, string> = {
     'content-type': 'text/plain; charset=utf-8',
     'content-length': String(payload.length),
-    ...extraHeaders,
   };
+  for (const name of Object.keys(extraHeaders)) headers[name.toLowerCase()] = extraHeaders[name] as string;
+  headers['content-length'] = String(payload.length);
   controller.rawHeaders = toRawHeaders(headers);
   handler.onRequestStart?.(controller, {});
   if (controller.aborted) {

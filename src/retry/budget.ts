@@ -1,4 +1,4 @@
-import type { Clock } from '../balancer/types.ts';
+import type { Clock } from '../clock.ts';
 
 /** Linkerd / Finagle: at most 20% more requests, plus 10 retries per second, over 10 s. */
 export const BUDGET_DEFAULTS = { retryPercent: 20, minRetriesPerSecond: 10, ttlMs: 10_000 } as const;

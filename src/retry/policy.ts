@@ -1,5 +1,4 @@
-import type { Clock } from '../balancer/types.ts';
-import type { MeshRequest } from '../pipeline.ts';
+import type { Clock } from '../clock.ts';
 import { BACKOFF_DEFAULTS } from './backoff.ts';
 import { BUDGET_DEFAULTS, type BudgetSnapshot, RetryBudget } from './budget.ts';
 import { DEFAULT_RETRY_ON, parseRetryOn, type RetryOn } from './retry-on.ts';
@@ -96,12 +95,4 @@ export class ServiceRetry {
         )
       : undefined;
   }
-}
-
-/**
- * THE one place the retry layer reads its policy. Routing (issue 6) overrides it per route by
- * setting `req.retryPolicy`; until then the service's policy applies.
- */
-export function retryPolicyFor(req: MeshRequest): RetryPolicy {
-  return req.retryPolicy ?? req.service.retry.policy;
 }

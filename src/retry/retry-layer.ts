@@ -1,15 +1,23 @@
 import type { Endpoint } from '../balancer/endpoint.ts';
-import type { Clock } from '../balancer/types.ts';
+import type { Clock } from '../clock.ts';
 import { MeshAbortedError, MeshTimeoutError } from '../errors.ts';
+import { isReplayable } from '../http/body-layer.ts';
 import { FINISHED } from '../http/forwarding-handler.ts';
 import { headerValue } from '../http/headers.ts';
-import type { Dispatch, DispatchController, DispatchHandler, Layer, MeshRequest } from '../pipeline.ts';
+import { classify, DISCARDED, provablyNotSent } from '../outcome.ts';
+import type {
+  Dispatch,
+  DispatchController,
+  DispatchHandler,
+  Layer,
+  MeshRequest,
+  ResponseHeaders,
+  UpgradeSocket,
+} from '../pipeline.ts';
 import { backoffMs, parseRetryAfter } from './backoff.ts';
-import { classifyFailure, provablyNotSent } from './classify.ts';
 import { DEADLINE_HEADER, deadlineFromHeaders, setDeadlineHeader } from './deadline.ts';
 import { LiveSet } from './live-set.ts';
-import { type RetryPolicy, retryPolicyFor } from './policy.ts';
-import { isReplayable } from './replay-body.ts';
+import type { RetryPolicy } from './policy.ts';
 import { retriesFailure, retriesStatus } from './retry-on.ts';
 
 /** Methods retried on any retryOn condition (RFC 9110 idempotent methods). */
@@ -18,18 +26,12 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 /** What a finished run keeps in place of its request (every path checks `#finished` first). */
 const FINISHED_REQUEST = Object.freeze({ service: Object.freeze({ name: '' }) }) as unknown as MeshRequest;
 
-/** The reason given to attempts the retry layer throws away (losing hedges, retried answers). */
-class Discarded extends Error {
-  constructor() {
-    super('attempt discarded by the retry layer');
-    this.name = 'Discarded';
-  }
-}
-export const DISCARDED = new Discarded();
-
-/** True for the reason the retry layer aborts its own throw-away attempts with. */
-export function isDiscarded(err: unknown): boolean {
-  return err === DISCARDED;
+/**
+ * THE one place the retry layer reads its policy: the matched route's (set by routing), else the
+ * service's.
+ */
+export function retryPolicyFor(req: MeshRequest): RetryPolicy {
+  return req.retryPolicy ?? req.service.retry.policy;
 }
 
 /**
@@ -250,7 +252,7 @@ class RetryRun implements DispatchController {
   }
 
   /** An attempt got response headers: deliver it (true) or discard it and retry (false). */
-  onAttemptResponse(att: Attempt, status: number, headers: Record<string, string | string[]>): boolean {
+  onAttemptResponse(att: Attempt, status: number, headers: ResponseHeaders): boolean {
     if (this.#finished || this.#winner) return false;
     const p = this.#policy;
     const grpc = headerValue(headers, 'grpc-status');
@@ -292,8 +294,8 @@ class RetryRun implements DispatchController {
       return;
     }
     if (this.#live.size > 0) return; // a hedge is still running
-    const kind = classifyFailure(err);
-    const allowed = this.#safe || provablyNotSent(err);
+    const kind = classify(err);
+    const allowed = this.#safe || provablyNotSent(kind);
     if (allowed && retriesFailure(this.#policy.retryOn, kind) && this.#scheduleRetry(undefined, kind, att))
       return;
     this.#fail(err);
@@ -327,11 +329,7 @@ class RetryRun implements DispatchController {
 
   // ── delivery to the caller ──
 
-  deliverStart(
-    status: number,
-    headers: Record<string, string | string[]>,
-    message: string | undefined,
-  ): void {
+  deliverStart(status: number, headers: ResponseHeaders, message: string | undefined): void {
     this.#handler.onResponseStart?.(this, status, headers, message);
   }
 
@@ -339,18 +337,18 @@ class RetryRun implements DispatchController {
     this.#handler.onResponseData?.(this, chunk);
   }
 
-  deliverEnd(trailers: Record<string, string | string[]>): void {
+  deliverEnd(trailers: ResponseHeaders): void {
     if (this.#finished) return;
     const handler = this.#handler;
     this.#cleanup();
     handler.onResponseEnd?.(this, trailers);
   }
 
-  deliverUpgrade(att: Attempt, status: number, headers: unknown, socket: unknown): void {
+  deliverUpgrade(att: Attempt, status: number, headers: ResponseHeaders, socket: UpgradeSocket): void {
     this.#commit(att);
     const handler = this.#handler;
     this.#cleanup();
-    handler.onRequestUpgrade?.(this, status, headers as never, socket as never);
+    handler.onRequestUpgrade?.(this, status, headers, socket);
   }
 
   isWinner(att: Attempt): boolean {
@@ -410,26 +408,33 @@ class Attempt implements DispatchHandler {
 
   timeOut(err: Error): void {
     this.#timedOut = err;
-    if (this.controller) this.controller.abort(err);
-    else this.#run.onAttemptError(this, err);
+    if (this.controller) {
+      this.controller.abort(err);
+      return;
+    }
+    // Still waiting: for discovery, or queued in the endpoint's pool for a connection, where
+    // nothing can take it back out. It is over for the caller now, and it must never be sent
+    // later: the transport aborts it the moment it starts it (onRequestStart).
+    this.#discarded = true;
+    this.#run.onAttemptError(this, err);
   }
 
   onRequestStart(controller: DispatchController): void {
     this.controller = controller;
-    if (this.#discarded) controller.abort(DISCARDED);
+    if (this.#discarded) controller.abort(this.#timedOut ?? DISCARDED);
   }
 
-  onRequestUpgrade(_c: DispatchController, status: number, headers: unknown, socket: unknown): void {
+  onRequestUpgrade(
+    _c: DispatchController,
+    status: number,
+    headers: ResponseHeaders,
+    socket: UpgradeSocket,
+  ): void {
     if (this.#discarded) return;
     this.#run.deliverUpgrade(this, status, headers, socket);
   }
 
-  onResponseStart(
-    _c: DispatchController,
-    status: number,
-    headers: Record<string, string | string[]>,
-    message?: string,
-  ): void {
+  onResponseStart(_c: DispatchController, status: number, headers: ResponseHeaders, message?: string): void {
     if (this.#discarded) return;
     if (this.#run.onAttemptResponse(this, status, headers)) this.#run.deliverStart(status, headers, message);
     else this.discard();
@@ -439,7 +444,7 @@ class Attempt implements DispatchHandler {
     if (!this.#discarded && this.#run.isWinner(this)) this.#run.deliverData(chunk);
   }
 
-  onResponseEnd(_c: DispatchController, trailers: Record<string, string | string[]>): void {
+  onResponseEnd(_c: DispatchController, trailers: ResponseHeaders): void {
     if (!this.#discarded && this.#run.isWinner(this)) this.#run.deliverEnd(trailers);
     this.#release();
   }

@@ -24,7 +24,7 @@ describe('parseRetryOn', () => {
     expect(retriesStatus(d, 200, '14')).toBe(true); // unavailable
     expect(retriesStatus(d, 200, '1')).toBe(true); // cancelled
     expect(retriesStatus(d, 200, '0')).toBe(false);
-    expect(retriesFailure(d, 'connect-failure')).toBe(true);
+    expect(retriesFailure(d, 'connect')).toBe(true);
     expect(retriesFailure(d, 'refused-stream')).toBe(true);
     expect(retriesFailure(d, 'reset')).toBe(false);
     expect(retriesFailure(d, 'timeout')).toBe(false);

@@ -1,3 +1,5 @@
+import type { ErrorKind } from '../outcome.ts';
+
 /**
  * Istio/Envoy `retryOn`: which outcomes of an attempt are worth another attempt.
  * Parsed once at config time into flags and a status-code set.
@@ -24,9 +26,6 @@ export interface RetryOn {
   /** Plain status codes (and 503 for a bare `retriable-status-codes`). */
   readonly codes: ReadonlySet<number>;
 }
-
-/** What happened to one attempt, as retryOn sees it. */
-export type FailureKind = 'connect-failure' | 'reset' | 'refused-stream' | 'timeout' | 'other';
 
 /** Istio's default: `connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes` (503). */
 export const DEFAULT_RETRY_ON = 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes';
@@ -77,10 +76,10 @@ export function retriesStatus(on: RetryOn, status: number, grpcStatus: string | 
 }
 
 /** True when an attempt that failed this way should be retried (Envoy's meanings). */
-export function retriesFailure(on: RetryOn, kind: FailureKind): boolean {
+export function retriesFailure(on: RetryOn, kind: ErrorKind): boolean {
   const t = on.tokens;
   switch (kind) {
-    case 'connect-failure':
+    case 'connect':
       return t.has('connect-failure') || t.has('5xx') || t.has('gateway-error');
     case 'refused-stream':
       return t.has('refused-stream') || t.has('5xx');

@@ -1,7 +1,6 @@
 import { ResponseHeadersHandler } from '../http/response-headers.ts';
 import { respondLocally } from '../http/synthetic.ts';
-import type { Layer } from '../pipeline.ts';
-import type { ServiceRuntime } from '../service.ts';
+import type { Layer, ServiceView } from '../pipeline.ts';
 import type { Random } from './destination.ts';
 import { applyRequestRoute, applyResponseRoute } from './router.ts';
 
@@ -11,7 +10,10 @@ import { applyRequestRoute, applyResponseRoute } from './router.ts';
  * the subset, and apply the route's request header edits and rewrites. Response header edits
  * wrap the handler. A service with routes where none matches answers 404, as Istio does ("NR").
  */
-export function routing(services: ReadonlyMap<string, ServiceRuntime>, random: Random = Math.random): Layer {
+export function routingLayer(
+  services: ReadonlyMap<string, ServiceView>,
+  random: Random = Math.random,
+): Layer {
   return (next) => (req, handler) => {
     const router = req.service.router;
     if (router.size === 0) return next(req, handler);
@@ -28,7 +30,7 @@ export function routing(services: ReadonlyMap<string, ServiceRuntime>, random: R
     const dest = d.destination.destination;
     if (dest.host !== undefined && dest.host !== req.service.name) {
       // Validated at createMesh: the host is a configured service.
-      req.service = services.get(dest.host) as ServiceRuntime;
+      req.service = services.get(dest.host) as ServiceView;
     }
     req.route = d;
     req.subset = dest.subset;

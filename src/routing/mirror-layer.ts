@@ -1,3 +1,4 @@
+import { isReplayable } from '../http/body-layer.ts';
 import {
   type Dispatch,
   type DispatchController,
@@ -5,10 +6,9 @@ import {
   type Layer,
   type MeshRequest,
   newMeshRequest,
+  type ServiceView,
 } from '../pipeline.ts';
 import { compileRetryPolicy } from '../retry/policy.ts';
-import { isReplayable } from '../retry/replay-body.ts';
-import type { ServiceRuntime } from '../service.ts';
 import type { Random } from './destination.ts';
 import { MirrorGate, shadowAuthority, shouldMirror, startMirror } from './mirror.ts';
 
@@ -19,8 +19,8 @@ import { MirrorGate, shadowAuthority, shouldMirror, startMirror } from './mirror
  * it never delays or fails the main request. Only bodies that can be sent twice are mirrored
  * (none, string, Buffer/Uint8Array): a stream is read once, by the main request.
  */
-export function mirroring(
-  services: ReadonlyMap<string, ServiceRuntime>,
+export function mirrorLayer(
+  services: ReadonlyMap<string, ServiceView>,
   gate: MirrorGate = new MirrorGate(),
   random: Random = Math.random,
 ): Layer {
@@ -35,7 +35,7 @@ export function mirroring(
     }
     const copy = mirrorRequest(
       req,
-      services.get(cfg.mirror.host ?? req.service.name) as ServiceRuntime,
+      services.get(cfg.mirror.host ?? req.service.name) as ServiceView,
       cfg.mirror.subset,
     );
     next(req, handler);
@@ -46,7 +46,7 @@ export function mirroring(
 /** Copies are never retried (and never hedged): a shadow gets one try. */
 const NO_RETRY = compileRetryPolicy({ retries: { attempts: 0 } });
 
-function mirrorRequest(req: MeshRequest, service: ServiceRuntime, subset: string | undefined): MeshRequest {
+function mirrorRequest(req: MeshRequest, service: ServiceView, subset: string | undefined): MeshRequest {
   const headers = { ...req.opts.headers };
   // The copy is bounded by the mirror's own signal, never by the caller's.
   const { signal: _callerSignal, ...opts } = req.opts as typeof req.opts & { signal?: unknown };

@@ -11,7 +11,7 @@
  */
 import { type Attributes, trace } from '@opentelemetry/api';
 import type { EndpointSet } from '../balancer/endpoint-set.ts';
-import type { Clock } from '../balancer/types.ts';
+import type { Clock } from '../clock.ts';
 import type { DiscoveryChange, DiscoverySink } from '../discovery/types.ts';
 import type { MeshRequest } from '../pipeline.ts';
 import {

@@ -1,14 +1,16 @@
 // A mesh assembled by hand from the real parts (ServiceRuntime, MeshDispatcher, telemetry,
-// balance, attempt and load layers), with extra request layers slotted in where retry (issue 4)
-// will go. Lets telemetry tests drive the event API the way those layers will.
+// balance, attempt and load layers), with extra request layers slotted in where retry
+// goes. Lets telemetry tests drive the event API the way those layers do.
 import { balance } from '../../src/balancer/balance-layer.ts';
-import { trackLoad } from '../../src/balancer/load-layer.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { MeshDispatcher } from '../../src/dispatcher.ts';
-import type { DispatchHandler, EndpointDispatch, Layer } from '../../src/pipeline.ts';
+import { loadLayer } from '../../src/endpoint/load-layer.ts';
+import type { DispatchHandler, Layer } from '../../src/pipeline.ts';
 import { ServiceRuntime } from '../../src/service.ts';
+import { sendToPool } from '../../src/stack.ts';
+import { attemptLayer } from '../../src/telemetry/attempt-layer.ts';
 import { type Logger, silentLogger } from '../../src/telemetry/logger.ts';
-import { attemptLayer, telemetryLayer } from '../../src/telemetry/request-layer.ts';
+import { telemetryLayer } from '../../src/telemetry/telemetry-layer.ts';
 
 export interface MiniMesh {
   svc: ServiceRuntime;
@@ -30,10 +32,7 @@ export function miniMesh(
     env: {},
   });
   svc.start();
-  const send: EndpointDispatch = (ep, req, handler) => {
-    ep.dispatch(req.opts as never, handler);
-  };
-  let dispatch = balance(attemptLayer()(trackLoad(clock)(send)), clock);
+  let dispatch = balance(attemptLayer()(loadLayer(clock)(sendToPool)), clock);
   for (const layer of [...(opts.layers ?? [])].reverse()) dispatch = layer(dispatch);
   dispatch = telemetryLayer(clock)(dispatch);
   const dispatcher = new MeshDispatcher({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Endpoint } from './endpoint.ts';
+import { Endpoint } from '../balancer/endpoint.ts';
 import {
   ejectionTimeMs,
   failurePercentageOutliers,

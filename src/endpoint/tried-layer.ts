@@ -5,7 +5,7 @@ import type { EndpointLayer } from '../pipeline.ts';
  * moves away from) and in the request's tried set, so a retry prefers another one (Istio
  * previous_hosts).
  */
-export function recordTried(): EndpointLayer {
+export function triedLayer(): EndpointLayer {
   return (next) => (ep, req, handler) => {
     req.endpoint = ep;
     req.tried?.add(ep);

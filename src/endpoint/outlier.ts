@@ -1,5 +1,5 @@
-import type { Endpoint } from './endpoint.ts';
-import type { OutlierDetectionConfig } from './outlier-schema.ts';
+import type { Endpoint } from '../balancer/endpoint.ts';
+import type { OutlierDetectionConfig } from '../balancer/outlier-schema.ts';
 
 /** Istio / Envoy / gRPC A50 defaults (docs/resilience.md). */
 export const OUTLIER_DEFAULTS = {
@@ -49,8 +49,8 @@ export function outlierSettings(cfg: OutlierDetectionConfig | undefined): Outlie
   };
 }
 
-/** Outcome of one attempt as outlier detection counts it. */
-export type Outcome = 'success' | '5xx' | 'gateway' | 'local';
+/** One attempt's result as outlier detection counts it. */
+export type OutlierResult = 'success' | '5xx' | 'gateway' | 'local';
 
 interface HostState {
   c5xx: number;
@@ -134,7 +134,7 @@ export class OutlierDetector {
   }
 
   /** Records one outcome of `ep`; `all` is the service's endpoint list. */
-  observe(ep: Endpoint, outcome: Outcome, all: readonly Endpoint[], now: number): void {
+  observe(ep: Endpoint, outcome: OutlierResult, all: readonly Endpoint[], now: number): void {
     if (now >= this.#nextInterval) this.#interval(all, now);
     const s = this.#state(ep);
     const cfg = this.settings;

@@ -10,9 +10,9 @@
  */
 import { type Attributes, context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Endpoint } from '../balancer/endpoint.ts';
-import type { Clock } from '../balancer/types.ts';
-import { ForwardingHandler } from '../http/forwarding-handler.ts';
-import type { DispatchController, DispatchHandler, EndpointLayer, Layer, MeshRequest } from '../pipeline.ts';
+import type { Clock } from '../clock.ts';
+import { type Outcome, OutcomeHandler } from '../outcome.ts';
+import type { DispatchHandler, Layer, MeshRequest, RequestObserver } from '../pipeline.ts';
 import {
   type RequestMessage,
   requestChannelsActive,
@@ -41,33 +41,22 @@ export function telemetryLayer(clock: Clock): Layer {
   };
 }
 
-/** Below the balancer: records each attempt (endpoint, attempt number, retry reason). */
-export function attemptLayer(): EndpointLayer {
-  return (next) => (ep, req, handler) => {
-    const t = req.telemetry;
-    if (t !== undefined) t.noteAttempt(ep, req.attempt);
-    next(ep, req, handler);
-  };
-}
-
 /**
  * The per-request telemetry state, also the handler wrapped around the caller's. Layers reach
  * it as `req.telemetry` (undefined when nothing observes the request): the routing layer calls
  * `noteRoute(name)`, the retry layer goes through `req.service.telemetry.retry({ req, ... })`.
  */
-export class RequestTelemetry extends ForwardingHandler {
+export class RequestTelemetry extends OutcomeHandler implements RequestObserver {
   readonly span: Span | undefined;
   readonly #req: MeshRequest;
   readonly #clock: Clock;
   readonly #inst: Instruments | undefined;
   readonly #method: string;
   #msg: RequestMessage | undefined;
-  #status = 0;
   #attempts = 0;
   #endpoint: Endpoint | undefined;
   #route: string | undefined;
   #pendingReason: string | undefined;
-  #done = false;
 
   constructor(req: MeshRequest, handler: DispatchHandler, clock: Clock, otel: boolean) {
     super(handler);
@@ -112,7 +101,7 @@ export class RequestTelemetry extends ForwardingHandler {
     }
   }
 
-  /** Routing (issue 6) names the route that matched. */
+  /** Routing names the route that matched. */
   noteRoute(name: string | undefined): void {
     this.#route = name;
   }
@@ -136,11 +125,10 @@ export class RequestTelemetry extends ForwardingHandler {
     this.#pendingReason = undefined;
   }
 
-  #finish(err: Error | undefined): void {
-    if (this.#done) return;
-    this.#done = true;
+  protected override onDone(o: Outcome): void {
+    const err = o.cause;
     const req = this.#req;
-    const status = this.#status;
+    const status = o.status;
     const errType = err !== undefined ? errorType(err) : status >= 400 ? String(status) : undefined;
     const ep = this.#endpoint;
     const span = this.span;
@@ -189,37 +177,6 @@ export class RequestTelemetry extends ForwardingHandler {
         if (requestErrorChannel.hasSubscribers) requestErrorChannel.publish(msg);
       } else if (requestEndChannel.hasSubscribers) requestEndChannel.publish(msg);
     }
-  }
-
-  override onRequestUpgrade(
-    controller: DispatchController,
-    statusCode: number,
-    headers: any,
-    socket: any,
-  ): void {
-    this.#status = statusCode;
-    this.#finish(undefined);
-    super.onRequestUpgrade(controller, statusCode, headers, socket);
-  }
-
-  override onResponseStart(
-    controller: DispatchController,
-    statusCode: number,
-    headers: any,
-    statusMessage?: string,
-  ): void {
-    this.#status = statusCode;
-    super.onResponseStart(controller, statusCode, headers, statusMessage);
-  }
-
-  override onResponseEnd(controller: DispatchController, trailers: any): void {
-    this.#finish(undefined);
-    super.onResponseEnd(controller, trailers);
-  }
-
-  override onResponseError(controller: DispatchController, err: Error): void {
-    this.#finish(err);
-    super.onResponseError(controller, err);
   }
 }
 

@@ -26,7 +26,7 @@ function isStreamBody(body: unknown): body is AsyncIterable<unknown> {
  * so far and the rest: it is sent once and never replayed. undici's fetch always hands its body
  * over as a stream, so this is what lets a `mesh.fetch` POST be retried or mirrored at all.
  */
-export function replayableBody(
+export function bodyLayer(
   limit: number = DEFAULT_REPLAY_BUFFER_BYTES,
   waitMs: number = DEFAULT_REPLAY_BUFFER_WAIT_MS,
 ): Layer {

@@ -1,12 +1,12 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { MeshRequest } from '../pipeline.ts';
-import { isReplayable, replayableBody } from './replay-body.ts';
+import { bodyLayer, isReplayable } from './body-layer.ts';
 
 function run(body: unknown, limit: number, waitMs = 1000): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const req = { opts: { body } } as unknown as MeshRequest;
-    const layer = replayableBody(limit, waitMs)((r) => resolve(r.opts.body));
+    const layer = bodyLayer(limit, waitMs)((r) => resolve(r.opts.body));
     layer(req, { onResponseError: (_c: unknown, e: Error) => reject(e) } as never);
   });
 }
@@ -18,7 +18,7 @@ async function drain(body: unknown): Promise<string> {
   return out;
 }
 
-describe('replayableBody', () => {
+describe('bodyLayer', () => {
   it('turns a short streamed body into one replayable Buffer', async () => {
     const body = await run(Readable.from([Buffer.from('he'), Buffer.from('llo')]), 1024);
     expect(Buffer.isBuffer(body)).toBe(true);
