@@ -59,7 +59,10 @@ export function classify(err: unknown): ErrorKind {
     if (err.code === ErrorCodes.ABORTED) return 'cancelled';
     return 'other';
   }
-  if ((err as { name?: unknown } | null)?.name === 'AbortError') return 'cancelled';
+  const name = (err as { name?: unknown } | null)?.name;
+  if (name === 'AbortError') return 'cancelled';
+  // undici's parser errors carry no code in every version: known by name.
+  if (name === 'HTTPParserError') return 'reset';
   const code = codeOf(err);
   if (code === undefined) return 'other';
   if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return 'cancelled';
