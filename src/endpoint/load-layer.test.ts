@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import {
+  answer,
+  breakBody,
+  endpointsOf,
+  fail,
+  fakeClock,
+  recorder,
+  refusedError,
+  resetError,
+  testRequest,
+  testService,
+} from '../../test/support/layers.ts';
+import { MeshTimeoutError } from '../errors.ts';
+import { DISCARDED } from '../outcome.ts';
+import type { DispatchHandler } from '../pipeline.ts';
+import { FAILURE_PENALTY_MS, loadLayer } from './load-layer.ts';
+
+function setup() {
+  const clock = fakeClock();
+  const svc = testService({}, ['10.0.0.1:80'], clock);
+  const [ep] = endpointsOf(svc);
+  if (!ep) throw new Error('no endpoint');
+  let below: DispatchHandler | undefined;
+  const dispatch = loadLayer(clock)((_ep, _req, h) => {
+    below = h;
+  });
+  const send = () => {
+    dispatch(ep, testRequest(svc), recorder());
+    return below as DispatchHandler;
+  };
+  return { clock, svc, ep, send };
+}
+
+describe('load layer', () => {
+  it('counts an attempt in flight at its endpoint and service until it ends, however it ends', () => {
+    const { svc, ep, send } = setup();
+    const endings = [
+      (h: DispatchHandler) => answer(h, 200),
+      (h: DispatchHandler) => answer(h, 503),
+      (h: DispatchHandler) => fail(h, resetError()),
+      (h: DispatchHandler) => fail(h, DISCARDED),
+      (h: DispatchHandler) => breakBody(h, 200, resetError()),
+    ];
+    for (const end of endings) {
+      const h = send();
+      expect(ep.inflight).toBe(1);
+      expect(svc.limits.active).toBe(1);
+      end(h);
+      // A late callback after the end changes nothing.
+      h.onResponseError?.(undefined as never, new Error('late'));
+      expect(ep.inflight).toBe(0);
+      expect(svc.limits.active).toBe(0);
+    }
+    expect(ep.attempts).toBe(5);
+    expect(ep.responses5xx).toBe(1);
+    expect(ep.errors).toBe(2); // the reset and the broken body; the discarded attempt is no error
+  });
+
+  it('feeds the time to headers into the estimate', () => {
+    const { clock, ep, send } = setup();
+    const h = send();
+    clock.advance(80);
+    answer(h, 200);
+    expect(ep.ewma.estimate(clock())).toBeGreaterThanOrEqual(79);
+  });
+
+  it('a failure counts as a round trip of at least the failure penalty', () => {
+    expect(FAILURE_PENALTY_MS).toBeGreaterThanOrEqual(100);
+    const { clock, ep, send } = setup();
+    const h = send();
+    clock.advance(1);
+    fail(h, refusedError());
+    expect(ep.ewma.estimate(clock())).toBeGreaterThanOrEqual(FAILURE_PENALTY_MS);
+  });
+
+  it('a body that breaks after fast headers is a failure too', () => {
+    const { clock, ep, send } = setup();
+    const h = send();
+    clock.advance(1);
+    breakBody(h, 200, resetError());
+    expect(ep.ewma.estimate(clock())).toBeGreaterThanOrEqual(FAILURE_PENALTY_MS);
+  });
+
+  it('a cancelled attempt is no failure: its time may raise the estimate but never lower it', () => {
+    const { clock, ep, send } = setup();
+    const before = ep.ewma.estimate(clock());
+    const quick = send();
+    clock.advance(1);
+    fail(quick, DISCARDED);
+    expect(ep.ewma.estimate(clock())).toBeCloseTo(before, 0);
+    expect(ep.errors).toBe(0);
+    const slow = send();
+    clock.advance(500);
+    fail(slow, DISCARDED);
+    const est = ep.ewma.estimate(clock());
+    expect(est).toBeGreaterThanOrEqual(499);
+    expect(est).toBeLessThan(FAILURE_PENALTY_MS);
+  });
+
+  it('a per-try timeout counts as an error but not with the failure penalty', () => {
+    const { clock, ep, send } = setup();
+    const h = send();
+    clock.advance(50);
+    fail(h, new MeshTimeoutError('svc', 50, 'per-try'));
+    expect(ep.errors).toBe(1);
+    const est = ep.ewma.estimate(clock());
+    expect(est).toBeGreaterThanOrEqual(49);
+    expect(est).toBeLessThan(FAILURE_PENALTY_MS);
+  });
+});
