@@ -14,10 +14,7 @@ export const ErrorCodes = {
   TIMEOUT: 'MESHWORK_ERR_TIMEOUT',
   OVERFLOW: 'MESHWORK_ERR_OVERFLOW',
   CIRCUIT_OPEN: 'MESHWORK_ERR_CIRCUIT_OPEN',
-  BUDGET_EXHAUSTED: 'MESHWORK_ERR_BUDGET_EXHAUSTED',
-  FAULT_ABORT: 'MESHWORK_ERR_FAULT_ABORT',
   TLS_IDENTITY: 'MESHWORK_ERR_TLS_IDENTITY',
-  DISCOVERY: 'MESHWORK_ERR_DISCOVERY',
   ISTIO_UNSUPPORTED: 'MESHWORK_ERR_ISTIO_UNSUPPORTED',
   ABORTED: 'MESHWORK_ERR_ABORTED',
 } as const;
@@ -32,6 +29,17 @@ export class MeshworkError extends Error {
     super(message, options);
     this.code = code;
     this.name = 'MeshworkError';
+  }
+
+  /**
+   * `instanceof` works across copies of the package (two versions in one node_modules tree):
+   * any branded error is a MeshworkError, and one of a subclass's name is that subclass.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    if (typeof value !== 'object' || value === null || (value as Record<symbol, unknown>)[BRAND] !== true)
+      return false;
+    return this === MeshworkError || (value as { name?: unknown }).name === this.name;
   }
 }
 
@@ -85,7 +93,7 @@ export class MeshClosedError extends MeshworkError {
   }
 }
 
-/** The server's certificate does not carry any identity the client expected (issue 7). */
+/** The server's certificate does not carry any identity the client expected. */
 export class TlsIdentityError extends MeshworkError {
   readonly expected: readonly string[];
   readonly presented: readonly string[];

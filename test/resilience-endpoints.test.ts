@@ -156,7 +156,7 @@ describe('circuit breaker', () => {
     expect(m.snapshot().services.svc?.circuitBreaker?.state).toBe('open');
     failing = false;
     await new Promise((r) => setTimeout(r, 300));
-    expect(m.snapshot().services.svc?.circuitBreaker?.state).toBe('half-open');
+    expect(m.snapshot().services.svc?.circuitBreaker?.state).toBe('half_open');
     expect((await m.fetch('http://svc/x')).status).toBe(200);
     expect(m.snapshot().services.svc?.circuitBreaker?.state).toBe('closed');
   });

@@ -155,7 +155,7 @@ describe('diagnostics channels', () => {
         total: 1,
       },
     ]);
-    // Drive the same sink discovery uses, as a dynamic provider (issue 5) would.
+    // Drive the same sink discovery uses, as a dynamic provider would.
     const sink = mini.svc.telemetry.discoverySink(mini.svc.endpoints);
     sink.apply([
       {

@@ -1,6 +1,6 @@
 // bench/balancing latency: five upstreams, one of them 40 ms slower. For every algorithm and
 // for undici's BalancedPool: p50 / p99 / p99.9 and the share of traffic sent to the slow one,
-// against PEAK_EWMA on five healthy upstreams. Targets (issue 3): PEAK_EWMA p99 <= 1.5x the
+// against PEAK_EWMA on five healthy upstreams. Targets: PEAK_EWMA p99 <= 1.5x the
 // all-healthy p99, and <= 1/3 of ROUND_ROBIN's p99. Measured twice, each as interleaved rounds
 // (medians): closed loops (concurrency 16: each system runs as fast as it can, so on a 2-core box
 // the faster ones also queue more) and an open loop at a fixed 1000 req/s (the same offered load

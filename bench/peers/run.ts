@@ -350,7 +350,7 @@ export async function peers(opts: ScenarioOptions): Promise<ScenarioOutput> {
     table += `### ${g.title}\n\n${ratioTable(g.results, BASELINE)}\n\n`;
     table += `Where the requests went (share per replica, from the upstreams' counters, median of rounds):\n\n${sharesTable(g.results, labels)}\n\n`;
   }
-  table += `### Targets (issue 9)\n\n${targetTable(checks)}`;
+  table += `### Targets\n\n${targetTable(checks)}`;
   notes.push(
     `medians over ${rounds} interleaved rounds of ${seconds}s per system; undici Pool = one Pool per replica, picked round-robin by the client`,
     'req/CPU-s = requests / (bench process CPU + haproxy CPU for the sidecar); upstream CPU not counted',

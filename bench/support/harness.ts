@@ -26,7 +26,7 @@ export interface ScenarioOutput {
   svg?: string;
   /** Free-form notes (skipped systems, how something was measured), listed under the table. */
   notes?: string[];
-  /** Target checks (e.g. issue 9's); the runner lists them all in a summary at the top of the .md. */
+  /** Target checks; the runner lists them all in a summary at the top of the .md. */
   targets?: Target[];
 }
 

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { ConnectionPoolConfig } from '../config/schema.ts';
 import type { DiscoveryChange, DiscoverySink, DiscoveryStatus } from '../discovery/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { Connector } from '../tls/client.ts';
 import { Endpoint } from './endpoint.ts';
 import type { ConsistentHashConfig } from './schema.ts';
 import type { Balancer } from './types.ts';
@@ -33,7 +34,7 @@ export interface EndpointSetOptions {
   subsets?: readonly SubsetSpec[];
   connectionPool?: ConnectionPoolConfig | undefined;
   /** undici connect options or connector (TLS, src/tls/client.ts), shared by every endpoint. */
-  connect?: Record<string, unknown> | ((...args: any[]) => void) | undefined;
+  connect?: Record<string, unknown> | Connector | undefined;
   clock: Clock;
   logger: Logger;
   /** How long a removed endpoint may finish its in-flight requests before its pool is destroyed. */

@@ -4,6 +4,7 @@ import type { ConnectionPoolConfig } from '../config/schema.ts';
 import type { EndpointSpec } from '../discovery/types.ts';
 import type { MeshDispatchOptions } from '../http/dispatch-options.ts';
 import { serverNameFor } from '../http/server-name.ts';
+import type { Connector } from '../tls/client.ts';
 import { PeakEwma } from './peak-ewma.ts';
 
 /** Defaults, with their sources (see docs/configuration.md). */
@@ -24,7 +25,7 @@ export interface EndpointOptions {
   connectionPool?: ConnectionPoolConfig | undefined;
   now: number;
   /** undici connect options, or a connector function (TLS, src/tls/client.ts). */
-  connect?: Record<string, unknown> | ((...args: any[]) => void) | undefined;
+  connect?: Record<string, unknown> | Connector | undefined;
 }
 
 /**

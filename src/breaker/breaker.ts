@@ -1,6 +1,9 @@
 import CircuitBreaker from 'opossum';
 import type { CircuitBreakerConfig } from './schema.ts';
 
+/** The breaker's state, spelt one way everywhere (snapshot, channels, metrics, logs). */
+export type CircuitState = 'closed' | 'open' | 'half_open';
+
 export const BREAKER_DEFAULTS = {
   errorThresholdPercentage: 50,
   resetTimeoutMs: 30_000,
@@ -31,7 +34,7 @@ export class ServiceBreaker {
   readonly #breaker: CircuitBreaker<[Run], unknown>;
   rejected = 0;
 
-  constructor(cfg: CircuitBreakerConfig, onState?: (state: 'closed' | 'open' | 'half_open') => void) {
+  constructor(cfg: CircuitBreakerConfig, onState?: (state: CircuitState) => void) {
     this.#breaker = new CircuitBreaker<[Run], unknown>(
       (run: Run) => new Promise((resolve, reject) => run(resolve, reject)),
       {
@@ -61,8 +64,8 @@ export class ServiceBreaker {
     return settle;
   }
 
-  get state(): 'closed' | 'open' | 'half-open' {
-    return this.#breaker.halfOpen ? 'half-open' : this.#breaker.opened ? 'open' : 'closed';
+  get state(): CircuitState {
+    return this.#breaker.halfOpen ? 'half_open' : this.#breaker.opened ? 'open' : 'closed';
   }
 
   stats(): { failures: number; successes: number; rejects: number } {

@@ -47,7 +47,7 @@ export const serviceSchema = z.strictObject({
   trafficPolicy: trafficPolicySchema.optional(),
   /** `http` (VirtualService routes) and `subsets` (DestinationRule subsets): src/routing/schema.ts. */
   ...createRoutingFields(trafficPolicySchema),
-  /** Istio HTTPRetry, service level (routes override it, issue 6). */
+  /** Istio HTTPRetry, service level (routes override it). */
   retries: retriesSchema.optional(),
   /** Covers all attempts (Istio route timeout); none by default. */
   timeout: duration.optional(),

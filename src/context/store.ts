@@ -1,9 +1,8 @@
 /** The request context the mesh carries, and the standard headers it knows. */
 
-export const TRACE_HEADERS = ['traceparent', 'tracestate'] as const;
 export const BAGGAGE_HEADER = 'baggage';
-/** Remaining milliseconds of the caller's deadline (defined by the resilience work, issue 4). */
-export const DEADLINE_HEADER = 'x-meshwork-deadline';
+/** Remaining milliseconds of the caller's deadline (defined with the retry layer's timeouts). */
+export { DEADLINE_HEADER } from '../retry/deadline.ts';
 /** Default header of the gateway's signed context token. */
 export const DEFAULT_TOKEN_HEADER = 'x-meshwork-context-token';
 

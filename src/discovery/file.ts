@@ -103,8 +103,8 @@ export class FileDiscovery implements DiscoveryProvider {
     }
     const list = Array.isArray(doc)
       ? doc
-      : typeof doc === 'object' && doc !== null && Array.isArray((doc as any).endpoints)
-        ? ((doc as any).endpoints as unknown[])
+      : typeof doc === 'object' && doc !== null && Array.isArray((doc as { endpoints?: unknown }).endpoints)
+        ? (doc as { endpoints: unknown[] }).endpoints
         : undefined;
     if (!list) return this.#error('expected a list of endpoints or { endpoints: [...] }');
     this.#lastText = text;

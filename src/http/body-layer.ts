@@ -92,8 +92,3 @@ function toBuffer(chunk: unknown): Buffer {
   if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   return Buffer.from(String(chunk));
 }
-
-/** For layers that resend: whether this request's body may be sent again. */
-export function canReplay(req: MeshRequest): boolean {
-  return isReplayable(req.opts.body);
-}

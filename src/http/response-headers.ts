@@ -1,4 +1,4 @@
-import type { DispatchController, DispatchHandler } from '../pipeline.ts';
+import type { DispatchController, DispatchHandler, ResponseHeaders, UpgradeSocket } from '../pipeline.ts';
 import { ForwardingHandler } from './forwarding-handler.ts';
 import { toRawHeaders } from './synthetic.ts';
 
@@ -58,15 +58,15 @@ export class ResponseHeadersHandler extends ForwardingHandler {
   override onRequestUpgrade(
     controller: DispatchController,
     statusCode: number,
-    headers: any,
-    socket: any,
+    headers: ResponseHeaders,
+    socket: UpgradeSocket,
   ): void {
     super.onRequestUpgrade(this.#viewOf(controller), statusCode, headers, socket);
   }
   override onResponseStart(
     controller: DispatchController,
     statusCode: number,
-    headers: any,
+    headers: ResponseHeaders,
     statusMessage?: string,
   ): void {
     const edited = { ...(headers as Record<string, string | string[]>) };
@@ -78,7 +78,7 @@ export class ResponseHeadersHandler extends ForwardingHandler {
   override onResponseData(controller: DispatchController, chunk: Buffer): void {
     super.onResponseData(this.#viewOf(controller), chunk);
   }
-  override onResponseEnd(controller: DispatchController, trailers: any): void {
+  override onResponseEnd(controller: DispatchController, trailers: ResponseHeaders): void {
     super.onResponseEnd(this.#viewOf(controller), trailers);
   }
   override onResponseError(controller: DispatchController, err: Error): void {

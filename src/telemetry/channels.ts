@@ -33,7 +33,7 @@ export interface RequestMessage {
   path: string;
   /** Monotonic ms (the mesh clock) when the request entered the mesh. */
   startTime: number;
-  /** Set by routing (issue 6) when known. */
+  /** Set by routing when known. */
   subset?: string | undefined;
   route?: string | undefined;
   /** Filled on end/error. */
@@ -78,7 +78,9 @@ export interface EjectionMessage {
   ejections?: number | undefined;
 }
 
-export type CircuitState = 'closed' | 'open' | 'half_open';
+export type { CircuitState } from '../breaker/breaker.ts';
+
+import type { CircuitState } from '../breaker/breaker.ts';
 
 export interface CircuitBreakerMessage {
   service: string;

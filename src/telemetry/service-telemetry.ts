@@ -1,6 +1,6 @@
 /**
  * The telemetry API of one service, for the layers that see rare events: retries and the
- * retry budget (issue 4), outlier ejections (issue 4), circuit breaker transitions (issue 4),
+ * retry budget, outlier ejections, circuit breaker transitions,
  * discovery changes and errors (wired here through `discoverySink`). Each call does the whole
  * job: metric, diagnostics channel, span event (on the request's span, or the active span)
  * and, where an operator should hear about it, a log line through the mesh's logger.
@@ -166,7 +166,7 @@ export class ServiceTelemetry implements GaugeSource {
     publishCircuitBreakerState({ service: this.service, endpoint: e.endpoint, state: e.state, previous });
     const log = { service: this.service, endpoint: e.endpoint, state: e.state, previous };
     if (e.state === 'open') this.logger.warn(log, 'circuit breaker opened');
-    else this.logger.info(log, `circuit breaker ${e.state === 'closed' ? 'closed' : 'half-open'}`);
+    else this.logger.info(log, `circuit breaker ${e.state}`);
   }
 
   /**

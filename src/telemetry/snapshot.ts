@@ -1,7 +1,7 @@
 /**
  * `mesh.snapshot()`: the whole live state, as plain JSON-able data (the admin page renders it).
  * Fields other layers own are optional, so each lands with its layer: `outlier` per endpoint and
- * `retryBudget` (issue 4), `routes` and `subsets` (issue 6), `tls` (issue 7). `circuitBreakers`
+ * `retryBudget`, `routes` and `subsets`, `tls`. `circuitBreakers`
  * and per-endpoint `ejections` are kept by ServiceTelemetry from the events it is told about.
  */
 
@@ -40,7 +40,7 @@ export interface EndpointSnapshot {
   ewmaMs: number;
   /** Outlier ejections so far (when any), with the last reason and time. */
   ejections?: { count: number; lastReason: string; lastAt: string } | undefined;
-  /** Outlier-detection counters (issue 4). */
+  /** Outlier-detection counters. */
   outlier?: Record<string, unknown> | undefined;
 }
 
@@ -67,8 +67,8 @@ export interface ServiceSnapshot {
   discovery: DiscoveryStatus;
   /** Breaker state transitions seen (from telemetry events). */
   circuitBreakers?: CircuitBreakerSnapshot[] | undefined;
-  /** The service-level breaker (issue 4); undefined unless configured. */
-  circuitBreaker?: { state: 'closed' | 'open' | 'half-open'; rejected: number } | undefined;
+  /** The service-level breaker; undefined unless configured. */
+  circuitBreaker?: { state: 'closed' | 'open' | 'half_open'; rejected: number } | undefined;
   /** The retry budget; undefined when `retryBudget.enabled: false`. */
   retryBudget?: BudgetSnapshot | undefined;
   outlierDetection?: { enabled: boolean; ejectionsTotal: number } | undefined;

@@ -4,7 +4,7 @@
  * `activeTracer()` hands out meshwork's tracer, cached per tracer provider.
  *
  * The CLIENT span of a logical request is opened by the request layer (request-layer.ts).
- * The inbound side (mesh.inbound(), issue 7) uses `startServerSpan` / `endServerSpan` below.
+ * The inbound side (mesh.inbound()) uses `startServerSpan` / `endServerSpan` below.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
@@ -124,7 +124,7 @@ export interface ServerSpan {
 }
 
 /**
- * Opens the SERVER span of an inbound request (for mesh.inbound(), issue 7): extracts the
+ * Opens the SERVER span of an inbound request (for mesh.inbound()): extracts the
  * caller's trace context from the request headers with the global propagator, and sets
  * `http.request.method`, `url.path`, `url.query` (secrets redacted), `url.scheme`,
  * `server.address`, `server.port`, `client.address`, `user_agent.original` and `http.route`.

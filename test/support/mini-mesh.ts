@@ -53,7 +53,7 @@ export function miniMesh(
 }
 
 /**
- * A minimal retry layer as issue 4's will behave toward telemetry: on a 503 from the first
+ * A minimal retry layer that behaves toward telemetry as the real one does: on a 503 from the first
  * attempt it drops that response, reports the retry through `req.service.telemetry.retry`,
  * and sends attempt 1.
  */
