@@ -35,6 +35,7 @@ export {
   type RetryMessage,
 } from './telemetry/channels.ts';
 export type { Logger } from './telemetry/logger.ts';
+export { snapshotProblems } from './telemetry/snapshot.ts';
 export {
   endServerSpan,
   type ServerSpan,

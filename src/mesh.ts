@@ -192,6 +192,12 @@ export class Mesh {
       services,
       inbound: { ...this.contextRuntime.counters },
       ...(this.#identity ? { identity: identitySnapshot(this.#identity) } : {}),
+      mirrors: {
+        inFlight: this.#mirrorGate.inFlight,
+        max: this.#mirrorGate.max,
+        sent: this.#mirrorGate.sent,
+        dropped: this.#mirrorGate.dropped,
+      },
     };
   }
 

@@ -54,10 +54,18 @@ export class ServiceBreaker {
     }
   }
 
+  /** Requests let through and not settled yet (the half-open probe among them). */
+  pending = 0;
+
   tryAcquire(): Settle | undefined {
     let settle: Settle | undefined;
     const p = this.#breaker.fire((resolve, reject) => {
-      settle = (ok) => (ok ? resolve(undefined) : reject(new Error('upstream failure')));
+      this.pending++;
+      settle = (ok) => {
+        this.pending--;
+        if (ok) resolve(undefined);
+        else reject(new Error('upstream failure'));
+      };
     });
     p.catch(() => {});
     if (!settle) this.rejected++;

@@ -62,6 +62,9 @@ export class ServiceRetry {
   /** The retry policy of each `http` route, by route index (a route's retries/timeout win over the service's). */
   readonly routes: readonly RetryPolicy[];
 
+  /** Requests in the retry layer now (started and not finished), for the snapshot's checks. */
+  active = 0;
+
   constructor(
     cfg: RetryServiceConfig & {
       http?: readonly { retries?: RetriesConfig | undefined; timeout?: number | undefined }[] | undefined;

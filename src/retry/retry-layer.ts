@@ -96,6 +96,7 @@ class RetryRun implements DispatchController {
       policy.retryNonIdempotent ||
       req.opts.headers['idempotency-key'] !== undefined;
     this.#body = req.opts.body;
+    req.service.retry.active++;
   }
 
   get #service(): string {
@@ -365,6 +366,7 @@ class RetryRun implements DispatchController {
 
   #cleanup(): void {
     this.#finished = true;
+    this.#req.service.retry.active--;
     clearTimeout(this.#timer);
     clearTimeout(this.#waitTimer);
     clearTimeout(this.#hedgeTimer);

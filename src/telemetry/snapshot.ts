@@ -67,8 +67,10 @@ export interface ServiceSnapshot {
   discovery: DiscoveryStatus;
   /** Breaker state transitions seen (from telemetry events). */
   circuitBreakers?: CircuitBreakerSnapshot[] | undefined;
-  /** The service-level breaker; undefined unless configured. */
-  circuitBreaker?: { state: 'closed' | 'open' | 'half_open'; rejected: number } | undefined;
+  /** The service-level breaker; undefined unless configured. `pending`: let through, not judged yet. */
+  circuitBreaker?: { state: CircuitState; rejected: number; pending: number } | undefined;
+  /** Requests in the retry layer now: started, not finished (retries and hedges of one request count once). */
+  requests?: { active: number } | undefined;
   /** The retry budget; undefined when `retryBudget.enabled: false`. */
   retryBudget?: BudgetSnapshot | undefined;
   outlierDetection?: { enabled: boolean; ejectionsTotal: number } | undefined;
@@ -90,6 +92,48 @@ export interface MeshSnapshot {
   inbound: ContextCounters;
   /** The mesh identity's SPIFFE ID and rotations, when `identity` is configured. */
   identity?: IdentitySnapshot | undefined;
+  /** Mirrored copies: in flight now (bounded by `max`), sent and dropped so far. */
+  mirrors?: { inFlight: number; max: number; sent: number; dropped: number } | undefined;
+}
+
+/**
+ * Checks a snapshot for counters that disagree or went wrong, and with `idle: true` (nothing is
+ * being sent, every request has finished) for anything still counted in flight. Returns one line
+ * per problem, empty when all is well: for tests, health checks and soak runs.
+ */
+export function snapshotProblems(s: MeshSnapshot, opts: { idle?: boolean } = {}): string[] {
+  const problems: string[] = [];
+  const check = (ok: boolean, what: string) => {
+    if (!ok) problems.push(what);
+  };
+  for (const [name, svc] of Object.entries(s.services)) {
+    const at = `services.${name}`;
+    let sum = 0;
+    for (const ep of svc.endpoints) {
+      sum += ep.inflight;
+      check(ep.inflight >= 0, `${at} endpoint ${ep.address}: inflight ${ep.inflight} < 0`);
+      if (opts.idle)
+        check(ep.inflight === 0, `${at} endpoint ${ep.address}: inflight ${ep.inflight} while idle`);
+    }
+    check(sum === svc.inflight, `${at}.inflight ${svc.inflight} != sum over endpoints ${sum}`);
+    const active = svc.connectionPool?.active ?? 0;
+    check(active === svc.inflight, `${at}.connectionPool.active ${active} != inflight ${svc.inflight}`);
+    const requests = svc.requests?.active ?? 0;
+    check(requests >= 0, `${at}.requests.active ${requests} < 0`);
+    const pending = svc.circuitBreaker?.pending ?? 0;
+    check(pending >= 0, `${at}.circuitBreaker.pending ${pending} < 0`);
+    if (opts.idle) {
+      check(svc.inflight === 0, `${at}.inflight ${svc.inflight} while idle`);
+      check(requests === 0, `${at}.requests.active ${requests} while idle`);
+      check(pending === 0, `${at}.circuitBreaker.pending ${pending} while idle`);
+    }
+  }
+  const m = s.mirrors;
+  if (m) {
+    check(m.inFlight >= 0 && m.inFlight <= m.max, `mirrors.inFlight ${m.inFlight} outside 0..${m.max}`);
+    if (opts.idle) check(m.inFlight === 0, `mirrors.inFlight ${m.inFlight} while idle`);
+  }
+  return problems;
 }
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
@@ -134,7 +178,13 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
     enabled: svc.outlier !== undefined,
     ejectionsTotal: svc.outlier?.ejectionsTotal ?? 0,
   };
-  if (svc.breaker) s.circuitBreaker = { state: svc.breaker.state, rejected: svc.breaker.rejected };
+  if (svc.breaker)
+    s.circuitBreaker = {
+      state: svc.breaker.state,
+      rejected: svc.breaker.rejected,
+      pending: svc.breaker.pending,
+    };
+  s.requests = { active: svc.retry.active };
   s.connectionPool = { active: svc.limits.active, overflows: svc.limits.overflows };
   const tls = tlsSnapshot(svc);
   if (tls) s.tls = tls;
