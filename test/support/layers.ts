@@ -52,12 +52,15 @@ export function endpointsOf(svc: ServiceRuntime): Endpoint[] {
   return [...svc.endpoints.endpoints()];
 }
 
-export function testRequest(svc: ServiceRuntime, opts: { method?: string; path?: string } = {}): MeshRequest {
+export function testRequest(
+  svc: ServiceRuntime,
+  opts: { method?: string; path?: string; startedAt?: number } = {},
+): MeshRequest {
   return newMeshRequest(
     svc,
     { origin: 'http://svc', method: opts.method ?? 'GET', path: opts.path ?? '/', headers: { host: 'svc' } },
     'svc',
-    0,
+    opts.startedAt ?? 0,
   );
 }
 
