@@ -17,6 +17,7 @@ import { peerPrincipal } from '../tls/san.ts';
 import { type AuthzDecision, authorize } from './authorization.ts';
 import { type JwsAlgorithm, type JwsKeys, loadPublicKey, verifyJws } from './jws.ts';
 import { extractInbound } from './otel.ts';
+import { editRequestHeaders } from './request-headers.ts';
 import type { AuthorizationConfig, ContextConfig, PathCase } from './schema.ts';
 import {
   BAGGAGE_HEADER,
@@ -181,8 +182,9 @@ export class ContextRuntime {
    * then authorization judges the normalized path (a refused request gets no context), then
    * trust, the configured headers, trace headers, baggage and deadline. In `rewrite` mode
    * `req.url` becomes the normalized target, so the app routes the path the policy judged.
-   * Untrusted context headers are removed from `req.headers` too, so service code never reads
-   * a forged value; values from a verified token are written into `req.headers`.
+   * Untrusted context headers are removed from every header view of the request (`headers`,
+   * `headersDistinct`, `rawHeaders`), so service code never reads a forged value; values from a
+   * verified token are written into them.
    */
   enter(req: IncomingMessage, mode: InboundMode = 'rewrite'): InboundResult {
     this.counters.inbound++;
@@ -216,6 +218,9 @@ export class ContextRuntime {
     const plainTrusted =
       !this.restricted || (principal !== undefined && this.#callers?.has(principal) === true);
     let claims: Record<string, unknown> | undefined;
+    // Header edits, applied once at the end (rare: only forged, refused or token-given values).
+    let remove: Set<string> | undefined;
+    let set: Map<string, string> | undefined;
     const tokenHeader = this.#tokenHeader;
     if (tokenHeader && this.#keys) {
       const token = first(h[tokenHeader]);
@@ -226,7 +231,7 @@ export class ContextRuntime {
           out[tokenHeader] = token;
         } else {
           this.counters.invalidTokens++;
-          delete h[tokenHeader];
+          remove = new Set([tokenHeader]);
           this.#logger.debug({ reason: r.reason }, 'signed context token refused');
         }
       }
@@ -237,7 +242,8 @@ export class ContextRuntime {
       if (claims && claim !== undefined) {
         const v = typeof claim === 'string' ? claim : JSON.stringify(claim);
         out[name] = v;
-        h[name] = v;
+        set ??= new Map();
+        set.set(name, v);
         continue;
       }
       const v = joined(h[name]);
@@ -247,7 +253,8 @@ export class ContextRuntime {
       if (plainTrusted) out[name] = v;
       else {
         stripped++;
-        delete h[name];
+        if (remove === undefined) remove = new Set();
+        remove.add(name);
       }
     }
     if (stripped > 0) {
@@ -270,6 +277,7 @@ export class ContextRuntime {
       const ms = parseDeadline(dl);
       if (ms !== undefined) deadlineAt = this.#clock() + ms;
     }
+    if (remove !== undefined || set !== undefined) editRequestHeaders(req, remove ?? NONE, set ?? NO_SET);
     const ctx = Object.freeze({ headers: Object.freeze(out), principal, deadlineAt });
     return { ctx, otel: extractInbound(h) };
   }
@@ -299,6 +307,8 @@ export class ContextRuntime {
 }
 
 const EMPTY: MeshContext = Object.freeze({ headers: Object.freeze({}) });
+const NONE: ReadonlySet<string> = new Set();
+const NO_SET: ReadonlyMap<string, string> = new Map();
 
 /**
  * Sets `req.url` (and Express's `originalUrl`) to the normalized target. Under an Express mount
