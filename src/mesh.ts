@@ -92,6 +92,7 @@ export class Mesh {
             env,
             fallback: fallbacks?.[name],
             identity: this.#identity,
+            paths: this.contextRuntime.paths,
           }),
         );
       }

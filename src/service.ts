@@ -11,6 +11,7 @@ import { createDiscovery } from './discovery/index.ts';
 import { DISCOVERY_DEFAULTS } from './discovery/schema.ts';
 import type { DiscoveryProvider, DiscoveryStatus } from './discovery/types.ts';
 import { MeshworkConfigError } from './errors.ts';
+import type { PathOptions } from './http/path.ts';
 import { ServiceRetry } from './retry/policy.ts';
 import { compileRouter, type Router } from './routing/router.ts';
 import { mergeSubsetPolicy } from './routing/subset.ts';
@@ -28,6 +29,8 @@ export interface ServiceRuntimeOptions {
   fallback?: Fallback | undefined;
   /** The mesh-wide identity, for `tls.mode: ISTIO_MUTUAL`. */
   identity?: MeshIdentity | undefined;
+  /** The mesh's `pathNormalization`, applied before route matching. */
+  paths?: PathOptions | undefined;
 }
 
 /** Everything the pipeline knows about one configured service, built once at createMesh. */
@@ -63,7 +66,7 @@ export class ServiceRuntime {
     this.initialTimeoutMs = config.discovery.initialTimeout ?? DISCOVERY_DEFAULTS.initialTimeout;
     this.logger = opts.logger;
     const policy = config.trafficPolicy;
-    this.router = compileRouter(config.http);
+    this.router = compileRouter(config.http, opts.paths);
     // Each DestinationRule subset gets its own pick group and balancer; the subset's policy
     // replaces the service's field by field (Istio's merge). Endpoint pools are shared by all
     // groups, so connection-pool settings come from the service-level policy.
