@@ -17,6 +17,7 @@ export const ErrorCodes = {
   TLS_IDENTITY: 'MESHWORK_ERR_TLS_IDENTITY',
   ISTIO_UNSUPPORTED: 'MESHWORK_ERR_ISTIO_UNSUPPORTED',
   ABORTED: 'MESHWORK_ERR_ABORTED',
+  INVALID_PATH: 'MESHWORK_ERR_INVALID_PATH',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -155,6 +156,24 @@ export class CircuitOpenError extends MeshworkError {
     super(ErrorCodes.CIRCUIT_OPEN, `service "${service}": circuit breaker is open, request not sent`);
     this.name = 'CircuitOpenError';
     this.service = service;
+  }
+}
+
+/**
+ * An outbound path to a service with routes cannot be normalized (invalid percent-encoding,
+ * `%00`, an escaped slash under the default `pathNormalization`, ...): refused before routing.
+ */
+export class InvalidPathError extends MeshworkError {
+  readonly service: string;
+  readonly path: string;
+  constructor(service: string, path: string, reason: string) {
+    super(
+      ErrorCodes.INVALID_PATH,
+      `request to service "${service}" not sent: path ${JSON.stringify(path)} cannot be normalized (${reason})`,
+    );
+    this.name = 'InvalidPathError';
+    this.service = service;
+    this.path = path;
   }
 }
 

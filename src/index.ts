@@ -8,7 +8,7 @@ export {
   IstioUnsupportedError,
 } from './config/istio.ts';
 export type { MeshConfig, MeshConfigInput } from './config/schema.ts';
-export { meshFastify, meshHandler } from './context/adapters.ts';
+export { meshFastify, meshHandler, meshRewriteUrl } from './context/adapters.ts';
 export { signJws } from './context/jws.ts';
 export type { ContextInit, MeshContext } from './context/store.ts';
 export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';

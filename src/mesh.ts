@@ -77,6 +77,7 @@ export class Mesh {
     this.contextRuntime = new ContextRuntime(this.config.context, this.config.authorization, {
       clock: this.#clock,
       logger: this.logger,
+      pathNormalization: this.config.pathNormalization,
     });
     this.#inbound = inboundMiddleware(this.contextRuntime);
     this.#identity = this.config.identity ? new MeshIdentity(this.config.identity, this.logger) : undefined;
@@ -91,6 +92,7 @@ export class Mesh {
             env,
             fallback: fallbacks?.[name],
             identity: this.#identity,
+            paths: this.contextRuntime.paths,
           }),
         );
       }

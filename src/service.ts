@@ -11,6 +11,7 @@ import type { DiscoveryProvider, DiscoveryStatus } from './discovery/types.ts';
 import { ServiceLimits } from './endpoint/limits.ts';
 import { OutlierDetector, outlierSettings } from './endpoint/outlier.ts';
 import { MeshworkConfigError } from './errors.ts';
+import type { PathOptions } from './http/path.ts';
 import type { ServiceView } from './pipeline.ts';
 import { ServiceRetry } from './retry/policy.ts';
 import { compileRouter, type Router } from './routing/router.ts';
@@ -29,6 +30,8 @@ export interface ServiceRuntimeOptions {
   fallback?: Fallback | undefined;
   /** The mesh-wide identity, for `tls.mode: ISTIO_MUTUAL`. */
   identity?: MeshIdentity | undefined;
+  /** The mesh's `pathNormalization`, applied before route matching. */
+  paths?: PathOptions | undefined;
 }
 
 /** Everything the pipeline knows about one configured service, built once at createMesh. */
@@ -64,7 +67,7 @@ export class ServiceRuntime implements ServiceView {
     this.initialTimeoutMs = config.discovery.initialTimeout ?? DISCOVERY_DEFAULTS.initialTimeout;
     this.logger = opts.logger;
     const policy = config.trafficPolicy;
-    this.router = compileRouter(config.http);
+    this.router = compileRouter(config.http, opts.paths);
     // Each DestinationRule subset gets its own pick group and balancer; the subset's policy
     // replaces the service's field by field (Istio's merge). Endpoint pools are shared by all
     // groups, so connection-pool settings come from the service-level policy.

@@ -273,6 +273,61 @@ describe('rewrites and header edits', () => {
   });
 });
 
+describe('outbound paths are normalized before route matching', () => {
+  const prefixThenDeny = () => ({
+    discovery: { static: [v1.address] },
+    http: [
+      {
+        match: [{ uri: { prefix: '/api/' } }],
+        rewrite: { uri: '/internal/public/' },
+        route: [{ destination: {} }],
+      },
+      { route: [{ destination: {} }], fault: { abort: { httpStatus: 403, percentage: { value: 100 } } } },
+    ],
+  });
+  const send = async (m: Mesh, path: string) => {
+    const r = await m.dispatcher.request({ origin: 'http://reviews', path, method: 'GET' });
+    return { status: r.statusCode, body: await r.body.text() };
+  };
+
+  it('a dot segment cannot match a prefix route and escape it after the rewrite', async () => {
+    const m = mesh({ services: { reviews: prefixThenDeny() } });
+    expect(await send(m, '/api/../admin')).toEqual({ status: 403, body: 'fault filter abort' });
+    expect(await send(m, '/api/%2e%2e/admin')).toMatchObject({ status: 403 });
+    expect(await send(m, '/api/x/../../admin')).toMatchObject({ status: 403 });
+    expect(v1.hits).toHaveLength(0);
+  });
+
+  it('sends the normalized path, query string intact', async () => {
+    const m = mesh({ services: { reviews: prefixThenDeny() } });
+    expect(await send(m, '/api/./a//b/../c?next=/../x&y=%2F')).toMatchObject({ status: 200 });
+    expect(await send(m, '/api/items?q=1')).toMatchObject({ status: 200 });
+    expect(v1.hits.map((h) => h.url)).toEqual([
+      '/internal/public/a/c?next=/../x&y=%2F',
+      '/internal/public/items?q=1',
+    ]);
+  });
+
+  it('refuses a path that cannot be normalized with MESHWORK_ERR_INVALID_PATH, before sending', async () => {
+    const m = mesh({ services: { reviews: prefixThenDeny() } });
+    for (const path of ['/api/%zz', '/api/..%2Fadmin', '/api/%00']) {
+      const err = await send(m, path).catch((e: unknown) => e);
+      expect(isMeshworkError(err, 'MESHWORK_ERR_INVALID_PATH'), path).toBe(true);
+      expect((err as Error).message).toContain('service "reviews"');
+    }
+    expect(v1.hits).toHaveLength(0);
+  });
+
+  it('follows pathNormalization: KEEP_UNCHANGED forwards %2F as one segment', async () => {
+    const m = mesh({
+      pathNormalization: { escapedSlashes: 'KEEP_UNCHANGED' },
+      services: { reviews: prefixThenDeny() },
+    });
+    expect(await send(m, '/api/a%2fb')).toMatchObject({ status: 200 });
+    expect(v1.hits.map((h) => h.url)).toEqual(['/internal/public/a%2Fb']);
+  });
+});
+
 describe('per-route retries and timeout', () => {
   it("a route's retries and timeout override the service's", async () => {
     let calls = 0;

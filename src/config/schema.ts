@@ -9,6 +9,7 @@ import { loadBalancerSchema } from '../balancer/schema.ts';
 import { circuitBreakerSchema } from '../breaker/schema.ts';
 import { authorizationSchema, contextSchema } from '../context/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
+import { pathNormalizationSchema } from '../http/path-schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
@@ -71,6 +72,11 @@ export const meshConfigSchema = z
     identity: identitySchema.optional(),
     /** Caller authorization enforced by mesh.inbound() (docs/context.md). */
     authorization: authorizationSchema.optional(),
+    /**
+     * How request paths are normalized before authorization, inbound routing by the app and
+     * outbound route matching (Istio's meshConfig.pathNormalization; docs/context.md).
+     */
+    pathNormalization: pathNormalizationSchema.optional(),
     services: z
       .record(
         z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),

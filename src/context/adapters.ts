@@ -3,7 +3,7 @@
  * (`app.use(mesh.inbound())`); plain node:http and Fastify use these helpers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { refuse } from './inbound.ts';
+import { refusalBody, refuse } from './inbound.ts';
 import { runInOtel } from './otel.ts';
 import type { ContextRuntime, InboundResult } from './runtime.ts';
 
@@ -45,17 +45,34 @@ interface FastifyLike {
 const kInbound = Symbol('meshwork.inbound');
 
 /**
+ * For Fastify's `rewriteUrl` option: `Fastify({ rewriteUrl: meshRewriteUrl(mesh) })`. Fastify
+ * then routes the normalized target, the one authorization judges. A target that cannot be
+ * normalized is left as it is; meshFastify's hook answers it with 400.
+ */
+export function meshRewriteUrl(mesh: HasContext): (req: IncomingMessage) => string {
+  const rt = mesh.contextRuntime;
+  return (req) => {
+    const url = req.url ?? '/';
+    const r = rt.normalize(url);
+    return typeof r === 'string' ? r : url;
+  };
+}
+
+/**
  * Installs mesh.inbound() on a Fastify instance (root or encapsulated), no @fastify/middie needed:
  * `meshFastify(fastify, mesh)`. `onRequest` enforces authorization and reads the context;
  * `preHandler` re-enters it, because body parsing runs on stream events outside the hook's
- * async context.
+ * async context. Fastify has chosen the route before any hook runs, so a request target that
+ * normalization would change is refused with 400 unless Fastify was created with
+ * `rewriteUrl: meshRewriteUrl(mesh)`, which hands the router the normalized target.
  */
 export function meshFastify(fastify: FastifyLike, mesh: HasContext): void {
   const rt = mesh.contextRuntime;
   fastify.addHook('onRequest', (request, reply, done) => {
-    const r: InboundResult = rt.enter(request.raw);
+    const r: InboundResult = rt.enter(request.raw, 'routed');
     if (r.denied) {
-      reply.code(403).type('text/plain; charset=utf-8').send(`RBAC: access denied: ${r.denied.reason}\n`);
+      if (r.denied.status === 400) reply.header('connection', 'close');
+      reply.code(r.denied.status).type('text/plain; charset=utf-8').send(refusalBody(r.denied));
       return;
     }
     request[kInbound] = r;

@@ -70,3 +70,40 @@ describe('authorize (Istio AuthorizationPolicy semantics)', () => {
     expect(authorize(p, req('spiffe://td/c', 'GET', '/x')).allowed).toBe(false);
   });
 });
+
+describe('authorize: path case (authorization.pathCase)', () => {
+  const denyAdmin = policies([
+    { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin', '/admin/*'] } }] }] },
+  ]);
+  const allowApi = policies([{ action: 'ALLOW', rules: [{ to: [{ operation: { paths: ['/api/*'] } }] }] }]);
+  const allowButAdmin = policies([
+    { action: 'ALLOW', rules: [{ to: [{ operation: { notPaths: ['/admin/*'] } }] }] },
+  ]);
+  const denyButPublic = policies([
+    { action: 'DENY', rules: [{ to: [{ operation: { notPaths: ['/public/*'] } }] }] },
+  ]);
+  const allowed = (
+    p: ReturnType<typeof policies>,
+    path: string,
+    pathCase?: 'FAIL_CLOSED' | 'SENSITIVE' | 'INSENSITIVE',
+  ) => authorize(p, req(undefined, 'GET', path), pathCase).allowed;
+
+  it('FAIL_CLOSED (default): a DENY path and an ALLOW notPath match in any case, so /ADMIN is refused', () => {
+    expect(allowed(denyAdmin, '/ADMIN/secret')).toBe(false);
+    expect(allowed(denyAdmin, '/Admin')).toBe(false);
+    expect(allowed(allowButAdmin, '/ADMIN/x')).toBe(false);
+    // ...while an ALLOW path and a DENY notPath keep Istio's exact case: they never allow more.
+    expect(allowed(allowApi, '/api/x')).toBe(true);
+    expect(allowed(allowApi, '/API/x')).toBe(false);
+    expect(allowed(denyButPublic, '/public/x')).toBe(true);
+    expect(allowed(denyButPublic, '/PUBLIC/x')).toBe(false);
+  });
+
+  it("SENSITIVE is Istio's exact matching; INSENSITIVE folds ASCII case everywhere", () => {
+    expect(allowed(denyAdmin, '/ADMIN/secret', 'SENSITIVE')).toBe(true);
+    expect(allowed(allowButAdmin, '/ADMIN/x', 'SENSITIVE')).toBe(true);
+    expect(allowed(denyAdmin, '/ADMIN/secret', 'INSENSITIVE')).toBe(false);
+    expect(allowed(allowApi, '/API/x', 'INSENSITIVE')).toBe(true);
+    expect(allowed(denyButPublic, '/PUBLIC/x', 'INSENSITIVE')).toBe(true);
+  });
+});

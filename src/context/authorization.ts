@@ -1,10 +1,10 @@
-import type { AuthorizationPolicy, AuthorizationRule } from './schema.ts';
+import type { AuthorizationPolicy, AuthorizationRule, PathCase } from './schema.ts';
 
 export interface AuthzRequest {
   /** The caller's SPIFFE ID from its verified client certificate, if any. */
   principal: string | undefined;
   method: string;
-  /** Path without the query string. */
+  /** Normalized path, without the query string. */
   path: string;
 }
 
@@ -21,13 +21,35 @@ function matchOne(pattern: string, value: string): boolean {
 /** Principals compare without the `spiffe://` scheme, as Istio writes them. */
 const bare = (p: string) => (p.startsWith('spiffe://') ? p.slice('spiffe://'.length) : p);
 
+/** ASCII lowercase (normalized paths hold ASCII only; Unicode folding would add matches). */
+function asciiLower(s: string): string {
+  return /[A-Z]/.test(s) ? s.replace(/[A-Z]+/g, (m) => m.toLowerCase()) : s;
+}
+
 function anyMatch(patterns: readonly string[], value: string | undefined, norm = (s: string) => s): boolean {
   if (value === undefined) return false;
   const v = norm(value);
   return patterns.some((p) => matchOne(norm(p), v));
 }
 
-function ruleMatches(rule: AuthorizationRule, req: AuthzRequest): boolean {
+/**
+ * How `paths` / `notPaths` compare, for one policy. FAIL_CLOSED folds case wherever that can only
+ * refuse more: a DENY policy's `paths` and an ALLOW policy's `notPaths`.
+ */
+interface PathFold {
+  paths: boolean;
+  notPaths: boolean;
+}
+
+function pathFold(pathCase: PathCase, deny: boolean): PathFold {
+  if (pathCase === 'SENSITIVE') return { paths: false, notPaths: false };
+  if (pathCase === 'INSENSITIVE') return { paths: true, notPaths: true };
+  return { paths: deny, notPaths: !deny };
+}
+
+const identity = (s: string) => s;
+
+function ruleMatches(rule: AuthorizationRule, req: AuthzRequest, fold: PathFold): boolean {
   const fromOk =
     !rule.from ||
     rule.from.some(({ source: s }) => {
@@ -42,8 +64,8 @@ function ruleMatches(rule: AuthorizationRule, req: AuthzRequest): boolean {
       const method = req.method.toUpperCase();
       if (o.methods && !o.methods.some((m) => matchOne(m.toUpperCase(), method))) return false;
       if (o.notMethods?.some((m) => matchOne(m.toUpperCase(), method))) return false;
-      if (o.paths && !anyMatch(o.paths, req.path)) return false;
-      if (o.notPaths && anyMatch(o.notPaths, req.path)) return false;
+      if (o.paths && !anyMatch(o.paths, req.path, fold.paths ? asciiLower : identity)) return false;
+      if (o.notPaths && anyMatch(o.notPaths, req.path, fold.notPaths ? asciiLower : identity)) return false;
       return true;
     })
   );
@@ -54,20 +76,27 @@ const policyName = (p: AuthorizationPolicy, i: number) => (p.name ? `"${p.name}"
 /**
  * Istio's AuthorizationPolicy evaluation: any matching DENY policy refuses; then, when at least
  * one ALLOW policy exists, the request must match one of them; with no ALLOW policy, it is allowed.
+ * `pathCase` (default FAIL_CLOSED) says how path patterns compare; see docs/context.md.
  */
-export function authorize(policies: readonly AuthorizationPolicy[], req: AuthzRequest): AuthzDecision {
+export function authorize(
+  policies: readonly AuthorizationPolicy[],
+  req: AuthzRequest,
+  pathCase: PathCase = 'FAIL_CLOSED',
+): AuthzDecision {
   const who = `principal ${req.principal ?? '(none: no verified client certificate)'}, ${req.method} ${req.path}`;
+  const denyFold = pathFold(pathCase, true);
+  const allowFold = pathFold(pathCase, false);
   let hasAllow = false;
   for (const [i, p] of policies.entries()) {
     if (p.action === 'DENY') {
-      if (p.rules.some((r) => ruleMatches(r, req))) {
+      if (p.rules.some((r) => ruleMatches(r, req, denyFold))) {
         return { allowed: false, reason: `denied by DENY policy ${policyName(p, i)} (${who})` };
       }
     } else hasAllow = true;
   }
   if (!hasAllow) return { allowed: true };
   for (const p of policies) {
-    if (p.action === 'ALLOW' && p.rules.some((r) => ruleMatches(r, req))) return { allowed: true };
+    if (p.action === 'ALLOW' && p.rules.some((r) => ruleMatches(r, req, allowFold))) return { allowed: true };
   }
   return { allowed: false, reason: `no ALLOW policy matches (${who})` };
 }

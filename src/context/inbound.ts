@@ -1,22 +1,32 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { runInOtel } from './otel.ts';
-import type { ContextRuntime, InboundResult } from './runtime.ts';
+import type { ContextRuntime, Refusal } from './runtime.ts';
 
 export type NextFn = (err?: unknown) => void;
 export type InboundMiddleware = (req: IncomingMessage, res: ServerResponse, next: NextFn) => void;
 
-/** Writes the 403 of a refused request (Envoy's RBAC wording, with the reason). */
-export function refuse(res: ServerResponse, denied: NonNullable<InboundResult['denied']>): void {
-  const body = `RBAC: access denied: ${denied.reason}\n`;
+/** The body of a refusal: Envoy's RBAC wording for a 403, the reason for a 400. */
+export function refusalBody(denied: Refusal): string {
+  return denied.status === 403
+    ? `RBAC: access denied: ${denied.reason}\n`
+    : `Bad Request: ${denied.reason}\n`;
+}
+
+/** Writes the answer of a refused request: 403 (authorization) or 400 (malformed target). */
+export function refuse(res: ServerResponse, denied: Refusal): void {
+  const body = refusalBody(denied);
   res.statusCode = denied.status;
+  // A malformed target says nothing good about the rest of the connection.
+  if (denied.status === 400) res.setHeader('connection', 'close');
   res.setHeader('content-type', 'text/plain; charset=utf-8');
   res.setHeader('content-length', Buffer.byteLength(body));
   res.end(body);
 }
 
 /**
- * Connect-style middleware (node:http, Express, Connect, @fastify/middie): enforces
- * `authorization`, then runs the rest of the request inside its context.
+ * Connect-style middleware (node:http, Express, Connect): normalizes the request target (and
+ * rewrites `req.url` to it), enforces `authorization`, then runs the rest of the request inside
+ * its context.
  */
 export function inboundMiddleware(runtime: ContextRuntime): InboundMiddleware {
   return (req, res, next) => {

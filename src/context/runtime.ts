@@ -4,12 +4,21 @@ import type { IncomingMessage } from 'node:http';
 import type { Context as OtelContext } from '@opentelemetry/api';
 import type { Clock } from '../clock.ts';
 import { MeshworkConfigError } from '../errors.ts';
+import {
+  normalizeTarget,
+  type PathNormalizationConfig,
+  type PathOptions,
+  type PathRejection,
+  pathOf,
+  pathOptions,
+} from '../http/path.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { peerPrincipal } from '../tls/san.ts';
 import { type AuthzDecision, authorize } from './authorization.ts';
 import { type JwsAlgorithm, type JwsKeys, loadPublicKey, verifyJws } from './jws.ts';
 import { extractInbound } from './otel.ts';
-import type { AuthorizationConfig, ContextConfig } from './schema.ts';
+import { editRequestHeaders } from './request-headers.ts';
+import type { AuthorizationConfig, ContextConfig, PathCase } from './schema.ts';
 import {
   BAGGAGE_HEADER,
   type ContextInit,
@@ -35,14 +44,31 @@ export interface ContextCounters {
   invalidTokens: number;
   /** Requests refused with 403 by `authorization`. */
   denied: number;
+  /** Requests refused with 400: a request target that cannot be normalized (docs/context.md). */
+  badRequests: number;
+}
+
+/** Why mesh.inbound() refuses a request: 403 by authorization, 400 for a malformed target. */
+export interface Refusal {
+  status: 400 | 403;
+  reason: string;
 }
 
 export interface InboundResult {
-  /** Set when authorization refuses the request. */
-  denied?: { status: 403; reason: string };
+  /** Set when the request is refused. */
+  denied?: Refusal;
   ctx: MeshContext;
   otel: OtelContext | undefined;
 }
+
+/**
+ * How the server routes: `rewrite` (node:http, Express, Connect) routes after mesh.inbound(), so
+ * `req.url` is rewritten to the normalized target; `routed` (Fastify) has already chosen a route
+ * from `req.url`, so a target that normalization would change is refused with 400 instead.
+ */
+export type InboundMode = 'rewrite' | 'routed';
+
+type ExpressLike = IncomingMessage & { originalUrl?: string; baseUrl?: string };
 
 interface Stored {
   ctx: MeshContext;
@@ -62,6 +88,7 @@ export class ContextRuntime {
     strippedHeaders: 0,
     invalidTokens: 0,
     denied: 0,
+    badRequests: 0,
   };
   readonly #als = new AsyncLocalStorage<Stored>();
   readonly #clock: Clock;
@@ -70,15 +97,20 @@ export class ContextRuntime {
   readonly #tokenHeader: string | undefined;
   readonly #keys: JwsKeys | undefined;
   readonly #authz: AuthorizationConfig['policies'];
+  readonly #pathCase: PathCase;
+  /** Path normalization (the mesh's `pathNormalization`). */
+  readonly paths: PathOptions;
   /** Injectable wall clock for token exp/nbf (ms since epoch). */
   wallClock: () => number = Date.now;
 
   constructor(
     config: ContextConfig | undefined,
     authorization: AuthorizationConfig | undefined,
-    opts: { clock: Clock; logger: Logger },
+    opts: { clock: Clock; logger: Logger; pathNormalization?: PathNormalizationConfig | undefined },
   ) {
     this.headers = config?.headers ?? [];
+    this.paths = pathOptions(opts.pathNormalization);
+    this.#pathCase = authorization?.pathCase ?? 'FAIL_CLOSED';
     this.baggage = config?.baggage ?? true;
     this.#clock = opts.clock;
     this.#logger = opts.logger;
@@ -146,31 +178,49 @@ export class ContextRuntime {
   }
 
   /**
-   * Reads an inbound request: authorization first (a refused request gets no context), then
-   * trust, the configured headers, trace headers, baggage and deadline. Untrusted context
-   * headers are removed from `req.headers` too, so service code never reads a forged value;
-   * values from a verified token are written into `req.headers`.
+   * Reads an inbound request: the request target is normalized first (400 when it cannot be),
+   * then authorization judges the normalized path (a refused request gets no context), then
+   * trust, the configured headers, trace headers, baggage and deadline. In `rewrite` mode
+   * `req.url` becomes the normalized target, so the app routes the path the policy judged.
+   * Untrusted context headers are removed from every header view of the request (`headers`,
+   * `headersDistinct`, `rawHeaders`), so service code never reads a forged value; values from a
+   * verified token are written into them.
    */
-  enter(req: IncomingMessage): InboundResult {
+  enter(req: IncomingMessage, mode: InboundMode = 'rewrite'): InboundResult {
     this.counters.inbound++;
+    // Express rewrites req.url under a mounted router; originalUrl is what the caller sent.
+    // (Fastify's rewriteUrl sets originalUrl too, but routes req.url: `routed` mode reads that.)
+    const original = mode === 'rewrite' ? (req as ExpressLike).originalUrl : undefined;
+    const target = original ?? req.url ?? '/';
+    const normalized = normalizeTarget(target, this.paths);
+    if (typeof normalized !== 'string') return this.#badRequest(normalized);
     const principal = peerPrincipal(req.socket);
-    const h = req.headers;
     if (this.#authz.length > 0) {
-      const decision: AuthzDecision = authorize(this.#authz, {
-        principal,
-        method: req.method ?? 'GET',
-        // Express rewrites req.url under a mounted router; originalUrl is what the caller sent.
-        path: ((req as { originalUrl?: string }).originalUrl ?? req.url ?? '/').split('?')[0] as string,
-      });
+      const decision: AuthzDecision = authorize(
+        this.#authz,
+        { principal, method: req.method ?? 'GET', path: pathOf(normalized) },
+        this.#pathCase,
+      );
       if (!decision.allowed) {
         this.counters.denied++;
         return { denied: { status: 403, reason: decision.reason }, ctx: EMPTY, otel: undefined };
       }
     }
+    if (normalized !== target) {
+      const why =
+        mode === 'routed'
+          ? `the request target normalizes to ${normalized}, but the server routed it before mesh.inbound() ran (Fastify: pass rewriteUrl: meshRewriteUrl(mesh))`
+          : rewriteUrl(req as ExpressLike, normalized, original);
+      if (why !== undefined) return this.#badRequest({ rejected: true, reason: why });
+    }
+    const h = req.headers;
     const out: Record<string, string> = {};
     const plainTrusted =
       !this.restricted || (principal !== undefined && this.#callers?.has(principal) === true);
     let claims: Record<string, unknown> | undefined;
+    // Header edits, applied once at the end (rare: only forged, refused or token-given values).
+    let remove: Set<string> | undefined;
+    let set: Map<string, string> | undefined;
     const tokenHeader = this.#tokenHeader;
     if (tokenHeader && this.#keys) {
       const token = first(h[tokenHeader]);
@@ -181,7 +231,7 @@ export class ContextRuntime {
           out[tokenHeader] = token;
         } else {
           this.counters.invalidTokens++;
-          delete h[tokenHeader];
+          remove = new Set([tokenHeader]);
           this.#logger.debug({ reason: r.reason }, 'signed context token refused');
         }
       }
@@ -192,7 +242,8 @@ export class ContextRuntime {
       if (claims && claim !== undefined) {
         const v = typeof claim === 'string' ? claim : JSON.stringify(claim);
         out[name] = v;
-        h[name] = v;
+        set ??= new Map();
+        set.set(name, v);
         continue;
       }
       const v = joined(h[name]);
@@ -202,7 +253,8 @@ export class ContextRuntime {
       if (plainTrusted) out[name] = v;
       else {
         stripped++;
-        delete h[name];
+        if (remove === undefined) remove = new Set();
+        remove.add(name);
       }
     }
     if (stripped > 0) {
@@ -225,8 +277,19 @@ export class ContextRuntime {
       const ms = parseDeadline(dl);
       if (ms !== undefined) deadlineAt = this.#clock() + ms;
     }
+    if (remove !== undefined || set !== undefined) editRequestHeaders(req, remove ?? NONE, set ?? NO_SET);
     const ctx = Object.freeze({ headers: Object.freeze(out), principal, deadlineAt });
     return { ctx, otel: extractInbound(h) };
+  }
+
+  /** The normalized request target, or why it is refused (for Fastify's rewriteUrl). */
+  normalize(target: string): string | PathRejection {
+    return normalizeTarget(target, this.paths);
+  }
+
+  #badRequest(r: PathRejection): InboundResult {
+    this.counters.badRequests++;
+    return { denied: { status: 400, reason: r.reason }, ctx: EMPTY, otel: undefined };
   }
 
   /**
@@ -244,6 +307,29 @@ export class ContextRuntime {
 }
 
 const EMPTY: MeshContext = Object.freeze({ headers: Object.freeze({}) });
+const NONE: ReadonlySet<string> = new Set();
+const NO_SET: ReadonlyMap<string, string> = new Map();
+
+/**
+ * Sets `req.url` (and Express's `originalUrl`) to the normalized target. Under an Express mount
+ * (`app.use('/api', mesh.inbound())`) req.url is relative to `req.baseUrl`: the normalized path
+ * must stay under it. Returns why it cannot, or undefined.
+ */
+function rewriteUrl(req: ExpressLike, normalized: string, original: string | undefined): string | undefined {
+  if (original === undefined || original === req.url) {
+    req.url = normalized;
+    if (original !== undefined) req.originalUrl = normalized;
+    return undefined;
+  }
+  const base = req.baseUrl ?? '';
+  const rest = normalized.slice(base.length);
+  if (!normalized.startsWith(base) || (rest !== '' && rest[0] !== '/' && rest[0] !== '?')) {
+    return `the request target normalizes to ${normalized}, outside the mount point ${base} of mesh.inbound()`;
+  }
+  req.originalUrl = normalized;
+  req.url = rest === '' || rest[0] === '?' ? `/${rest}` : rest;
+  return undefined;
+}
 
 function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;

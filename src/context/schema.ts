@@ -96,8 +96,16 @@ export const authorizationPolicySchema = z.strictObject({
   rules: z.array(ruleSchema).default([]),
 });
 
+/**
+ * How policy paths compare with the request path. Istio compares exactly (SENSITIVE), but
+ * Express routes `/ADMIN` to `/admin`; FAIL_CLOSED (default) folds case only where that refuses
+ * more (a DENY policy's `paths`, an ALLOW policy's `notPaths`). See docs/context.md.
+ */
+export const pathCaseSchema = z.enum(['FAIL_CLOSED', 'SENSITIVE', 'INSENSITIVE']);
+
 export const authorizationSchema = z.strictObject({
   policies: z.array(authorizationPolicySchema).default([]),
+  pathCase: pathCaseSchema.optional(),
 });
 
 export type ContextConfig = z.output<typeof contextSchema>;
@@ -106,3 +114,4 @@ export type SignatureConfig = z.output<typeof signatureSchema>;
 export type AuthorizationConfig = z.output<typeof authorizationSchema>;
 export type AuthorizationPolicy = z.output<typeof authorizationPolicySchema>;
 export type AuthorizationRule = z.output<typeof ruleSchema>;
+export type PathCase = z.output<typeof pathCaseSchema>;

@@ -1,11 +1,14 @@
+import { InvalidPathError } from '../errors.ts';
 import { ResponseHeadersHandler } from '../http/response-headers.ts';
 import { respondLocally } from '../http/synthetic.ts';
-import type { Layer, ServiceView } from '../pipeline.ts';
+import { failRequest, type Layer, type ServiceView } from '../pipeline.ts';
 import type { Random } from './destination.ts';
 import { applyRequestRoute, applyResponseRoute } from './router.ts';
 
 /**
- * The routing layer: match the request against its service's `http` routes (first match wins),
+ * The routing layer: normalize the path (so `/api/../admin` cannot match a `/api/` prefix and
+ * escape it upstream; a path that cannot be normalized fails with MESHWORK_ERR_INVALID_PATH),
+ * match the request against its service's `http` routes (first match wins),
  * pick a weighted destination, switch service when `destination.host` names another one, set
  * the subset, and apply the route's request header edits and rewrites. Response header edits
  * wrap the handler. A service with routes where none matches answers 404, as Istio does ("NR").
@@ -17,6 +20,12 @@ export function routingLayer(
   return (next) => (req, handler) => {
     const router = req.service.router;
     if (router.size === 0) return next(req, handler);
+    const path = router.normalize(req.opts.path);
+    if (typeof path !== 'string') {
+      failRequest(handler, new InvalidPathError(req.service.name, req.opts.path, path.reason));
+      return;
+    }
+    req.opts.path = path;
     const d = router.route(req.opts, random);
     if (d === undefined) {
       respondLocally(handler, 404, `meshwork: no route of service "${req.service.name}" matched\n`, {

@@ -4,7 +4,8 @@
  * inside a block ANDed; a route without match blocks matches every request.
  *
  * Semantics follow Envoy (what Istio programs):
- * - `uri` is compared with the path without its query string, as sent (not decoded);
+ * - `uri` is compared with the path without its query string, not decoded (the routing layer
+ *   has normalized it first: dot segments, unreserved escapes, slashes; see router.normalize);
  * - regexes are full matches (RE2 syntax, see regex.ts);
  * - a header with several values is matched against the values joined with ",";
  * - `{}` as a header or query condition means "present"; `withoutHeaders` inverts a header

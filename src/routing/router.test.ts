@@ -55,3 +55,16 @@ describe('compileRouter', () => {
     expect(compileRouter(undefined).size).toBe(0);
   });
 });
+
+describe('Router.normalize (the mesh pathNormalization, before matching)', () => {
+  it('returns a canonical path as the same string; resolves tricks; keeps the query', () => {
+    const p = '/api/v1/items/7?x=1';
+    expect(router.normalize(p)).toBe(p);
+    expect(router.normalize('/api/v1/../../admin?x=/../y')).toBe('/admin?x=/../y');
+    expect(router.normalize('/api/%zz')).toMatchObject({ rejected: true });
+  });
+  it('follows the options it was compiled with', () => {
+    const keep = compileRouter([], { normalization: 'BASE', escapedSlashes: 'KEEP_UNCHANGED' });
+    expect(keep.normalize('/a//b%2fc')).toBe('/a//b%2Fc');
+  });
+});

@@ -5,6 +5,7 @@
  * precomputed per matched block and destination, and shared).
  */
 
+import { DEFAULT_PATH_OPTIONS, normalizeTarget, type PathOptions, type PathRejection } from '../http/path.ts';
 import { compileDestinations, type DestinationPicker, type Random } from './destination.ts';
 import { compileRoutes, type RouteHit, type RouteRequest } from './match.ts';
 import {
@@ -46,13 +47,22 @@ export interface Router {
    * when size > 0: Istio then answers 404 "no route").
    */
   route(req: RouteRequest, random?: Random): RouteDecision | undefined;
+  /**
+   * The path to match and send, normalized as the mesh's `pathNormalization` says (dot segments,
+   * percent-encoding, slashes; the query string is kept), or why it cannot be. Returns the same
+   * string when the path is already canonical.
+   */
+  normalize(path: string): string | PathRejection;
 }
 
 function ops(h: HttpRoute['headers']): OpsPair {
   return { request: compileHeaderOps(h?.request), response: compileHeaderOps(h?.response) };
 }
 
-export function compileRouter(http: readonly HttpRoute[] | undefined): Router {
+export function compileRouter(
+  http: readonly HttpRoute[] | undefined,
+  paths: PathOptions = DEFAULT_PATH_OPTIONS,
+): Router {
   const list = http ?? [];
   const table = compileRoutes(list);
   const routes: CompiledRoute[] = list.map((config, index) => {
@@ -88,6 +98,9 @@ export function compileRouter(http: readonly HttpRoute[] | undefined): Router {
       if (hit === undefined) return undefined;
       const route = routes[hit.index] as CompiledRoute;
       return decisionsFor(hit)[route.picker.pickIndex(random)];
+    },
+    normalize(path: string): string | PathRejection {
+      return normalizeTarget(path, paths);
     },
   };
 }
