@@ -15,16 +15,44 @@ export function refuse(res: ServerResponse, denied: NonNullable<InboundResult['d
 }
 
 /**
+ * Runs `then` with what `runtime.enter(req)` found: at once, or once the request's signed token is
+ * verified (enter() is async only then). `fail` gets an error of enter() itself, never one thrown
+ * by `then`.
+ */
+export function whenEntered(
+  runtime: ContextRuntime,
+  req: IncomingMessage,
+  then: (r: InboundResult) => void,
+  fail: (err: unknown) => void,
+): void {
+  let r: InboundResult | Promise<InboundResult>;
+  try {
+    r = runtime.enter(req);
+  } catch (err) {
+    fail(err);
+    return;
+  }
+  if (r instanceof Promise) r.then(then, fail);
+  else then(r);
+}
+
+/**
  * Connect-style middleware (node:http, Express, Connect, @fastify/middie): enforces
  * `authorization`, then runs the rest of the request inside its context.
  */
 export function inboundMiddleware(runtime: ContextRuntime): InboundMiddleware {
   return (req, res, next) => {
-    const r = runtime.enter(req);
-    if (r.denied) {
-      refuse(res, r.denied);
-      return;
-    }
-    runtime.run(r.ctx, () => runInOtel(r.otel, () => next()));
+    whenEntered(
+      runtime,
+      req,
+      (r) => {
+        if (r.denied) {
+          refuse(res, r.denied);
+          return;
+        }
+        runtime.run(r.ctx, () => runInOtel(r.otel, () => next()));
+      },
+      next,
+    );
   };
 }
