@@ -1,6 +1,6 @@
 import { Agent, Dispatcher, Dispatcher1Wrapper } from 'undici';
 import type { Clock } from './balancer/types.ts';
-import { MeshClosedError, UnknownServiceError } from './errors.ts';
+import { MeshClosedError, TlsRequiredError, UnknownServiceError } from './errors.ts';
 import { normalizeHeaders } from './http/headers.ts';
 import { type Dispatch, type DispatchHandler, failRequest, newMeshRequest } from './pipeline.ts';
 import type { ServiceRuntime } from './service.ts';
@@ -10,6 +10,8 @@ interface Target {
   host: string;
   /** What the caller wrote: hostname[:port], sent upstream as Host. */
   authority: string;
+  /** The scheme is https: the request must go out over TLS, never in cleartext. */
+  secure: boolean;
 }
 
 const TARGET_CACHE_MAX = 1024;
@@ -52,7 +54,7 @@ export class MeshDispatcher extends Dispatcher {
     if (t !== undefined) return t;
     try {
       const url = new URL(key);
-      t = { host: url.hostname.toLowerCase(), authority: url.host };
+      t = { host: url.hostname.toLowerCase(), authority: url.host, secure: url.protocol === 'https:' };
     } catch {
       t = null;
     }
@@ -87,6 +89,12 @@ export class MeshDispatcher extends Dispatcher {
         handler,
         new UnknownServiceError(target?.host ?? String(options.origin), [...this.#opts.services.keys()]),
       );
+      return false;
+    }
+    // https:// to a service without TLS is refused, unless its routes may send it elsewhere: the
+    // routing layer then checks the destination it picks.
+    if (target.secure && service.tls === undefined && service.router.size === 0) {
+      failRequest(handler, new TlsRequiredError(service.name));
       return false;
     }
     const headers = normalizeHeaders(options.headers);

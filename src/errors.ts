@@ -17,6 +17,7 @@ export const ErrorCodes = {
   BUDGET_EXHAUSTED: 'MESHWORK_ERR_BUDGET_EXHAUSTED',
   FAULT_ABORT: 'MESHWORK_ERR_FAULT_ABORT',
   TLS_IDENTITY: 'MESHWORK_ERR_TLS_IDENTITY',
+  TLS_REQUIRED: 'MESHWORK_ERR_TLS_REQUIRED',
   DISCOVERY: 'MESHWORK_ERR_DISCOVERY',
   ISTIO_UNSUPPORTED: 'MESHWORK_ERR_ISTIO_UNSUPPORTED',
   ABORTED: 'MESHWORK_ERR_ABORTED',
@@ -98,6 +99,25 @@ export class TlsIdentityError extends MeshworkError {
     this.name = 'TlsIdentityError';
     this.expected = expected;
     this.presented = presented;
+  }
+}
+
+/**
+ * An `https://` request whose destination service has no TLS configured: meshwork never sends it
+ * in cleartext. Raised before anything is sent.
+ */
+export class TlsRequiredError extends MeshworkError {
+  readonly service: string;
+  constructor(service: string) {
+    super(
+      ErrorCodes.TLS_REQUIRED,
+      `https:// request refused: service "${service}" has no TLS configured, and meshwork never sends ` +
+        `an https:// request in cleartext. Configure services.${service}.trafficPolicy.tls ` +
+        `(mode SIMPLE to verify the server, MUTUAL or ISTIO_MUTUAL for mTLS), or use http:// and let ` +
+        `the service's trafficPolicy decide`,
+    );
+    this.name = 'TlsRequiredError';
+    this.service = service;
   }
 }
 

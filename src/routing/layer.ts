@@ -1,7 +1,9 @@
+import { TlsRequiredError } from '../errors.ts';
 import { ResponseHeadersHandler } from '../http/response-headers.ts';
 import { respondLocally } from '../http/synthetic.ts';
-import type { Layer } from '../pipeline.ts';
+import { failRequest, type Layer } from '../pipeline.ts';
 import type { ServiceRuntime } from '../service.ts';
+import { wantsTls } from '../tls/scheme.ts';
 import type { Random } from './destination.ts';
 import { applyRequestRoute, applyResponseRoute } from './router.ts';
 
@@ -9,7 +11,7 @@ import { applyRequestRoute, applyResponseRoute } from './router.ts';
  * The routing layer: match the request against its service's `http` routes (first match wins),
  * pick a weighted destination, switch service when `destination.host` names another one, set
  * the subset, and apply the route's request header edits and rewrites. Response header edits
- * wrap the handler. A service with routes where none matches answers 404, as Istio does ("NR").
+ * wrap the handler. An https:// request whose destination has no TLS is refused. A service with routes where none matches answers 404, as Istio does ("NR").
  */
 export function routing(services: ReadonlyMap<string, ServiceRuntime>, random: Random = Math.random): Layer {
   return (next) => (req, handler) => {
@@ -29,6 +31,11 @@ export function routing(services: ReadonlyMap<string, ServiceRuntime>, random: R
     if (dest.host !== undefined && dest.host !== req.service.name) {
       // Validated at createMesh: the host is a configured service.
       req.service = services.get(dest.host) as ServiceRuntime;
+    }
+    // The destination decides what goes on the wire: an https:// request is never sent in cleartext.
+    if (req.service.tls === undefined && wantsTls(req.opts.origin)) {
+      failRequest(handler, new TlsRequiredError(req.service.name));
+      return;
     }
     req.route = d;
     req.subset = dest.subset;
