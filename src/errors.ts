@@ -4,6 +4,8 @@
  * are loaded (where `instanceof` would fail).
  */
 
+import { redactUrl } from './telemetry/url.ts';
+
 const BRAND = Symbol.for('meshwork.error');
 
 export const ErrorCodes = {
@@ -18,6 +20,7 @@ export const ErrorCodes = {
   FAULT_ABORT: 'MESHWORK_ERR_FAULT_ABORT',
   TLS_IDENTITY: 'MESHWORK_ERR_TLS_IDENTITY',
   TLS_REQUIRED: 'MESHWORK_ERR_TLS_REQUIRED',
+  INVALID_URL: 'MESHWORK_ERR_INVALID_URL',
   DISCOVERY: 'MESHWORK_ERR_DISCOVERY',
   ISTIO_UNSUPPORTED: 'MESHWORK_ERR_ISTIO_UNSUPPORTED',
   ABORTED: 'MESHWORK_ERR_ABORTED',
@@ -118,6 +121,27 @@ export class TlsRequiredError extends MeshworkError {
     );
     this.name = 'TlsRequiredError';
     this.service = service;
+  }
+}
+
+/**
+ * A request URL (or dispatch origin) the mesh will not send: not a URL, or carrying credentials
+ * (`user:password@`). `url` is the URL as given with its userinfo replaced by `REDACTED:REDACTED@`.
+ */
+export class InvalidUrlError extends MeshworkError {
+  readonly url: string;
+  /** `url` as given: it is redacted here. */
+  constructor(given: string, problem: 'not-a-url' | 'credentials') {
+    const url = redactUrl(given);
+    super(
+      ErrorCodes.INVALID_URL,
+      problem === 'credentials'
+        ? `URL "${url}" includes credentials (user:password@): refused, as fetch refuses it. meshwork ` +
+            'never sends userinfo upstream, nor turns it into Basic auth: set an Authorization header instead'
+        : `"${url}" is not a valid http:// or https:// URL (http://<service>/path)`,
+    );
+    this.name = 'InvalidUrlError';
+    this.url = url;
   }
 }
 
