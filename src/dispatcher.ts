@@ -1,6 +1,6 @@
 import { Agent, Dispatcher, Dispatcher1Wrapper } from 'undici';
 import type { Clock } from './clock.ts';
-import { MeshClosedError, UnknownServiceError } from './errors.ts';
+import { InvalidUrlError, MeshClosedError, TlsRequiredError, UnknownServiceError } from './errors.ts';
 import { normalizeHeaders } from './http/headers.ts';
 import { type Dispatch, type DispatchHandler, failRequest, newMeshRequest } from './pipeline.ts';
 import type { ServiceRuntime } from './service.ts';
@@ -10,6 +10,10 @@ interface Target {
   host: string;
   /** What the caller wrote: hostname[:port], sent upstream as Host. */
   authority: string;
+  /** The scheme is https: the request must go out over TLS, never in cleartext. */
+  secure: boolean;
+  /** The URL carries userinfo (`user:password@`): refused, never sent. */
+  credentials: boolean;
 }
 
 const TARGET_CACHE_MAX = 1024;
@@ -45,14 +49,27 @@ export class MeshDispatcher extends Dispatcher {
     this.#opts = opts;
   }
 
-  /** Resolves an origin to its mesh target; null when it is not a valid URL origin. */
+  /** Resolves an origin to its mesh target; null when it is not a valid http(s) URL origin. */
   target(origin: unknown): Target | null {
-    const key = typeof origin === 'string' ? origin : origin instanceof URL ? origin.origin : String(origin);
+    const key =
+      typeof origin === 'string'
+        ? origin
+        : origin instanceof URL
+          ? origin.username === '' && origin.password === ''
+            ? origin.origin
+            : origin.href
+          : String(origin);
     let t = this.#targets.get(key);
     if (t !== undefined) return t;
     try {
       const url = new URL(key);
-      t = { host: url.hostname.toLowerCase(), authority: url.host };
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError('not http(s)');
+      t = {
+        host: url.hostname.toLowerCase(),
+        authority: url.host,
+        secure: url.protocol === 'https:',
+        credentials: url.username !== '' || url.password !== '',
+      };
     } catch {
       t = null;
     }
@@ -77,16 +94,24 @@ export class MeshDispatcher extends Dispatcher {
       return false;
     }
     const target = this.target(options.origin);
-    const service = target ? this.#opts.services.get(target.host) : undefined;
-    if (!service || !target) {
-      if (target && this.#opts.unknownServices === 'passthrough') {
+    if (target === null || target.credentials) {
+      const given = options.origin instanceof URL ? options.origin.href : String(options.origin);
+      failRequest(handler, new InvalidUrlError(given, target ? 'credentials' : 'not-a-url'));
+      return false;
+    }
+    const service = this.#opts.services.get(target.host);
+    if (!service) {
+      if (this.#opts.unknownServices === 'passthrough') {
         this.#passthrough ??= new Agent();
         return this.#passthrough.dispatch(options, handler);
       }
-      failRequest(
-        handler,
-        new UnknownServiceError(target?.host ?? String(options.origin), [...this.#opts.services.keys()]),
-      );
+      failRequest(handler, new UnknownServiceError(target.host, [...this.#opts.services.keys()]));
+      return false;
+    }
+    // https:// to a service without TLS is refused, unless its routes may send it elsewhere: the
+    // routing layer then checks the destination it picks.
+    if (target.secure && service.tls === undefined && service.router.size === 0) {
+      failRequest(handler, new TlsRequiredError(service.name));
       return false;
     }
     const headers = normalizeHeaders(options.headers);

@@ -4,6 +4,8 @@
  * are loaded (where `instanceof` would fail).
  */
 
+import { redactUrl } from './telemetry/url.ts';
+
 const BRAND = Symbol.for('meshwork.error');
 
 export const ErrorCodes = {
@@ -15,6 +17,8 @@ export const ErrorCodes = {
   OVERFLOW: 'MESHWORK_ERR_OVERFLOW',
   CIRCUIT_OPEN: 'MESHWORK_ERR_CIRCUIT_OPEN',
   TLS_IDENTITY: 'MESHWORK_ERR_TLS_IDENTITY',
+  TLS_REQUIRED: 'MESHWORK_ERR_TLS_REQUIRED',
+  INVALID_URL: 'MESHWORK_ERR_INVALID_URL',
   ISTIO_UNSUPPORTED: 'MESHWORK_ERR_ISTIO_UNSUPPORTED',
   ABORTED: 'MESHWORK_ERR_ABORTED',
   INVALID_PATH: 'MESHWORK_ERR_INVALID_PATH',
@@ -107,6 +111,46 @@ export class TlsIdentityError extends MeshworkError {
     this.name = 'TlsIdentityError';
     this.expected = expected;
     this.presented = presented;
+  }
+}
+
+/**
+ * An `https://` request whose destination service has no TLS configured: meshwork never sends it
+ * in cleartext. Raised before anything is sent.
+ */
+export class TlsRequiredError extends MeshworkError {
+  readonly service: string;
+  constructor(service: string) {
+    super(
+      ErrorCodes.TLS_REQUIRED,
+      `https:// request refused: service "${service}" has no TLS configured, and meshwork never sends ` +
+        `an https:// request in cleartext. Configure services.${service}.trafficPolicy.tls ` +
+        `(mode SIMPLE to verify the server, MUTUAL or ISTIO_MUTUAL for mTLS), or use http:// and let ` +
+        `the service's trafficPolicy decide`,
+    );
+    this.name = 'TlsRequiredError';
+    this.service = service;
+  }
+}
+
+/**
+ * A request URL (or dispatch origin) the mesh will not send: not a URL, or carrying credentials
+ * (`user:password@`). `url` is the URL as given with its userinfo replaced by `REDACTED:REDACTED@`.
+ */
+export class InvalidUrlError extends MeshworkError {
+  readonly url: string;
+  /** `url` as given: it is redacted here. */
+  constructor(given: string, problem: 'not-a-url' | 'credentials') {
+    const url = redactUrl(given);
+    super(
+      ErrorCodes.INVALID_URL,
+      problem === 'credentials'
+        ? `URL "${url}" includes credentials (user:password@): refused, as fetch refuses it. meshwork ` +
+            'never sends userinfo upstream, nor turns it into Basic auth: set an Authorization header instead'
+        : `"${url}" is not a valid http:// or https:// URL (http://<service>/path)`,
+    );
+    this.name = 'InvalidUrlError';
+    this.url = url;
   }
 }
 

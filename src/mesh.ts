@@ -8,7 +8,7 @@ import { type InboundMiddleware, inboundMiddleware } from './context/inbound.ts'
 import { ContextRuntime } from './context/runtime.ts';
 import type { ContextInit, MeshContext } from './context/store.ts';
 import { MeshDispatcher } from './dispatcher.ts';
-import { isMeshworkError, MeshClosedError, UnknownServiceError } from './errors.ts';
+import { InvalidUrlError, isMeshworkError, MeshClosedError, UnknownServiceError } from './errors.ts';
 import { MirrorGate } from './routing/mirror.ts';
 import { ServiceRuntime } from './service.ts';
 import { buildStack } from './stack.ts';
@@ -123,14 +123,18 @@ export class Mesh {
   /**
    * WHATWG fetch through the mesh. `http://<service>/path` addresses a configured service.
    * Rejects with the MeshworkError itself (not fetch's generic "fetch failed") when the mesh
-   * refuses the request: unknown service, no endpoints, closed...
+   * refuses the request: unknown service, no endpoints, closed... A URL that does not parse or that
+   * carries credentials (`user:password@`) is refused with MESHWORK_ERR_INVALID_URL, its userinfo
+   * redacted (fetch's own error would quote it).
    */
   fetch = async (input: FetchInput, init?: RequestInit): Promise<Response> => {
     if (this.#closing) throw new MeshClosedError();
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    if (!this.dispatcher.isKnown(url) && this.config.unknownServices !== 'passthrough') {
-      const host = this.dispatcher.target(url)?.host ?? url;
-      throw new UnknownServiceError(host, [...this.#services.keys()]);
+    const target = this.dispatcher.target(url);
+    if (target === null || target.credentials)
+      throw new InvalidUrlError(String(url), target ? 'credentials' : 'not-a-url');
+    if (!this.#services.has(target.host) && this.config.unknownServices !== 'passthrough') {
+      throw new UnknownServiceError(target.host, [...this.#services.keys()]);
     }
     const request = isForeignRequest(input) ? toUndiciRequest(input) : (input as string | URL);
     try {

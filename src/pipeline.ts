@@ -17,6 +17,7 @@ import type { OutlierDetector } from './endpoint/outlier.ts';
 import type { MeshDispatchOptions } from './http/dispatch-options.ts';
 import type { RetryPolicy, ServiceRetry } from './retry/policy.ts';
 import type { RouteDecision, Router } from './routing/router.ts';
+import type { ClientTls } from './tls/client.ts';
 
 export type DispatchHandler = Dispatcher.DispatchHandler;
 export type DispatchController = Dispatcher.DispatchController;
@@ -66,6 +67,8 @@ export interface ServiceView {
   readonly fallback: Fallback | undefined;
   /** connectionPool request accounting. */
   readonly limits: ServiceLimits;
+  /** Client TLS; undefined when the service has none (an https:// request to it is refused). */
+  readonly tls: ClientTls | undefined;
   readonly telemetry: ServiceEvents;
 }
 

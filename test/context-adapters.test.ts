@@ -4,6 +4,7 @@ import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { meshFastify } from '../src/context/adapters.ts';
+import { signJws } from '../src/context/jws.ts';
 import { createMesh, type Mesh } from '../src/index.ts';
 import { listen } from './support/inbound.ts';
 import { startServer, type TestServer } from './support/servers.ts';
@@ -121,5 +122,88 @@ describe('Fastify adapter: meshFastify(fastify, mesh)', () => {
     expect(post.status).toBe(403);
     expect(await post.text()).toContain('no ALLOW policy matches');
     expect(await (await fetch(`http://127.0.0.1:${port}/x`)).text()).toBe('yes');
+  });
+});
+
+describe('a signed context token: the adapters wait for its (async) verification', () => {
+  const SECRET = 'a-gateway-secret-of-32-characters!';
+
+  async function signedMesh(): Promise<{ mesh: Mesh; downstream: TestServer; token: string }> {
+    const downstream = await startServer();
+    const mesh = createMesh({
+      context: {
+        headers: ['x-consumer-id'],
+        trust: { signature: { hmacSecret: SECRET, audience: 'travels' } },
+      },
+      services: { reviews: { discovery: { static: [downstream.address] } } },
+    });
+    closers.push(
+      () => downstream.close(),
+      () => mesh.close(),
+    );
+    const token = await signJws(
+      { 'x-consumer-id': 'signed-7', aud: 'travels', exp: Math.floor(Date.now() / 1000) + 60 },
+      'HS256',
+      SECRET,
+    );
+    return { mesh, downstream, token };
+  }
+
+  /** Twice: the first verification is async, the second is answered from the cache. */
+  async function twice(url: string, token: string): Promise<unknown[]> {
+    const out: unknown[] = [];
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { ...IN, 'x-consumer-id': 'forged', 'x-meshwork-context-token': token },
+        body: `{"n":${i}}`,
+      });
+      out.push(await res.json());
+    }
+    return out;
+  }
+
+  it('Express', async () => {
+    const { mesh, downstream, token } = await signedMesh();
+    const app = express();
+    app.use(mesh.inbound());
+    app.use(express.json());
+    app.post('/book', async (req, res) => {
+      await (await mesh.fetch('http://reviews/')).text();
+      res.json({
+        consumer: mesh.context()?.headers['x-consumer-id'],
+        seen: req.headers['x-consumer-id'],
+        body: req.body,
+      });
+    });
+    const l = await listen(app.listen(0, '127.0.0.1') as Server);
+    closers.push(l.close);
+    expect(await twice(`${l.url}/book`, token)).toEqual([
+      { consumer: 'signed-7', seen: 'signed-7', body: { n: 0 } },
+      { consumer: 'signed-7', seen: 'signed-7', body: { n: 1 } },
+    ]);
+    expect(downstream.hits.map((h) => h.headers['x-consumer-id'])).toEqual(['signed-7', 'signed-7']);
+  });
+
+  it('Fastify', async () => {
+    const { mesh, downstream, token } = await signedMesh();
+    const app = Fastify();
+    meshFastify(app, mesh);
+    app.post('/book', async (request) => {
+      await (await mesh.fetch('http://reviews/')).text();
+      return {
+        consumer: mesh.context()?.headers['x-consumer-id'],
+        seen: request.headers['x-consumer-id'],
+        body: request.body,
+      };
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    closers.push(() => app.close());
+    const { port } = app.server.address() as { port: number };
+    expect(await twice(`http://127.0.0.1:${port}/book`, token)).toEqual([
+      { consumer: 'signed-7', seen: 'signed-7', body: { n: 0 } },
+      { consumer: 'signed-7', seen: 'signed-7', body: { n: 1 } },
+    ]);
+    expect(downstream.hits.map((h) => h.headers['x-consumer-id'])).toEqual(['signed-7', 'signed-7']);
   });
 });

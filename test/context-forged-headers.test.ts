@@ -91,7 +91,7 @@ describe('forged context headers are stripped from every header API', () => {
     });
 
     it(`${server}: a signed token's claims replace forged values in every view`, async () => {
-      const token = signJws(
+      const token = await signJws(
         { 'x-consumer-id': 'c-42', 'x-app-plan': 'gold', exp: Math.floor(Date.now() / 1000) + 60 },
         'HS256',
         SECRET,

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { createHmac, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Agent, request } from 'undici';
@@ -87,8 +87,17 @@ async function call(
 
 const identity = () => ({ cert: serverId.cert, key: serverId.key, ca: pki.ca });
 const FORGED = { 'x-consumer-id': 'forged', 'x-app-plan': 'platinum', traceparent: TP };
-const token = (claims: Record<string, unknown>, alg: 'HS256' | 'ES256' = 'HS256', key: any = SECRET) =>
-  signJws({ exp: Math.floor(Date.now() / 1000) + 60, ...claims }, alg, key);
+const token = (
+  claims: Record<string, unknown>,
+  alg: 'HS256' | 'ES256' = 'HS256',
+  key: string | KeyObject = SECRET,
+): Promise<string> => signJws({ exp: Math.floor(Date.now() / 1000) + 60, ...claims }, alg, key);
+const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+/** HS256 over any header, with node:crypto (independent of the code under test). */
+function hs256(header: Record<string, unknown>, claims: Record<string, unknown>): string {
+  const input = `${b64(header)}.${b64({ exp: Math.floor(Date.now() / 1000) + 60, ...claims })}`;
+  return `${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`;
+}
 
 describe('context trust', () => {
   it('by default accepts context headers from any caller', async () => {
@@ -129,7 +138,7 @@ describe('context trust', () => {
     const u = await upstream({
       context: { headers: ['x-consumer-id', 'x-app-plan'], trust: { signature: { hmacSecret: SECRET } } },
     });
-    const t = token({ 'x-consumer-id': 'signed-42' });
+    const t = await token({ 'x-consumer-id': 'signed-42' });
     await call(u.url, { ...FORGED, 'x-meshwork-context-token': t });
     const h = u.downstream.hits[0]?.headers ?? {};
     expect(h['x-consumer-id']).toBe('signed-42');
@@ -146,16 +155,20 @@ describe('context trust', () => {
         trust: { signature: { hmacSecret: SECRET, header: 'x-gw-token' } },
       },
     });
-    const expired = signJws(
+    const expired = await signJws(
       { 'x-consumer-id': 'e', exp: Math.floor(Date.now() / 1000) - 120 },
       'HS256',
       SECRET,
     );
-    const good = token({ 'x-consumer-id': 'good' });
+    const good = await token({ 'x-consumer-id': 'good' });
     const [h, p] = good.split('.');
     const tampered = `${h}.${Buffer.from(JSON.stringify({ 'x-consumer-id': 'admin', exp: 9e9 })).toString('base64url')}.${good.split('.')[2]}`;
     const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${p}.`;
-    const wrongKey = signJws({ 'x-consumer-id': 'w', exp: 9e9 }, 'HS256', 'another-secret-of-enough-length');
+    const wrongKey = await signJws(
+      { 'x-consumer-id': 'w', exp: 9e9 },
+      'HS256',
+      'another-secret-of-enough-length',
+    );
     for (const t of [expired, tampered, none, wrongKey, 'not-a-jws'])
       await call(u.url, { ...FORGED, 'x-gw-token': t });
     await call(u.url, FORGED);
@@ -166,6 +179,57 @@ describe('context trust', () => {
     expect(u.mesh.snapshot().inbound).toMatchObject({ inbound: 6, untrusted: 6, invalidTokens: 5 });
   });
 
+  it('trust.signature: junk after the signature, standard base64, an unknown crit, a wrong aud or iss are refused', async () => {
+    const u = await upstream({
+      context: {
+        headers: ['x-consumer-id'],
+        trust: { signature: { hmacSecret: SECRET, audience: 'travels', issuer: ['gw-1', 'gw-2'] } },
+      },
+    });
+    let good = '';
+    for (let i = 0; !/[-_]/.test(good.split('.')[2] ?? ''); i++)
+      good = hs256({ alg: 'HS256', typ: 'JWT' }, { 'x-consumer-id': 'ok', aud: 'travels', iss: 'gw-2', i });
+    const [h, p, s] = good.split('.') as [string, string, string];
+    const refused = [
+      `${good}junk`,
+      `${good}==`,
+      `${h}.${p}.${Buffer.from(s, 'base64url').toString('base64')}`,
+      hs256(
+        { alg: 'HS256', crit: ['x-gw'], 'x-gw': 1 },
+        { 'x-consumer-id': 'crit', aud: 'travels', iss: 'gw-1' },
+      ),
+      hs256({ alg: 'HS256' }, { 'x-consumer-id': 'aud', aud: 'reviews', iss: 'gw-1' }),
+      hs256({ alg: 'HS256' }, { 'x-consumer-id': 'iss', aud: 'travels', iss: 'evil' }),
+      hs256({ alg: 'HS256' }, { 'x-consumer-id': 'no-aud', iss: 'gw-1' }),
+    ];
+    for (const t of refused) await call(u.url, { 'x-meshwork-context-token': t });
+    // The valid one, twice: the second is answered from the verifier's cache.
+    await call(u.url, { 'x-meshwork-context-token': good });
+    await call(u.url, { 'x-meshwork-context-token': good });
+    expect(u.downstream.hits.map((x) => x.headers['x-consumer-id'])).toEqual([
+      ...refused.map(() => undefined),
+      'ok',
+      'ok',
+    ]);
+    expect(u.downstream.hits.map((x) => x.headers['x-meshwork-context-token'])).toEqual([
+      ...refused.map(() => undefined),
+      good,
+      good,
+    ]);
+    expect(u.mesh.snapshot().inbound).toMatchObject({ inbound: 9, invalidTokens: refused.length });
+  });
+
+  it('trust.signature: audience/issuer must be non-empty; clockSkew is at most 5m', () => {
+    const sig = (extra: Record<string, unknown>) => () =>
+      createMesh({
+        context: { headers: [], trust: { signature: { hmacSecret: SECRET, ...extra } } },
+      } as never);
+    expect(sig({ audience: [] })).toThrow(/audience/);
+    expect(sig({ issuer: '' })).toThrow(/issuer/);
+    expect(sig({ clockSkew: '10m' })).toThrow(/clockSkew: .*must be at most 5m/);
+    expect(sig({ audience: ['a', 'b'], issuer: 'gw', clockSkew: '1m' })).not.toThrow();
+  });
+
   it('trust.signature (ES256, public key PEM): accepted; an HS256 token is refused', async () => {
     const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const u = await upstream({
@@ -174,8 +238,10 @@ describe('context trust', () => {
         trust: { signature: { publicKey: publicKey.export({ type: 'spki', format: 'pem' }) as string } },
       },
     });
-    await call(u.url, { 'x-meshwork-context-token': token({ 'x-consumer-id': 'es' }, 'ES256', privateKey) });
-    await call(u.url, { 'x-meshwork-context-token': token({ 'x-consumer-id': 'hs' }) });
+    await call(u.url, {
+      'x-meshwork-context-token': await token({ 'x-consumer-id': 'es' }, 'ES256', privateKey),
+    });
+    await call(u.url, { 'x-meshwork-context-token': await token({ 'x-consumer-id': 'hs' }) });
     expect(u.downstream.hits.map((h) => h.headers['x-consumer-id'])).toEqual(['es', undefined]);
   });
 
@@ -188,7 +254,7 @@ describe('context trust', () => {
       },
     });
     await call(u.url, FORGED, gateway);
-    await call(u.url, { 'x-meshwork-context-token': token({ 'x-consumer-id': 'tok' }) }, intruder);
+    await call(u.url, { 'x-meshwork-context-token': await token({ 'x-consumer-id': 'tok' }) }, intruder);
     await call(u.url, FORGED, intruder);
     expect(u.downstream.hits.map((h) => h.headers['x-consumer-id'])).toEqual(['forged', 'tok', undefined]);
   });

@@ -27,7 +27,7 @@ runNode('gateway', 'v1', async (req, res, mesh) => {
   }
   url.searchParams.delete('user_key');
   const traceparent = `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
-  const token = signJws(
+  const token = await signJws(
     {
       'x-gateway-app': client.app,
       'x-gateway-plan': client.plan,

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { type ConfigIssue, MeshworkConfigError } from '../errors.ts';
+import { redactUrlsIn } from '../telemetry/url.ts';
 import { type MeshConfig, meshConfigSchema } from './schema.ts';
 
 export function loadConfig(config: unknown, env: NodeJS.ProcessEnv = process.env): MeshConfig {
@@ -76,15 +77,34 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+/** Fields whose values a config error never shows (secrets, keys, tokens). */
+const SECRET_FIELD = /secret|passw|token|privatekey|^key$/i;
+const NOT_SHOWN = '(value not shown)';
+
+/**
+ * A bad value, short, for a config error: values of secret-like fields are not shown, and URLs
+ * quoted in it have their userinfo redacted.
+ */
 export function formatValue(v: unknown): string {
   if (v === undefined) return 'undefined';
   if (typeof v === 'function') return 'a function';
   try {
-    const s = JSON.stringify(v);
+    const s = redactUrlsIn(
+      JSON.stringify(v, (k, x) => (k !== '' && SECRET_FIELD.test(k) && x !== undefined ? NOT_SHOWN : x)),
+    );
     return s.length > 80 ? `${s.slice(0, 77)}...` : s;
   } catch {
-    return String(v);
+    return redactUrlsIn(String(v));
   }
+}
+
+/** formatValue, unless the field is a secret or its schema asks (`params: { hideInput: true }`). */
+function shown(v: unknown, path: readonly PropertyKey[], issue?: Issue): string {
+  const field = path.findLast((p) => typeof p === 'string');
+  if (typeof field === 'string' && SECRET_FIELD.test(field)) return NOT_SHOWN;
+  if ((issue as { params?: { hideInput?: unknown } } | undefined)?.params?.hideInput === true)
+    return NOT_SHOWN;
+  return formatValue(v);
 }
 
 type Issue = z.core.$ZodIssue;
@@ -100,14 +120,14 @@ export function formatIssues(issues: readonly Issue[], prefix: readonly Property
           const value = isPlainObject(input) ? input[key] : undefined;
           out.push({
             path: formatPath([...path, key]),
-            message: `unknown field (value ${formatValue(value)})`,
+            message: `unknown field (value ${shown(value, [...path, key])})`,
           });
         }
         break;
       case 'invalid_value':
         out.push({
           path: formatPath(path),
-          message: `${formatValue(input)} is not one of ${issue.values.map((v) => String(v)).join(', ')}`,
+          message: `${shown(input, path)} is not one of ${issue.values.map((v) => String(v)).join(', ')}`,
         });
         break;
       case 'invalid_type':
@@ -116,7 +136,7 @@ export function formatIssues(issues: readonly Issue[], prefix: readonly Property
           message:
             input === undefined
               ? `is required (expected ${issue.expected})`
-              : `${formatValue(input)} is not a valid ${issue.expected}`,
+              : `${shown(input, path)} is not a valid ${issue.expected}`,
         });
         break;
       case 'too_small':
@@ -126,7 +146,7 @@ export function formatIssues(issues: readonly Issue[], prefix: readonly Property
         const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
         out.push({
           path: formatPath(path),
-          message: `${formatValue(input)} must be ${op} ${String(bound)}${what}`,
+          message: `${shown(input, path)} must be ${op} ${String(bound)}${what}`,
         });
         break;
       }
@@ -137,19 +157,19 @@ export function formatIssues(issues: readonly Issue[], prefix: readonly Property
         );
         const best = branches.length > 0 ? branches[0] : undefined;
         if (best && best.length > 0) out.push(...formatIssues(best, path));
-        else out.push({ path: formatPath(path), message: `${formatValue(input)} has the wrong type` });
+        else out.push({ path: formatPath(path), message: `${shown(input, path)} has the wrong type` });
         break;
       }
       case 'invalid_key':
         out.push({
           path: formatPath(path),
-          message: `key ${formatValue(input)} ${issue.issues[0]?.message ?? 'is not valid'}`,
+          message: `key ${shown(input, path)} ${issue.issues[0]?.message ?? 'is not valid'}`,
         });
         break;
       default:
         out.push({
           path: formatPath(path),
-          message: input === undefined ? issue.message : `${formatValue(input)} ${issue.message}`,
+          message: input === undefined ? issue.message : `${shown(input, path, issue)} ${issue.message}`,
         });
     }
   }

@@ -3,7 +3,7 @@
  * (`app.use(mesh.inbound())`); plain node:http and Fastify use these helpers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { refusalBody, refuse } from './inbound.ts';
+import { refusalBody, refuse, whenEntered } from './inbound.ts';
 import { runInOtel } from './otel.ts';
 import type { ContextRuntime, InboundResult } from './runtime.ts';
 
@@ -17,21 +17,25 @@ export function meshHandler(
   handler: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const rt = mesh.contextRuntime;
-  return (req, res) => {
-    const r = rt.enter(req);
-    if (r.denied) return refuse(res, r.denied);
-    rt.run(r.ctx, () =>
-      runInOtel(r.otel, () => {
-        const p = handler(req, res);
-        if (p && typeof p.catch === 'function') {
-          p.catch((err: unknown) => {
-            if (!res.headersSent) res.statusCode = 500;
-            res.end(String((err as Error)?.message ?? err));
-          });
-        }
-      }),
-    );
+  const fail = (res: ServerResponse, err: unknown) => {
+    if (!res.headersSent) res.statusCode = 500;
+    res.end(String((err as Error)?.message ?? err));
   };
+  return (req, res) =>
+    whenEntered(
+      rt,
+      req,
+      (r) => {
+        if (r.denied) return refuse(res, r.denied);
+        rt.run(r.ctx, () =>
+          runInOtel(r.otel, () => {
+            const p = handler(req, res);
+            if (p && typeof p.catch === 'function') p.catch((err: unknown) => fail(res, err));
+          }),
+        );
+      },
+      (err) => fail(res, err),
+    );
 }
 
 /** The parts of a Fastify instance this adapter uses (no dependency on fastify's types). */
@@ -69,14 +73,21 @@ export function meshRewriteUrl(mesh: HasContext): (req: IncomingMessage) => stri
 export function meshFastify(fastify: FastifyLike, mesh: HasContext): void {
   const rt = mesh.contextRuntime;
   fastify.addHook('onRequest', (request, reply, done) => {
-    const r: InboundResult = rt.enter(request.raw, 'routed');
-    if (r.denied) {
-      if (r.denied.status === 400) reply.header('connection', 'close');
-      reply.code(r.denied.status).type('text/plain; charset=utf-8').send(refusalBody(r.denied));
-      return;
-    }
-    request[kInbound] = r;
-    rt.run(r.ctx, () => runInOtel(r.otel, () => done()));
+    whenEntered(
+      rt,
+      request.raw,
+      (r) => {
+        if (r.denied) {
+          if (r.denied.status === 400) reply.header('connection', 'close');
+          reply.code(r.denied.status).type('text/plain; charset=utf-8').send(refusalBody(r.denied));
+          return;
+        }
+        request[kInbound] = r;
+        rt.run(r.ctx, () => runInOtel(r.otel, () => done()));
+      },
+      (err) => done(err as Error),
+      'routed',
+    );
   });
   fastify.addHook('preHandler', (request, _reply, done) => {
     const r: InboundResult | undefined = request[kInbound];

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { runInOtel } from './otel.ts';
-import type { ContextRuntime, Refusal } from './runtime.ts';
+import type { ContextRuntime, InboundMode, InboundResult, Refusal } from './runtime.ts';
 
 export type NextFn = (err?: unknown) => void;
 export type InboundMiddleware = (req: IncomingMessage, res: ServerResponse, next: NextFn) => void;
@@ -24,17 +24,46 @@ export function refuse(res: ServerResponse, denied: Refusal): void {
 }
 
 /**
+ * Runs `then` with what `runtime.enter(req, mode)` found: at once, or once the request's signed
+ * token is verified (enter() is async only then). `fail` gets an error of enter() itself, never
+ * one thrown by `then`.
+ */
+export function whenEntered(
+  runtime: ContextRuntime,
+  req: IncomingMessage,
+  then: (r: InboundResult) => void,
+  fail: (err: unknown) => void,
+  mode?: InboundMode,
+): void {
+  let r: InboundResult | Promise<InboundResult>;
+  try {
+    r = runtime.enter(req, mode);
+  } catch (err) {
+    fail(err);
+    return;
+  }
+  if (r instanceof Promise) r.then(then, fail);
+  else then(r);
+}
+
+/**
  * Connect-style middleware (node:http, Express, Connect): normalizes the request target (and
  * rewrites `req.url` to it), enforces `authorization`, then runs the rest of the request inside
  * its context.
  */
 export function inboundMiddleware(runtime: ContextRuntime): InboundMiddleware {
   return (req, res, next) => {
-    const r = runtime.enter(req);
-    if (r.denied) {
-      refuse(res, r.denied);
-      return;
-    }
-    runtime.run(r.ctx, () => runInOtel(r.otel, () => next()));
+    whenEntered(
+      runtime,
+      req,
+      (r) => {
+        if (r.denied) {
+          refuse(res, r.denied);
+          return;
+        }
+        runtime.run(r.ctx, () => runInOtel(r.otel, () => next()));
+      },
+      next,
+    );
   };
 }

@@ -15,7 +15,7 @@ import {
 import type { Logger } from '../telemetry/logger.ts';
 import { peerPrincipal } from '../tls/san.ts';
 import { type AuthzDecision, authorize } from './authorization.ts';
-import { type JwsAlgorithm, type JwsKeys, loadPublicKey, verifyJws } from './jws.ts';
+import { type JwsAlgorithm, type JwsKeys, type JwsResult, JwsVerifier, loadPublicKey } from './jws.ts';
 import { extractInbound } from './otel.ts';
 import { editRequestHeaders } from './request-headers.ts';
 import type { AuthorizationConfig, ContextConfig, PathCase } from './schema.ts';
@@ -95,7 +95,7 @@ export class ContextRuntime {
   readonly #logger: Logger;
   readonly #callers: ReadonlySet<string> | undefined;
   readonly #tokenHeader: string | undefined;
-  readonly #keys: JwsKeys | undefined;
+  readonly #verifier: JwsVerifier | undefined;
   readonly #authz: AuthorizationConfig['policies'];
   readonly #pathCase: PathCase;
   /** Path normalization (the mesh's `pathNormalization`). */
@@ -138,18 +138,20 @@ export class ContextRuntime {
         ...(sig.hmacSecret ? ['HS256' as const] : []),
         ...(publicKey ? ['ES256' as const] : []),
       ];
-      this.#keys = {
+      this.#verifier = new JwsVerifier({
         hmacSecret: sig.hmacSecret,
         publicKey,
         algorithms,
         skewMs: sig.clockSkew ?? DEFAULT_CLOCK_SKEW_MS,
-      };
+        audience: sig.audience,
+        issuer: sig.issuer,
+      });
     }
   }
 
   /** True when some trust rule limits who may set context. */
   get restricted(): boolean {
-    return this.#callers !== undefined || this.#keys !== undefined;
+    return this.#callers !== undefined || this.#verifier !== undefined;
   }
 
   current(): MeshContext | undefined {
@@ -185,8 +187,11 @@ export class ContextRuntime {
    * Untrusted context headers are removed from every header view of the request (`headers`,
    * `headersDistinct`, `rawHeaders`), so service code never reads a forged value; values from a
    * verified token are written into them.
+   *
+   * Synchronous unless the request carries a signed token that is not in the verifier's cache:
+   * then the result comes once the token is verified (WebCrypto is async).
    */
-  enter(req: IncomingMessage, mode: InboundMode = 'rewrite'): InboundResult {
+  enter(req: IncomingMessage, mode: InboundMode = 'rewrite'): InboundResult | Promise<InboundResult> {
     this.counters.inbound++;
     // Express rewrites req.url under a mounted router; originalUrl is what the caller sent.
     // (Fastify's rewriteUrl sets originalUrl too, but routes req.url: `routed` mode reads that.)
@@ -213,28 +218,33 @@ export class ContextRuntime {
           : rewriteUrl(req as ExpressLike, normalized, original);
       if (why !== undefined) return this.#badRequest({ rejected: true, reason: why });
     }
+    const verifier = this.#verifier;
+    const token = verifier ? first(req.headers[this.#tokenHeader as string]) : undefined;
+    if (verifier === undefined || token === undefined) return this.#read(req, principal, undefined);
+    const now = this.wallClock();
+    const hit = verifier.cached(token, now);
+    if (hit !== undefined) return this.#read(req, principal, hit);
+    return verifier.verify(token, now).then((r) => this.#read(req, principal, r));
+  }
+
+  /** The rest of enter(), once the token (if any) is verified. */
+  #read(req: IncomingMessage, principal: string | undefined, verified: JwsResult | undefined): InboundResult {
     const h = req.headers;
     const out: Record<string, string> = {};
     const plainTrusted =
       !this.restricted || (principal !== undefined && this.#callers?.has(principal) === true);
-    let claims: Record<string, unknown> | undefined;
+    let claims: Readonly<Record<string, unknown>> | undefined;
     // Header edits, applied once at the end (rare: only forged, refused or token-given values).
     let remove: Set<string> | undefined;
     let set: Map<string, string> | undefined;
-    const tokenHeader = this.#tokenHeader;
-    if (tokenHeader && this.#keys) {
-      const token = first(h[tokenHeader]);
-      if (token !== undefined) {
-        const r = verifyJws(token, this.#keys, this.wallClock());
-        if (r.ok) {
-          claims = r.claims;
-          out[tokenHeader] = token;
-        } else {
-          this.counters.invalidTokens++;
-          remove = new Set([tokenHeader]);
-          this.#logger.debug({ reason: r.reason }, 'signed context token refused');
-        }
-      }
+    const tokenHeader = this.#tokenHeader as string;
+    if (verified?.ok) {
+      claims = verified.claims;
+      out[tokenHeader] = first(h[tokenHeader]) as string;
+    } else if (verified) {
+      this.counters.invalidTokens++;
+      remove = new Set([tokenHeader]);
+      this.#logger.debug({ reason: verified.reason }, 'signed context token refused');
     }
     let stripped = 0;
     for (const name of this.headers) {

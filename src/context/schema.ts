@@ -17,6 +17,11 @@ const spiffeId = z
 
 const pemOrPath = z.string().min(1);
 
+const oneOrMore = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+
+/** The largest `clockSkew` accepted: more would let expired tokens live on. */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
 export const signatureSchema = z
   .strictObject({
     /** The header carrying the compact JWS. Default `x-meshwork-context-token`. */
@@ -30,8 +35,14 @@ export const signatureSchema = z
       .array(z.enum(['HS256', 'ES256']))
       .min(1)
       .optional(),
-    /** Allowed clock skew on exp/nbf. Default 30 s. */
-    clockSkew: duration.optional(),
+    /** Allowed clock skew on exp/nbf. Default 30 s, at most 5 minutes. */
+    clockSkew: duration
+      .refine((ms) => ms <= MAX_CLOCK_SKEW_MS, 'must be at most 5m (a token outlives its exp by this much)')
+      .optional(),
+    /** When set, the token's `aud` claim must hold one of these values. */
+    audience: oneOrMore.optional(),
+    /** When set, the token's `iss` claim must be one of these values. */
+    issuer: oneOrMore.optional(),
   })
   .superRefine((v, ctx) => {
     if (!v.hmacSecret && !v.publicKey) {

@@ -16,7 +16,9 @@
 import { EventEmitter } from 'node:events';
 import Consul from 'consul';
 import { formatHostPort, parseHostPort } from '../config/address.ts';
-import type { ConsulConfig } from './schema.ts';
+import { MeshworkConfigError } from '../errors.ts';
+import { hasUserinfo } from '../telemetry/url.ts';
+import { CONSUL_CREDENTIALS, type ConsulConfig } from './schema.ts';
 import { backoffDelay, ProviderTracker } from './tracker.ts';
 import type { DiscoveryProvider, DiscoverySink, DiscoveryStatus, EndpointSpec } from './types.ts';
 
@@ -51,6 +53,8 @@ export function consulSettings(cfg: ConsulConfig, service: string, env: NodeJS.P
   let port: number = CONSUL_DEFAULTS.port;
   let secure = /^(1|true)$/i.test(env.CONSUL_HTTP_SSL ?? '');
   const addr = env.CONSUL_HTTP_ADDR?.trim();
+  if (addr && hasUserinfo(addr))
+    throw new MeshworkConfigError([{ path: 'CONSUL_HTTP_ADDR (environment)', message: CONSUL_CREDENTIALS }]);
   if (addr) {
     let rest = addr;
     const scheme = /^(https?):\/\//i.exec(addr);

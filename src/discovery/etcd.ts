@@ -14,7 +14,9 @@
 import { createRequire } from 'node:module';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { parseHostPort } from '../config/address.ts';
-import type { EtcdConfig } from './schema.ts';
+import { MeshworkConfigError } from '../errors.ts';
+import { hasUserinfo } from '../telemetry/url.ts';
+import { ETCD_CREDENTIALS, type EtcdConfig } from './schema.ts';
 import { backoffDelay, ProviderTracker } from './tracker.ts';
 import type { DiscoveryProvider, DiscoverySink, DiscoveryStatus, EndpointSpec } from './types.ts';
 
@@ -102,6 +104,8 @@ export class EtcdDiscovery implements DiscoveryProvider {
     const fromEnv = ctx.env.ETCDCTL_ENDPOINTS?.split(',')
       .map((s) => s.trim())
       .filter(Boolean);
+    if (cfg.hosts === undefined && fromEnv?.some(hasUserinfo))
+      throw new MeshworkConfigError([{ path: 'ETCDCTL_ENDPOINTS (environment)', message: ETCD_CREDENTIALS }]);
     const hosts = (cfg.hosts ?? (fromEnv?.length ? fromEnv : [...ETCD_DEFAULTS.hosts])).map((h) =>
       /^https?:\/\//.test(h) ? h : `http://${h}`,
     );

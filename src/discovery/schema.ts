@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseHostPort } from '../config/address.ts';
 import { duration, hostPort, labels } from '../config/zod-helpers.ts';
+import { hasUserinfo } from '../telemetry/url.ts';
 
 /** One static endpoint: "host:port" or { address, labels, weight, zone }. */
 export const staticEndpoint = z.union([
@@ -59,11 +60,22 @@ export const dnsSchema = z
       });
   });
 
+/** The messages for an address with userinfo (the value itself is never shown). */
+export const ETCD_CREDENTIALS =
+  'has credentials (user:password@), which are not used there: set discovery.etcd.username and password';
+export const CONSUL_CREDENTIALS =
+  'has credentials (user:password@), which are not used there: Consul authenticates with a token ' +
+  '(discovery.consul.token or CONSUL_HTTP_TOKEN)';
+
 /** `discovery.consul`. Unset host/port/secure/token fall back to CONSUL_HTTP_ADDR / CONSUL_HTTP_TOKEN. */
 export const consulSchema = z.strictObject({
   /** The Consul service name. Default: the mesh service name. */
   service: z.string().min(1).optional(),
-  host: z.string().min(1).optional(),
+  host: z
+    .string()
+    .min(1)
+    .refine((h) => !hasUserinfo(h), { message: CONSUL_CREDENTIALS, params: { hideInput: true } })
+    .optional(),
   port: port.optional(),
   secure: z.boolean().optional(),
   token: z.string().min(1).optional(),
@@ -84,8 +96,19 @@ export const consulSchema = z.strictObject({
 
 /** `discovery.etcd`: keys under `prefix`, watched. */
 export const etcdSchema = z.strictObject({
-  /** etcd client URLs or host:port. Default: ETCDCTL_ENDPOINTS, else http://127.0.0.1:2379. */
-  hosts: z.array(z.string().min(1)).min(1).optional(),
+  /**
+   * etcd client URLs or host:port. Default: ETCDCTL_ENDPOINTS, else http://127.0.0.1:2379.
+   * Credentials go in username/password: a URL with `user:password@` is refused.
+   */
+  hosts: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .refine((h) => !hasUserinfo(h), { message: ETCD_CREDENTIALS, params: { hideInput: true } }),
+    )
+    .min(1)
+    .optional(),
   /** Key prefix. Default "/meshwork/services/<service>/". */
   prefix: z.string().min(1).optional(),
   username: z.string().min(1).optional(),

@@ -1,3 +1,4 @@
+import { redactError } from '../telemetry/url.ts';
 import type { DiscoveryChange, DiscoverySink, DiscoveryStatus, EndpointSpec } from './types.ts';
 import { diffEndpoints } from './types.ts';
 
@@ -77,9 +78,12 @@ export class ProviderTracker {
     }
   }
 
-  /** The registry could not be read: report it, keep the last known endpoints. */
+  /**
+   * The registry could not be read: report it, keep the last known endpoints. A URL quoted in the
+   * message (a client's error about its registry address) has its userinfo redacted.
+   */
   error(err: unknown): void {
-    const e = err instanceof Error ? err : new Error(String(err));
+    const e = redactError(err instanceof Error ? err : new Error(String(err)));
     this.#status.errors++;
     this.#status.lastError = e.message;
     if (this.#status.state !== 'closed') this.#status.state = this.#ready ? 'degraded' : 'starting';

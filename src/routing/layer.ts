@@ -1,7 +1,8 @@
-import { InvalidPathError } from '../errors.ts';
+import { InvalidPathError, TlsRequiredError } from '../errors.ts';
 import { ResponseHeadersHandler } from '../http/response-headers.ts';
 import { respondLocally } from '../http/synthetic.ts';
 import { failRequest, type Layer, type ServiceView } from '../pipeline.ts';
+import { wantsTls } from '../tls/scheme.ts';
 import type { Random } from './destination.ts';
 import { applyRequestRoute, applyResponseRoute } from './router.ts';
 
@@ -11,7 +12,7 @@ import { applyRequestRoute, applyResponseRoute } from './router.ts';
  * match the request against its service's `http` routes (first match wins),
  * pick a weighted destination, switch service when `destination.host` names another one, set
  * the subset, and apply the route's request header edits and rewrites. Response header edits
- * wrap the handler. A service with routes where none matches answers 404, as Istio does ("NR").
+ * wrap the handler. An https:// request whose destination has no TLS is refused. A service with routes where none matches answers 404, as Istio does ("NR").
  */
 export function routingLayer(
   services: ReadonlyMap<string, ServiceView>,
@@ -40,6 +41,11 @@ export function routingLayer(
     if (dest.host !== undefined && dest.host !== req.service.name) {
       // Validated at createMesh: the host is a configured service.
       req.service = services.get(dest.host) as ServiceView;
+    }
+    // The destination decides what goes on the wire: an https:// request is never sent in cleartext.
+    if (req.service.tls === undefined && wantsTls(req.opts.origin)) {
+      failRequest(handler, new TlsRequiredError(req.service.name));
+      return;
     }
     req.route = d;
     req.subset = dest.subset;

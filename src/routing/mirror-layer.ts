@@ -9,6 +9,7 @@ import {
   type ServiceView,
 } from '../pipeline.ts';
 import { compileRetryPolicy } from '../retry/policy.ts';
+import { wantsTls } from '../tls/scheme.ts';
 import type { Random } from './destination.ts';
 import { MirrorGate, shadowAuthority, shouldMirror, startMirror } from './mirror.ts';
 
@@ -17,7 +18,8 @@ import { MirrorGate, shadowAuthority, shouldMirror, startMirror } from './mirror
  * goes fire-and-forget to the mirror service (Host gets "-shadow", as Envoy does). The copy takes
  * a slot of a bounded gate or is dropped; it is aborted after a bound; its answer is discarded;
  * it never delays or fails the main request. Only bodies that can be sent twice are mirrored
- * (none, string, Buffer/Uint8Array): a stream is read once, by the main request.
+ * (none, string, Buffer/Uint8Array): a stream is read once, by the main request. An https://
+ * request is not copied to a mirror service without TLS.
  */
 export function mirrorLayer(
   services: ReadonlyMap<string, ServiceView>,
@@ -33,11 +35,10 @@ export function mirrorLayer(
     ) {
       return next(req, handler);
     }
-    const copy = mirrorRequest(
-      req,
-      services.get(cfg.mirror.host ?? req.service.name) as ServiceView,
-      cfg.mirror.subset,
-    );
+    const target = services.get(cfg.mirror.host ?? req.service.name) as ServiceView;
+    // An https:// request is never copied in cleartext.
+    if (target.tls === undefined && wantsTls(req.opts.origin)) return next(req, handler);
+    const copy = mirrorRequest(req, target, cfg.mirror.subset);
     next(req, handler);
     startMirror(gate, (signal) => sendDiscarding(next, copy, signal));
   };
