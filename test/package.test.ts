@@ -21,12 +21,14 @@ describe('the built package', () => {
     expect(require.resolve(PACKAGE)).toMatch(/dist[/\\]index\.cjs$/);
   });
 
-  it('error checks survive duplicate copies of the package (brand, not instanceof)', async () => {
+  it('error checks survive duplicate copies of the package (brand and instanceof)', async () => {
     const cjs = require(PACKAGE);
     const fromCjs = new cjs.UnknownServiceError('x', []);
-    // A different copy of the class: instanceof fails, the brand does not.
-    const { UnknownServiceError } = await import('../src/index.ts');
-    expect(fromCjs instanceof UnknownServiceError).toBe(false);
+    // A different copy of the class: instanceof still works (Symbol.hasInstance reads the brand).
+    const { UnknownServiceError, MeshTimeoutError } = await import('../src/index.ts');
+    expect(cjs.UnknownServiceError).not.toBe(UnknownServiceError);
+    expect(fromCjs instanceof UnknownServiceError).toBe(true);
+    expect(fromCjs instanceof MeshTimeoutError).toBe(false);
     expect(srcIsMeshworkError(fromCjs, 'MESHWORK_ERR_UNKNOWN_SERVICE')).toBe(true);
     expect(cjs.isMeshworkError(new UnknownServiceError('y', []))).toBe(true);
     expect(srcIsMeshworkError(new Error('plain'))).toBe(false);

@@ -42,7 +42,16 @@ export function whenEntered(
     fail(err);
     return;
   }
-  if (r instanceof Promise) r.then(then, fail);
+  if (r instanceof Promise)
+    r.then((entered) => {
+      // Thrown here, after a wait, nothing up the stack would catch it (an unhandled rejection
+      // ends the process): it goes to `fail`, as a synchronous throw goes to the framework.
+      try {
+        then(entered);
+      } catch (err) {
+        fail(err);
+      }
+    }, fail);
   else then(r);
 }
 

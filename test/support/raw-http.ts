@@ -22,7 +22,9 @@ export function rawRequest(
   lines.push('Connection: close', '', '');
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
-    const socket = connect(port, '127.0.0.1', () => socket.end(Buffer.from(lines.join('\r\n'), 'utf8')));
+    // write, not end: a half-closed client makes node:http close before an answer that takes a
+    // moment (a token verified asynchronously); `Connection: close` ends the exchange instead.
+    const socket = connect(port, '127.0.0.1', () => socket.write(Buffer.from(lines.join('\r\n'), 'utf8')));
     socket.on('data', (c: Buffer) => chunks.push(c));
     const done = () => resolve(parse(Buffer.concat(chunks).toString('latin1')));
     socket.on('close', done);
