@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { Request as UndiciRequest, fetch as undiciFetch } from 'undici';
 import type { Clock } from './balancer/types.ts';
 import type { Fallback } from './breaker/breaker.ts';
-import { loadConfig } from './config/load.ts';
+import { assertConfigObject, loadConfig } from './config/load.ts';
 import type { MeshConfig, MeshConfigInput } from './config/schema.ts';
 import { type InboundMiddleware, inboundMiddleware } from './context/inbound.ts';
 import { ContextRuntime } from './context/runtime.ts';
@@ -67,6 +67,7 @@ export class Mesh {
   #closing: Promise<void> | undefined;
 
   constructor(input: CreateMeshInput = {}) {
+    assertConfigObject(input);
     const { logger, clock, random, env: envIn, telemetry, fallbacks, ...config } = input;
     this.logger = logger ?? silentLogger;
     const env = envIn ?? process.env;
@@ -89,7 +90,7 @@ export class Mesh {
             logger: this.logger,
             zone,
             env,
-            fallback: fallbacks?.[name],
+            fallback: fallbacks && Object.hasOwn(fallbacks, name) ? fallbacks[name] : undefined,
             identity: this.#identity,
           }),
         );

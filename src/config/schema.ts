@@ -12,7 +12,8 @@ import { discoverySchema } from '../discovery/schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
-import { duration } from './zod-helpers.ts';
+import { nullProtoRecord } from './reserved.ts';
+import { duration, userRecord } from './zod-helpers.ts';
 
 /** `trafficPolicy.connectionPool` (Istio). Defaults live in src/balancer/endpoint.ts. */
 export const connectionPoolSchema = z.strictObject({
@@ -71,12 +72,10 @@ export const meshConfigSchema = z
     identity: identitySchema.optional(),
     /** Caller authorization enforced by mesh.inbound() (docs/context.md). */
     authorization: authorizationSchema.optional(),
-    services: z
-      .record(
-        z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
-        serviceSchema,
-      )
-      .default({}),
+    services: userRecord(
+      z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
+      serviceSchema,
+    ).default(() => nullProtoRecord<z.output<typeof serviceSchema>>()),
   })
   .superRefine((c, ctx) => {
     // References across services: route/mirror hosts and subsets must exist.

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseHostPort } from './address.ts';
 import { parseDuration } from './duration.ts';
+import { nullProtoRecord } from './reserved.ts';
 
 /** A duration: "250ms", "2s", "1m", "1m30s" or a number of milliseconds. Parsed to milliseconds. */
 export const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
@@ -24,4 +25,15 @@ export const hostPort = z.string().refine((v) => parseHostPort(v) !== undefined,
 /** Istio's `percentage: { value }` (0-100, fractions allowed). */
 export const percentage = z.strictObject({ value: z.number().min(0).max(100) });
 
-export const labels = z.record(z.string(), z.string());
+/**
+ * A map keyed by user-given names (services, labels, headers): parsed into an object without a
+ * prototype, so a name such as `constructor` or `toString` is an ordinary key and a lookup of a
+ * missing name never finds an Object.prototype member. (`__proto__` keys are refused before.)
+ */
+export function userRecord<K extends z.ZodType<string, string>, V extends z.ZodType>(key: K, value: V) {
+  return z
+    .record(key, value)
+    .transform((rec) => nullProtoRecord(Object.entries(rec) as [z.output<K>, z.output<V>][]));
+}
+
+export const labels = userRecord(z.string(), z.string());

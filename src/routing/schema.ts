@@ -10,7 +10,7 @@
  * so this file does not import src/config/schema.ts (that would be an import cycle).
  */
 import { z } from 'zod';
-import { duration, labels, percentage } from '../config/zod-helpers.ts';
+import { duration, labels, percentage, userRecord } from '../config/zod-helpers.ts';
 import { chaosSchema, faultSchema } from '../fault/schema.ts';
 import { retriesSchema } from '../retry/schema.ts';
 import { regexProblem } from './regex.ts';
@@ -45,15 +45,15 @@ export const matchSchema = z.strictObject({
   name: z.string().optional(),
   uri: stringMatchSchema.optional(),
   method: stringMatchSchema.optional(),
-  headers: z.record(headerName, stringMatchSchema).optional(),
-  withoutHeaders: z.record(headerName, stringMatchSchema).optional(),
-  queryParams: z.record(z.string().min(1), stringMatchSchema).optional(),
+  headers: userRecord(headerName, stringMatchSchema).optional(),
+  withoutHeaders: userRecord(headerName, stringMatchSchema).optional(),
+  queryParams: userRecord(z.string().min(1), stringMatchSchema).optional(),
   ignoreUriCase: z.boolean().optional(),
 });
 
 export const headerOpsSchema = z.strictObject({
-  set: z.record(headerName, z.string()).optional(),
-  add: z.record(headerName, z.string()).optional(),
+  set: userRecord(headerName, z.string()).optional(),
+  add: userRecord(headerName, z.string()).optional(),
   remove: z.array(headerName).optional(),
 });
 
@@ -222,7 +222,7 @@ export function routeReferenceIssues(
   const issues: RoutingIssue[] = [];
   const check = (owner: string, dest: Destination, path: (string | number)[]) => {
     const host = dest.host ?? owner;
-    const target = services[host];
+    const target = Object.hasOwn(services, host) ? services[host] : undefined;
     if (target === undefined) {
       if (!allowUnknownHosts) {
         issues.push({
