@@ -1,5 +1,6 @@
 /**
- * What the mesh config refuses at createMesh time: hostile names and keys.
+ * What the mesh config refuses at createMesh time: hostile names and keys, durations a timer
+ * cannot wait.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,6 +31,8 @@ const refused = (config: unknown) => issues(() => validateConfig(config));
 const svc = (fields: Json, discovery: Json = STATIC): Json => ({
   services: { a: { discovery, ...fields } },
 });
+const policy = (trafficPolicy: Json) => svc({ trafficPolicy });
+const route = (fields: Json) => svc({ http: [{ route: [{ destination: { host: 'a' } }], ...fields }] });
 
 const protoNames = () => ({
   object: Object.getOwnPropertyNames(Object.prototype).sort(),
@@ -134,5 +137,75 @@ describe('hostile names and keys', () => {
     expect(found.map((i) => `${i.path}: ${i.message}`)).toEqual([
       'services.a.http[0].route[0].destination.host: "constructor" is not a configured service (known: a)',
     ]);
+  });
+});
+
+/** Every duration field of the config, with what it needs around it. */
+const DURATIONS: [string, (v: unknown) => Json][] = [
+  ['closeTimeout', (v) => ({ closeTimeout: v })],
+  [
+    'context.trust.signature.clockSkew',
+    (v) => ({ context: { trust: { signature: { hmacSecret: 'x'.repeat(16), clockSkew: v } } } }),
+  ],
+  ['services.a.timeout', (v) => svc({ timeout: v })],
+  ['services.a.retries.perTryTimeout', (v) => svc({ retries: { perTryTimeout: v } })],
+  ['services.a.retries.retryAfterMax', (v) => svc({ retries: { retryAfterMax: v } })],
+  ['services.a.retries.hedge.delay', (v) => svc({ retries: { hedge: { delay: v } } })],
+  ['services.a.retryBudget.ttl', (v) => svc({ retryBudget: { ttl: v } })],
+  ['…connectionPool.tcp.connectTimeout', (v) => policy({ connectionPool: { tcp: { connectTimeout: v } } })],
+  ['…connectionPool.http.idleTimeout', (v) => policy({ connectionPool: { http: { idleTimeout: v } } })],
+  ['…outlierDetection.interval', (v) => policy({ outlierDetection: { interval: v } })],
+  ['…outlierDetection.baseEjectionTime', (v) => policy({ outlierDetection: { baseEjectionTime: v } })],
+  ['…outlierDetection.maxEjectionTime', (v) => policy({ outlierDetection: { maxEjectionTime: v } })],
+  ['…circuitBreaker.resetTimeout', (v) => policy({ circuitBreaker: { resetTimeout: v } })],
+  ['…circuitBreaker.rollingCountTimeout', (v) => policy({ circuitBreaker: { rollingCountTimeout: v } })],
+  ['…loadBalancer.warmupDurationSecs', (v) => policy({ loadBalancer: { warmupDurationSecs: v } })],
+  ['…loadBalancer.warmup.duration', (v) => policy({ loadBalancer: { warmup: { duration: v } } })],
+  [
+    '…consistentHash.httpCookie.ttl',
+    (v) => policy({ loadBalancer: { consistentHash: { httpCookie: { name: 'sid', ttl: v } } } }),
+  ],
+  ['…http[0].timeout', (v) => route({ timeout: v })],
+  ['…http[0].retries.perTryTimeout', (v) => route({ retries: { perTryTimeout: v } })],
+  [
+    '…http[0].fault.delay.fixedDelay',
+    (v) => route({ fault: { delay: { fixedDelay: v, percentage: { value: 1 } } } }),
+  ],
+  [
+    '…http[0].chaos.latency.fixedDelay',
+    (v) => route({ chaos: { latency: { fixedDelay: v, percentage: { value: 1 } } } }),
+  ],
+  ['…discovery.initialTimeout', (v) => svc({}, { ...STATIC, initialTimeout: v })],
+  ['…discovery.drainTimeout', (v) => svc({}, { ...STATIC, drainTimeout: v })],
+  ['…discovery.healthCheck.interval', (v) => svc({}, { ...STATIC, healthCheck: { interval: v } })],
+  ['…discovery.healthCheck.timeout', (v) => svc({}, { ...STATIC, healthCheck: { timeout: v } })],
+  ['…dns.minRefresh', (v) => svc({}, { dns: { host: 'x', port: 80, minRefresh: v } })],
+  ['…dns.maxRefresh', (v) => svc({}, { dns: { host: 'x', port: 80, maxRefresh: v } })],
+  ['…dns.timeout', (v) => svc({}, { dns: { host: 'x', port: 80, timeout: v } })],
+  ['…consul.wait', (v) => svc({}, { consul: { wait: v } })],
+  ['…consul.minInterval', (v) => svc({}, { consul: { minInterval: v } })],
+  ['…consul.refreshInterval', (v) => svc({}, { consul: { refreshInterval: v } })],
+  ['…file.pollInterval', (v) => svc({}, { file: { path: '/x', pollInterval: v } })],
+];
+
+describe('durations longer than a timer can wait (2^31-1 ms, about 24.8 days)', () => {
+  it.each(DURATIONS)('%s: "600h" is refused, naming the field and the maximum', (name, build) => {
+    const found = refused(build('600h'));
+    expect(found).toHaveLength(1);
+    expect(found[0]?.path.endsWith(name.replace('…', ''))).toBe(true);
+    expect(found[0]?.message).toBe(
+      '"600h" is longer than the maximum duration, 2147483647 ms (about 24.8 days, the longest a Node.js timer can wait)',
+    );
+  });
+
+  it.each(DURATIONS)('%s: a 400-digit number is refused, not read as Infinity', (_name, build) => {
+    expect(refused(build('9'.repeat(400)))[0]?.message).toMatch(/is longer than the maximum duration/);
+    expect(refused(build(`${'9'.repeat(400)}h`))[0]?.message).toMatch(/is longer than the maximum duration/);
+    expect(refused(build(2 ** 31))[0]?.message).toMatch(/^2147483648 is longer than the maximum duration/);
+  });
+
+  it.each(DURATIONS)('%s: the maximum itself is accepted', (_name, build) => {
+    expect(() => validateConfig(build(2_147_483_647))).not.toThrow();
+    expect(() => validateConfig(build('576h'))).not.toThrow();
   });
 });

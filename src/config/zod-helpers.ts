@@ -1,21 +1,50 @@
 import { z } from 'zod';
 import { parseHostPort } from './address.ts';
-import { parseDuration } from './duration.ts';
+import { readDuration } from './duration.ts';
 import { nullProtoRecord } from './reserved.ts';
 
-/** A duration: "250ms", "2s", "1m", "1m30s" or a number of milliseconds. Parsed to milliseconds. */
-export const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === undefined) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'is not a duration (use "250ms", "2s", "1m", "1m30s" or a number of milliseconds)',
-      input: value,
-    });
-    return z.NEVER;
-  }
-  return ms;
-});
+/**
+ * The longest duration meshwork accepts: Node.js timers wait at most 2^31-1 ms (about 24.8
+ * days), and a longer delay is not honoured (Node fires it after 1 ms instead).
+ */
+export const MAX_DURATION_MS = 2_147_483_647;
+
+function durationSchema(minMs: number, floorReason: string) {
+  return z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const ms = readDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'is not a duration (use "250ms", "2s", "1m", "1m30s" or a number of milliseconds)',
+        input: value,
+      });
+      return z.NEVER;
+    }
+    if (!(ms <= MAX_DURATION_MS)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `is longer than the maximum duration, ${MAX_DURATION_MS} ms (about 24.8 days, the longest a Node.js timer can wait)`,
+        input: value,
+      });
+      return z.NEVER;
+    }
+    if (ms < minMs) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be at least ${minMs} ms (${floorReason})`,
+        input: value,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+/**
+ * A duration: "250ms", "2s", "1m", "1m30s" or a number of milliseconds, parsed to milliseconds;
+ * 0 to MAX_DURATION_MS.
+ */
+export const duration = durationSchema(0, '');
 
 /** A "host:port" string, validated. */
 export const hostPort = z.string().refine((v) => parseHostPort(v) !== undefined, {
