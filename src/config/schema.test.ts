@@ -1,6 +1,7 @@
 /**
- * What the mesh config refuses at createMesh time: hostile names and keys, durations a timer
- * cannot wait.
+ * What the mesh config refuses at createMesh time, so that it never fails or spins at run time:
+ * hostile names and keys, durations a timer cannot wait, zero values that break every request,
+ * header and rewrite values that cannot be sent.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -207,5 +208,127 @@ describe('durations longer than a timer can wait (2^31-1 ms, about 24.8 days)', 
   it.each(DURATIONS)('%s: the maximum itself is accepted', (_name, build) => {
     expect(() => validateConfig(build(2_147_483_647))).not.toThrow();
     expect(() => validateConfig(build('576h'))).not.toThrow();
+  });
+});
+
+describe('values that would fail every request or make the mesh spin', () => {
+  it.each([
+    ['…connectionPool.http.idleTimeout', policy({ connectionPool: { http: { idleTimeout: 0 } } }), 1],
+    ['…connectionPool.tcp.connectTimeout', policy({ connectionPool: { tcp: { connectTimeout: '0s' } } }), 1],
+    ['…discovery.healthCheck.interval', svc({}, { ...STATIC, healthCheck: { interval: 0 } }), 100],
+    ['…discovery.healthCheck.interval', svc({}, { ...STATIC, healthCheck: { interval: '50ms' } }), 100],
+    ['…discovery.healthCheck.timeout', svc({}, { ...STATIC, healthCheck: { timeout: 0 } }), 1],
+    ['…retryBudget.ttl', svc({ retryBudget: { ttl: '0s' } }), 1],
+    ['…circuitBreaker.rollingCountTimeout', policy({ circuitBreaker: { rollingCountTimeout: 0 } }), 1000],
+    [
+      '…circuitBreaker.rollingCountTimeout',
+      policy({ circuitBreaker: { rollingCountTimeout: '500ms' } }),
+      1000,
+    ],
+    ['…outlierDetection.interval', policy({ outlierDetection: { interval: 0 } }), 1],
+    ['…dns.timeout', svc({}, { dns: { host: 'x', port: 80, timeout: 0 } }), 1],
+    ['…dns.minRefresh', svc({}, { dns: { host: 'x', port: 80, minRefresh: 0 } }), 100],
+    ['…dns.maxRefresh', svc({}, { dns: { host: 'x', port: 80, maxRefresh: '10ms' } }), 100],
+    ['…file.pollInterval', svc({}, { file: { path: '/x', pollInterval: 0 } }), 100],
+    ['…consul.refreshInterval', svc({}, { consul: { refreshInterval: 0 } }), 100],
+  ])('%s below its floor is refused (%#)', (name, config, floor) => {
+    const found = refused(config);
+    expect(found).toHaveLength(1);
+    expect(found[0]?.path.endsWith(name.replace('…', ''))).toBe(true);
+    expect(found[0]?.message).toContain(`must be at least ${floor} ms`);
+  });
+
+  it('the floors themselves are accepted, and 0 still means "off" where it always did', () => {
+    for (const config of [
+      policy({ connectionPool: { http: { idleTimeout: '1ms' }, tcp: { connectTimeout: '1ms' } } }),
+      svc({}, { ...STATIC, healthCheck: { interval: '100ms', timeout: '1ms' } }),
+      svc({ retryBudget: { ttl: '1ms' }, timeout: 0, retries: { perTryTimeout: 0 } }),
+      policy({ circuitBreaker: { rollingCountTimeout: '1s' }, outlierDetection: { interval: '1ms' } }),
+      svc({}, { dns: { host: 'x', port: 80, timeout: 1, minRefresh: 100, maxRefresh: 100 } }),
+      svc({}, { file: { path: '/x', pollInterval: '100ms' } }),
+      svc({}, { consul: { refreshInterval: '100ms', minInterval: 0, wait: 0 } }),
+      { closeTimeout: 0, ...svc({}, { ...STATIC, initialTimeout: 0, drainTimeout: 0 }) },
+    ]) {
+      expect(() => validateConfig(config), JSON.stringify(config)).not.toThrow();
+    }
+  });
+
+  it('a Maglev table larger than Envoy allows (5000011) is refused before any primality test', () => {
+    const lb = (tableSize: number) =>
+      policy({ loadBalancer: { consistentHash: { httpHeaderName: 'x', maglev: { tableSize } } } });
+    expect(() => validateConfig(lb(5_000_011))).not.toThrow();
+    const started = performance.now();
+    const found = refused(lb(9_007_199_254_740_881));
+    expect(performance.now() - started).toBeLessThan(100);
+    expect(found.map((i) => i.message)).toEqual(['9007199254740881 must be <= 5000011']);
+    expect(refused(lb(5_000_101))[0]?.message).toBe('5000101 must be <= 5000011');
+  });
+});
+
+describe('header and rewrite values that cannot be sent', () => {
+  const BAD = ['a\r\nx-injected: 1', 'a\nb', 'a\rb', 'a\u0000b', 'a\u0007b', 'a\u007fb', 'snow \u2603'];
+
+  it.each(BAD)('a header value %j is refused in set and add, request and response', (value) => {
+    for (const [where, ops] of [
+      ['request.set', { request: { set: { 'x-a': value } } }],
+      ['request.add', { request: { add: { 'x-a': value } } }],
+      ['response.set', { response: { set: { 'x-a': value } } }],
+      ['response.add', { response: { add: { 'x-a': value } } }],
+    ] as const) {
+      for (const [path, config] of [
+        [`services.a.http[0].headers.${where}.x-a`, route({ headers: ops })],
+        [
+          `services.a.http[0].route[0].headers.${where}.x-a`,
+          svc({ http: [{ route: [{ destination: { host: 'a' }, headers: ops }] }] }),
+        ],
+      ] as const) {
+        const found = refused(config);
+        expect(found.map((i) => i.path)).toEqual([path]);
+        expect(found[0]?.message).toMatch(/cannot be sent in an HTTP header/);
+      }
+    }
+  });
+
+  it('header values with tabs, spaces and Latin-1 text are accepted', () => {
+    expect(() =>
+      validateConfig(
+        route({ headers: { request: { set: { 'x-a': 'a\tb c caf\u00e9' }, add: { 'x-b': '' } } } }),
+      ),
+    ).not.toThrow();
+  });
+
+  it.each(['x a', 'x:a', 'x\r\na', '', 'x\u0000'])(
+    'a header name %j is refused in set, add and remove',
+    (name) => {
+      const found = refused(
+        route({ headers: { request: { set: { [name]: 'v' }, add: { [name]: 'v' }, remove: [name] } } }),
+      );
+      expect(found).toHaveLength(3);
+    },
+  );
+
+  it.each(['a\r\nb', 'a\nb', 'a\u0000b', 'a b', 'a/b', 'a?b', 'a#b'])(
+    'rewrite.authority %j is refused',
+    (authority) => {
+      const found = refused(route({ rewrite: { authority } }));
+      expect(found.map((i) => i.path)).toEqual(['services.a.http[0].rewrite.authority']);
+    },
+  );
+
+  it.each(['/a\r\nb', '/a\nb', '/a\u0000b', '/a b', '/\u2603'])('rewrite.uri %j is refused', (uri) => {
+    const found = refused(route({ rewrite: { uri } }));
+    expect(found.map((i) => i.path)).toEqual(['services.a.http[0].rewrite.uri']);
+  });
+
+  it('usual authorities and paths are accepted', () => {
+    for (const rewrite of [
+      { authority: 'reviews.internal' },
+      { authority: 'reviews.internal:8080' },
+      { authority: '[::1]:8080' },
+      { uri: '/v2/api?x=%20y&z=1' },
+      { uri: '/' },
+    ]) {
+      expect(() => validateConfig(route({ rewrite })), JSON.stringify(rewrite)).not.toThrow();
+    }
   });
 });

@@ -13,14 +13,14 @@ import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
 import { nullProtoRecord } from './reserved.ts';
-import { duration, userRecord } from './zod-helpers.ts';
+import { duration, durationAtLeast, userRecord } from './zod-helpers.ts';
 
 /** `trafficPolicy.connectionPool` (Istio). Defaults live in src/balancer/endpoint.ts. */
 export const connectionPoolSchema = z.strictObject({
   tcp: z
     .strictObject({
       maxConnections: z.number().int().positive().optional(),
-      connectTimeout: duration.optional(),
+      connectTimeout: durationAtLeast(1, '0 would fail every TLS connection at once').optional(),
     })
     .optional(),
   http: z
@@ -28,7 +28,7 @@ export const connectionPoolSchema = z.strictObject({
       http1MaxPendingRequests: z.number().int().positive().optional(),
       http2MaxRequests: z.number().int().positive().optional(),
       maxRequestsPerConnection: z.number().int().nonnegative().optional(),
-      idleTimeout: duration.optional(),
+      idleTimeout: durationAtLeast(1, 'undici refuses 0, so every request would fail').optional(),
     })
     .optional(),
 });

@@ -46,6 +46,25 @@ function durationSchema(minMs: number, floorReason: string) {
  */
 export const duration = durationSchema(0, '');
 
+/**
+ * A duration with a floor, for fields where a smaller value fails every request or makes the
+ * mesh spin; `reason` says why in the error (e.g. "0 would fail every request").
+ */
+export function durationAtLeast(minMs: number, reason: string) {
+  return durationSchema(minMs, reason);
+}
+
+/**
+ * Floor of the durations that pace periodic work (health probes, DNS re-resolution, file
+ * polling, Consul re-reads): at most ten rounds a second per service or endpoint.
+ */
+export const PERIOD_FLOOR_MS = 100;
+
+/** A duration that paces periodic work: PERIOD_FLOOR_MS or more. */
+export function period(what: string) {
+  return durationAtLeast(PERIOD_FLOOR_MS, `${what} at most ten times a second; 0 would loop`);
+}
+
 /** A "host:port" string, validated. */
 export const hostPort = z.string().refine((v) => parseHostPort(v) !== undefined, {
   message: 'is not a valid "host:port" address (IPv6 as "[::1]:8080", port 1-65535)',

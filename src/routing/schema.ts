@@ -20,6 +20,18 @@ const SERVICE_HOST = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-
 
 export const headerName = z.string().regex(HEADER_NAME, 'is not a valid HTTP header name');
 
+/**
+ * An HTTP field value as undici (and node:http) send it: visible ASCII, spaces, tabs and
+ * Latin-1 (RFC 9110 field-vchar and obs-text). CR, LF, NUL and the other control characters are
+ * refused here, at config time: undici would refuse every request carrying them.
+ */
+export const headerValue = z
+  .string()
+  .regex(
+    /^[\t\x20-\x7e\x80-\xff]*$/,
+    'cannot be sent in an HTTP header (control characters such as CR, LF and NUL, and characters above U+00FF, are refused)',
+  );
+
 /** An RE2-syntax regex (see src/routing/regex.ts), checked once here. */
 export const regexString = z.string().superRefine((value, ctx) => {
   const problem = regexProblem(value);
@@ -52,8 +64,8 @@ export const matchSchema = z.strictObject({
 });
 
 export const headerOpsSchema = z.strictObject({
-  set: userRecord(headerName, z.string()).optional(),
-  add: userRecord(headerName, z.string()).optional(),
+  set: userRecord(headerName, headerValue).optional(),
+  add: userRecord(headerName, headerValue).optional(),
   remove: z.array(headerName).optional(),
 });
 
@@ -102,8 +114,23 @@ export const routeListSchema = z
 
 export const rewriteSchema = z
   .strictObject({
-    uri: z.string().startsWith('/', 'must start with "/"').optional(),
-    authority: z.string().min(1).optional(),
+    uri: z
+      .string()
+      .startsWith('/', 'must start with "/"')
+      // What undici accepts in a request path (it would refuse every request otherwise).
+      .regex(
+        /^[\x21-\xff]*$/,
+        'cannot be sent as a request path (percent-encode spaces, control characters such as CR, LF and NUL, and characters above U+00FF)',
+      )
+      .optional(),
+    /** The Host header to send: a host or host:port (RFC 3986 reg-name, IPv4 or [IPv6]). */
+    authority: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]+$/,
+        'is not a valid authority (a host or host:port: no spaces, control characters, "/", "?", "#" or "@")',
+      )
+      .optional(),
   })
   .refine((r) => r.uri !== undefined || r.authority !== undefined, { message: 'needs uri or authority' });
 
