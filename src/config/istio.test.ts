@@ -604,6 +604,10 @@ spec:
     expect(configIssues(() => fromIstio(vs('__proto__')))).toEqual([
       'fromIstio VirtualService/r spec.hosts[0]: "__proto__" is not a valid host name (lowercase DNS labels: a-z, 0-9 and "-", no underscores)',
     ]);
+    // An IP address is valid Istio: reported as unsupported, not as invalid input.
+    expect(unsupported(() => fromIstio(vs('"::1"'))).problems.map((p) => p.path)).toEqual([
+      'VirtualService/r spec.hosts[0]',
+    ]);
     expect(
       configIssues(() =>
         fromIstio(vs('reviews').replace('destination: { host: reviews }', 'destination: { host: toString }')),

@@ -14,6 +14,7 @@
  * named like a JavaScript built-in such as `constructor`) is a MeshworkConfigError in both modes.
  * The supported and unsupported fields are listed in docs/routing.md.
  */
+import { isIP } from 'node:net';
 import { parseAllDocuments } from 'yaml';
 import { type ConfigIssue, ErrorCodes, MeshworkConfigError, MeshworkError } from '../errors.ts';
 import { OBJECT_MEMBERS, PROTO_KEY_MESSAGE, protoKeyPaths } from './reserved.ts';
@@ -235,7 +236,8 @@ function mapHost(host: unknown, path: string, cx: Cx): unknown {
     invalid(cx, path, `expected a host name, got ${show(host)}`);
     return SKIP;
   }
-  const syntax = hostSyntaxProblem(host);
+  // An IP address is a valid Istio host (it is reported below: not a meshwork service name).
+  const syntax = isIP(host) === 0 ? hostSyntaxProblem(host) : undefined;
   if (syntax !== undefined) {
     invalid(cx, path, `${show(host)} ${syntax}`);
     return SKIP;
@@ -244,7 +246,13 @@ function mapHost(host: unknown, path: string, cx: Cx): unknown {
     problem(cx, path, `wildcard host ${show(host)} is not supported (name each service)`);
     return SKIP;
   }
-  if (!host.includes('.')) return cx.fqdn ? `${host}.${cx.namespace}.svc.cluster.local` : host;
+  if (!host.includes('.')) {
+    if (!SERVICE_NAME.test(host)) {
+      problem(cx, path, `${show(host)} is not a valid meshwork service name`);
+      return SKIP;
+    }
+    return cx.fqdn ? `${host}.${cx.namespace}.svc.cluster.local` : host;
+  }
   const m = CLUSTER_FQDN.exec(host);
   if (m) {
     const name = m[1] as string;
