@@ -2,13 +2,20 @@ import { performance } from 'node:perf_hooks';
 import { Request as UndiciRequest, fetch as undiciFetch } from 'undici';
 import type { Fallback } from './breaker/breaker.ts';
 import type { Clock } from './clock.ts';
-import { loadConfig } from './config/load.ts';
+import { assertConfigObject, formatValue, loadConfig } from './config/load.ts';
 import type { MeshConfig, MeshConfigInput } from './config/schema.ts';
 import { type InboundMiddleware, inboundMiddleware } from './context/inbound.ts';
 import { ContextRuntime } from './context/runtime.ts';
 import type { ContextInit, MeshContext } from './context/store.ts';
 import { MeshDispatcher } from './dispatcher.ts';
-import { InvalidUrlError, isMeshworkError, MeshClosedError, UnknownServiceError } from './errors.ts';
+import {
+  type ConfigIssue,
+  InvalidUrlError,
+  isMeshworkError,
+  MeshClosedError,
+  MeshworkConfigError,
+  UnknownServiceError,
+} from './errors.ts';
 import { MirrorGate } from './routing/mirror.ts';
 import { ServiceRuntime } from './service.ts';
 import { buildStack } from './stack.ts';
@@ -67,6 +74,8 @@ export class Mesh {
   #closing: Promise<void> | undefined;
 
   constructor(input: CreateMeshInput = {}) {
+    assertConfigObject(input);
+    checkOptions(input);
     const { logger, clock, random, env: envIn, telemetry, fallbacks, ...config } = input;
     this.logger = logger ?? silentLogger;
     const env = envIn ?? process.env;
@@ -90,7 +99,7 @@ export class Mesh {
             logger: this.logger,
             zone,
             env,
-            fallback: fallbacks?.[name],
+            fallback: fallbacks && Object.hasOwn(fallbacks, name) ? fallbacks[name] : undefined,
             identity: this.#identity,
             paths: this.contextRuntime.paths,
           }),
@@ -230,6 +239,36 @@ export class Mesh {
     return this.#closing;
   }
 }
+
+/**
+ * The code-only options have the types they are used as: a config parsed from JSON or YAML that
+ * carries one of these keys gets a MeshworkConfigError, not a TypeError later.
+ */
+function checkOptions(input: object): void {
+  const o = input as Record<string, unknown>;
+  const issues: ConfigIssue[] = [];
+  const bad = (key: string, expected: string) =>
+    issues.push({ path: key, message: `${formatValue(o[key])} is not ${expected} (a code-only option)` });
+  const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  for (const key of ['clock', 'random'])
+    if (o[key] !== undefined && typeof o[key] !== 'function') bad(key, 'a function');
+  if (o.telemetry !== undefined && typeof o.telemetry !== 'boolean') bad('telemetry', 'a boolean');
+  if (o.env !== undefined && !isObject(o.env)) bad('env', 'an object');
+  const logger = o.logger as Record<string, unknown> | undefined;
+  if (logger !== undefined && !(isObject(logger) && LOG_LEVELS.every((l) => typeof logger[l] === 'function')))
+    bad('logger', 'a logger (debug, info, warn and error functions)');
+  const fallbacks = o.fallbacks as Record<string, unknown> | undefined;
+  if (fallbacks !== undefined) {
+    if (!isObject(fallbacks)) bad('fallbacks', 'an object of functions');
+    else
+      for (const [name, f] of Object.entries(fallbacks))
+        if (typeof f !== 'function')
+          issues.push({ path: `fallbacks.${name}`, message: `${formatValue(f)} is not a function` });
+  }
+  if (issues.length > 0) throw new MeshworkConfigError(issues);
+}
+
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 
 /** Builds a mesh from config (validated completely, synchronously). Throws MeshworkConfigError. */
 export function createMesh(config?: CreateMeshInput): Mesh {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration } from '../config/zod-helpers.ts';
+import { duration, durationAtLeast } from '../config/zod-helpers.ts';
 
 /**
  * `trafficPolicy.outlierDetection` (Istio), plus gRPC A50's success-rate and failure-percentage
@@ -12,7 +12,10 @@ export const outlierDetectionSchema = z.strictObject({
   consecutiveGatewayErrors: z.number().int().min(0).optional(),
   /** Setting it splits local-origin failures (refused, reset, timeout) from 5xx counting. */
   consecutiveLocalOriginFailures: z.number().int().min(0).optional(),
-  interval: duration.optional(),
+  interval: durationAtLeast(
+    1,
+    'ejection analysis runs once per interval; Envoy requires more than 0',
+  ).optional(),
   baseEjectionTime: duration.optional(),
   maxEjectionTime: duration.optional(),
   maxEjectionPercent: z.number().min(0).max(100).optional(),

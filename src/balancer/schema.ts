@@ -19,6 +19,9 @@ export type LbAlgorithm = (typeof LB_ALGORITHMS)[number];
 
 const percent = z.number().min(0).max(100);
 
+/** Envoy's (and so Istio's) largest Maglev table. */
+export const MAGLEV_MAX_TABLE_SIZE = 5_000_011;
+
 /** `consistentHash` (Istio), with `contextKey` for a gateway-context header. */
 export const consistentHashSchema = z
   .strictObject({
@@ -43,7 +46,11 @@ export const consistentHashSchema = z
         tableSize: z
           .number()
           .int()
-          .refine(isPrime, { message: 'must be a prime number (e.g. 65537)' })
+          .max(MAGLEV_MAX_TABLE_SIZE)
+          // The primality test runs only on sizes within the bound (it is slow on huge numbers).
+          .refine((n) => n > MAGLEV_MAX_TABLE_SIZE || isPrime(n), {
+            message: 'must be a prime number (e.g. 65537)',
+          })
           .optional(),
       })
       .optional(),

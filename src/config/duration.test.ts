@@ -19,7 +19,22 @@ describe('parseDuration', () => {
     expect(parseDuration(input)).toBe(ms);
   });
 
-  it.each(['', 'fast', '5 s', '-1s', '1d', 's', '1s2', NaN, -5, null, {}])('%s is refused', (input) => {
+  it.each([
+    '',
+    'fast',
+    '5 s',
+    '-1s',
+    '1d',
+    's',
+    '1s2',
+    NaN,
+    -5,
+    null,
+    {},
+    Infinity,
+    '9'.repeat(400),
+    `${'9'.repeat(400)}h`,
+  ])('%s is refused', (input) => {
     expect(parseDuration(input)).toBeUndefined();
   });
 });

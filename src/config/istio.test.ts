@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { binomialTolerance, seededRandom } from '../../test/support/seeded-random.ts';
 import { authorize } from '../context/authorization.ts';
 import { authorizationSchema } from '../context/schema.ts';
-import { isMeshworkError } from '../errors.ts';
+import { isMeshworkError, type MeshworkConfigError } from '../errors.ts';
 import { decideFault } from '../fault/decide.ts';
 import { compileDestinations } from '../routing/destination.ts';
 import { compileRoutes } from '../routing/match.ts';
@@ -540,5 +540,190 @@ ${spec}`;
       { name: 'ext', action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] },
       { name: 'sel', action: 'ALLOW', rules: [] },
     ]);
+  });
+});
+
+describe('fromIstio: hostile hosts and keys', () => {
+  const dr = (host: string, extra = '') => `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: x }
+spec:
+  host: ${host}
+  trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN } }
+  subsets: [{ name: v1, labels: { version: v1 } }]${extra}
+`;
+  const vs = (host: string) => `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: r }
+spec:
+  hosts: [${host}]
+  http: [{ route: [{ destination: { host: reviews } }] }]
+`;
+  const snapshot = () =>
+    [Object.prototype, Array.prototype, Function.prototype, Object, Function.prototype.toString].map((o) =>
+      Object.getOwnPropertyNames(o).sort(),
+    );
+  const before = snapshot();
+
+  /** The issues of a MeshworkConfigError thrown by fn (fails the test otherwise). */
+  const configIssues = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (err) {
+      expect(isMeshworkError(err, 'MESHWORK_ERR_CONFIG'), String(err)).toBe(true);
+      return (err as MeshworkConfigError).issues.map((i) => `${i.path}: ${i.message}`);
+    }
+    throw new Error('expected a MeshworkConfigError');
+  };
+
+  it.each([
+    ['__proto__', 'underscores'],
+    ['toString', 'lowercase'],
+    ['hasOwnProperty', 'lowercase'],
+    ['"a*b"', 'wildcard'],
+    ['"reviews..default"', 'label'],
+    ['"-reviews"', 'label'],
+  ])('DestinationRule host %s is a config error naming the path and value, in both modes', (host, why) => {
+    for (const strict of [true, false]) {
+      const found = configIssues(() => fromIstio(dr(host), { strict }));
+      expect(found).toHaveLength(1);
+      expect(found[0]).toMatch(
+        new RegExp(
+          `^fromIstio DestinationRule/x spec\\.host: "${host.replaceAll('"', '').replace('*', '\\*')}" is not a valid host name`,
+        ),
+      );
+      expect(found[0]).toContain(why);
+    }
+    expect(snapshot()).toEqual(before);
+    expect({} as Record<string, unknown>).not.toHaveProperty('subsets');
+  });
+
+  it('VirtualService hosts and destination hosts are checked the same way', () => {
+    expect(configIssues(() => fromIstio(vs('__proto__')))).toEqual([
+      'fromIstio VirtualService/r spec.hosts[0]: "__proto__" is not a valid host name (lowercase DNS labels: a-z, 0-9 and "-", no underscores)',
+    ]);
+    // An IP address is valid Istio: reported as unsupported, not as invalid input.
+    expect(unsupported(() => fromIstio(vs('"::1"'))).problems.map((p) => p.path)).toEqual([
+      'VirtualService/r spec.hosts[0]',
+    ]);
+    expect(
+      configIssues(() =>
+        fromIstio(vs('reviews').replace('destination: { host: reviews }', 'destination: { host: toString }')),
+      ),
+    ).toEqual([
+      'fromIstio VirtualService/r spec.http[0].route[0].destination.host: "toString" is not a valid host name (lowercase DNS labels: a-z, 0-9 and "-"; meshwork service names are lowercase)',
+    ]);
+    expect(snapshot()).toEqual(before);
+  });
+
+  it('a host named constructor is an ordinary service: nothing global is touched', () => {
+    const result = fromIstio([dr('constructor'), vs('constructor')]);
+    expect(Object.keys(result.services)).toEqual(['constructor']);
+    expect(Object.hasOwn(result.services, 'constructor')).toBe(true);
+    expect(result.services.constructor).toEqual({
+      subsets: [{ name: 'v1', labels: { version: 'v1' } }],
+      trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } },
+      http: [{ route: [{ destination: { host: 'reviews' } }] }],
+    });
+    expect(fromIstio(vs('reviews')).services).not.toHaveProperty('constructor');
+    expect((Object as unknown as Record<string, unknown>).subsets).toBeUndefined();
+    expect(snapshot()).toEqual(before);
+  });
+
+  it('a "__proto__" YAML key is a config error naming its path, in both modes', () => {
+    const cases = [
+      ['spec.__proto__', dr('reviews', '\n  __proto__: { a: 1 }')],
+      [
+        'spec.subsets[0].labels.__proto__',
+        dr('reviews').replace('labels: { version: v1 }', 'labels: { version: v1, __proto__: x }'),
+      ],
+      [
+        'metadata.__proto__',
+        dr('reviews').replace('metadata: { name: x }', 'metadata: { name: x, __proto__: y }'),
+      ],
+    ];
+    for (const [path, yaml] of cases) {
+      for (const strict of [true, false]) {
+        expect(configIssues(() => fromIstio(yaml as string, { strict }))).toEqual([
+          `fromIstio document 1 ${path}: "__proto__" is a reserved name and cannot be used as a key`,
+        ]);
+      }
+    }
+    expect(snapshot()).toEqual(before);
+  });
+
+  it.each(['constructor', 'toString', 'hasOwnProperty', 'valueOf'])(
+    'a %s: field is a config error in both modes, never a TypeError and never kept',
+    (key) => {
+      for (const yaml of [
+        dr('reviews', `\n  ${key}: { a: 1 }`),
+        dr('reviews').replace('simple: ROUND_ROBIN', `simple: ROUND_ROBIN, ${key}: x`),
+        `${dr('reviews')}${key}: 1\n`,
+      ]) {
+        for (const strict of [true, false]) {
+          const found = configIssues(() => fromIstio(yaml, { strict }));
+          expect(found).toHaveLength(1);
+          expect(found[0]).toMatch(
+            new RegExp(
+              `^fromIstio DestinationRule/x (spec\\.|spec\\.trafficPolicy\\.loadBalancer\\.)?${key}: is not an Istio field`,
+            ),
+          );
+        }
+      }
+      expect(snapshot()).toEqual(before);
+    },
+  );
+
+  it('in maps (labels, headers, matchLabels) constructor, toString and hasOwnProperty are ordinary keys', () => {
+    const yaml = `${dr('reviews').replace('labels: { version: v1 }', 'labels: { constructor: a, toString: b, hasOwnProperty: c }')}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: r }
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{ headers: { constructor: { exact: x } } }]
+    headers: { request: { set: { constructor: y } } }
+    route: [{ destination: { host: reviews } }]
+`;
+    const { services } = fromIstio(yaml);
+    expect(services.reviews?.subsets?.[0]?.labels).toEqual({
+      constructor: 'a',
+      toString: 'b',
+      hasOwnProperty: 'c',
+    });
+    expect(services.reviews?.http?.[0]).toEqual({
+      match: [{ headers: { constructor: { exact: 'x' } } }],
+      headers: { request: { set: { constructor: 'y' } } },
+      route: [{ destination: { host: 'reviews' } }],
+    });
+    const policy = `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: p }
+spec:
+  selector: { matchLabels: { constructor: x } }
+  rules: [{}]
+`;
+    expect(fromIstio(policy, { workloadLabels: {} }).authorization).toBeUndefined();
+    expect(fromIstio(policy, { workloadLabels: { constructor: 'x' } }).authorization?.policies).toHaveLength(
+      1,
+    );
+    expect(snapshot()).toEqual(before);
+  });
+
+  it('YAML that cannot be turned into values (unknown alias, alias bomb) is a config error', () => {
+    const bomb = [
+      'a: &a [x,x,x,x,x,x,x,x,x,x]',
+      ...'bcde'.split('').map((c, i) => {
+        const prev = 'abcd'[i];
+        return `${c}: &${c} [${Array(10).fill(`*${prev}`).join(',')}]`;
+      }),
+    ].join('\n');
+    for (const text of ['a: *nope\n', bomb]) {
+      expect(configIssues(() => fromIstio(text))[0]).toMatch(/^fromIstio document 1: is not valid YAML/);
+    }
   });
 });

@@ -10,10 +10,14 @@
  * in one MESHWORK_ERR_ISTIO_UNSUPPORTED error, or, with `{ strict: false }`, passed to
  * `options.warn` and returned in `result.warnings`. No field is ever dropped silently
  * (metadata other than name and namespace, and `status`, carry no routing behavior and are skipped).
+ * Input that is not valid Istio at all (a host that is not a DNS name, a `__proto__` key, a field
+ * named like a JavaScript built-in such as `constructor`) is a MeshworkConfigError in both modes.
  * The supported and unsupported fields are listed in docs/routing.md.
  */
+import { isIP } from 'node:net';
 import { parseAllDocuments } from 'yaml';
-import { ErrorCodes, MeshworkConfigError, MeshworkError } from '../errors.ts';
+import { type ConfigIssue, ErrorCodes, MeshworkConfigError, MeshworkError } from '../errors.ts';
+import { OBJECT_MEMBERS, PROTO_KEY_MESSAGE, protoKeyPaths } from './reserved.ts';
 
 export interface FromIstioOptions {
   /** true (default): throw on any unsupported field; false: warn and go on without it. */
@@ -105,10 +109,21 @@ interface Cx {
   readonly fqdn: boolean;
   readonly pinnedNamespace: string | undefined;
   readonly problems: IstioProblem[];
+  /** Invalid input (not merely unsupported): thrown as a MeshworkConfigError even when not strict. */
+  readonly invalid: ConfigIssue[];
 }
 
 function problem(cx: Cx, path: string, message: string): void {
   cx.problems.push({ path: `${cx.label} ${path}`, message });
+}
+
+function invalid(cx: Cx, path: string, message: string): void {
+  cx.invalid.push({ path: `fromIstio ${cx.label} ${path}`, message });
+}
+
+/** A key named like an Object.prototype member is never an Istio field: refused, not reported as unsupported. */
+function builtinKey(cx: Cx, path: string): void {
+  invalid(cx, path, 'is not an Istio field (it is the name of a JavaScript built-in)');
 }
 
 const SKIP = Symbol('skip');
@@ -163,10 +178,18 @@ function obj(fields: Record<string, Handler>, unsupported: Record<string, string
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
       if (x === null || x === undefined) continue;
-      const h = fields[k];
       const p = path ? `${path}.${k}` : k;
+      if (OBJECT_MEMBERS.has(k)) {
+        builtinKey(cx, p);
+        continue;
+      }
+      const h = Object.hasOwn(fields, k) ? fields[k] : undefined;
       if (h === undefined) {
-        problem(cx, p, `${unsupported[k] ?? 'is not supported'} (value ${show(x)})`);
+        problem(
+          cx,
+          p,
+          `${Object.hasOwn(unsupported, k) ? unsupported[k] : 'is not supported'} (value ${show(x)})`,
+        );
         continue;
       }
       const r = h(x, p, cx);
@@ -180,17 +203,56 @@ function obj(fields: Record<string, Handler>, unsupported: Record<string, string
   };
 }
 
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** Istio allows a wildcard first label: `*`, `*foo`, `*-foo`. */
+const WILDCARD_LABEL = /^\*([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/**
+ * Why `host` is not an Istio host meshwork can read (RFC 1123 labels, as Istio validates them,
+ * lowercase as meshwork service names are), or undefined when it is one.
+ */
+function hostSyntaxProblem(host: string): string | undefined {
+  const name = host.endsWith('.') ? host.slice(0, -1) : host;
+  const why = 'is not a valid host name (lowercase DNS labels: a-z, 0-9 and "-"';
+  if (name.length === 0 || name.length > 253) return `${why}, at most 253 characters)`;
+  if (/[A-Z]/.test(name)) return `${why}; meshwork service names are lowercase)`;
+  if (name.includes('_')) return `${why}, no underscores)`;
+  const labels = name.split('.');
+  for (let i = 0; i < labels.length; i++) {
+    const label = labels[i] as string;
+    if (label.includes('*')) {
+      if (i === 0 && WILDCARD_LABEL.test(label)) continue;
+      return `${why}; a wildcard "*" may only start the first label)`;
+    }
+    if (!DNS_LABEL.test(label))
+      return `${why}; each label has 1-63 characters, not starting or ending with "-")`;
+  }
+  return undefined;
+}
+
 /** Maps an Istio host to a meshwork service name (see FromIstioOptions.fqdn). */
 function mapHost(host: unknown, path: string, cx: Cx): unknown {
   if (typeof host !== 'string' || host.length === 0) {
-    problem(cx, path, `expected a host name, got ${show(host)}`);
+    invalid(cx, path, `expected a host name, got ${show(host)}`);
+    return SKIP;
+  }
+  // An IP address is a valid Istio host (it is reported below: not a meshwork service name).
+  const syntax = isIP(host) === 0 ? hostSyntaxProblem(host) : undefined;
+  if (syntax !== undefined) {
+    invalid(cx, path, `${show(host)} ${syntax}`);
     return SKIP;
   }
   if (host.includes('*')) {
     problem(cx, path, `wildcard host ${show(host)} is not supported (name each service)`);
     return SKIP;
   }
-  if (!host.includes('.')) return cx.fqdn ? `${host}.${cx.namespace}.svc.cluster.local` : host;
+  if (!host.includes('.')) {
+    if (!SERVICE_NAME.test(host)) {
+      problem(cx, path, `${show(host)} is not a valid meshwork service name`);
+      return SKIP;
+    }
+    return cx.fqdn ? `${host}.${cx.namespace}.svc.cluster.local` : host;
+  }
   const m = CLUSTER_FQDN.exec(host);
   if (m) {
     const name = m[1] as string;
@@ -278,7 +340,9 @@ function faultPart(
     if (out === SKIP || !isObject(v)) return out;
     // Without its kind (a gRPC abort, an exponential delay), the fault is left out.
     if ((out as Record<string, unknown>)[required] === undefined) {
-      if (!Object.keys(v).some((k) => k in unsupported)) problem(cx, `${path}.${required}`, 'is missing');
+      if (!Object.keys(v).some((k) => Object.hasOwn(unsupported, k))) {
+        problem(cx, `${path}.${required}`, 'is missing');
+      }
       return SKIP;
     }
     percentField(v, out as Record<string, unknown>, path, cx);
@@ -560,7 +624,11 @@ function authorizationPolicy(
 ): Record<string, unknown> | undefined {
   for (const [k, v] of Object.entries(spec)) {
     if (v === null || v === undefined || POLICY_FIELDS.has(k)) continue;
-    problem(cx, `spec.${k}`, `${POLICY_UNSUPPORTED[k] ?? 'is not supported'} (value ${show(v)})`);
+    if (OBJECT_MEMBERS.has(k)) builtinKey(cx, `spec.${k}`);
+    else {
+      const reason = Object.hasOwn(POLICY_UNSUPPORTED, k) ? POLICY_UNSUPPORTED[k] : 'is not supported';
+      problem(cx, `spec.${k}`, `${reason} (value ${show(v)})`);
+    }
   }
   let action: 'ALLOW' | 'DENY' = 'ALLOW';
   if (spec.action !== undefined && spec.action !== null) {
@@ -624,7 +692,9 @@ function selects(
     );
     return 'unknown';
   }
-  return Object.entries(match).every(([k, v]) => labels[k] === String(v)) ? 'yes' : 'no';
+  return Object.entries(match).every(([k, v]) => Object.hasOwn(labels, k) && labels[k] === String(v))
+    ? 'yes'
+    : 'no';
 }
 
 /**
@@ -639,6 +709,13 @@ interface Doc {
   where: string;
 }
 
+/** `spec.subsets[0].labels`, as the conversion writes paths. */
+function joinPath(path: readonly (string | number)[]): string {
+  let out = '';
+  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out ? `.${seg}` : seg;
+  return out;
+}
+
 function parseDocs(input: string | readonly string[]): Doc[] {
   const texts = typeof input === 'string' ? [input] : input;
   const docs: Doc[] = [];
@@ -651,8 +728,22 @@ function parseDocs(input: string | readonly string[]): Doc[] {
           { path: `fromIstio ${where}`, message: `is not valid YAML (${d.errors[0]?.message})` },
         ]);
       }
-      const value = d.toJS() as unknown;
+      let value: unknown;
+      try {
+        value = d.toJS();
+      } catch (err) {
+        // An alias to a missing anchor, or an alias bomb (yaml's maxAliasCount).
+        throw new MeshworkConfigError([
+          { path: `fromIstio ${where}`, message: `is not valid YAML (${(err as Error).message})` },
+        ]);
+      }
       if (value === null || value === undefined) return;
+      const reserved = protoKeyPaths(value);
+      if (reserved.length > 0) {
+        throw new MeshworkConfigError(
+          reserved.map((p) => ({ path: `fromIstio ${where} ${joinPath(p)}`, message: PROTO_KEY_MESSAGE })),
+        );
+      }
       if (!isObject(value)) {
         throw new MeshworkConfigError([
           { path: `fromIstio ${where}`, message: `is not a mapping (got ${show(value)})` },
@@ -674,7 +765,9 @@ function parseDocs(input: string | readonly string[]): Doc[] {
 export function fromIstio(yaml: string | readonly string[], options: FromIstioOptions = {}): FromIstioResult {
   const strict = options.strict !== false;
   const problems: IstioProblem[] = [];
-  const services: Record<string, IstioService> = {};
+  const invalidInput: ConfigIssue[] = [];
+  // A Map: hosts are user-given names (`constructor` is a valid one), never looked up on an object.
+  const services = new Map<string, IstioService>();
   const owners = new Map<string, string>();
   const policies: Record<string, unknown>[] = [];
 
@@ -700,9 +793,11 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
       fqdn: options.fqdn === true,
       pinnedNamespace: options.namespace,
       problems,
+      invalid: invalidInput,
     };
     for (const key of Object.keys(value)) {
-      if (!TOP_LEVEL.has(key)) problem(cx, key, `is not supported (value ${show(value[key])})`);
+      if (OBJECT_MEMBERS.has(key)) builtinKey(cx, key);
+      else if (!TOP_LEVEL.has(key)) problem(cx, key, `is not supported (value ${show(value[key])})`);
     }
     if (!isObject(value.spec)) {
       problem(cx, 'spec', 'is missing');
@@ -734,10 +829,10 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
         }
         owners.set(key, label);
         if (spec.http !== undefined) {
-          services[host] = {
-            ...services[host],
+          services.set(host, {
+            ...services.get(host),
             http: structuredClone(spec.http as Record<string, unknown>[]),
-          };
+          });
         }
       }
     } else {
@@ -754,8 +849,8 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
         continue;
       }
       owners.set(key, label);
-      const svc: IstioService = services[host] ?? {};
-      services[host] = svc;
+      const svc: IstioService = services.get(host) ?? {};
+      services.set(host, svc);
       if (spec.subsets !== undefined) svc.subsets = spec.subsets as Record<string, unknown>[];
       if (spec.trafficPolicy !== undefined && Object.keys(spec.trafficPolicy as object).length > 0) {
         svc.trafficPolicy = spec.trafficPolicy as Record<string, unknown>;
@@ -763,10 +858,12 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
     }
   }
 
+  if (invalidInput.length > 0) throw new MeshworkConfigError(invalidInput);
   if (problems.length > 0 && strict) throw new IstioUnsupportedError(problems);
   const warnings = problems.map((p) => `fromIstio: skipped ${formatProblem(p)}`);
   if (options.warn) for (const w of warnings) options.warn(w);
-  const result = { services } as FromIstioResult;
+  // Object.fromEntries defines each host as an own key (never through a setter).
+  const result = { services: Object.fromEntries(services) } as FromIstioResult;
   if (policies.length > 0) result.authorization = { policies };
   Object.defineProperty(result, 'warnings', { value: Object.freeze(warnings), enumerable: false });
   return result;

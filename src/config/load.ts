@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { type ConfigIssue, MeshworkConfigError } from '../errors.ts';
 import { redactUrlsIn } from '../telemetry/url.ts';
+import { PROTO_KEY_MESSAGE, protoKeyPaths } from './reserved.ts';
 import { type MeshConfig, meshConfigSchema } from './schema.ts';
 
 export function loadConfig(config: unknown, env: NodeJS.ProcessEnv = process.env): MeshConfig {
@@ -18,9 +19,26 @@ export function loadConfig(config: unknown, env: NodeJS.ProcessEnv = process.env
 }
 
 export function validateConfig(input: unknown): MeshConfig {
+  assertConfigObject(input);
+  // Refused before the schema sees them: an object assigned a "__proto__" key loses the entry.
+  const reserved = protoKeyPaths(input);
+  if (reserved.length > 0) {
+    throw new MeshworkConfigError(reserved.map((p) => ({ path: formatPath(p), message: PROTO_KEY_MESSAGE })));
+  }
   const result = meshConfigSchema.safeParse(input, { reportInput: true });
   if (!result.success) throw new MeshworkConfigError(formatIssues(result.error.issues));
   return result.data;
+}
+
+/** The config as a whole must be a mapping (createMesh(null), a number or an array are refused). */
+export function assertConfigObject(input: unknown): void {
+  if (typeof input === 'object' && input !== null && !Array.isArray(input)) return;
+  throw new MeshworkConfigError([
+    {
+      path: 'config',
+      message: `${formatValue(input)} is not an object (expected a mapping of config fields)`,
+    },
+  ]);
 }
 
 function readConfigFile(path: string): unknown {
@@ -38,7 +56,7 @@ function readConfigFile(path: string): unknown {
   try {
     // YAML is a superset of JSON, so one parser reads both.
     const doc = parseYaml(text) as unknown;
-    if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) {
+    if (doc !== null && doc !== undefined && !isPlainObject(doc)) {
       throw new Error('the top level is not a mapping');
     }
     return doc ?? {};
@@ -52,18 +70,27 @@ function readConfigFile(path: string): unknown {
   }
 }
 
-/** Objects merge key by key (code wins); arrays and scalars from `over` replace. */
+/**
+ * Objects merge key by key (code wins); arrays and scalars from `over` replace. Keys are own
+ * properties only, and are defined rather than assigned, so a "__proto__" key stays a key (and is
+ * then refused by validateConfig) instead of replacing the merged object's prototype.
+ */
 export function deepMerge(base: unknown, over: unknown): unknown {
   if (!isPlainObject(base) || !isPlainObject(over)) return over === undefined ? base : over;
-  const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = k in out ? deepMerge(out[k], v) : v;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(base)) define(out, k, v);
+  for (const [k, v] of Object.entries(over)) define(out, k, Object.hasOwn(out, k) ? deepMerge(out[k], v) : v);
   return out;
 }
 
+function define(out: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return (
-    typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype
-  );
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
 }
 
 /** `services.travels.discovery.static[0]`; keys that are not identifiers are quoted. */
@@ -117,7 +144,7 @@ export function formatIssues(issues: readonly Issue[], prefix: readonly Property
     switch (issue.code) {
       case 'unrecognized_keys':
         for (const key of issue.keys) {
-          const value = isPlainObject(input) ? input[key] : undefined;
+          const value = isPlainObject(input) && Object.hasOwn(input, key) ? input[key] : undefined;
           out.push({
             path: formatPath([...path, key]),
             message: `unknown field (value ${shown(value, [...path, key])})`,

@@ -13,14 +13,15 @@ import { pathNormalizationSchema } from '../http/path-schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
-import { duration } from './zod-helpers.ts';
+import { nullProtoRecord } from './reserved.ts';
+import { duration, durationAtLeast, userRecord } from './zod-helpers.ts';
 
 /** `trafficPolicy.connectionPool` (Istio). Defaults live in src/balancer/endpoint.ts. */
 export const connectionPoolSchema = z.strictObject({
   tcp: z
     .strictObject({
       maxConnections: z.number().int().positive().optional(),
-      connectTimeout: duration.optional(),
+      connectTimeout: durationAtLeast(1, '0 would fail every TLS connection at once').optional(),
     })
     .optional(),
   http: z
@@ -28,7 +29,7 @@ export const connectionPoolSchema = z.strictObject({
       http1MaxPendingRequests: z.number().int().positive().optional(),
       http2MaxRequests: z.number().int().positive().optional(),
       maxRequestsPerConnection: z.number().int().nonnegative().optional(),
-      idleTimeout: duration.optional(),
+      idleTimeout: durationAtLeast(1, 'undici refuses 0, so every request would fail').optional(),
     })
     .optional(),
 });
@@ -77,12 +78,10 @@ export const meshConfigSchema = z
      * outbound route matching (Istio's meshConfig.pathNormalization; docs/context.md).
      */
     pathNormalization: pathNormalizationSchema.optional(),
-    services: z
-      .record(
-        z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
-        serviceSchema,
-      )
-      .default({}),
+    services: userRecord(
+      z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
+      serviceSchema,
+    ).default(() => nullProtoRecord<z.output<typeof serviceSchema>>()),
   })
   .superRefine((c, ctx) => {
     // References across services: route/mirror hosts and subsets must exist.

@@ -113,7 +113,7 @@ export function consulEntrySpec(entry: unknown): EndpointSpec | string {
     if (typeof t !== 'string') continue;
     labels[`consul.tag.${t}`] = 'true';
     const eq = t.indexOf('=');
-    if (eq > 0 && !(t.slice(0, eq) in meta)) labels[t.slice(0, eq)] = t.slice(eq + 1);
+    if (eq > 0 && !Object.hasOwn(meta, t.slice(0, eq))) labels[t.slice(0, eq)] = t.slice(eq + 1);
   }
   Object.assign(labels, meta);
   if (typeof node.Node === 'string') labels['consul.node'] = node.Node;

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseHostPort } from '../config/address.ts';
-import { duration, hostPort, labels } from '../config/zod-helpers.ts';
+import { duration, durationAtLeast, hostPort, labels, period } from '../config/zod-helpers.ts';
 import { hasUserinfo } from '../telemetry/url.ts';
 
 /** One static endpoint: "host:port" or { address, labels, weight, zone }. */
@@ -35,10 +35,10 @@ export const dnsSchema = z
     /** DNS servers to ask instead of the system's (e.g. ["127.0.0.1:5353"]). */
     servers: z.array(dnsServer).min(1).optional(),
     /** Bounds on the re-resolve interval, which otherwise follows the records' TTL. */
-    minRefresh: duration.optional(),
-    maxRefresh: duration.optional(),
+    minRefresh: period('re-resolves a name').optional(),
+    maxRefresh: period('re-resolves a name').optional(),
     /** Per-query timeout. */
-    timeout: duration.optional(),
+    timeout: durationAtLeast(1, '0 would time every query out').optional(),
   })
   .superRefine((d, ctx) => {
     if (d.srv !== undefined) {
@@ -91,7 +91,7 @@ export const consulSchema = z.strictObject({
   /** Least time between two queries, even when the index churns. Default 250ms. */
   minInterval: duration.optional(),
   /** A non-blocking full re-read this often. Default 5m. */
-  refreshInterval: duration.optional(),
+  refreshInterval: period('re-reads the whole service').optional(),
 });
 
 /** `discovery.etcd`: keys under `prefix`, watched. */
@@ -119,14 +119,14 @@ export const etcdSchema = z.strictObject({
 export const fileSchema = z.strictObject({
   path: z.string().min(1),
   /** Poll interval (fallback for file systems where fs.watch misses changes). Default 2s. */
-  pollInterval: duration.optional(),
+  pollInterval: period('reads the file').optional(),
 });
 
 /** `discovery.healthCheck`: optional active HTTP health checks of each endpoint. */
 export const healthCheckSchema = z.strictObject({
   path: z.string().startsWith('/').optional(),
-  interval: duration.optional(),
-  timeout: duration.optional(),
+  interval: period('probes each endpoint').optional(),
+  timeout: durationAtLeast(1, '0 would time every probe out and mark every endpoint unhealthy').optional(),
   healthyThreshold: z.number().int().positive().optional(),
   unhealthyThreshold: z.number().int().positive().optional(),
 });

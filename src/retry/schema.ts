@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration } from '../config/zod-helpers.ts';
+import { duration, durationAtLeast } from '../config/zod-helpers.ts';
 import { parseRetryOn, type RetryOn } from './retry-on.ts';
 
 /** `retryOn`: a comma string or a list of tokens and status codes, parsed at config time. */
@@ -45,7 +45,7 @@ export const retryBudgetSchema = z.strictObject({
   enabled: z.boolean().optional(),
   retryPercent: z.number().min(0).max(1000).optional(),
   minRetriesPerSecond: z.number().min(0).optional(),
-  ttl: duration.optional(),
+  ttl: durationAtLeast(1, 'the window over which retries are counted; 0 breaks the budget').optional(),
 });
 
 export type RetriesConfig = z.output<typeof retriesSchema>;

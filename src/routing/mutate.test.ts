@@ -41,6 +41,14 @@ describe('header operations', () => {
     applyHeaderOps(undefined, h);
     expect(h).toEqual({ a: '1' });
   });
+
+  it('add on a plain object (undici response headers) never reads an inherited member as a header', () => {
+    const ops = compileHeaderOps({ add: { constructor: 'c' }, set: { tostring: 't' } });
+    const h: MutableHeaders = {};
+    applyHeaderOps(ops, h);
+    expect(h).toEqual({ constructor: 'c', tostring: 't' });
+    expect(Object.hasOwn(h, 'constructor')).toBe(true);
+  });
 });
 
 describe('uri rewrite (Istio semantics)', () => {

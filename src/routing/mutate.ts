@@ -35,7 +35,8 @@ export function applyHeaderOps(ops: CompiledHeaderOps | undefined, headers: Muta
   for (const name of ops.remove) delete headers[name];
   for (const [name, value] of ops.set) headers[name] = value;
   for (const [name, value] of ops.add) {
-    const prev = headers[name];
+    // Own keys only: undici's response headers are a plain object, where `constructor` is inherited.
+    const prev = Object.hasOwn(headers, name) ? headers[name] : undefined;
     if (prev === undefined) headers[name] = value;
     else if (Array.isArray(prev)) prev.push(value);
     else headers[name] = [prev, value];

@@ -10,7 +10,7 @@
  * so this file does not import src/config/schema.ts (that would be an import cycle).
  */
 import { z } from 'zod';
-import { duration, labels, percentage } from '../config/zod-helpers.ts';
+import { duration, labels, percentage, userRecord } from '../config/zod-helpers.ts';
 import { chaosSchema, faultSchema } from '../fault/schema.ts';
 import { retriesSchema } from '../retry/schema.ts';
 import { regexProblem } from './regex.ts';
@@ -19,6 +19,18 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const SERVICE_HOST = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
 export const headerName = z.string().regex(HEADER_NAME, 'is not a valid HTTP header name');
+
+/**
+ * An HTTP field value as undici (and node:http) send it: visible ASCII, spaces, tabs and
+ * Latin-1 (RFC 9110 field-vchar and obs-text). CR, LF, NUL and the other control characters are
+ * refused here, at config time: undici would refuse every request carrying them.
+ */
+export const headerValue = z
+  .string()
+  .regex(
+    /^[\t\x20-\x7e\x80-\xff]*$/,
+    'cannot be sent in an HTTP header (control characters such as CR, LF and NUL, and characters above U+00FF, are refused)',
+  );
 
 /** An RE2-syntax regex (see src/routing/regex.ts), checked once here. */
 export const regexString = z.string().superRefine((value, ctx) => {
@@ -45,15 +57,15 @@ export const matchSchema = z.strictObject({
   name: z.string().optional(),
   uri: stringMatchSchema.optional(),
   method: stringMatchSchema.optional(),
-  headers: z.record(headerName, stringMatchSchema).optional(),
-  withoutHeaders: z.record(headerName, stringMatchSchema).optional(),
-  queryParams: z.record(z.string().min(1), stringMatchSchema).optional(),
+  headers: userRecord(headerName, stringMatchSchema).optional(),
+  withoutHeaders: userRecord(headerName, stringMatchSchema).optional(),
+  queryParams: userRecord(z.string().min(1), stringMatchSchema).optional(),
   ignoreUriCase: z.boolean().optional(),
 });
 
 export const headerOpsSchema = z.strictObject({
-  set: z.record(headerName, z.string()).optional(),
-  add: z.record(headerName, z.string()).optional(),
+  set: userRecord(headerName, headerValue).optional(),
+  add: userRecord(headerName, headerValue).optional(),
   remove: z.array(headerName).optional(),
 });
 
@@ -102,8 +114,23 @@ export const routeListSchema = z
 
 export const rewriteSchema = z
   .strictObject({
-    uri: z.string().startsWith('/', 'must start with "/"').optional(),
-    authority: z.string().min(1).optional(),
+    uri: z
+      .string()
+      .startsWith('/', 'must start with "/"')
+      // What undici accepts in a request path (it would refuse every request otherwise).
+      .regex(
+        /^[\x21-\xff]*$/,
+        'cannot be sent as a request path (percent-encode spaces, control characters such as CR, LF and NUL, and characters above U+00FF)',
+      )
+      .optional(),
+    /** The Host header to send: a host or host:port (RFC 3986 reg-name, IPv4 or [IPv6]). */
+    authority: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]+$/,
+        'is not a valid authority (a host or host:port: no spaces, control characters, "/", "?", "#" or "@")',
+      )
+      .optional(),
   })
   .refine((r) => r.uri !== undefined || r.authority !== undefined, { message: 'needs uri or authority' });
 
@@ -222,7 +249,7 @@ export function routeReferenceIssues(
   const issues: RoutingIssue[] = [];
   const check = (owner: string, dest: Destination, path: (string | number)[]) => {
     const host = dest.host ?? owner;
-    const target = services[host];
+    const target = Object.hasOwn(services, host) ? services[host] : undefined;
     if (target === undefined) {
       if (!allowUnknownHosts) {
         issues.push({
