@@ -205,10 +205,14 @@ describe('durations longer than a timer can wait (2^31-1 ms, about 24.8 days)', 
     expect(refused(build(2 ** 31))[0]?.message).toMatch(/^2147483648 is longer than the maximum duration/);
   });
 
-  it.each(DURATIONS)('%s: the maximum itself is accepted', (_name, build) => {
-    expect(() => validateConfig(build(2_147_483_647))).not.toThrow();
-    expect(() => validateConfig(build('576h'))).not.toThrow();
-  });
+  // clockSkew has a tighter bound of its own (at most 5 minutes), tested with the token rules.
+  it.each(DURATIONS.filter(([name]) => !name.endsWith('clockSkew')))(
+    '%s: the maximum itself is accepted',
+    (_name, build) => {
+      expect(() => validateConfig(build(2_147_483_647))).not.toThrow();
+      expect(() => validateConfig(build('576h'))).not.toThrow();
+    },
+  );
 });
 
 describe('values that would fail every request or make the mesh spin', () => {
