@@ -14,6 +14,7 @@
  */
 import { parseAllDocuments } from 'yaml';
 import { ErrorCodes, MeshworkConfigError, MeshworkError } from '../errors.ts';
+import type { ServiceConfigInput } from './schema.ts';
 
 export interface FromIstioOptions {
   /** true (default): throw on any unsupported field; false: warn and go on without it. */
@@ -36,8 +37,14 @@ export interface FromIstioOptions {
   workloadLabels?: Record<string, string>;
 }
 
-/** What fromIstio produces for one service; validate it by merging into a mesh config. */
-export interface IstioService {
+/**
+ * What fromIstio produces for one service, typed as the service config it goes into (add its
+ * `discovery`); createMesh validates it.
+ */
+export type IstioService = Pick<ServiceConfigInput, 'http' | 'subsets' | 'trafficPolicy'>;
+
+/** The same while it is being built from untyped YAML. */
+interface ConvertedService {
   http?: Record<string, unknown>[];
   subsets?: Record<string, unknown>[];
   trafficPolicy?: Record<string, unknown>;
@@ -674,7 +681,7 @@ function parseDocs(input: string | readonly string[]): Doc[] {
 export function fromIstio(yaml: string | readonly string[], options: FromIstioOptions = {}): FromIstioResult {
   const strict = options.strict !== false;
   const problems: IstioProblem[] = [];
-  const services: Record<string, IstioService> = {};
+  const services: Record<string, ConvertedService> = {};
   const owners = new Map<string, string>();
   const policies: Record<string, unknown>[] = [];
 
@@ -754,7 +761,7 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
         continue;
       }
       owners.set(key, label);
-      const svc: IstioService = services[host] ?? {};
+      const svc: ConvertedService = services[host] ?? {};
       services[host] = svc;
       if (spec.subsets !== undefined) svc.subsets = spec.subsets as Record<string, unknown>[];
       if (spec.trafficPolicy !== undefined && Object.keys(spec.trafficPolicy as object).length > 0) {
