@@ -1,28 +1,14 @@
 // The documentation as it ships in the npm package: every relative link in README.md and docs/
 // points at a file that is in the package (`files`), every anchor at a heading that exists, and
 // no page speaks of the project's own issue numbers.
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { anchors, codeBlocks, links, slugify } from './support/markdown.ts';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-/** The files `npm pack` puts in the tarball (no scripts run: nothing is built or changed). */
-function packagedFiles(): string[] {
-  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    maxBuffer: 16 * 1024 * 1024,
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  return (JSON.parse(out) as { files: { path: string }[] }[])[0]?.files.map((f) => f.path) ?? [];
-}
+import { packagedDocs, packagedFiles, ROOT } from './support/package-files.ts';
 
 const files = packagedFiles();
-const docs = files.filter((f) => f === 'README.md' || (f.startsWith('docs/') && f.endsWith('.md')));
+const docs = packagedDocs();
 const read = (f: string) => readFileSync(join(ROOT, f), 'utf8');
 
 describe('the docs in the package', () => {
