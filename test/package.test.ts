@@ -197,7 +197,7 @@ describe('the npm tarball, installed in a throwaway project', { timeout: 120_000
       const e = err as { stdout?: string; stderr?: string; message: string };
       installed = { ok: false, output: `${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}` };
     }
-  });
+  }, 150_000);
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
