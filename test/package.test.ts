@@ -79,6 +79,17 @@ describe('the built package', () => {
     });
   });
 
+  it('keeps the optional packages out of the bundles: no static import or require of them', () => {
+    for (const f of readdirSync(join(ROOT, 'dist')).filter((f) => /\.(c?js)$/.test(f))) {
+      const code = readFileSync(join(ROOT, 'dist', f), 'utf8');
+      for (const p of OPTIONAL) {
+        expect(code, `${f} imports ${p}`).not.toMatch(new RegExp(`from\\s*["']${p}["']`));
+        expect(code, `${f} requires ${p}`).not.toMatch(new RegExp(`require\\(\\s*["']${p}["']\\s*\\)`));
+        expect(code, `${f} imports ${p}`).not.toMatch(new RegExp(`import\\(\\s*["']${p}["']\\s*\\)`));
+      }
+    }
+  });
+
   it('the Node.js check agrees with package.json engines', () => {
     expect(pkg.engines.node).toBe(`>=${NODE_MIN.major}.${NODE_MIN.minor}`);
     expect(nodeVersionSupported(process.versions.node)).toBe(true);
