@@ -1,13 +1,16 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // node-version is an entry of its own so that, with ESM code splitting (tsup: ESM only), dist/index.js imports
+  // it (first) instead of inlining it: ESM evaluates a module's imports before its body, so an
+  // inlined check would run after undici. The CJS build inlines it first, before any require().
+  entry: { index: 'src/index.ts', 'node-version': 'src/node-version.ts' },
   format: ['esm', 'cjs'],
-  dts: true,
+  dts: { entry: { index: 'src/index.ts' } },
   sourcemap: true,
   clean: true,
   target: 'node22',
   platform: 'node',
-  // import.meta.url in the CJS build (src/discovery/etcd.ts loads etcd3 lazily with createRequire).
+  // import.meta.url in the CJS build (optional packages are loaded lazily with createRequire).
   shims: true,
 });

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Developer convenience for the benches (bench/discovery/propagation.ts reads its env file): `npm test`
+# does not need it, its vitest global setup (test/setup/services.ts) starts its own services.
 # Installs (apt) and starts the real registries the discovery tests use, on 127.0.0.1 high ports:
 #   - dnsmasq (package dnsmasq-base) with a --hostsdir it re-reads by itself (inotify), fixed SRV
 #     fixture records, and TTL 1 for local answers;

@@ -3,7 +3,9 @@
 // package-lock.json and `npm ci` refuses the lock as "out of sync". This script adds a lock
 // entry for each missing optional platform package, with the os/cpu/libc its name states, so
 // `npm ci` sees a complete lock and skips them on this platform as it would anyway.
-// Run it after changing dependencies: `npm install && node scripts/lock-platform-stubs.mjs`.
+// It runs before every `npm test` (pretest) and as `npm run lock:stubs`; it writes the lock only
+// when an entry is missing (after an `npm install` that changed dependencies: commit the result).
+// Not an install script: meshwork's package.json has none, so consumers' installs run nothing.
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const file = new URL('../package-lock.json', import.meta.url);
@@ -56,5 +58,7 @@ for (const [path, meta] of Object.entries(pkgs)) {
     added++;
   }
 }
-writeFileSync(file, `${JSON.stringify(lock, null, 2)}\n`);
-console.log(`lock-platform-stubs: added ${added} entries`);
+if (added > 0) {
+  writeFileSync(file, `${JSON.stringify(lock, null, 2)}\n`);
+  console.log(`lock-platform-stubs: added ${added} platform entries to package-lock.json (commit them)`);
+}

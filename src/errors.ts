@@ -22,6 +22,8 @@ export const ErrorCodes = {
   ISTIO_UNSUPPORTED: 'MESHWORK_ERR_ISTIO_UNSUPPORTED',
   ABORTED: 'MESHWORK_ERR_ABORTED',
   INVALID_PATH: 'MESHWORK_ERR_INVALID_PATH',
+  NODE_VERSION: 'MESHWORK_ERR_NODE_VERSION',
+  MISSING_DEPENDENCY: 'MESHWORK_ERR_MISSING_DEPENDENCY',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -226,5 +228,38 @@ export class MeshAbortedError extends MeshworkError {
   constructor(service: string, options?: ErrorOptions) {
     super(ErrorCodes.ABORTED, `request to service "${service}" was aborted by the caller`, options);
     this.name = 'MeshAbortedError';
+  }
+}
+
+/** meshwork was loaded on a Node.js older than it supports (thrown when the package is imported). */
+export class NodeVersionError extends MeshworkError {
+  readonly found: string;
+  readonly required: string;
+  constructor(found: string, required: string) {
+    super(
+      ErrorCodes.NODE_VERSION,
+      `meshwork needs Node.js ${required}, but it was loaded on Node.js ${found} (${process.execPath}): ` +
+        'upgrade Node.js (22 or 24 LTS) to use it',
+    );
+    this.name = 'NodeVersionError';
+    this.found = found;
+    this.required = required;
+  }
+}
+
+/**
+ * A config asks for a feature whose optional package is not installed (etcd3, consul, opossum
+ * are optional peer dependencies, loaded when a service needs them).
+ */
+export class MissingDependencyError extends MeshworkError {
+  readonly dependency: string;
+  constructor(dependency: string, feature: string, options?: ErrorOptions) {
+    super(
+      ErrorCodes.MISSING_DEPENDENCY,
+      `${feature} needs the optional package "${dependency}", which is not installed: run \`npm install ${dependency}\``,
+      options,
+    );
+    this.name = 'MissingDependencyError';
+    this.dependency = dependency;
   }
 }

@@ -1,3 +1,6 @@
+// First: refuse an old Node.js before anything else (undici among it) is evaluated.
+import './node-version.ts';
+
 export type { Balancer, PickContext } from './balancer/types.ts';
 export { parseDuration } from './config/duration.ts';
 export {

@@ -6,15 +6,13 @@ import { DnsDiscovery } from '../src/discovery/dns.ts';
 import type { DnsConfig } from '../src/discovery/schema.ts';
 import { UdpProxy } from './support/proxy.ts';
 import { RecordingSink } from './support/recording-sink.ts';
-import { requireService, SRV_FIXTURES, testServices } from './support/services.ts';
+import { requireService, SRV_FIXTURES, suiteName, testServices } from './support/services.ts';
 
 const svc = testServices();
-const run = requireService(
-  'dnsmasq (MESHWORK_TEST_DNS, MESHWORK_TEST_DNS_HOSTSDIR)',
-  !!(svc.dns && svc.dnsHostsDir),
-);
+const NEEDS = 'dnsmasq (MESHWORK_TEST_DNS, MESHWORK_TEST_DNS_HOSTSDIR)';
+const run = requireService(NEEDS, !!(svc.dns && svc.dnsHostsDir));
 
-describe.runIf(run)('dns discovery against dnsmasq', () => {
+describe.runIf(run)(suiteName('dns discovery against dnsmasq', run, NEEDS), () => {
   const files: string[] = [];
   let provider: DnsDiscovery | undefined;
 

@@ -4,12 +4,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdDiscovery, etcdValueSpec } from '../src/discovery/etcd.ts';
 import { TcpProxy } from './support/proxy.ts';
 import { RecordingSink } from './support/recording-sink.ts';
-import { requireService, testServices } from './support/services.ts';
+import { requireService, suiteName, testServices } from './support/services.ts';
 
 const svc = testServices();
-const run = requireService('etcd (MESHWORK_TEST_ETCD)', !!svc.etcd);
+const NEEDS = 'etcd (MESHWORK_TEST_ETCD)';
+const run = requireService(NEEDS, !!svc.etcd);
 
-describe.runIf(run)('etcd discovery against a real etcd', () => {
+describe.runIf(run)(suiteName('etcd discovery against a real etcd', run, NEEDS), () => {
   let client: Etcd3;
   let provider: EtcdDiscovery | undefined;
   let prefix: string;

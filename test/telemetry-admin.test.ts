@@ -117,18 +117,15 @@ describe('mesh.adminHandler() over HTTP', () => {
   });
 });
 
-const haveChromium = existsSync(CHROMIUM);
-const inCI = Boolean(process.env.CI);
-if (!haveChromium && !inCI) {
-  console.warn(
-    `[telemetry-admin] SKIPPED the browser test: ${CHROMIUM} is missing (apt-get install chromium). In CI it runs.`,
-  );
-}
-
-describe.skipIf(!haveChromium && !inCI)('the admin page in headless Chromium', () => {
+// The global setup (test/setup/services.ts) installs Debian's chromium; no skip without it.
+describe('the admin page in headless Chromium', () => {
   it('renders services, endpoints with state badges, EWMA bars, in-flight and discovery status', {
     timeout: 90_000,
   }, async () => {
+    expect(
+      existsSync(CHROMIUM),
+      `${CHROMIUM} is missing: the test setup should have installed chromium`,
+    ).toBe(true);
     const { chromium } = await import('playwright-core');
     const profile = mkdtempSync(join(tmpdir(), 'meshwork-chromium-'));
     const browser = await chromium.launchPersistentContext(profile, {

@@ -1,4 +1,5 @@
-import CircuitBreaker from 'opossum';
+import type CircuitBreaker from 'opossum';
+import { loadOptional } from '../optional.ts';
 import type { CircuitBreakerConfig } from './schema.ts';
 
 /** The breaker's state, spelt one way everywhere (snapshot, channels, metrics, logs). */
@@ -35,7 +36,12 @@ export class ServiceBreaker {
   rejected = 0;
 
   constructor(cfg: CircuitBreakerConfig, onState?: (state: CircuitState) => void) {
-    this.#breaker = new CircuitBreaker<[Run], unknown>(
+    // opossum is an optional peer dependency, loaded for the first service with a breaker.
+    const Breaker = loadOptional<typeof CircuitBreaker>(
+      'opossum',
+      'the circuit breaker (`trafficPolicy.circuitBreaker`)',
+    );
+    this.#breaker = new Breaker<[Run], unknown>(
       (run: Run) => new Promise((resolve, reject) => run(resolve, reject)),
       {
         timeout: false,

@@ -18,6 +18,7 @@ import { isIP } from 'node:net';
 import { parseAllDocuments } from 'yaml';
 import { type ConfigIssue, ErrorCodes, MeshworkConfigError, MeshworkError } from '../errors.ts';
 import { OBJECT_MEMBERS, PROTO_KEY_MESSAGE, protoKeyPaths } from './reserved.ts';
+import type { ServiceConfigInput } from './schema.ts';
 
 export interface FromIstioOptions {
   /** true (default): throw on any unsupported field; false: warn and go on without it. */
@@ -40,8 +41,14 @@ export interface FromIstioOptions {
   workloadLabels?: Record<string, string>;
 }
 
-/** What fromIstio produces for one service; validate it by merging into a mesh config. */
-export interface IstioService {
+/**
+ * What fromIstio produces for one service, typed as the service config it goes into (add its
+ * `discovery`); createMesh validates it.
+ */
+export type IstioService = Pick<ServiceConfigInput, 'http' | 'subsets' | 'trafficPolicy'>;
+
+/** The same while it is being built from untyped YAML. */
+interface ConvertedService {
   http?: Record<string, unknown>[];
   subsets?: Record<string, unknown>[];
   trafficPolicy?: Record<string, unknown>;
@@ -767,7 +774,7 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
   const problems: IstioProblem[] = [];
   const invalidInput: ConfigIssue[] = [];
   // A Map: hosts are user-given names (`constructor` is a valid one), never looked up on an object.
-  const services = new Map<string, IstioService>();
+  const services = new Map<string, ConvertedService>();
   const owners = new Map<string, string>();
   const policies: Record<string, unknown>[] = [];
 
@@ -849,7 +856,7 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
         continue;
       }
       owners.set(key, label);
-      const svc: IstioService = services.get(host) ?? {};
+      const svc: ConvertedService = services.get(host) ?? {};
       services.set(host, svc);
       if (spec.subsets !== undefined) svc.subsets = spec.subsets as Record<string, unknown>[];
       if (spec.trafficPolicy !== undefined && Object.keys(spec.trafficPolicy as object).length > 0) {

@@ -93,6 +93,7 @@ export const meshConfigSchema = z
 export type MeshConfig = z.output<typeof meshConfigSchema>;
 export type MeshConfigInput = z.input<typeof meshConfigSchema>;
 export type ServiceConfig = z.output<typeof serviceSchema>;
+export type ServiceConfigInput = z.input<typeof serviceSchema>;
 export type TrafficPolicy = z.output<typeof trafficPolicySchema>;
 export type ConnectionPoolConfig = z.output<typeof connectionPoolSchema>;
 

@@ -14,9 +14,10 @@
  * Address: Service.Address, else Node.Address.
  */
 import { EventEmitter } from 'node:events';
-import Consul from 'consul';
+import type Consul from 'consul';
 import { formatHostPort, parseHostPort } from '../config/address.ts';
 import { MeshworkConfigError } from '../errors.ts';
+import { loadOptional } from '../optional.ts';
 import { hasUserinfo } from '../telemetry/url.ts';
 import { CONSUL_CREDENTIALS, type ConsulConfig } from './schema.ts';
 import { backoffDelay, ProviderTracker } from './tracker.ts';
@@ -163,7 +164,9 @@ export class ConsulDiscovery implements DiscoveryProvider {
   ) {
     this.settings = consulSettings(cfg, ctx.service, ctx.env);
     this.#random = opts.random ?? Math.random;
-    this.#consul = new Consul({
+    // An optional peer dependency, loaded here (createMesh) for the first Consul service.
+    const ConsulClient = loadOptional<typeof Consul>('consul', 'Consul discovery (`discovery.consul`)');
+    this.#consul = new ConsulClient({
       host: this.settings.host,
       port: this.settings.port,
       secure: this.settings.secure,

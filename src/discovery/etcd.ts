@@ -11,10 +11,10 @@
  * no longer describes it). When the watch or the connection fails, the last endpoints stay, the
  * provider reports the error, and re-lists after a jittered backoff (up to 30s).
  */
-import { createRequire } from 'node:module';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { parseHostPort } from '../config/address.ts';
 import { MeshworkConfigError } from '../errors.ts';
+import { loadOptional } from '../optional.ts';
 import { hasUserinfo } from '../telemetry/url.ts';
 import { ETCD_CREDENTIALS, type EtcdConfig } from './schema.ts';
 import { backoffDelay, ProviderTracker } from './tracker.ts';
@@ -73,13 +73,11 @@ export function etcdValueSpec(raw: string): EndpointSpec | undefined | string {
 }
 
 /**
- * etcd3 brings gRPC and protobuf with it (about 0.1 s and 20 MB at import), so it is loaded on
- * first use, when a service is configured with etcd discovery, not when meshwork is imported.
+ * etcd3 brings gRPC and protobuf with it (about 0.1 s and 20 MB at import), so it is an optional
+ * peer dependency, loaded when a service is configured with etcd discovery (in createMesh).
  */
-let etcd3: typeof import('etcd3') | undefined;
 function loadEtcd3(): typeof import('etcd3') {
-  etcd3 ??= createRequire(import.meta.url)('etcd3') as typeof import('etcd3');
-  return etcd3;
+  return loadOptional<typeof import('etcd3')>('etcd3', 'etcd discovery (`discovery.etcd`)');
 }
 
 export class EtcdDiscovery implements DiscoveryProvider {

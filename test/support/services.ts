@@ -1,7 +1,7 @@
 /**
- * Where the real registries started by .ci/services.sh are: MESHWORK_TEST_* env vars, else the
- * env file it writes (MESHWORK_SERVICES_ENV, default /tmp/meshwork-services.env).
- * In CI (CI set) a missing service is a failure, locally the tests skip.
+ * Where the real services are: MESHWORK_TEST_* env vars (set by the vitest global setup,
+ * test/setup/services.ts, which starts them), else the env file that .ci/services.sh writes
+ * (MESHWORK_SERVICES_ENV, default /tmp/meshwork-services.env; the benches use it outside vitest).
  */
 import { existsSync, readFileSync } from 'node:fs';
 
@@ -9,6 +9,7 @@ export interface TestServices {
   dns?: string | undefined;
   dnsHostsDir?: string | undefined;
   etcd?: string | undefined;
+  redis?: string | undefined;
 }
 
 export function testServices(): TestServices {
@@ -25,18 +26,29 @@ export function testServices(): TestServices {
     dns: env.MESHWORK_TEST_DNS,
     dnsHostsDir: env.MESHWORK_TEST_DNS_HOSTSDIR,
     etcd: env.MESHWORK_TEST_ETCD,
+    redis: env.MESHWORK_TEST_REDIS,
   };
 }
 
-/** True when the tests needing `what` must run; throws in CI when the service is missing. */
+/**
+ * True when the tests needing `what` can run. The global setup starts every service, so a
+ * missing one means it was bypassed: in CI that is a failure; elsewhere the tests are skipped
+ * and the reason printed (and put in the suite's name by `suiteName`).
+ */
 export function requireService(what: string, present: boolean): boolean {
   if (present) return true;
-  if (process.env.CI)
-    throw new Error(`${what} is not available in CI: run .ci/services.sh first (MESHWORK_TEST_* unset)`);
+  const reason = `${what} is not set: the vitest global setup (test/setup/services.ts) did not run`;
+  if (process.env.CI) throw new Error(`${reason} (CI)`);
+  console.warn(`[skip] ${reason}; these tests are SKIPPED`);
   return false;
 }
 
-/** The SRV fixtures that .ci/services.sh puts in dnsmasq (name -> target, port, priority, weight). */
+/** The suite's name, with the skip reason when it does not run. */
+export function suiteName(name: string, run: boolean, what: string): string {
+  return run ? name : `${name} (SKIPPED: ${what} unset)`;
+}
+
+/** The SRV fixtures that the test setup (and .ci/services.sh) put in dnsmasq. */
 export const SRV_FIXTURES = {
   api: {
     name: '_http._tcp.api.meshwork.test',
@@ -46,5 +58,12 @@ export const SRV_FIXTURES = {
       { target: 'api-3.meshwork.test', ip: '127.0.0.13', port: 18083, priority: 20, weight: 100 },
     ],
   },
-  bench: { name: '_http._tcp.bench.meshwork.test', target: 'bench-1.meshwork.test' },
+  bench: {
+    name: '_http._tcp.bench.meshwork.test',
+    target: 'bench-1.meshwork.test',
+    ip: '127.0.0.21',
+    port: 18091,
+    priority: 10,
+    weight: 10,
+  },
 } as const;
