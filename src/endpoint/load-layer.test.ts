@@ -62,7 +62,29 @@ describe('load layer', () => {
     const h = send();
     clock.advance(80);
     answer(h, 200);
-    expect(ep.ewma.estimate(clock())).toBeGreaterThanOrEqual(79);
+    const est = ep.ewma.estimate(clock());
+    expect(est).toBeGreaterThanOrEqual(79);
+    expect(est).toBeLessThan(81);
+  });
+
+  it('a caller who stops reading after the headers leaves the estimate at the time to headers', () => {
+    const { clock, ep, send } = setup();
+    const h = send();
+    clock.advance(10);
+    const c = { abort() {}, pause() {}, resume() {}, aborted: false, paused: false, reason: null };
+    h.onRequestStart?.(c, {});
+    h.onResponseStart?.(c, 200, {}, '');
+    clock.advance(500);
+    h.onResponseError?.(c, DISCARDED);
+    expect(ep.ewma.estimate(clock())).toBeLessThan(50);
+    expect(ep.errors).toBe(0);
+  });
+
+  it('counts every 5xx answer, 500 included, and nothing below', () => {
+    const { ep, send } = setup();
+    answer(send(), 500);
+    answer(send(), 499);
+    expect(ep.responses5xx).toBe(1);
   });
 
   it('a failure counts as a round trip of at least the failure penalty', () => {
