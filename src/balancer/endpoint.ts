@@ -5,6 +5,7 @@ import type { EndpointSpec } from '../discovery/types.ts';
 import type { MeshDispatchOptions } from '../http/dispatch-options.ts';
 import { serverNameFor } from '../http/server-name.ts';
 import type { Connector } from '../tls/client.ts';
+import { FailureRate } from './failure-rate.ts';
 import { PeakEwma } from './peak-ewma.ts';
 
 /** Defaults, with their sources (see docs/configuration.md). */
@@ -53,6 +54,8 @@ export class Endpoint {
    */
   errors = 0;
   readonly ewma: PeakEwma;
+  /** Recent share of failed attempts (failure-aware PEAK_EWMA). */
+  readonly failures: FailureRate;
   /** Active health checks / registry health. */
   healthy = true;
   /** Outlier detection: ejected until this monotonic time (ms). 0 = not ejected. */
@@ -75,6 +78,7 @@ export class Endpoint {
     this.zone = spec.zone;
     this.addedAt = options.now;
     this.ewma = new PeakEwma(ENDPOINT_DEFAULTS.defaultRttMs, ENDPOINT_DEFAULTS.ewmaHalfLifeMs, options.now);
+    this.failures = new FailureRate(ENDPOINT_DEFAULTS.ewmaHalfLifeMs, options.now);
     const cp = options.connectionPool;
     const secure = options.connect !== undefined;
     const hostForUrl = this.host.includes(':') ? `[${this.host}]` : this.host;

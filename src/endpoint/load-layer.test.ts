@@ -130,4 +130,33 @@ describe('load layer', () => {
     expect(est).toBeGreaterThanOrEqual(49);
     expect(est).toBeLessThan(FAILURE_PENALTY_MS);
   });
+
+  it('feeds failures into the failure-aware cost: a 503 the retry layer discarded counts, a cancellation before headers does not', () => {
+    const { clock, ep, send } = setup();
+    for (let i = 0; i < 8; i++) {
+      const h = send();
+      clock.advance(1);
+      const c = { abort() {}, pause() {}, resume() {}, aborted: false, paused: false, reason: null };
+      h.onRequestStart?.(c, {});
+      h.onResponseStart?.(c, 503, {}, '');
+      h.onResponseError?.(c, DISCARDED);
+    }
+    const afterFailures = ep.failures.rate(clock());
+    expect(afterFailures).toBeGreaterThan(0.3);
+    for (let i = 0; i < 8; i++) fail(send(), DISCARDED);
+    expect(ep.failures.rate(clock())).toBeCloseTo(afterFailures, 5);
+  });
+
+  it('a fast 5xx never lowers the round-trip estimate', () => {
+    const { clock, ep, send } = setup();
+    const slow = send();
+    clock.advance(40);
+    answer(slow, 200);
+    for (let i = 0; i < 5; i++) {
+      const h = send();
+      clock.advance(1);
+      answer(h, 503);
+    }
+    expect(ep.ewma.estimate(clock())).toBeGreaterThan(39);
+  });
 });
