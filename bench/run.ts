@@ -29,6 +29,7 @@ const SCENARIOS = [
   'telemetry', // request-path cost: no telemetry code, no SDK, no-op SDK
   'mtls', // mTLS vs plaintext: steady state and new connections
   'balancing/pick-cost', // script: cost of one pick, memory per endpoint (10, 1k, 10k)
+  'balancing/fleet', // script: 10,000 endpoints with 1%/s churn: heap per endpoint, pick, update time
   'resilience/run', // script: success rate with bad replicas, outage attempts, hedging
   'discovery/propagation', // script: registry change -> provider update; idle Consul requests
 ];
@@ -40,6 +41,7 @@ const QUICK = new Set(['overhead', 'overhead/layers', 'peers', 'balancing/latenc
 const SCRIPTS = new Set([
   'overhead/layers',
   'balancing/pick-cost',
+  'balancing/fleet',
   'resilience/run',
   'discovery/propagation',
 ]);
