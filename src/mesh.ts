@@ -16,6 +16,7 @@ import {
   MeshworkConfigError,
   UnknownServiceError,
 } from './errors.ts';
+import { MeshAgent } from './http/agent.ts';
 import { MirrorGate } from './routing/mirror.ts';
 import { ServiceRuntime } from './service.ts';
 import { buildStack } from './stack.ts';
@@ -72,6 +73,7 @@ export class Mesh {
   /** @internal The context machinery, for the server adapters (src/context/adapters.ts). */
   readonly contextRuntime: ContextRuntime;
   #closing: Promise<void> | undefined;
+  #agent: MeshAgent | undefined;
 
   constructor(input: CreateMeshInput = {}) {
     assertConfigObject(input);
@@ -154,9 +156,27 @@ export class Mesh {
     } catch (err) {
       const cause = (err as { cause?: unknown }).cause;
       if (isMeshworkError(cause)) throw cause;
-      throw err;
+      throw withFailureShape(err, cause);
     }
   };
+
+  /**
+   * An `http.Agent` that sends node:http-based clients through the mesh: axios
+   * (`httpAgent: mesh.agent`), got (`agent: { http: mesh.agent }`), node-fetch, superagent,
+   * `http.request(url, { agent: mesh.agent })`. Requests to configured services run through
+   * `mesh.dispatcher` (routing, retries, telemetry, context) without touching the network on the
+   * way; other hosts follow `unknownServices`. See docs/http-clients.md.
+   */
+  get agent(): MeshAgent {
+    this.#agent ??= new MeshAgent({
+      dispatcher: this.dispatcher,
+      isService: (host) => this.#services.has(host.toLowerCase()),
+      unknownServices: () => this.config.unknownServices ?? 'reject',
+      services: () => [...this.#services.keys()],
+      closed: () => this.#closing !== undefined,
+    });
+    return this.#agent;
+  }
 
   /**
    * Connect-style `(req, res, next)` middleware for the server side (node:http, Express, Connect):
@@ -234,6 +254,7 @@ export class Mesh {
       const timeout = destroy ? 0 : this.#closeTimeoutMs;
       await this.dispatcher.shutdownOwn(destroy);
       await Promise.all([...this.#services.values()].map((s) => s.close(timeout)));
+      this.#agent?.destroy();
       this.#identity?.close();
     })();
     return this.#closing;
@@ -273,6 +294,19 @@ const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 /** Builds a mesh from config (validated completely, synchronously). Throws MeshworkConfigError. */
 export function createMesh(config?: CreateMeshInput): Mesh {
   return new Mesh(config);
+}
+
+/**
+ * fetch's `TypeError: fetch failed` for a transport failure (its `cause`: ECONNREFUSED,
+ * UND_ERR_SOCKET...) stays a TypeError, as fetch code expects, and gets the cause's `code`,
+ * `attempts` and `endpoint` (docs/errors.md).
+ */
+function withFailureShape(err: unknown, cause: unknown): unknown {
+  if (typeof err !== 'object' || err === null || typeof cause !== 'object' || cause === null) return err;
+  const c = cause as { code?: unknown; attempts?: unknown; endpoint?: unknown };
+  if (typeof c.attempts !== 'number' || !Object.isExtensible(err)) return err;
+  Object.assign(err, { code: c.code, attempts: c.attempts, endpoint: c.endpoint });
+  return err;
 }
 
 function isForeignRequest(input: FetchInput): input is Request {
