@@ -17,6 +17,7 @@ export type { ContextInit, MeshContext } from './context/store.ts';
 export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';
 export * from './errors.ts';
 export type { MeshAgent } from './http/agent.ts';
+export { fetchTransport } from './http/transport.ts';
 export {
   type CreateMeshInput,
   createMesh,

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Request as UndiciRequest, fetch as undiciFetch } from 'undici';
+import { type Dispatcher, Request as UndiciRequest, fetch as undiciFetch } from 'undici';
 import type { Fallback } from './breaker/breaker.ts';
 import type { Clock } from './clock.ts';
 import { assertConfigObject, formatValue, loadConfig } from './config/load.ts';
@@ -51,6 +51,13 @@ export interface MeshOptions {
   telemetry?: boolean;
   /** Per-service answers used while that service's circuit breaker is open (docs/resilience.md). */
   fallbacks?: Record<string, Fallback>;
+  /**
+   * TESTS ONLY: an undici Dispatcher that replaces every endpoint's connection pool, such as
+   * undici's `MockAgent` or `fetchTransport()` (for msw). Each attempt goes to it with the origin
+   * `http(s)://<service>`; routing, retries, balancing, context and telemetry still run.
+   * See docs/testing.md.
+   */
+  transport?: Dispatcher;
 }
 
 export type CreateMeshInput = MeshConfigInput & MeshOptions;
@@ -78,7 +85,7 @@ export class Mesh {
   constructor(input: CreateMeshInput = {}) {
     assertConfigObject(input);
     checkOptions(input);
-    const { logger, clock, random, env: envIn, telemetry, fallbacks, ...config } = input;
+    const { logger, clock, random, env: envIn, telemetry, fallbacks, transport, ...config } = input;
     this.logger = logger ?? silentLogger;
     const env = envIn ?? process.env;
     this.config = loadConfig(config, env);
@@ -120,6 +127,7 @@ export class Mesh {
       random,
       telemetry: telemetry !== false,
       context: this.contextRuntime,
+      transport,
     });
     this.dispatcher = new MeshDispatcher({
       services: this.#services,
@@ -275,6 +283,11 @@ function checkOptions(input: object): void {
     if (o[key] !== undefined && typeof o[key] !== 'function') bad(key, 'a function');
   if (o.telemetry !== undefined && typeof o.telemetry !== 'boolean') bad('telemetry', 'a boolean');
   if (o.env !== undefined && !isObject(o.env)) bad('env', 'an object');
+  if (
+    o.transport !== undefined &&
+    typeof (o.transport as { dispatch?: unknown } | null)?.dispatch !== 'function'
+  )
+    bad('transport', 'an undici Dispatcher (a MockAgent, fetchTransport())');
   const logger = o.logger as Record<string, unknown> | undefined;
   if (logger !== undefined && !(isObject(logger) && LOG_LEVELS.every((l) => typeof logger[l] === 'function')))
     bad('logger', 'a logger (debug, info, warn and error functions)');

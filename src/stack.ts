@@ -42,6 +42,8 @@
  * read off the request when it ends; retries and attempts land on the span as events. With no
  * OpenTelemetry SDK and no channel subscriber, the layer passes straight through.
  */
+
+import type { Dispatcher } from 'undici';
 import { balance } from './balancer/balance-layer.ts';
 import { breakerLayer } from './breaker/breaker-layer.ts';
 import type { Clock } from './clock.ts';
@@ -54,6 +56,7 @@ import { triedLayer } from './endpoint/tried-layer.ts';
 import { chaosLayer } from './fault/chaos-layer.ts';
 import { faultLayer } from './fault/fault-layer.ts';
 import { bodyLayer } from './http/body-layer.ts';
+import { viaTransport } from './http/transport.ts';
 import type { Dispatch, EndpointDispatch, EndpointLayer, Layer, ServiceView } from './pipeline.ts';
 import { retryLayer } from './retry/retry-layer.ts';
 import { routingLayer } from './routing/layer.ts';
@@ -71,6 +74,8 @@ export interface StackOptions {
   /** false: leave the telemetry layers out entirely (benchmarks). */
   telemetry: boolean;
   context: ContextRuntime;
+  /** Test seam: a Dispatcher that replaces every endpoint's pool (src/http/transport.ts). */
+  transport?: Dispatcher | undefined;
 }
 
 /** The per-request layers, outermost first. */
@@ -121,5 +126,6 @@ export function compose(
 }
 
 export function buildStack(opts: StackOptions): Dispatch {
-  return compose(requestLayers(opts), endpointLayers(opts), sendToPool, opts.clock);
+  const bottom = opts.transport ? viaTransport(opts.transport) : sendToPool;
+  return compose(requestLayers(opts), endpointLayers(opts), bottom, opts.clock);
 }
