@@ -2,7 +2,7 @@
  * THE LAYER ORDER. This is the one place where it is written down. Each layer is one file,
  * `<name>-layer.ts`, exporting `<name>Layer()`, in the folder of its concern.
  *
- *   caller (mesh.fetch / mesh.dispatcher / undici.request)
+ *   caller (mesh.fetch / mesh.dispatcher / undici.request / mesh.agent, src/http/agent.ts)
  *     │  normalize: service lookup, lowercase headers, Host = original authority   (src/dispatcher.ts)
  *     ▼
  *   ── per-request layers (above the balancer), outermost first ──
@@ -24,7 +24,9 @@
  *     load      → in-flight counts (endpoint, service), peak-EWMA RTT sample, counters (src/endpoint/load-layer.ts)
  *     outlier   → consecutive errors / success rate → ejection                    (src/endpoint/outlier-layer.ts)
  *     chaos     → attempt-level chaos (latency/reset/abort), seen by everything above (src/fault/chaos-layer.ts)
- *     pool      → the endpoint's own undici Pool (TLS in its connector; server name from the final Host) (src/balancer/endpoint.ts)
+ *     pool      → the endpoint's own undici Pool (TLS in its connector; server name from the final Host;
+ *                 HTTP/1.1 or HTTP/2, src/http/protocol.ts) (src/balancer/endpoint.ts); in tests, the
+ *                 `transport` Dispatcher instead (src/http/transport.ts)
  *
  * Every layer that judges how an attempt or a request ended (load, outlier, breaker, retry,
  * telemetry) reads it through the one outcome model (src/outcome.ts): `classify(err)` and
