@@ -380,6 +380,31 @@ describe('node:http clients through mesh.agent', () => {
     expect(m.snapshot().services.travels?.endpoints[0]?.inflight).toBe(0);
   });
 
+  it('an upload the upstream breaks off fails the client with the mesh’s error, in its shape', async () => {
+    const s = await server();
+    s.server.removeAllListeners('request');
+    s.server.on('request', (req: http.IncomingMessage) => {
+      let n = 0;
+      req.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n > 2_000_000) req.socket.destroy();
+      });
+    });
+    const m = oneService([s.address], { retries: { attempts: 0 } });
+    async function* body() {
+      for (let i = 0; i < 8; i++) {
+        yield Buffer.alloc(1 << 20, 1);
+        await sleep(5);
+      }
+    }
+    const err = await call('http://travels/up', m.agent, {
+      method: 'POST',
+      body: Readable.from(body()),
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ attempts: 1, endpoint: s.address });
+    expect(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']).toContain((err as { code?: string }).code);
+  });
+
   it('a response broken mid-body fails the client, never a short body taken for whole', async () => {
     const s = await server((_req, res) => {
       res.writeHead(200, { 'content-length': '100' });

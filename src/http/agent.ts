@@ -166,7 +166,7 @@ export class MeshAgent extends Agent {
         headers: forwardHeaders(req.rawHeaders, ownTraceparent(h.traceparent)),
         body: hasBody ? req : null,
       };
-      this.#opts.dispatcher.dispatch(options, new AgentResponse(req, res, client));
+      this.#opts.dispatcher.dispatch(options, new AgentResponse(res, client));
     };
     if (run) run(dispatch);
     else dispatch();
@@ -210,12 +210,8 @@ class InnerServer extends Server {
       this.#onRequest(args[0] as IncomingMessage, res);
       return true;
     }
-    if (event === 'upgrade' || event === 'connect' || event === 'clientError') {
-      // Refused before anything was sent (addRequest); a raw client that gets here anyway
-      // gets its connection closed.
-      (args[1] as Duplex | undefined)?.destroy();
-      return true;
-    }
+    // 'upgrade' and 'connect' have no listener, so Node never emits them (addRequest refuses
+    // both); a request Node cannot parse gets Node's own 400 or 431 answer ('clientError').
     return (Server.prototype.emit as (e: string | symbol, ...a: unknown[]) => boolean).call(
       this,
       event,
@@ -265,15 +261,13 @@ function responseHeaders(headers: ResponseHeaders): OutgoingHttpHeaders {
 
 /** Writes the mesh's answer back on the in-memory connection, or fails it with the mesh's error. */
 class AgentResponse implements DispatchHandler {
-  readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   readonly #client: MemorySocket;
   #controller: DispatchController | undefined;
   #done = false;
   #chunked = false;
 
-  constructor(req: IncomingMessage, res: ServerResponse, client: MemorySocket) {
-    this.#req = req;
+  constructor(res: ServerResponse, client: MemorySocket) {
     this.#res = res;
     this.#client = client;
     // The caller went away (aborted, destroyed its request or socket): abort the mesh request.
@@ -340,8 +334,6 @@ class AgentResponse implements DispatchHandler {
   #fail(err: Error): void {
     if (this.#done) return;
     this.#done = true;
-    // What is left of the request body is not read any more.
-    this.#req.unpipe?.();
     this.#client.destroy(err);
   }
 }
