@@ -27,9 +27,11 @@ import {
   type Dispatch,
   type DispatchController,
   type DispatchHandler,
+  type EndpointDispatch,
   newMeshRequest,
 } from '../../src/pipeline.ts';
 import { ServiceRuntime } from '../../src/service.ts';
+import { attemptLayer } from '../../src/telemetry/attempt-layer.ts';
 import { CHANNELS } from '../../src/telemetry/channels.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
 import { telemetryLayer } from '../../src/telemetry/telemetry-layer.ts';
@@ -93,12 +95,14 @@ function inProcess(otel: ReturnType<typeof sdk>): { direct: number; noSdk: numbe
   svc.start();
   const ep = [...svc.endpoints.endpoints()][0] as Endpoint;
   const ctrl = {} as DispatchController;
-  const answer: Dispatch = (req, h) => {
-    req.telemetry?.noteAttempt(ep, 0);
+  const respond: EndpointDispatch = (_ep, _req, h) => {
     h.onRequestStart?.(ctrl, {});
     h.onResponseStart?.(ctrl, 200, {}, 'OK');
     h.onResponseEnd?.(ctrl, {});
   };
+  // One attempt, through the attempt layer (which traces and measures it when observed).
+  const viaAttempt = attemptLayer()(respond);
+  const answer: Dispatch = (req, h) => viaAttempt(ep, req, h);
   const layered = telemetryLayer(clock)(answer);
   const handler: DispatchHandler = { onResponseStart() {}, onResponseEnd() {}, onResponseError() {} };
   const time = (fn: Dispatch, n: number) => {

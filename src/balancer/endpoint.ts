@@ -63,6 +63,8 @@ export class Endpoint {
   readonly addedAt: number;
   /** Multiplier on the weight applied by slow start (0 < factor <= 1). */
   weightFactor = 1;
+  /** The HTTP version spoken to this endpoint, for `network.protocol.version` on attempt spans. */
+  httpVersion: '1.1' | '2' = '1.1';
 
   readonly pool: Pool;
 

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { endpointsOf, recorder, testRequest, testService } from '../../test/support/layers.ts';
 import type { Endpoint } from '../balancer/endpoint.ts';
+import type { EndpointDispatch } from '../pipeline.ts';
 import { attemptLayer } from './attempt-layer.ts';
 
 describe('attempt layer', () => {
-  it('tells the request observer about every attempt, with its endpoint and number', () => {
+  it('hands every attempt to the request observer, which sends it on', () => {
     const svc = testService();
     const [ep] = endpointsOf(svc);
     if (!ep) throw new Error('no endpoint');
@@ -15,7 +16,10 @@ describe('attempt layer', () => {
       span: undefined,
       noteRoute() {},
       noteRetry() {},
-      noteAttempt: (e: Endpoint, n: number) => noted.push([e.address, n]),
+      attempt: (e: Endpoint, r, h, next: EndpointDispatch) => {
+        noted.push([e.address, r.attempt]);
+        next(e, r, h);
+      },
     };
     let sent = 0;
     attemptLayer()(() => {
@@ -28,10 +32,11 @@ describe('attempt layer', () => {
   it('costs nothing when nothing observes the request', () => {
     const svc = testService();
     const [ep] = endpointsOf(svc);
-    let sent = 0;
-    attemptLayer()(() => {
-      sent++;
-    })(ep as Endpoint, testRequest(svc), recorder());
-    expect(sent).toBe(1);
+    const r = recorder();
+    let passed: unknown;
+    attemptLayer()((_ep, _req, h) => {
+      passed = h;
+    })(ep as Endpoint, testRequest(svc), r);
+    expect(passed).toBe(r);
   });
 });
