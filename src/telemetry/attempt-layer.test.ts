@@ -1,3 +1,6 @@
+import { context, propagation } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { isTracingSuppressed, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { describe, expect, it } from 'vitest';
 import { endpointsOf, recorder, testRequest, testService } from '../../test/support/layers.ts';
 import type { Endpoint } from '../balancer/endpoint.ts';
@@ -38,5 +41,24 @@ describe('attempt layer', () => {
       passed = h;
     })(ep as Endpoint, testRequest(svc), r);
     expect(passed).toBe(r);
+  });
+
+  it('with a propagator registered, sends a request nothing observes (a mirrored copy) with tracing suppressed', () => {
+    const svc = testService();
+    const [ep] = endpointsOf(svc);
+    const seen: boolean[] = [];
+    const layer = attemptLayer()(() => {
+      seen.push(isTracingSuppressed(context.active()));
+    });
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    try {
+      layer(ep as Endpoint, testRequest(svc), recorder());
+      propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+      layer(ep as Endpoint, testRequest(svc), recorder());
+    } finally {
+      propagation.disable();
+      context.disable();
+    }
+    expect(seen).toEqual([false, true]);
   });
 });

@@ -64,6 +64,8 @@ export interface WindowSummary {
   failures: number;
   /** Retries sent (service windows only). */
   retries: number;
+  /** Failures in a row up to the last one recorded (0 when the last succeeded). */
+  consecutiveFailures: number;
   /** Latency quantiles in ms (interpolated within a bucket); undefined with no request. */
   p50Ms: number | undefined;
   p99Ms: number | undefined;
@@ -77,6 +79,7 @@ export class RollingWindow {
   /** The second each slot holds (−1: none). */
   readonly #second = new Float64Array(WINDOW_SECONDS).fill(-1);
   readonly #startedAt: number;
+  #streak = 0;
 
   constructor(now: number) {
     this.#startedAt = now;
@@ -97,7 +100,10 @@ export class RollingWindow {
     const base = this.#slot(now);
     const d = this.#data;
     inc(d, base + COUNT);
-    if (failed) inc(d, base + FAILED);
+    if (failed) {
+      inc(d, base + FAILED);
+      this.#streak++;
+    } else this.#streak = 0;
     inc(d, base + HIST + bucketOf(ms));
   }
 
@@ -129,6 +135,7 @@ export class RollingWindow {
       successRate: count === 0 ? undefined : round((count - failed) / count, 4),
       failures: failed,
       retries,
+      consecutiveFailures: this.#streak,
       p50Ms: quantile(hist, count, 0.5),
       p99Ms: quantile(hist, count, 0.99),
       seconds: round(seconds, 1),
