@@ -36,9 +36,9 @@ export function statsEnabled(): boolean {
   return statsOn;
 }
 
-/** Called by `mesh.adminHandler()`. */
-export function enableStats(): void {
-  statsOn = true;
+/** Called by `mesh.adminHandler()` (the telemetry benchmark also turns it off again). */
+export function enableStats(on = true): void {
+  statsOn = on;
 }
 
 /** Upper bound (ms) of bucket i. */

@@ -119,12 +119,16 @@ export class RequestTelemetry extends OutcomeHandler implements RequestObserver 
   readonly method: string;
   readonly rawMethod: string;
   readonly scheme: string;
+  /** `url.full` as the caller addressed it (the attempt spans reuse it when nothing rewrote it). */
+  readonly url: string | undefined;
   /** The caller's OpenTelemetry context; undefined without an SDK. */
   readonly #callerCtx: Context | undefined;
   readonly #req: MeshRequest;
   /** The service the caller addressed (routing may send the request to another one). */
   readonly #service: ServiceView;
   readonly #clock: Clock;
+  /** The path the caller sent (routing may rewrite it). */
+  #path: string | undefined;
   #msg: RequestMessage | undefined;
   #attempts = 0;
   #endpoint: Endpoint | undefined;
@@ -152,9 +156,11 @@ export class RequestTelemetry extends OutcomeHandler implements RequestObserver 
       this.inst = instruments();
       if (tracer !== undefined) {
         const { port } = splitAuthority(req.authority, this.scheme);
+        this.url = fullUrl(this.scheme, req.authority, req.opts.path);
+        this.#path = req.opts.path;
         const attributes: Attributes = {
           'http.request.method': method,
-          'url.full': fullUrl(this.scheme, req.authority, req.opts.path),
+          'url.full': this.url,
           'server.address': svc.name,
           'server.port': port,
           'meshwork.service': svc.name,
@@ -192,6 +198,14 @@ export class RequestTelemetry extends OutcomeHandler implements RequestObserver 
     this.#pendingReason = reason;
   }
 
+  /** `url.full` of an attempt: the caller's unless routing rewrote the Host or the path. */
+  urlOf(host: string, path: string | undefined): string {
+    const url = this.url;
+    return url !== undefined && host === this.#req.authority && path === this.#path
+      ? url
+      : fullUrl(this.scheme, host, path);
+  }
+
   /** Called by the attempt layer for every attempt, with the endpoint the balancer chose. */
   attempt(ep: Endpoint, req: MeshRequest, handler: DispatchHandler, next: EndpointDispatch): void {
     this.#attempts++;
@@ -222,7 +236,8 @@ export class RequestTelemetry extends OutcomeHandler implements RequestObserver 
     socket: UpgradeSocket,
   ): void {
     const ctx = this.#callerCtx;
-    if (ctx === undefined) super.onRequestUpgrade(controller, statusCode, headers, socket);
+    if (ctx === undefined || context.active() === ctx)
+      super.onRequestUpgrade(controller, statusCode, headers, socket);
     else context.with(ctx, super.onRequestUpgrade, this, controller, statusCode, headers, socket);
   }
 
@@ -233,25 +248,26 @@ export class RequestTelemetry extends OutcomeHandler implements RequestObserver 
     statusMessage?: string,
   ): void {
     const ctx = this.#callerCtx;
-    if (ctx === undefined) super.onResponseStart(controller, statusCode, headers, statusMessage);
+    if (ctx === undefined || context.active() === ctx)
+      super.onResponseStart(controller, statusCode, headers, statusMessage);
     else context.with(ctx, super.onResponseStart, this, controller, statusCode, headers, statusMessage);
   }
 
   override onResponseData(controller: DispatchController, chunk: Buffer): void {
     const ctx = this.#callerCtx;
-    if (ctx === undefined) super.onResponseData(controller, chunk);
+    if (ctx === undefined || context.active() === ctx) super.onResponseData(controller, chunk);
     else context.with(ctx, super.onResponseData, this, controller, chunk);
   }
 
   override onResponseEnd(controller: DispatchController, trailers: ResponseHeaders): void {
     const ctx = this.#callerCtx;
-    if (ctx === undefined) super.onResponseEnd(controller, trailers);
+    if (ctx === undefined || context.active() === ctx) super.onResponseEnd(controller, trailers);
     else context.with(ctx, super.onResponseEnd, this, controller, trailers);
   }
 
   override onResponseError(controller: DispatchController, err: Error): void {
     const ctx = this.#callerCtx;
-    if (ctx === undefined) super.onResponseError(controller, err);
+    if (ctx === undefined || context.active() === ctx) super.onResponseError(controller, err);
     else context.with(ctx, super.onResponseError, this, controller, err);
   }
 
@@ -356,7 +372,7 @@ class AttemptTelemetry extends OutcomeHandler {
       const { port } = splitAuthority(req.authority, parent.scheme);
       const attributes: Attributes = {
         'http.request.method': method,
-        'url.full': fullUrl(parent.scheme, host, req.opts.path),
+        'url.full': parent.urlOf(host, req.opts.path),
         'server.address': req.service.name,
         'server.port': port,
         'network.peer.address': ep.host,
