@@ -17,6 +17,7 @@ import type { OutlierDetector } from './endpoint/outlier.ts';
 import type { MeshDispatchOptions } from './http/dispatch-options.ts';
 import type { RetryPolicy, ServiceRetry } from './retry/policy.ts';
 import type { RouteDecision, Router } from './routing/router.ts';
+import type { ServiceStats } from './telemetry/stats.ts';
 import type { ClientTls } from './tls/client.ts';
 
 export type DispatchHandler = Dispatcher.DispatchHandler;
@@ -42,7 +43,15 @@ export interface ServiceEvents {
   retry(e: RetryEvent): void;
   retryBudgetExhausted(e: { req?: MeshRequest | undefined; attempt: number; reason: string }): void;
   activeAttrs(authority: string): Attributes;
-  durationAttrs(authority: string, method: string, status: number, errorType: string | undefined): Attributes;
+  durationAttrs(
+    authority: string,
+    method: string,
+    status: number,
+    errorType: string | undefined,
+    protocolVersion?: string,
+  ): Attributes;
+  /** The admin page's rolling minute of this service (fed only once an admin handler exists). */
+  readonly stats: ServiceStats;
 }
 
 /**
@@ -79,8 +88,11 @@ export interface RequestObserver {
   noteRoute(name: string | undefined): void;
   /** The next attempt is a retry for this reason. */
   noteRetry(reason: string): void;
-  /** Every attempt, with the endpoint the balancer chose. */
-  noteAttempt(ep: Endpoint, attempt: number): void;
+  /**
+   * Every attempt, with the endpoint the balancer chose: the observer sends it on with `next`
+   * (wrapping the handler and the context to trace and measure it).
+   */
+  attempt(ep: Endpoint, req: MeshRequest, handler: DispatchHandler, next: EndpointDispatch): void;
 }
 
 /** One logical request as it travels down the stack. */

@@ -67,6 +67,8 @@ export class Endpoint {
   readonly addedAt: number;
   /** Multiplier on the weight applied by slow start (0 < factor <= 1). */
   weightFactor = 1;
+  /** The HTTP version spoken to this endpoint, for `network.protocol.version` on attempt spans. */
+  httpVersion: '1.1' | '2' = '1.1';
 
   /** The endpoint's own undici Pool: made on the first request, let go when idle (`releaseIfIdle`). */
   #pool: Pool | undefined;

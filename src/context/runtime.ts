@@ -1,7 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import type { Context as OtelContext } from '@opentelemetry/api';
 import type { Clock } from '../clock.ts';
 import { MeshworkConfigError } from '../errors.ts';
 import {
@@ -16,7 +15,6 @@ import type { Logger } from '../telemetry/logger.ts';
 import { peerPrincipal } from '../tls/san.ts';
 import { type AuthzDecision, authorize } from './authorization.ts';
 import { type JwsAlgorithm, type JwsKeys, type JwsResult, JwsVerifier, loadPublicKey } from './jws.ts';
-import { extractInbound } from './otel.ts';
 import { editRequestHeaders } from './request-headers.ts';
 import type { AuthorizationConfig, ContextConfig, PathCase } from './schema.ts';
 import {
@@ -58,7 +56,6 @@ export interface InboundResult {
   /** Set when the request is refused. */
   denied?: Refusal;
   ctx: MeshContext;
-  otel: OtelContext | undefined;
 }
 
 /**
@@ -208,7 +205,7 @@ export class ContextRuntime {
       );
       if (!decision.allowed) {
         this.counters.denied++;
-        return { denied: { status: 403, reason: decision.reason }, ctx: EMPTY, otel: undefined };
+        return { denied: { status: 403, reason: decision.reason }, ctx: EMPTY };
       }
     }
     if (normalized !== target) {
@@ -289,7 +286,7 @@ export class ContextRuntime {
     }
     if (remove !== undefined || set !== undefined) editRequestHeaders(req, remove ?? NONE, set ?? NO_SET);
     const ctx = Object.freeze({ headers: Object.freeze(out), principal, deadlineAt });
-    return { ctx, otel: extractInbound(h) };
+    return { ctx };
   }
 
   /** The normalized request target, or why it is refused (for Fastify's rewriteUrl). */
@@ -299,7 +296,7 @@ export class ContextRuntime {
 
   #badRequest(r: PathRejection): InboundResult {
     this.counters.badRequests++;
-    return { denied: { status: 400, reason: r.reason }, ctx: EMPTY, otel: undefined };
+    return { denied: { status: 400, reason: r.reason }, ctx: EMPTY };
   }
 
   /**

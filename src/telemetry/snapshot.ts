@@ -13,6 +13,9 @@ import { type IdentitySnapshot, type TlsSnapshot, tlsSnapshot } from '../tls/sna
 import type { CircuitState } from './channels.ts';
 import type { EndpointState } from './metrics.ts';
 import { endpointState } from './service-telemetry.ts';
+import type { WindowSummary } from './stats.ts';
+
+export type { WindowSummary } from './stats.ts';
 
 export interface EndpointSnapshot {
   address: string;
@@ -38,8 +41,17 @@ export interface EndpointSnapshot {
   errors: number;
   /** Peak-EWMA round-trip estimate, ms. */
   ewmaMs: number;
-  /** Outlier ejections so far (when any), with the last reason and time. */
+  /**
+   * Outlier ejections so far (when any), with the last reason (the outlierDetection setting
+   * whose counter tripped: `consecutive5xxErrors`, `consecutiveGatewayErrors`,
+   * `consecutiveLocalOriginFailures`, `successRate`, `failurePercentage`) and time.
+   */
   ejections?: { count: number; lastReason: string; lastAt: string } | undefined;
+  /**
+   * Its attempts over the last minute (rate, success rate, p50, p99). Kept once an admin
+   * handler exists (`mesh.adminHandler()`), and only for an endpoint that has had attempts since.
+   */
+  lastMinute?: WindowSummary | undefined;
   /** Outlier-detection counters. */
   outlier?: Record<string, unknown> | undefined;
 }
@@ -54,7 +66,14 @@ export interface RouteSnapshot {
   name?: string | undefined;
   match?: unknown;
   destinations?:
-    | { host?: string | undefined; subset?: string | undefined; weight?: number | undefined }[]
+    | {
+        host?: string | undefined;
+        subset?: string | undefined;
+        /** Configured weight (Istio: all destinations of a route share 100). */
+        weight?: number | undefined;
+        /** Requests this route sent there in the last minute (once an admin handler exists). */
+        observed?: number | undefined;
+      }[]
     | undefined;
   [key: string]: unknown;
 }
@@ -80,6 +99,11 @@ export interface ServiceSnapshot {
   tls?: TlsSnapshot | undefined;
   routes?: RouteSnapshot[] | undefined;
   subsets?: { name: string; labels: Record<string, string>; endpoints: number }[] | undefined;
+  /**
+   * Requests addressed to this service over the last minute (rate, success rate, retries, p50,
+   * p99). Kept once an admin handler exists (`mesh.adminHandler()`).
+   */
+  lastMinute?: WindowSummary | undefined;
 }
 
 export interface MeshSnapshot {
@@ -163,6 +187,8 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
     if (ejected) e.ejectedForMs = Math.round(ep.ejectedUntil - now);
     const rec = tel.ejections.get(ep.address);
     if (rec) e.ejections = { ...rec };
+    const recent = tel.stats.endpoint(ep, now);
+    if (recent) e.lastMinute = recent;
     inflight += ep.inflight;
     endpoints.push(e);
   }
@@ -189,16 +215,22 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
   const tls = tlsSnapshot(svc);
   if (tls) s.tls = tls;
   if (svc.router.size > 0) {
-    s.routes = svc.router.routes.map((r) => ({
-      name: r.config.name ?? `${svc.name}.http[${r.index}]`,
-      match: r.config.match,
-      destinations: r.config.route.map((d) => ({
-        host: d.destination.host,
-        subset: d.destination.subset,
-        weight: d.weight,
-      })),
-    }));
+    s.routes = svc.router.routes.map((r) => {
+      const observed = tel.stats.route(r, r.config.route.length, now);
+      return {
+        name: r.config.name ?? `${svc.name}.http[${r.index}]`,
+        match: r.config.match,
+        destinations: r.config.route.map((d, i) => ({
+          host: d.destination.host,
+          subset: d.destination.subset,
+          weight: d.weight,
+          ...(observed ? { observed: observed[i] ?? 0 } : {}),
+        })),
+      };
+    });
   }
+  const recent = tel.stats.requests(now);
+  if (recent) s.lastMinute = recent;
   if (svc.config.subsets?.length) {
     s.subsets = svc.config.subsets.map((sub) => ({
       name: sub.name,
