@@ -10,6 +10,7 @@ import { circuitBreakerSchema } from '../breaker/schema.ts';
 import { authorizationSchema, contextSchema } from '../context/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
 import { pathNormalizationSchema } from '../http/path-schema.ts';
+import { liveConfigSchema } from '../live/schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
@@ -78,6 +79,8 @@ export const meshConfigSchema = z
      * outbound route matching (Istio's meshConfig.pathNormalization; docs/context.md).
      */
     pathNormalization: pathNormalizationSchema.optional(),
+    /** Where live changes come from: a watched file, Istio YAML, Consul or etcd (docs/live-config.md). */
+    liveConfig: liveConfigSchema.optional(),
     services: userRecord(
       z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
       serviceSchema,
