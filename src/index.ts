@@ -16,11 +16,16 @@ export { signJws } from './context/jws.ts';
 export type { ContextInit, MeshContext } from './context/store.ts';
 export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';
 export * from './errors.ts';
+export type { MeshCallOptions } from './http/call-options.ts';
+export type { ConfigSnapshot, ConfigUpdateMessage } from './live/controller.ts';
+export type { LiveConfig } from './live/schema.ts';
+export type { SourceStatus } from './live/source.ts';
 export {
   type CreateMeshInput,
   createMesh,
   type EndpointSnapshot,
   Mesh,
+  type MeshFetchInit,
   type MeshOptions,
   type MeshSnapshot,
   type ServiceSnapshot,

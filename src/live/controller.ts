@@ -139,7 +139,11 @@ export class LiveConfig {
 
   /** Watches `source` from now on; its documents go through apply() as layer `source.layer`. */
   watch(source: ConfigSource): void {
-    const status: SourceStatus = { source: source.label, state: 'starting', documents: 0 };
+    const status: SourceStatus = {
+      source: source.label,
+      state: source.loaded ? 'watching' : 'starting',
+      documents: 0,
+    };
     this.#sources.push({ source, status });
     let reported: string | undefined;
     const sink: SourceSink = {

@@ -87,6 +87,7 @@ function errorText(err: unknown): string {
 export class FileSource implements ConfigSource {
   readonly layer = 'file' as const;
   readonly label: string;
+  readonly loaded: boolean;
   readonly path: string;
   readonly #watch: DirWatch;
   #sink: SourceSink | undefined;
@@ -101,6 +102,7 @@ export class FileSource implements ConfigSource {
     this.path = resolve(path);
     this.label = `file ${this.path}`;
     this.#text = opts.initialText;
+    this.loaded = opts.initialText !== undefined;
     this.#watch = new DirWatch(dirname(this.path), opts.pollInterval ?? WATCH_DEFAULTS.pollInterval, () =>
       this.#check(),
     );
@@ -195,6 +197,7 @@ export function convertIstio(
 export class IstioDirSource implements ConfigSource {
   readonly layer = 'istio' as const;
   readonly label: string;
+  readonly loaded: boolean;
   readonly dir: string;
   readonly #cfg: IstioDirConfig;
   readonly #watch: DirWatch;
@@ -212,6 +215,7 @@ export class IstioDirSource implements ConfigSource {
     this.dir = resolve(cfg.dir);
     this.label = `istio ${this.dir}`;
     this.#texts = opts.initialTexts?.join('\n---\n');
+    this.loaded = opts.initialTexts !== undefined;
     this.#watch = new DirWatch(this.dir, opts.pollInterval ?? WATCH_DEFAULTS.pollInterval, () =>
       this.#check(),
     );

@@ -17,6 +17,8 @@ export interface ConfigSource {
   readonly layer: LayerName;
   /** "file /etc/meshwork/mesh.yaml", "etcd /meshwork/config"... */
   readonly label: string;
+  /** Read by createMesh already (a file, a directory): watching from the start. */
+  readonly loaded?: boolean;
   start(sink: SourceSink): void;
   /** Stops every watcher, timer and connection; the process is free to exit after it resolves. */
   close(): Promise<void>;
