@@ -319,7 +319,7 @@ export class ConsulDouble {
     res.on('close', () => finish(() => {}));
   }
 
-  #handleKv(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  #handleKv(req: IncomingMessage, res: ServerResponse, url: URL) {
     if (this.#failing) return this.#text(res, this.#failing.status, this.#failing.body);
     if (this.token !== undefined && req.headers['x-consul-token'] !== this.token)
       return this.#text(res, 403, 'ACL not found');
