@@ -164,6 +164,9 @@ describe('the admin page in headless Chromium', () => {
       expect(await travels.textContent()).toContain('version=v2');
       expect(await travels.locator('.bar > span').count()).toBe(2);
       expect(await page.locator('#zone').textContent()).toBe('zone eu-west-1a');
+      const config = (await page.locator('section[data-config]').textContent()) ?? '';
+      expect(config).toContain('version 1');
+      expect(config).toContain('source createMesh');
 
       // Every state, for the screenshot.
       await page.goto(`${base}/rich/`, { timeout: 20_000 });
