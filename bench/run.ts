@@ -31,6 +31,7 @@ const SCENARIOS = [
   'balancing/pick-cost', // script: cost of one pick, memory per endpoint (10, 1k, 10k)
   'resilience/run', // script: success rate with bad replicas, outage attempts, hedging
   'discovery/propagation', // script: registry change -> provider update; idle Consul requests
+  'live', // mesh.update under load, time to apply (10-1000 services), etcd write -> 10 mesh processes
 ];
 
 /** Scenarios `--quick` runs (the quick suite stays around two minutes). */

@@ -30,7 +30,7 @@ import {
 import { type ServiceCore, ServiceRuntime } from '../service.ts';
 import { CHANNELS } from '../telemetry/channels.ts';
 import { type BuildContext, type Generation, type Plan, plan, withService } from './generation.ts';
-import { configKey } from './key.ts';
+import { configKey, configKeys } from './key.ts';
 import { type LayerName, mergeLayers } from './layers.ts';
 import type { ConfigSource, SourceSink, SourceStatus } from './source.ts';
 
@@ -120,8 +120,9 @@ export class LiveConfig {
   constructor(ctx: BuildContext, docs: Map<LayerName, unknown>, config: MeshConfig) {
     this.#ctx = ctx;
     this.#docs = docs;
-    this.#key = configKey(config);
-    const first = plan(undefined, config, ctx, new Map(), this.#key);
+    const keys = configKeys(config);
+    this.#key = keys.key;
+    const first = plan(undefined, config, ctx, new Map(), keys);
     this.#context = first.context as ContextRuntime;
     this.#generation = first.generation;
     for (const v of first.generation.services.values()) v.start();
@@ -211,8 +212,8 @@ export class LiveConfig {
       const config = validateConfig(merged.doc);
       this.#checkFixed(config);
       const current = this.#generation;
-      const key = configKey(config);
-      if (key === this.#key) {
+      const keys = configKeys(config);
+      if (keys.key === this.#key) {
         this.#docs = docs;
         this.#counts.unchanged++;
         this.#warn(source, warnings);
@@ -220,8 +221,8 @@ export class LiveConfig {
         this.#publish({ result: 'unchanged', source, durationMs: performance.now() - t0 });
         return;
       }
-      p = plan(current, config, this.#ctx, new Map([...this.#handovers].map(([n, h]) => [n, h.core])), key);
-      this.#key = key;
+      p = plan(current, config, this.#ctx, new Map([...this.#handovers].map(([n, h]) => [n, h.core])), keys);
+      this.#key = keys.key;
     } catch (err) {
       this.refuse(source, err as Error, t0);
       throw err;

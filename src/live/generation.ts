@@ -22,7 +22,7 @@ import { pathOptions } from '../http/path.ts';
 import { coreKey, groupLayout, ServiceCore, ServiceRuntime, type ServiceRuntimeOptions } from '../service.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { MeshIdentity } from '../tls/identity.ts';
-import { configKey, hashOfKey } from './key.ts';
+import { type ConfigKeys, configKey, configKeys, hashOfKey } from './key.ts';
 
 export interface Generation extends DispatchTable {
   /** 1 at createMesh, one more for each applied update. */
@@ -66,7 +66,7 @@ export function plan(
   config: MeshConfig,
   ctx: BuildContext,
   pending: ReadonlyMap<string, ServiceCore>,
-  key: string = configKey(config),
+  keys: ConfigKeys = configKeys(config),
 ): Plan {
   const zone = config.zone ?? (ctx.env.MESHWORK_ZONE || undefined);
   const globals = configKey({ zone, paths: config.pathNormalization });
@@ -95,7 +95,7 @@ export function plan(
           });
     const paths = pathOptions(config.pathNormalization);
     for (const [name, svc] of Object.entries(config.services)) {
-      const sourceKey = `${configKey(svc)}${globals}`;
+      const sourceKey = `${keys.services.get(name) ?? configKey(svc)}${globals}`;
       const before = prev?.services.get(name);
       if (before && before.sourceKey === sourceKey) {
         services.set(name, before);
@@ -145,7 +145,7 @@ export function plan(
   if (prev) for (const name of prev.services.keys()) if (!services.has(name)) changed.removed.push(name);
   const generation: Generation = {
     version: (prev?.version ?? 0) + 1,
-    hash: hashOfKey(key),
+    hash: hashOfKey(keys.key),
     config,
     services,
     unknownServices: config.unknownServices ?? 'reject',
