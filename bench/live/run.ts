@@ -345,8 +345,8 @@ async function etcdPropagation(quick: boolean) {
       children.push(child);
       child.on('message', (m: { round?: number; at?: number }) => {
         if (m.round === undefined || m.at === undefined) return;
-        let r = seen.get(m.round);
-        if (!r) seen.set(m.round, (r = new Map()));
+        const r = seen.get(m.round) ?? new Map<ChildProcess, number>();
+        seen.set(m.round, r);
         r.set(child, m.at);
       });
     }
