@@ -18,7 +18,7 @@ import {
 } from './errors.ts';
 import { compileCallOptions, type MeshCallOptions, runWithCall } from './http/call-options.ts';
 import { boot } from './live/boot.ts';
-import { LiveConfig } from './live/controller.ts';
+import { ConfigController } from './live/controller.ts';
 import { CurrentServices } from './live/generation.ts';
 import { MirrorGate } from './routing/mirror.ts';
 import { buildStack } from './stack.ts';
@@ -70,7 +70,7 @@ export class Mesh {
   readonly dispatcher: MeshDispatcher;
   /** The logger given to createMesh (silent by default). */
   readonly logger: Logger;
-  readonly #live: LiveConfig;
+  readonly #live: ConfigController;
   readonly #clock: Clock;
   readonly #mirrorGate: MirrorGate;
   readonly #identity: MeshIdentity | undefined;
@@ -91,7 +91,7 @@ export class Mesh {
     const identity = first.config.identity ? new MeshIdentity(first.config.identity, this.logger) : undefined;
     this.#identity = identity;
     try {
-      this.#live = new LiveConfig(
+      this.#live = new ConfigController(
         { clock: this.#clock, logger: this.logger, env, identity, fallbacks },
         first.docs,
         first.config,

@@ -99,7 +99,7 @@ interface Handover {
   timer: NodeJS.Timeout;
 }
 
-export class LiveConfig {
+export class ConfigController {
   readonly #ctx: BuildContext;
   readonly #context: ContextRuntime;
   #generation: Generation;

@@ -149,6 +149,17 @@ describe('plan: what a new generation keeps', () => {
     );
     expect(p2.handovers.get('api')).toBe(newCore);
     expect(p2.created).toEqual([]);
+    // An update that leaves the service alone lets its handover go on.
+    const p2b = next(
+      p2.generation,
+      config(
+        { discovery: { static: ['10.0.0.9:80'] }, timeout: '1s' },
+        { zone: undefined, closeTimeout: '1s' },
+      ),
+      new Map([['api', newCore as ServiceCore]]),
+    );
+    expect(p2b.generation.services.get('api')).toBe(p2.generation.services.get('api'));
+    expect(p2b.handovers.get('api')).toBe(newCore);
 
     const empty = next(undefined, config({ discovery: { static: [] } })).generation;
     const p3 = next(empty, config({}));

@@ -1,7 +1,7 @@
 /**
  * A generation: one running configuration, as the dispatcher reads it once per request. It is
  * immutable; a live update builds the next one beside it (`plan`), and swaps it in at once
- * (`LiveConfig.commit`). A request keeps the generation it started with to its end: its service
+ * (`ConfigController.commit`). A request keeps the generation it started with to its end: its service
  * versions (routes, policies) and the services its routes and mirrors can reach.
  *
  * What carries over from one generation to the next, per service (src/service.ts):
@@ -99,6 +99,9 @@ export function plan(
       const before = prev?.services.get(name);
       if (before && before.sourceKey === sourceKey) {
         services.set(name, before);
+        // A handover in progress for it goes on.
+        const next = pending.get(name);
+        if (next) handovers.set(name, next);
         continue;
       }
       const opts: ServiceRuntimeOptions = {
