@@ -111,6 +111,12 @@ describe('a watched config file', () => {
     expect(events.some((e) => e.result === 'refused' && e.source === `file ${file}`)).toBe(true);
     expect(await body(m)).toBe('v2');
 
+    // A parse error never quotes the file (it may hold a secret) in the log or the snapshot.
+    atomicWrite(file, `context:\n  trust: { signature: { hmacSecret: "s3cr3t-hmac-key" } } ]\n${meshYaml('v2')}`);
+    await waitFor(() => m.snapshot().config?.updates.refused === 2, 'the refusal of the file holding a secret');
+    expect(JSON.stringify(m.snapshot())).not.toContain('s3cr3t');
+    expect(JSON.stringify(logger.lines)).not.toContain('s3cr3t');
+
     // Valid YAML, invalid config: refused with the path and value.
     atomicWrite(file, meshYaml('v1', '    timeout: soon\n'));
     await waitFor(
@@ -126,7 +132,7 @@ describe('a watched config file', () => {
     expect(await body(m)).toBe('v2');
     writeFileSync(file, meshYaml('v1'));
     await waitFor(async () => (await body(m)) === 'v1', 'the file back');
-    expect(m.snapshot().config).toMatchObject({ version: 3, updates: { applied: 2, refused: 2 } });
+    expect(m.snapshot().config).toMatchObject({ version: 3, updates: { applied: 2, refused: 3 } });
   });
 
   it('follows a Kubernetes ConfigMap volume: the ..data symlink swapped to a new directory', async () => {

@@ -67,11 +67,11 @@ export function parseConfigText(text: string, where: string, label: string): unk
     }
     return doc ?? {};
   } catch (err) {
+    // The parser's first line names the problem, line and column; the lines after it quote the
+    // file, which may hold a secret (a token, an HMAC key): the message goes to logs and the snapshot.
+    const first = (err as Error).message.split('\n')[0]?.replace(/:$/, '');
     throw new MeshworkConfigError([
-      {
-        path: label,
-        message: `${JSON.stringify(where)} is not valid YAML/JSON (${(err as Error).message})`,
-      },
+      { path: label, message: `${JSON.stringify(where)} is not valid YAML/JSON (${first})` },
     ]);
   }
 }
