@@ -29,10 +29,18 @@ const SCENARIOS = [
   'telemetry', // request-path cost: no telemetry code, no SDK, no-op SDK
   'mtls', // mTLS vs plaintext: steady state and new connections
   'balancing/pick-cost', // script: cost of one pick, memory per endpoint (10, 1k, 10k)
+  'balancing/fleet', // script: 10,000 endpoints with 1%/s churn: heap per endpoint, pick, update time
   'resilience/run', // script: success rate with bad replicas, outage attempts, hedging
   'discovery/propagation', // script: registry change -> provider update; idle Consul requests
   'live', // mesh.update under load, time to apply (10-1000 services), etcd write -> 10 mesh processes
+  'soak/run', // script, only when named (`npm run bench -- soak`): 10 minutes with faults, churn, rotation
 ];
+
+/** Scenarios that run only when named (positional or --only): too long for every run. */
+const OPT_IN = new Set(['soak/run']);
+
+/** Short names accepted on the command line. */
+const ALIASES: Record<string, string> = { soak: 'soak/run', resilience: 'resilience/run' };
 
 /** Scenarios `--quick` runs (the quick suite stays around two minutes). */
 const QUICK = new Set(['overhead', 'overhead/layers', 'peers', 'balancing/latency', 'routing/match-cost']);
@@ -41,8 +49,10 @@ const QUICK = new Set(['overhead', 'overhead/layers', 'peers', 'balancing/latenc
 const SCRIPTS = new Set([
   'overhead/layers',
   'balancing/pick-cost',
+  'balancing/fleet',
   'resilience/run',
   'discovery/propagation',
+  'soak/run',
 ]);
 
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -82,13 +92,14 @@ function scriptScenario(name: string): Scenario {
 }
 
 const args = parseArgs(process.argv.slice(2));
-const names = args.only
-  ? SCENARIOS.filter((n) => args.only?.includes(n))
-  : SCENARIOS.filter((n) => !args.quick || QUICK.has(n));
+const wanted = args.only?.map((n) => ALIASES[n] ?? n);
+const names = wanted
+  ? SCENARIOS.filter((n) => wanted.includes(n))
+  : SCENARIOS.filter((n) => !OPT_IN.has(n) && (!args.quick || QUICK.has(n)));
 const started = new Date();
 // A quick or partial run gets a name of its own, so it never overwrites a full run's results.
 const stamp = `${started.toISOString().slice(0, 10)}${args.quick ? '-quick' : ''}${
-  args.only ? `-only-${args.only.map((n) => n.replaceAll('/', '-')).join('+')}` : ''
+  wanted ? `-only-${wanted.map((n) => n.replaceAll('/', '-')).join('+')}` : ''
 }`;
 const dir = new URL('./results/', import.meta.url);
 mkdirSync(dir, { recursive: true });

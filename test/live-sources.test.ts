@@ -112,8 +112,14 @@ describe('a watched config file', () => {
     expect(await body(m)).toBe('v2');
 
     // A parse error never quotes the file (it may hold a secret) in the log or the snapshot.
-    atomicWrite(file, `context:\n  trust: { signature: { hmacSecret: "s3cr3t-hmac-key" } } ]\n${meshYaml('v2')}`);
-    await waitFor(() => m.snapshot().config?.updates.refused === 2, 'the refusal of the file holding a secret');
+    atomicWrite(
+      file,
+      `context:\n  trust: { signature: { hmacSecret: "s3cr3t-hmac-key" } } ]\n${meshYaml('v2')}`,
+    );
+    await waitFor(
+      () => m.snapshot().config?.updates.refused === 2,
+      'the refusal of the file holding a secret',
+    );
     expect(JSON.stringify(m.snapshot())).not.toContain('s3cr3t');
     expect(JSON.stringify(logger.lines)).not.toContain('s3cr3t');
 

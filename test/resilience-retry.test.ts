@@ -314,7 +314,7 @@ describe('budget and hedging', () => {
     expect(snap?.exhaustedCount).toBeGreaterThan(0);
   });
 
-  it('hedging: a backup request wins over a slow attempt, the slow one is aborted', async () => {
+  it('hedging: a backup request wins over a slow attempt; the slow one runs on, bounded, then is aborted', async () => {
     let n = 0;
     let abortedSlow = 0;
     const s = await server((_req, res) => {
@@ -332,8 +332,32 @@ describe('budget and hedging', () => {
     const res = await m.fetch('http://svc/x');
     expect(await res.text()).toBe('fast');
     expect(s.hits.length).toBe(2);
+    // The loser runs on (its true latency feeds the balancer) for at most 1 s, then is aborted.
     await new Promise((r) => setTimeout(r, 100));
+    expect(abortedSlow).toBe(0);
+    await new Promise((r) => setTimeout(r, 1_300));
     expect(abortedSlow).toBe(1);
+  });
+
+  it('hedging: a lost attempt that answers within the bound is read to its end, and its time is learned', async () => {
+    let n = 0;
+    const s = await server((_req, res) => {
+      if (n++ === 0) setTimeout(() => res.end('slow'), 150);
+      else res.end('fast');
+    });
+    const m = mesh(
+      {
+        retries: { hedge: { delay: '20ms', maxExtraLoad: 1 } },
+        trafficPolicy: { outlierDetection: { enabled: false } },
+      },
+      [s.address],
+    );
+    expect(await (await m.fetch('http://svc/x')).text()).toBe('fast');
+    await new Promise((r) => setTimeout(r, 300));
+    const ep = m.snapshot().services.svc?.endpoints[0];
+    expect(ep?.errors).toBe(0);
+    expect(ep?.ewmaMs).toBeGreaterThanOrEqual(140);
+    expect(m.snapshot().services.svc?.inflight).toBe(0);
   });
 
   it('hedges stay within maxExtraLoad', async () => {

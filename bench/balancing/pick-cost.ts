@@ -105,7 +105,7 @@ for (const n of SIZES) {
   const afterEps = await heap();
   if (n === 10_000) endpointBytes = (afterEps - before) / n;
   for (const [name, input] of ALGOS) rows.push(await measure(name, input, n, eps));
-  await Promise.all(eps.map((ep) => ep.pool.close()));
+  await Promise.all(eps.map((ep) => ep.closePool(1_000)));
 }
 
 const header = ['algorithm', 'endpoints', 'ns/pick', 'balancer B/ep'];

@@ -885,6 +885,9 @@ export interface BenchArgs extends ScenarioOptions {
 
 export function parseArgs(argv: string[]): BenchArgs {
   const i = argv.indexOf('--only');
-  const only = i >= 0 ? argv[i + 1]?.split(',').filter(Boolean) : undefined;
-  return { quick: argv.includes('--quick'), only };
+  const listed = i >= 0 ? (argv[i + 1]?.split(',').filter(Boolean) ?? []) : [];
+  // Scenario names may also be given as they are: `npm run bench -- soak`.
+  const positional = argv.filter((a, j) => !a.startsWith('--') && (i < 0 || j !== i + 1));
+  const only = [...listed, ...positional];
+  return { quick: argv.includes('--quick'), only: only.length > 0 ? only : undefined };
 }

@@ -39,6 +39,8 @@ export interface EndpointSetOptions {
   logger: Logger;
   /** How long a removed endpoint may finish its in-flight requests before its pool is destroyed. */
   drainTimeoutMs: number;
+  /** Period of the idle-pool sweep (default IDLE_POOL_SWEEP_MS; tests shorten it). */
+  idlePoolSweepMs?: number | undefined;
 }
 
 /**
@@ -61,11 +63,15 @@ export class EndpointSet implements DiscoverySink {
   #readyWaiters: (() => void)[] = [];
   #closed = false;
   readonly status: DiscoveryStatus;
+  /** Lets idle endpoints' pools go (an endpoint with no request for a whole period). */
+  readonly #sweep: NodeJS.Timeout;
 
   constructor(opts: EndpointSetOptions) {
     this.#opts = opts;
     this.#group(opts);
     this.status = { provider: opts.provider, state: 'starting', updates: 0, errors: 0, skipped: 0 };
+    this.#sweep = setInterval(() => this.releaseIdlePools(), opts.idlePoolSweepMs ?? IDLE_POOL_SWEEP_MS);
+    this.#sweep.unref();
   }
 
   get isReady(): boolean {
@@ -216,6 +222,13 @@ export class EndpointSet implements DiscoverySink {
     for (const g of this.#retired.values()) g.balancer.update?.(g.endpoints);
   }
 
+  /** Lets go of the pools of endpoints that sent nothing since the last sweep. Returns how many. */
+  releaseIdlePools(): number {
+    let released = 0;
+    for (const ep of this.#byAddress.values()) if (ep.releaseIfIdle()) released++;
+    return released;
+  }
+
   #rebuild(): void {
     const live = [...this.#byAddress.values()];
     for (const g of this.#retired.size > 0 ? [...this.#groups, ...this.#retired.values()] : this.#groups) {
@@ -230,7 +243,7 @@ export class EndpointSet implements DiscoverySink {
     ep.draining = true;
     this.#drainingEps.add(ep);
     const timeout = this.#opts.drainTimeoutMs;
-    const p = closePool(ep, timeout).finally(() => {
+    const p = ep.closePool(timeout).finally(() => {
       this.#draining.delete(p);
       this.#drainingEps.delete(ep);
     });
@@ -248,26 +261,18 @@ export class EndpointSet implements DiscoverySink {
     for (const g of this.#groups) g.endpoints = [];
     for (const g of this.#retired.values()) g.endpoints = [];
     this.#retired.clear();
-    await Promise.all([...all.map((ep) => closePool(ep, timeoutMs)), ...this.#draining]);
+    clearInterval(this.#sweep);
+    await Promise.all([...all.map((ep) => ep.closePool(timeoutMs)), ...this.#draining]);
   }
 }
+
+/**
+ * How often idle pools are let go: an endpoint that sent no request for a whole period (and has
+ * none in flight) gives its pool back; its connections closed long before (keep-alive 4 s).
+ */
+export const IDLE_POOL_SWEEP_MS = 60_000;
 
 export function matchesLabels(have: Record<string, string>, want: Record<string, string>): boolean {
   for (const k in want) if (have[k] !== want[k]) return false;
   return true;
-}
-
-async function closePool(ep: Endpoint, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), timeoutMs);
-    timer.unref();
-  });
-  const closed = ep.pool.close().then(
-    () => 'closed' as const,
-    () => 'closed' as const,
-  );
-  const outcome = await Promise.race([closed, bound]);
-  clearTimeout(timer);
-  if (outcome === 'timeout') await ep.pool.destroy().catch(() => {});
 }

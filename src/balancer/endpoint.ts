@@ -5,6 +5,7 @@ import type { EndpointSpec } from '../discovery/types.ts';
 import type { MeshDispatchOptions } from '../http/dispatch-options.ts';
 import { serverNameFor } from '../http/server-name.ts';
 import type { Connector } from '../tls/client.ts';
+import { FailureRate } from './failure-rate.ts';
 import { PeakEwma } from './peak-ewma.ts';
 
 /** Defaults, with their sources (see docs/configuration.md). */
@@ -53,6 +54,8 @@ export class Endpoint {
    */
   errors = 0;
   readonly ewma: PeakEwma;
+  /** Recent share of failed attempts (failure-aware PEAK_EWMA). */
+  readonly failures: FailureRate;
   /** Active health checks / registry health. */
   healthy = true;
   /** Outlier detection: ejected until this monotonic time (ms). 0 = not ejected. */
@@ -64,7 +67,13 @@ export class Endpoint {
   /** Multiplier on the weight applied by slow start (0 < factor <= 1). */
   weightFactor = 1;
 
-  readonly pool: Pool;
+  /** The endpoint's own undici Pool: made on the first request, let go when idle (`releaseIfIdle`). */
+  #pool: Pool | undefined;
+  /** Shared by every endpoint of the service (one object, not one per endpoint). */
+  readonly #connectionPool: ConnectionPoolConfig | undefined;
+  readonly #connect: EndpointOptions['connect'];
+  /** `attempts` at the last idle sweep: unchanged since then means no request in between. */
+  #sweptAttempts = -1;
 
   constructor(spec: EndpointSpec, options: EndpointOptions) {
     this.address = spec.address;
@@ -75,17 +84,74 @@ export class Endpoint {
     this.zone = spec.zone;
     this.addedAt = options.now;
     this.ewma = new PeakEwma(ENDPOINT_DEFAULTS.defaultRttMs, ENDPOINT_DEFAULTS.ewmaHalfLifeMs, options.now);
-    const cp = options.connectionPool;
-    const secure = options.connect !== undefined;
+    this.failures = new FailureRate(ENDPOINT_DEFAULTS.ewmaHalfLifeMs, options.now);
+    this.#connectionPool = options.connectionPool;
+    this.#connect = options.connect;
+  }
+
+  /**
+   * The endpoint's pool, made now if it has none. A fleet-sized service (thousands of endpoints)
+   * pays for a pool only where requests go: an undici Pool is most of an endpoint's memory.
+   */
+  get pool(): Pool {
+    return this.#pool ?? this.#open();
+  }
+
+  /** True while the endpoint holds a pool (for the snapshot and tests). */
+  get hasPool(): boolean {
+    return this.#pool !== undefined;
+  }
+
+  #open(): Pool {
+    const cp = this.#connectionPool;
+    const secure = this.#connect !== undefined;
     const hostForUrl = this.host.includes(':') ? `[${this.host}]` : this.host;
-    this.pool = new Pool(`${secure ? 'https' : 'http'}://${hostForUrl}:${this.port}`, {
+    const pool = new Pool(`${secure ? 'https' : 'http'}://${hostForUrl}:${this.port}`, {
       connections: cp?.tcp?.maxConnections ?? ENDPOINT_DEFAULTS.maxConnections,
       connectTimeout: cp?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
       keepAliveTimeout: cp?.http?.idleTimeout ?? ENDPOINT_DEFAULTS.idleTimeoutMs,
       maxRequestsPerClient: cp?.http?.maxRequestsPerConnection || undefined,
       allowH2: false,
-      ...(options.connect ? { connect: options.connect } : {}),
+      ...(this.#connect ? { connect: this.#connect } : {}),
     } as Pool.Options);
+    this.#pool = pool;
+    return pool;
+  }
+
+  /**
+   * Lets go of the pool when no request went out since the previous sweep and none is in flight
+   * (its connections have long gone idle by then); the next request makes a new one. Called
+   * periodically by the endpoint set. Returns true when it let go.
+   */
+  releaseIfIdle(): boolean {
+    const pool = this.#pool;
+    const idle = this.attempts === this.#sweptAttempts && this.inflight === 0;
+    this.#sweptAttempts = this.attempts;
+    if (pool === undefined || !idle) return false;
+    this.#pool = undefined;
+    pool.close().catch(() => {});
+    return true;
+  }
+
+  /**
+   * Closes the pool (if it has one): waits up to `timeoutMs` for in-flight requests, then
+   * destroys what is left.
+   */
+  async closePool(timeoutMs: number): Promise<void> {
+    const pool = this.#pool;
+    if (pool === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+      timer.unref();
+    });
+    const closed = pool.close().then(
+      () => 'closed' as const,
+      () => 'closed' as const,
+    );
+    const outcome = await Promise.race([closed, bound]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') await pool.destroy().catch(() => {});
   }
 
   /** Applies an update from discovery (same address, new labels/weight/zone). */
@@ -122,6 +188,6 @@ export class Endpoint {
         if (name !== '') opts.servername = name;
       }
     }
-    return this.pool.dispatch(opts, handler);
+    return (this.#pool ?? this.#open()).dispatch(opts, handler);
   }
 }

@@ -57,15 +57,15 @@ export class P2CBalancer implements Balancer {
   }
 }
 
-/** PEAK_EWMA cost: rtt estimate × (in-flight + 1). */
 /**
- * PEAK_EWMA cost. An endpoint with no RTT sample yet and nothing in flight costs 0, so it gets
+ * PEAK_EWMA cost: rtt estimate × (in-flight + 1) × 1 / (1 − recent failure share), so an endpoint
+ * that answers fast but fails (a fast 503 looks fast) costs what its successes cost. An endpoint with no RTT sample yet and nothing in flight costs 0, so it gets
  * one probe request at once (as Finagle probes unknown endpoints) instead of waiting until the
  * estimates of endpoints already known to be fast decay below the 30 ms default; while that
  * probe is in flight it costs default × 2 like any other, so a new endpoint is never flooded.
  */
 export const peakEwmaCost = (ep: Endpoint, now: number): number =>
-  !ep.ewma.sampled && ep.inflight === 0 ? 0 : ep.ewma.cost(ep.inflight, now);
+  !ep.ewma.sampled && ep.inflight === 0 ? 0 : ep.ewma.cost(ep.inflight, now) * ep.failures.penalty(now);
 
 /** LEAST_REQUEST cost: in-flight + 1 (the +1 lets weights break ties between idle endpoints). */
 export const leastRequestCost = (ep: Endpoint): number => ep.inflight + 1;

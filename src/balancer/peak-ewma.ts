@@ -51,6 +51,24 @@ export class PeakEwma {
     if (now > this.#updatedAt) this.#updatedAt = now;
   }
 
+  /**
+   * Records a lower bound of a round trip (an attempt cancelled or timed out after `rttMs`) or the
+   * time of a failure (a fast 503 says nothing about how fast the endpoint's successes are): it
+   * may raise the estimate, never lower it.
+   */
+  raise(rttMs: number, now: number): void {
+    if (!(rttMs >= 0)) return;
+    const current = this.estimate(now);
+    if (!this.#sampled) {
+      this.#sampled = true;
+      this.#estimate = Math.max(rttMs, current);
+      this.#updatedAt = Math.max(this.#updatedAt, now);
+    } else if (rttMs > current) {
+      this.#estimate = rttMs;
+      this.#updatedAt = Math.max(this.#updatedAt, now);
+    }
+  }
+
   /** The current estimate in ms, decayed toward 0 over the time since the last sample. */
   estimate(now: number): number {
     const elapsed = now - this.#updatedAt;

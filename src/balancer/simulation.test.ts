@@ -55,3 +55,57 @@ describe('balancing a slow endpoint (simulated)', () => {
     expect(rnd).toBeLessThan(0.22);
   });
 });
+
+/**
+ * Closed loop, 16 callers, five endpoints answering in 5-7 ms; `bad` fails a share of its
+ * attempts at once (a fast 503). Outcomes go into the failure rate as the load layer feeds it.
+ */
+function failingShare(failShare: number, seed = 3): number {
+  eps = makeEndpoints(5);
+  const bad = eps[4]!;
+  const b = createBalancer(loadBalancerSchema.parse({ simple: 'PEAK_EWMA' }), { random: seeded(seed) });
+  b.update?.(eps);
+  const random = seeded(seed + 1);
+  let pending: { at: number; ep: Endpoint; rtt: number; failed: boolean }[] = [];
+  let toBad = 0;
+  let total = 0;
+  const send = (now: number) => {
+    const ep = b.pick(eps, { now })!;
+    const failed = ep === bad && random() < failShare;
+    const rtt = failed ? 0.3 : 5 + random() * 2;
+    ep.inflight++;
+    pending.push({ at: now + rtt, ep, rtt, failed });
+    total++;
+    if (ep === bad) toBad++;
+  };
+  for (let i = 0; i < 16; i++) send(0);
+  for (let now = 0; now < 20_000; now += 0.1) {
+    const done = pending.filter((p) => p.at <= now);
+    if (done.length === 0) continue;
+    pending = pending.filter((p) => p.at > now);
+    for (const p of done) {
+      p.ep.inflight--;
+      if (p.failed) p.ep.ewma.raise(p.rtt, now);
+      else p.ep.ewma.observe(p.rtt, now);
+      p.ep.failures.observe(p.failed, now);
+      send(now);
+    }
+  }
+  return toBad / total;
+}
+
+describe('balancing a replica that fails fast (simulated)', () => {
+  it('PEAK_EWMA gives a replica that fails 30% of attempts at once at most 15% of attempts', () => {
+    for (const seed of [3, 11, 29]) expect(failingShare(0.3, seed)).toBeLessThan(0.15);
+  });
+
+  it('PEAK_EWMA gives a replica that fails everything at once under 2%, with no outlier detection', () => {
+    expect(failingShare(1)).toBeLessThan(0.02);
+  });
+
+  it('a healthy set is unaffected: each replica keeps about a fifth', () => {
+    const share = failingShare(0);
+    expect(share).toBeGreaterThan(0.15);
+    expect(share).toBeLessThan(0.25);
+  });
+});

@@ -28,7 +28,7 @@ export function makeEndpoint(i: number, opts: MakeOptions = {}): Endpoint {
 }
 
 export async function closeAll(endpoints: readonly Endpoint[]): Promise<void> {
-  await Promise.all(endpoints.map((ep) => ep.pool.close()));
+  await Promise.all(endpoints.map((ep) => ep.closePool(1_000)));
 }
 
 /** Counts picks per endpoint. */

@@ -38,15 +38,26 @@ export function meshHandler(
     );
 }
 
-/** The parts of a Fastify instance this adapter uses (no dependency on fastify's types). */
+const kInbound = Symbol('meshwork.inbound');
+
+/** The parts of a Fastify request and reply this adapter uses (no dependency on fastify's types). */
+interface FastifyRequestLike {
+  readonly raw: IncomingMessage;
+  [kInbound]?: InboundResult;
+}
+interface FastifyReplyLike {
+  header(name: string, value: string): unknown;
+  code(status: number): { type(contentType: string): { send(body: string): unknown } };
+}
+
+/** The parts of a Fastify instance this adapter uses. */
 interface FastifyLike {
   addHook(
     name: 'onRequest' | 'preHandler',
+    // biome-ignore lint/suspicious/noExplicitAny: Fastify's own hook types are generic over its request and reply; any keeps real instances assignable without a dependency on fastify
     hook: (request: any, reply: any, done: (err?: Error) => void) => void,
   ): unknown;
 }
-
-const kInbound = Symbol('meshwork.inbound');
 
 /**
  * For Fastify's `rewriteUrl` option: `Fastify({ rewriteUrl: meshRewriteUrl(mesh) })`. Fastify
@@ -72,7 +83,7 @@ export function meshRewriteUrl(mesh: HasContext): (req: IncomingMessage) => stri
  */
 export function meshFastify(fastify: FastifyLike, mesh: HasContext): void {
   const rt = mesh.contextRuntime;
-  fastify.addHook('onRequest', (request, reply, done) => {
+  fastify.addHook('onRequest', (request: FastifyRequestLike, reply: FastifyReplyLike, done) => {
     whenEntered(
       rt,
       request.raw,
@@ -89,7 +100,7 @@ export function meshFastify(fastify: FastifyLike, mesh: HasContext): void {
       'routed',
     );
   });
-  fastify.addHook('preHandler', (request, _reply, done) => {
+  fastify.addHook('preHandler', (request: FastifyRequestLike, _reply: unknown, done) => {
     const r: InboundResult | undefined = request[kInbound];
     if (!r) return done();
     rt.run(r.ctx, () => runInOtel(r.otel, () => done()));

@@ -91,21 +91,23 @@ export function consulSettings(cfg: ConsulConfig, service: string, env: NodeJS.P
 /** Turns one /v1/health/service entry into an EndpointSpec, or a reason to skip it. */
 export function consulEntrySpec(entry: unknown): EndpointSpec | string {
   if (typeof entry !== 'object' || entry === null) return 'entry is not an object';
-  const e = entry as Record<string, any>;
+  const e = entry as ConsulEntry;
   const svc = e.Service;
   const node = e.Node ?? {};
   if (typeof svc !== 'object' || svc === null) return 'entry has no Service';
   const host = typeof svc.Address === 'string' && svc.Address !== '' ? svc.Address : node.Address;
   if (typeof host !== 'string' || host === '') return 'neither Service.Address nor Node.Address is set';
-  if (!Number.isInteger(svc.Port) || svc.Port < 1 || svc.Port > 65535)
-    return `Service.Port ${JSON.stringify(svc.Port)} is not a port`;
-  const address = formatHostPort(host, svc.Port);
+  const port = svc.Port;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
+    return `Service.Port ${JSON.stringify(port)} is not a port`;
+  const address = formatHostPort(host, port);
   if (!parseHostPort(address)) return `address ${JSON.stringify(address)} is not a valid host:port`;
   let weight = 1;
   if (svc.Weights != null && svc.Weights.Passing !== undefined) {
-    weight = svc.Weights.Passing;
-    if (!Number.isInteger(weight) || weight < 1)
-      return `Service.Weights.Passing ${JSON.stringify(weight)} is not a positive integer`;
+    const w = svc.Weights.Passing;
+    if (typeof w !== 'number' || !Number.isInteger(w) || w < 1)
+      return `Service.Weights.Passing ${JSON.stringify(w)} is not a positive integer`;
+    weight = w;
   }
   const labels: Record<string, string> = {};
   const meta = isStringRecord(svc.Meta) ? svc.Meta : {};
@@ -122,7 +124,21 @@ export function consulEntrySpec(entry: unknown): EndpointSpec | string {
   if (typeof svc.ID === 'string') labels['consul.id'] = svc.ID;
   const nodeMeta = isStringRecord(node.Meta) ? node.Meta : {};
   const zone = meta.zone || nodeMeta.zone || undefined;
-  return { address, host: parseHostPort(address)!.host, port: svc.Port, labels, weight, zone };
+  return { address, host: parseHostPort(address)!.host, port, labels, weight, zone };
+}
+
+/** One /v1/health/service entry as Consul sends it: untyped JSON, every field checked. */
+interface ConsulEntry {
+  Service?: {
+    Address?: unknown;
+    Port?: unknown;
+    Weights?: { Passing?: unknown } | null;
+    Meta?: unknown;
+    Tags?: unknown;
+    ID?: unknown;
+  } | null;
+  Node?: { Address?: unknown; Node?: unknown; Datacenter?: unknown; Meta?: unknown };
+  Checks?: unknown;
 }
 
 function isStringRecord(v: unknown): v is Record<string, string> {
@@ -132,8 +148,9 @@ function isStringRecord(v: unknown): v is Record<string, string> {
 }
 
 /** True when every check of the entry (node serfHealth included) is passing. */
-function allPassing(entry: any): boolean {
-  return !Array.isArray(entry?.Checks) || entry.Checks.every((c: any) => c?.Status === 'passing');
+function allPassing(entry: unknown): boolean {
+  const checks = (entry as ConsulEntry | null)?.Checks;
+  return !Array.isArray(checks) || checks.every((c: { Status?: unknown } | null) => c?.Status === 'passing');
 }
 
 export interface ConsulDiscoveryOptions {
@@ -248,7 +265,7 @@ export class ConsulDiscovery implements DiscoveryProvider {
     this.#tracker.publish(specs);
   }
 
-  async #query(index: number): Promise<[any, unknown]> {
+  async #query(index: number): Promise<[{ headers?: Record<string, unknown> } | undefined, unknown]> {
     const s = this.settings;
     const ctx = new EventEmitter() as EventEmitter & { includeResponse?: boolean };
     ctx.includeResponse = true;
@@ -269,7 +286,10 @@ export class ConsulDiscovery implements DiscoveryProvider {
     }
     this.requests++;
     try {
-      return (await this.#consul.health.service(opts as any)) as unknown as [any, unknown];
+      return (await this.#consul.health.service(opts as never)) as unknown as [
+        { headers?: Record<string, unknown> } | undefined,
+        unknown,
+      ];
     } finally {
       if (this.#ctx === ctx) this.#ctx = undefined;
     }
@@ -290,7 +310,8 @@ export class ConsulDiscovery implements DiscoveryProvider {
 
 function describe(err: unknown): string {
   if (err instanceof Error) {
-    const status = (err as any).response?.statusCode ?? (err as any).statusCode;
+    const e = err as { response?: { statusCode?: unknown }; statusCode?: unknown };
+    const status = e.response?.statusCode ?? e.statusCode;
     return status ? `${status} ${err.message}` : err.message;
   }
   return String(err);

@@ -26,25 +26,33 @@ export const ETCD_DEFAULTS = {
   backoffCap: 30_000,
 } as const;
 
+/** A value as the registry wrote it: untyped JSON, every field checked before use. */
+type EtcdValue = Record<string, unknown> & {
+  Addr?: unknown;
+  Op?: unknown;
+  Metadata?: unknown;
+};
+
 /** Parses one value; returns a spec, undefined (a delete marker), or a reason to skip it. */
 export function etcdValueSpec(raw: string): EndpointSpec | undefined | string {
-  let v: any;
+  let v: EtcdValue;
   try {
-    v = JSON.parse(raw);
+    v = JSON.parse(raw) as EtcdValue;
   } catch {
     return 'value is not JSON';
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'value is not a JSON object';
   if ('Addr' in v) {
     if (v.Op === 1) return undefined;
-    const hp = typeof v.Addr === 'string' ? parseHostPort(v.Addr) : undefined;
-    if (!hp) return `Addr ${JSON.stringify(v.Addr)} is not a valid host:port`;
+    const addr = v.Addr;
+    const hp = typeof addr === 'string' ? parseHostPort(addr) : undefined;
+    if (!hp || typeof addr !== 'string') return `Addr ${JSON.stringify(addr)} is not a valid host:port`;
     const labels: Record<string, string> = {};
     if (typeof v.Metadata === 'object' && v.Metadata !== null)
       for (const [k, x] of Object.entries(v.Metadata))
         if (['string', 'number', 'boolean'].includes(typeof x)) labels[k] = String(x);
     return {
-      address: v.Addr,
+      address: addr,
       host: hp.host,
       port: hp.port,
       labels,
@@ -52,23 +60,28 @@ export function etcdValueSpec(raw: string): EndpointSpec | undefined | string {
       zone: labels.zone || undefined,
     };
   }
-  const hp = typeof v.address === 'string' ? parseHostPort(v.address) : undefined;
-  if (!hp) return `address ${JSON.stringify(v.address)} is not a valid host:port`;
-  if (v.weight !== undefined && (!Number.isInteger(v.weight) || v.weight < 1))
-    return `weight ${JSON.stringify(v.weight)} is not a positive integer`;
-  if (v.labels !== undefined) {
-    if (typeof v.labels !== 'object' || v.labels === null || Array.isArray(v.labels))
+  const address = v.address;
+  const hp = typeof address === 'string' ? parseHostPort(address) : undefined;
+  if (!hp || typeof address !== 'string')
+    return `address ${JSON.stringify(address)} is not a valid host:port`;
+  const weight = v.weight;
+  if (weight !== undefined && (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1))
+    return `weight ${JSON.stringify(weight)} is not a positive integer`;
+  const labels = v.labels;
+  if (labels !== undefined) {
+    if (typeof labels !== 'object' || labels === null || Array.isArray(labels))
       return 'labels is not an object';
-    if (!Object.values(v.labels).every((x) => typeof x === 'string')) return 'labels values must be strings';
+    if (!Object.values(labels).every((x) => typeof x === 'string')) return 'labels values must be strings';
   }
-  if (v.zone !== undefined && (typeof v.zone !== 'string' || v.zone === '')) return 'zone is not a string';
+  const zone = v.zone;
+  if (zone !== undefined && (typeof zone !== 'string' || zone === '')) return 'zone is not a string';
   return {
-    address: v.address,
+    address,
     host: hp.host,
     port: hp.port,
-    labels: { ...(v.labels ?? {}) },
-    weight: v.weight ?? 1,
-    zone: v.zone,
+    labels: { ...((labels as Record<string, string> | undefined) ?? {}) },
+    weight: weight ?? 1,
+    zone,
   };
 }
 

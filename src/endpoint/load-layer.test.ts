@@ -62,7 +62,29 @@ describe('load layer', () => {
     const h = send();
     clock.advance(80);
     answer(h, 200);
-    expect(ep.ewma.estimate(clock())).toBeGreaterThanOrEqual(79);
+    const est = ep.ewma.estimate(clock());
+    expect(est).toBeGreaterThanOrEqual(79);
+    expect(est).toBeLessThan(81);
+  });
+
+  it('a caller who stops reading after the headers leaves the estimate at the time to headers', () => {
+    const { clock, ep, send } = setup();
+    const h = send();
+    clock.advance(10);
+    const c = { abort() {}, pause() {}, resume() {}, aborted: false, paused: false, reason: null };
+    h.onRequestStart?.(c, {});
+    h.onResponseStart?.(c, 200, {}, '');
+    clock.advance(500);
+    h.onResponseError?.(c, DISCARDED);
+    expect(ep.ewma.estimate(clock())).toBeLessThan(50);
+    expect(ep.errors).toBe(0);
+  });
+
+  it('counts every 5xx answer, 500 included, and nothing below', () => {
+    const { ep, send } = setup();
+    answer(send(), 500);
+    answer(send(), 499);
+    expect(ep.responses5xx).toBe(1);
   });
 
   it('a failure counts as a round trip of at least the failure penalty', () => {
@@ -107,5 +129,34 @@ describe('load layer', () => {
     const est = ep.ewma.estimate(clock());
     expect(est).toBeGreaterThanOrEqual(49);
     expect(est).toBeLessThan(FAILURE_PENALTY_MS);
+  });
+
+  it('feeds failures into the failure-aware cost: a 503 the retry layer discarded counts, a cancellation before headers does not', () => {
+    const { clock, ep, send } = setup();
+    for (let i = 0; i < 8; i++) {
+      const h = send();
+      clock.advance(1);
+      const c = { abort() {}, pause() {}, resume() {}, aborted: false, paused: false, reason: null };
+      h.onRequestStart?.(c, {});
+      h.onResponseStart?.(c, 503, {}, '');
+      h.onResponseError?.(c, DISCARDED);
+    }
+    const afterFailures = ep.failures.rate(clock());
+    expect(afterFailures).toBeGreaterThan(0.3);
+    for (let i = 0; i < 8; i++) fail(send(), DISCARDED);
+    expect(ep.failures.rate(clock())).toBeCloseTo(afterFailures, 5);
+  });
+
+  it('a fast 5xx never lowers the round-trip estimate', () => {
+    const { clock, ep, send } = setup();
+    const slow = send();
+    clock.advance(40);
+    answer(slow, 200);
+    for (let i = 0; i < 5; i++) {
+      const h = send();
+      clock.advance(1);
+      answer(h, 503);
+    }
+    expect(ep.ewma.estimate(clock())).toBeGreaterThan(39);
   });
 });

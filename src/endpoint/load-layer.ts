@@ -1,6 +1,6 @@
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
-import { type Outcome, OutcomeHandler } from '../outcome.ts';
+import { isFailure, type Outcome, OutcomeHandler } from '../outcome.ts';
 import type { DispatchHandler, EndpointLayer } from '../pipeline.ts';
 import type { ServiceLimits } from './limits.ts';
 
@@ -31,6 +31,8 @@ class LoadHandler extends OutcomeHandler {
   readonly #clock: Clock;
   readonly #start: number;
   #observed = false;
+  /** When the headers came (the clean end reuses it: one clock read less per request). */
+  #headersAt = 0;
 
   constructor(ep: Endpoint, limits: ServiceLimits, handler: DispatchHandler, clock: Clock, start: number) {
     super(handler);
@@ -42,9 +44,14 @@ class LoadHandler extends OutcomeHandler {
 
   protected override onHeaders(status: number): void {
     const now = this.#clock();
-    this.#ep.ewma.observe(now - this.#start, now);
+    const ep = this.#ep;
+    if (status >= 500) {
+      // A fast 5xx is no evidence of fast successes: it may raise the estimate, never lower it.
+      ep.ewma.raise(now - this.#start, now);
+      ep.responses5xx++;
+    } else ep.ewma.observe(now - this.#start, now);
     this.#observed = true;
-    if (status >= 500) this.#ep.responses5xx++;
+    this.#headersAt = now;
   }
 
   protected override onDone(o: Outcome): void {
@@ -52,15 +59,21 @@ class LoadHandler extends OutcomeHandler {
     ep.inflight--;
     this.#limits.active--;
     const kind = o.error;
-    if (kind === undefined) return;
+    if (kind === undefined) {
+      ep.failures.observe(o.status >= 500, this.#headersAt);
+      return;
+    }
     const now = this.#clock();
+    // Failure-aware cost: a cancellation before the headers says nothing about the endpoint; after
+    // them the status does (a 503 the retry layer discarded to retry it is still a failure).
+    if (kind !== 'cancelled' || o.status > 0) ep.failures.observe(isFailure(o), now);
     const elapsed = now - this.#start;
     if (kind === 'cancelled' || kind === 'timeout') {
       // Ended on purpose (a losing hedge, a retried answer, the caller's abort) or by a per-try
       // timeout: the time so far is only a lower bound of the RTT. It may raise the estimate but
       // never lower it, and there is no failure penalty (one cold-start timeout must not steer
       // traffic away from a fast endpoint for many seconds). A timeout still counts in `errors`.
-      if (!this.#observed && elapsed > ep.ewma.estimate(now)) ep.ewma.observe(elapsed, now);
+      if (!this.#observed) ep.ewma.raise(elapsed, now);
       if (kind === 'timeout') ep.errors++;
       return;
     }

@@ -1,8 +1,9 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { type DispatchHandler, deadController, newMeshRequest } from '../pipeline.ts';
-import { compileRetryPolicy } from './policy.ts';
+import { endpointsOf, testRequest, testService } from '../../test/support/layers.ts';
+import type { Endpoint } from '../balancer/endpoint.ts';
+import { type DispatchHandler, deadController } from '../pipeline.ts';
 import { retryLayer } from './retry-layer.ts';
 
 setFlagsFromString('--expose-gc');
@@ -11,12 +12,7 @@ const gc = runInNewContext('gc') as () => void;
 const controller = deadController;
 
 function request() {
-  const service = {
-    name: 'svc',
-    retry: { policy: compileRetryPolicy({}), budget: undefined, hedgeBudget: undefined },
-    telemetry: { retry() {}, retryBudgetExhausted() {} },
-  };
-  return newMeshRequest(service as never, { path: '/', method: 'GET', headers: {} } as never, 'svc', 0);
+  return testRequest(testService({ retryBudget: { enabled: false } }));
 }
 
 describe('retry layer: a finished request', () => {
@@ -56,25 +52,30 @@ describe('retry layer: a finished request', () => {
 
 describe('retry layer: retries go to endpoints not tried yet', () => {
   it('after two 503s from two endpoints, the third attempt goes to the third one', async () => {
-    const eps = ['a', 'b', 'c'].map((address) => ({ address }));
+    const svc = testService({ retryBudget: { enabled: false } }, [
+      '10.0.0.1:80',
+      '10.0.0.2:80',
+      '10.0.0.3:80',
+    ]);
+    const eps = endpointsOf(svc);
     const seen: string[] = [];
     // Stands in for the balancer and the tried layer: the first endpoint the request has not tried.
     const dispatch = retryLayer(
       () => performance.now(),
       () => 0,
     )((req, attempt) => {
-      const ep = eps.find((e) => !req.tried?.has(e as never)) ?? eps[0];
-      req.endpoint = ep as never;
-      req.tried?.add(ep as never);
-      seen.push(ep?.address as string);
+      const ep = eps.find((e) => !req.tried?.has(e)) ?? (eps[0] as Endpoint);
+      req.endpoint = ep;
+      req.tried?.add(ep);
+      seen.push(ep.address);
       attempt.onRequestStart?.(controller, {});
-      const status = ep?.address === 'c' ? 200 : 503;
+      const status = ep.address === '10.0.0.3:80' ? 200 : 503;
       attempt.onResponseStart?.(controller, status, {}, '');
       attempt.onResponseEnd?.(controller, {});
     });
     const status = await new Promise<number>((resolve, reject) => {
       let got = 0;
-      dispatch(request(), {
+      dispatch(testRequest(svc), {
         onResponseStart: (_c, s) => {
           got = s;
         },
@@ -83,6 +84,6 @@ describe('retry layer: retries go to endpoints not tried yet', () => {
       });
     });
     expect(status).toBe(200);
-    expect(seen).toEqual(['a', 'b', 'c']);
+    expect(seen).toEqual(['10.0.0.1:80', '10.0.0.2:80', '10.0.0.3:80']);
   });
 });

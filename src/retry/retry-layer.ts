@@ -21,6 +21,9 @@ import { LiveSet } from './live-set.ts';
 import type { RetryPolicy } from './policy.ts';
 import { retriesFailure, retriesStatus } from './retry-on.ts';
 
+/** How long a hedge that lost may run on to its end when the route has no perTryTimeout. */
+export const LOSER_DRAIN_MS = 1_000;
+
 /** Methods retried on any retryOn condition (RFC 9110 idempotent methods). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
@@ -277,9 +280,14 @@ class RetryRun implements DispatchController {
     clearTimeout(this.#hedgeTimer);
     clearTimeout(this.#waitTimer);
     if (this.#live.size !== 1 || !this.#live.has(att)) {
-      // Hedging: the others lose. (Skipped in the common case, att alone.)
+      // (Skipped in the common case, att alone.)
+      // Hedging: the others lose. They are let run to their end (bounded), their answers thrown
+      // away: their true round-trip time feeds the balancer, which would otherwise learn only
+      // "slower than the winner" and keep sending to a slow replica (the tail would get worse
+      // with hedging than without), and an HTTP/1.1 connection is kept instead of destroyed.
+      const bound = this.#policy.perTryTimeoutMs ?? LOSER_DRAIN_MS;
       this.#live.forEach((other) => {
-        if (other !== att) other.discard();
+        if (other !== att) other.detach(bound);
       });
       this.#live.clear();
       this.#live.add(att);
@@ -410,6 +418,23 @@ class Attempt implements DispatchHandler {
     this.controller?.abort(DISCARDED);
   }
 
+  /**
+   * Lost to another attempt: nothing of it reaches the caller any more, but it runs to its end
+   * (its answer read and thrown away) for at most `boundMs`, then it is aborted. One not sent yet
+   * is simply discarded.
+   */
+  detach(boundMs: number): void {
+    if (this.#discarded) return;
+    if (!this.controller) {
+      this.discard();
+      return;
+    }
+    this.#discarded = true;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.controller?.abort(DISCARDED), boundMs);
+    this.timer.unref();
+  }
+
   timeOut(err: Error): void {
     this.#timedOut = err;
     if (this.controller) {
@@ -465,6 +490,7 @@ class Attempt implements DispatchHandler {
 
   /** Over: keep nothing of the request alive (see src/http/forwarding-handler.ts). */
   #release(): void {
+    clearTimeout(this.timer);
     this.req = undefined;
     this.controller = undefined;
   }

@@ -1,0 +1,59 @@
+/**
+ * The share of an endpoint's recent attempts that failed, for failure-aware balancing: a 5xx
+ * answer or an error that was not a cancellation counts as a failure (the outcome model's
+ * `isFailure`). An exponentially weighted moving average over attempts, each weighing at least
+ * 1/16 (so a run of failures shows within a few attempts, as Finagle's failure accrual does over
+ * its window of requests), and decaying toward 0 over time with the peak-EWMA's half-life, so an
+ * endpoint that failed and then got no traffic is probed again.
+ *
+ * `penalty` turns it into a cost multiplier: (1 / (1 − p))². 1 / (1 − p) is the expected number of
+ * attempts per success when each attempt fails with probability p (a failed attempt's work is
+ * wasted and done again elsewhere); it is squared because a fast failure frees its slot at once,
+ * and with 1 / (1 − p) alone that throughput advantage cancels the penalty out: a replica failing
+ * 30% of attempts fast would still get its full fifth of the traffic (checked in the balancer's
+ * simulation test). gRPC's weighted round robin (A58) penalises errors in the same spirit
+ * (`error_utilization_penalty`), and Linkerd's balancer is failure-aware.
+ */
+export class FailureRate {
+  #rate = 0;
+  #updatedAt: number;
+  readonly #lambda: number;
+
+  constructor(halfLifeMs: number, now: number) {
+    this.#updatedAt = now;
+    this.#lambda = Math.LN2 / halfLifeMs;
+  }
+
+  /** Records one attempt's outcome that completed at `now`. */
+  observe(failed: boolean, now: number): void {
+    if (!failed && this.#rate === 0) {
+      // The common case, nothing ever failed: nothing to average (no exp()).
+      if (now > this.#updatedAt) this.#updatedAt = now;
+      return;
+    }
+    const elapsed = Math.max(0, now - this.#updatedAt);
+    const w = Math.max(MIN_WEIGHT, 1 - Math.exp(-elapsed * this.#lambda));
+    this.#rate += ((failed ? 1 : 0) - this.#rate) * w;
+    if (now > this.#updatedAt) this.#updatedAt = now;
+  }
+
+  /** The failure share now, decayed toward 0 over the time since the last attempt. */
+  rate(now: number): number {
+    const r = this.#rate;
+    if (r === 0) return 0;
+    const elapsed = now - this.#updatedAt;
+    return elapsed > 0 ? r * Math.exp(-elapsed * this.#lambda) : r;
+  }
+
+  /** Cost multiplier: (1 / (1 − p))², p capped at 0.99 (so at most 10,000×). */
+  penalty(now: number): number {
+    const r = this.#rate;
+    if (r === 0) return 1;
+    const inv = 1 / (1 - Math.min(this.rate(now), MAX_RATE));
+    return inv * inv;
+  }
+}
+
+/** Each attempt weighs at least this much in the average (a window of about 16 attempts). */
+const MIN_WEIGHT = 1 / 16;
+const MAX_RATE = 0.99;
