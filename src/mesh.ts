@@ -95,6 +95,7 @@ export class Mesh {
         { clock: this.#clock, logger: this.logger, env, identity, fallbacks },
         first.docs,
         first.config,
+        first.validator,
       );
     } catch (err) {
       identity?.close();

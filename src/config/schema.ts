@@ -104,7 +104,7 @@ export type ConnectionPoolConfig = z.output<typeof connectionPoolSchema>;
  * A subset's trafficPolicy may only set `loadBalancer`: pools, TLS, outlier detection and the
  * breaker belong to endpoints and services, which all subsets share. Refused, never ignored.
  */
-function subsetPolicyIssues(services: Record<string, z.output<typeof serviceSchema>>) {
+export function subsetPolicyIssues(services: Record<string, z.output<typeof serviceSchema>>) {
   const issues: { code: 'custom'; path: (string | number)[]; message: string; input: unknown }[] = [];
   for (const [name, svc] of Object.entries(services)) {
     (svc.subsets ?? []).forEach((sub, i) => {

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { deepMerge, parseConfigText, validateConfig } from '../config/load.ts';
+import { deepMerge, parseConfigText } from '../config/load.ts';
 import type { MeshConfig } from '../config/schema.ts';
 import { MeshworkConfigError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -15,12 +15,15 @@ import { type LayerName, mergeLayers } from './layers.ts';
 import { ConsulKeySource, EtcdKeySource } from './remote-source.ts';
 import { liveConfigSchema } from './schema.ts';
 import type { ConfigSource } from './source.ts';
+import { IncrementalValidator } from './validate.ts';
 
 export interface Boot {
   docs: Map<LayerName, unknown>;
   config: MeshConfig;
   /** The watchers, not started. */
   sources: ConfigSource[];
+  /** The validator that validated `config`, holding its services for the next update. */
+  validator: IncrementalValidator;
 }
 
 function readText(path: string, label: string): string {
@@ -81,7 +84,8 @@ export function boot(code: object, env: NodeJS.ProcessEnv, logger: Logger): Boot
     );
   }
   const merged = mergeLayers(docs);
-  const config = validateConfig(merged.doc);
+  const validator = new IncrementalValidator();
+  const config = validator.validate(merged.doc);
   for (const w of merged.warnings) logger.warn({ source: 'createMesh' }, w);
   const lc = config.liveConfig;
   const sources: ConfigSource[] = [];
@@ -98,5 +102,5 @@ export function boot(code: object, env: NodeJS.ProcessEnv, logger: Logger): Boot
     for (const s of sources) void s.close();
     throw err;
   }
-  return { docs, config, sources };
+  return { docs, config, sources, validator };
 }

@@ -17,7 +17,6 @@
  */
 import dc from 'node:diagnostics_channel';
 import type { ServiceBreaker } from '../breaker/breaker.ts';
-import { validateConfig } from '../config/load.ts';
 import type { MeshConfig } from '../config/schema.ts';
 import type { ContextRuntime } from '../context/runtime.ts';
 import {
@@ -33,6 +32,7 @@ import { type BuildContext, type Generation, type Plan, plan, withService } from
 import { configKey, configKeys } from './key.ts';
 import { type LayerName, mergeLayers } from './layers.ts';
 import type { ConfigSource, SourceSink, SourceStatus } from './source.ts';
+import { IncrementalValidator } from './validate.ts';
 
 /** `meshwork:config:update`: one message per update, applied or not. */
 export interface ConfigUpdateMessage {
@@ -115,10 +115,18 @@ export class ConfigController {
   readonly #retiring = new Set<Retiring>();
   readonly #retiredBreakers = new Set<{ breaker: ServiceBreaker; timer: NodeJS.Timeout }>();
   #closed = false;
+  /** Validates each update at the cost of the services it changes (src/live/validate.ts). */
+  readonly #validator: IncrementalValidator;
 
   /** Builds the first generation from the layers createMesh read; throws as createMesh throws. */
-  constructor(ctx: BuildContext, docs: Map<LayerName, unknown>, config: MeshConfig) {
+  constructor(
+    ctx: BuildContext,
+    docs: Map<LayerName, unknown>,
+    config: MeshConfig,
+    validator: IncrementalValidator = new IncrementalValidator(),
+  ) {
     this.#ctx = ctx;
+    this.#validator = validator;
     this.#docs = docs;
     const keys = configKeys(config);
     this.#key = keys.key;
@@ -209,7 +217,7 @@ export class ConfigController {
       docs.set(layer, doc);
       const merged = mergeLayers(docs);
       warnings = merged.warnings;
-      const config = validateConfig(merged.doc);
+      const config = this.#validator.validate(merged.doc);
       this.#checkFixed(config);
       const current = this.#generation;
       const keys = configKeys(config);

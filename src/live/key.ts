@@ -29,11 +29,18 @@ export interface ConfigKeys {
   readonly services: ReadonlyMap<string, string>;
 }
 
+/** Validated service configs are shared from one update to the next (src/live/validate.ts): key them once. */
+const serviceKeys = new WeakMap<object, string>();
+
 export function configKeys(config: MeshConfig): ConfigKeys {
   const services = new Map<string, string>();
   let key = configKey({ ...config, services: undefined });
   for (const [name, svc] of Object.entries(config.services)) {
-    const k = configKey(svc);
+    let k = serviceKeys.get(svc);
+    if (k === undefined) {
+      k = configKey(svc);
+      serviceKeys.set(svc, k);
+    }
     services.set(name, k);
     key += `\n${JSON.stringify(name)}:${k}`;
   }
