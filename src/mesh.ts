@@ -106,17 +106,19 @@ export class Mesh {
     this.#inbound = inboundMiddleware(this.contextRuntime);
     this.#mirrorGate = new MirrorGate();
     const live = this.#live;
+    // Never the first generation's map itself: that would keep removed services reachable.
+    const current = new CurrentServices(() => live.generation.services);
     const stack = buildStack({
       clock: this.#clock,
-      services: new CurrentServices(() => live.generation.services),
+      services: current,
       mirrorGate: this.#mirrorGate,
       random,
       telemetry: telemetry !== false,
       context: this.contextRuntime,
     });
     this.dispatcher = new MeshDispatcher({
-      services: live.generation.services,
-      unknownServices: live.generation.unknownServices,
+      services: current,
+      unknownServices: 'reject',
       table: () => live.generation,
       stack,
       clock: this.#clock,

@@ -312,6 +312,28 @@ describe('mesh.update', () => {
     }
   });
 
+  it('new request limits apply at once, over the same endpoints and in-flight counts', async () => {
+    const cfg = (max?: number) => ({
+      services: {
+        api: {
+          discovery: { static: [slow.address] },
+          retries: { attempts: 0 },
+          ...(max ? { trafficPolicy: { connectionPool: { http: { http2MaxRequests: max } } } } : {}),
+        },
+      },
+    });
+    const m = mesh(cfg());
+    const first = m.fetch('http://api/').then((r) => r.text());
+    await waitFor(() => m.snapshot().services.api?.inflight === 1, 'the first request in flight');
+    await m.update(cfg(1));
+    // The request in flight counts against the new limit: a second one overflows.
+    const err = await m.fetch('http://api/').catch((e: unknown) => e);
+    expect(isMeshworkError(err, 'MESHWORK_ERR_OVERFLOW')).toBe(true);
+    expect(await first).toBe('slow');
+    expect(m.snapshot().services.api?.connectionPool).toEqual({ active: 0, overflows: 1 });
+    expect(m.snapshot().services.api?.endpoints[0]?.attempts).toBe(1);
+  });
+
   it('the same config again is "unchanged": no new version', async () => {
     const m = mesh({ services: { reviews: reviews([100, 0]) } });
     await m.update({ services: { reviews: reviews([100, 0]) } });
