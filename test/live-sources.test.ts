@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import dc from 'node:diagnostics_channel';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -14,6 +15,7 @@ import {
   type Mesh,
 } from '../src/index.ts';
 import { ConsulDouble } from './support/consul-double.ts';
+import { listen } from './support/inbound.ts';
 import { named, startServer, type TestServer } from './support/servers.ts';
 import { requireService, suiteName, testServices } from './support/services.ts';
 
@@ -238,8 +240,32 @@ spec:
     await waitFor(() => m.snapshot().config?.lastRefused !== undefined, 'the refusal');
     expect(m.snapshot().config?.lastRefused?.code).toBe('MESHWORK_ERR_ISTIO_UNSUPPORTED');
     expect(await body(m)).toBe('v2');
+    // An AuthorizationPolicy dropped in is enforced by mesh.inbound() from then on.
+    const server = createServer((req, res) => m.inbound()(req, res, () => res.end('ok')));
+    const site = await listen(server);
+    try {
+      expect((await fetch(`${site.url}/admin`)).status).toBe(200);
+      unlinkSync(join(dir, 'bad.yaml'));
+      writeFileSync(
+        join(dir, 'deny-admin.yaml'),
+        `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-admin, namespace: default }
+spec:
+  action: DENY
+  rules:
+    - to: [{ operation: { paths: ["/admin"] } }]
+`,
+      );
+      await waitFor(async () => (await fetch(`${site.url}/admin`)).status === 403, 'the policy');
+      expect((await fetch(`${site.url}/trips`)).status).toBe(200);
+      unlinkSync(join(dir, 'deny-admin.yaml'));
+      await waitFor(async () => (await fetch(`${site.url}/admin`)).status === 200, 'the policy to go');
+    } finally {
+      await site.close();
+    }
+
     // Removing a file removes what it said.
-    unlinkSync(join(dir, 'bad.yaml'));
     unlinkSync(join(dir, 'reviews-vs.yaml'));
     await waitFor(() => m.snapshot().services.reviews?.routes === undefined, 'the routes to go');
   });
