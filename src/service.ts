@@ -14,6 +14,7 @@ import { ServiceLimits } from './endpoint/limits.ts';
 import { OutlierDetector, outlierSettings } from './endpoint/outlier.ts';
 import { MeshworkConfigError } from './errors.ts';
 import type { PathOptions } from './http/path.ts';
+import { alpnProtocols } from './http/protocol.ts';
 import { configKey } from './live/key.ts';
 import type { ServiceView } from './pipeline.ts';
 import { ServiceRetry } from './retry/policy.ts';
@@ -334,5 +335,6 @@ function createClientTls(
     identity: opts.identity,
     connectTimeoutMs: policy?.connectionPool?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
     logger: opts.logger,
+    alpn: alpnProtocols(policy),
   });
 }
