@@ -7,6 +7,7 @@ import {
   TlsRequiredError,
   UnknownServiceError,
 } from './errors.ts';
+import { currentCall } from './http/call-options.ts';
 import { ForwardingHandler } from './http/forwarding-handler.ts';
 import { normalizeHeaders } from './http/headers.ts';
 import { classify } from './outcome.ts';
@@ -37,11 +38,20 @@ interface LegacyAdapter {
   wrapHandler(handler: unknown): DispatchHandler;
 }
 
-export interface MeshDispatcherOptions {
-  services: ReadonlyMap<string, ServiceRuntime>;
+/** The services a request can address, and what to do with a host that is none of them. */
+export interface DispatchTable {
+  readonly services: ReadonlyMap<string, ServiceRuntime>;
+  readonly unknownServices: 'reject' | 'passthrough';
+}
+
+export interface MeshDispatcherOptions extends DispatchTable {
+  /**
+   * The running configuration (live updates replace it), read once as each request enters: the
+   * request keeps that one to its end. Without it, `services` and `unknownServices` are fixed.
+   */
+  table?: () => DispatchTable;
   stack: Dispatch;
   clock: Clock;
-  unknownServices: 'reject' | 'passthrough';
   onClose: (destroy: boolean) => Promise<void>;
 }
 
@@ -94,7 +104,7 @@ export class MeshDispatcher extends Dispatcher {
 
   isKnown(origin: unknown): boolean {
     const t = this.target(origin);
-    return t !== null && this.#opts.services.has(t.host);
+    return t !== null && (this.#opts.table?.() ?? this.#opts).services.has(t.host);
   }
 
   override dispatch(options: Dispatcher.DispatchOptions, rawHandler: Dispatcher.DispatchHandler): boolean {
@@ -113,13 +123,14 @@ export class MeshDispatcher extends Dispatcher {
       failRequest(handler, new InvalidUrlError(given, target ? 'credentials' : 'not-a-url'));
       return false;
     }
-    const service = this.#opts.services.get(target.host);
+    const table = this.#opts.table?.() ?? this.#opts;
+    const service = table.services.get(target.host);
     if (!service) {
-      if (this.#opts.unknownServices === 'passthrough') {
+      if (table.unknownServices === 'passthrough') {
         this.#passthrough ??= new Agent();
         return this.#passthrough.dispatch(options, new PassthroughHandler(handler, target));
       }
-      failRequest(handler, new UnknownServiceError(target.host, [...this.#opts.services.keys()]));
+      failRequest(handler, new UnknownServiceError(target.host, [...table.services.keys()]));
       return false;
     }
     // https:// to a service without TLS is refused, unless its routes may send it elsewhere: the
@@ -132,7 +143,12 @@ export class MeshDispatcher extends Dispatcher {
     if (headers.host === undefined) headers.host = target.authority;
     // `servername` present from the start (the endpoint fills it in), so the options keep one shape.
     const opts = { ...options, headers, servername: (options as { servername?: string }).servername };
-    const req = newMeshRequest(service, opts, target.authority, this.#opts.clock());
+    const call = currentCall();
+    const req = newMeshRequest(service, opts, target.authority, this.#opts.clock(), {
+      services: table.services,
+      call,
+      subset: call?.subset,
+    });
     this.#opts.stack(req, handler);
     return true;
   }

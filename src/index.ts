@@ -17,12 +17,17 @@ export type { ContextInit, MeshContext } from './context/store.ts';
 export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';
 export * from './errors.ts';
 export type { MeshAgent } from './http/agent.ts';
+export type { MeshCallOptions } from './http/call-options.ts';
 export { fetchTransport } from './http/transport.ts';
+export type { ConfigSnapshot, ConfigUpdateMessage } from './live/controller.ts';
+export type { LiveConfig } from './live/schema.ts';
+export type { SourceStatus } from './live/source.ts';
 export {
   type CreateMeshInput,
   createMesh,
   type EndpointSnapshot,
   Mesh,
+  type MeshFetchInit,
   type MeshOptions,
   type MeshSnapshot,
   type ServiceSnapshot,

@@ -14,6 +14,7 @@ import type { EndpointSet } from './balancer/endpoint-set.ts';
 import type { Fallback, ServiceBreaker } from './breaker/breaker.ts';
 import type { ServiceLimits } from './endpoint/limits.ts';
 import type { OutlierDetector } from './endpoint/outlier.ts';
+import type { CallOverrides } from './http/call-options.ts';
 import type { MeshDispatchOptions } from './http/dispatch-options.ts';
 import type { RetryPolicy, ServiceRetry } from './retry/policy.ts';
 import type { RouteDecision, Router } from './routing/router.ts';
@@ -125,6 +126,14 @@ export interface MeshRequest {
   /** Monotonic ms when the request entered the mesh. */
   readonly startedAt: number;
   /**
+   * The services of the configuration the request started on (live updates swap the mesh's;
+   * a request keeps its own to its end). Routing and mirroring look destinations up here;
+   * undefined = the map the layer was built with.
+   */
+  readonly services: ReadonlyMap<string, ServiceView> | undefined;
+  /** The caller's per-call overrides (timeout, retries, subset); undefined for most requests. */
+  readonly call: CallOverrides | undefined;
+  /**
    * Set by the telemetry layer when anything observes this request (an OpenTelemetry SDK or a
    * diagnostics_channel subscriber); undefined otherwise.
    */
@@ -140,7 +149,12 @@ export function newMeshRequest(
   opts: MeshDispatchOptions,
   authority: string,
   startedAt: number,
-  fields?: { retryPolicy?: RetryPolicy; subset?: string | undefined },
+  fields?: {
+    retryPolicy?: RetryPolicy;
+    subset?: string | undefined;
+    services?: ReadonlyMap<string, ServiceView> | undefined;
+    call?: CallOverrides | undefined;
+  },
 ): MeshRequest {
   return {
     service,
@@ -155,6 +169,8 @@ export function newMeshRequest(
     tried: undefined,
     attempt: 0,
     startedAt,
+    services: fields?.services,
+    call: fields?.call,
     telemetry: undefined,
   };
 }

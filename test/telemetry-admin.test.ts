@@ -236,6 +236,9 @@ describe('the admin page in headless Chromium', () => {
       expect(await page.locator('section[data-service]').count()).toBe(3);
       for (const u of up) expect(await page.locator(`tr[data-endpoint="${u.address}"]`).count()).toBe(1);
       expect(await page.locator('#zone').textContent()).toBe('zone eu-west-1a');
+      const config = (await page.locator('section[data-config]').textContent()) ?? '';
+      expect(config).toContain('version 1');
+      expect(config).toContain('source createMesh');
 
       const travels = page.locator('section[data-service="travels"]');
       expect(await travels.locator('[data-health="healthy"]').count()).toBe(2);

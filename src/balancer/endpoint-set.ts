@@ -54,9 +54,11 @@ export class EndpointSet implements DiscoverySink {
   readonly #draining = new Set<Promise<void>>();
   /** Removed endpoints still finishing their in-flight requests (shown in the snapshot). */
   readonly #drainingEps = new Set<Endpoint>();
-  readonly #groups: PickGroup[];
-  readonly #bySubset = new Map<string, PickGroup>();
-  readonly all: PickGroup;
+  #groups: PickGroup[] = [];
+  #bySubset = new Map<string, PickGroup>();
+  /** Subsets a live update removed, still found by requests that started before it (`regroup`). */
+  readonly #retired = new Map<string, PickGroup>();
+  all!: PickGroup;
   #ready = false;
   #readyWaiters: (() => void)[] = [];
   #closed = false;
@@ -66,25 +68,7 @@ export class EndpointSet implements DiscoverySink {
 
   constructor(opts: EndpointSetOptions) {
     this.#opts = opts;
-    this.all = {
-      name: undefined,
-      endpoints: [],
-      balancer: opts.balancer,
-      labels: undefined,
-      hash: opts.hash,
-    };
-    this.#groups = [this.all];
-    for (const s of opts.subsets ?? []) {
-      const g: PickGroup = {
-        name: s.name,
-        endpoints: [],
-        balancer: s.balancer,
-        labels: s.labels,
-        hash: s.hash,
-      };
-      this.#groups.push(g);
-      this.#bySubset.set(s.name, g);
-    }
+    this.#group(opts);
     this.status = { provider: opts.provider, state: 'starting', updates: 0, errors: 0, skipped: 0 };
     this.#sweep = setInterval(() => this.releaseIdlePools(), opts.idlePoolSweepMs ?? IDLE_POOL_SWEEP_MS);
     this.#sweep.unref();
@@ -106,7 +90,55 @@ export class EndpointSet implements DiscoverySink {
   }
 
   group(subset: string | undefined): PickGroup | undefined {
-    return subset === undefined ? this.all : this.#bySubset.get(subset);
+    return subset === undefined ? this.all : (this.#bySubset.get(subset) ?? this.#retired.get(subset));
+  }
+
+  /**
+   * A live config update: new pick groups (subsets, their labels, balancers, hashing) over the
+   * same endpoints, whose pools, load estimates and ejections stay. A balancer object passed again
+   * keeps what it learnt. A subset the update removes stays findable for the requests that chose
+   * it before the update (their retries), for the drain timeout, as a removed endpoint drains.
+   */
+  regroup(layout: Pick<EndpointSetOptions, 'balancer' | 'hash' | 'subsets' | 'drainTimeoutMs'>): void {
+    if (this.#closed) return;
+    const before = this.#bySubset;
+    this.#opts.drainTimeoutMs = layout.drainTimeoutMs;
+    this.#group(layout);
+    for (const [name, g] of before) {
+      if (this.#bySubset.has(name)) continue;
+      this.#retired.set(name, g);
+      const timer = setTimeout(() => {
+        if (this.#retired.get(name) === g) this.#retired.delete(name);
+      }, layout.drainTimeoutMs);
+      timer.unref();
+    }
+    for (const name of this.#bySubset.keys()) this.#retired.delete(name);
+    this.#rebuild();
+  }
+
+  #group(layout: Pick<EndpointSetOptions, 'balancer' | 'hash' | 'subsets'>): void {
+    this.all = {
+      name: undefined,
+      endpoints: [],
+      balancer: layout.balancer,
+      labels: undefined,
+      hash: layout.hash,
+    };
+    const groups = [this.all];
+    const bySubset = new Map<string, PickGroup>();
+    for (const s of layout.subsets ?? []) {
+      const g: PickGroup = {
+        name: s.name,
+        endpoints: [],
+        balancer: s.balancer,
+        labels: s.labels,
+        hash: s.hash,
+      };
+      groups.push(g);
+      bySubset.set(s.name, g);
+    }
+    this.#groups = groups;
+    this.#bySubset = bySubset;
   }
 
   apply(changes: readonly DiscoveryChange[]): void {
@@ -187,6 +219,7 @@ export class EndpointSet implements DiscoverySink {
   /** Tells every balancer that availability changed (an ejection, a health flip): same lists. */
   availabilityChanged(): void {
     for (const g of this.#groups) g.balancer.update?.(g.endpoints);
+    for (const g of this.#retired.values()) g.balancer.update?.(g.endpoints);
   }
 
   /** Lets go of the pools of endpoints that sent nothing since the last sweep. Returns how many. */
@@ -198,7 +231,7 @@ export class EndpointSet implements DiscoverySink {
 
   #rebuild(): void {
     const live = [...this.#byAddress.values()];
-    for (const g of this.#groups) {
+    for (const g of this.#retired.size > 0 ? [...this.#groups, ...this.#retired.values()] : this.#groups) {
       g.endpoints = g.labels
         ? live.filter((ep) => matchesLabels(ep.labels, g.labels as Record<string, string>))
         : live;
@@ -226,6 +259,8 @@ export class EndpointSet implements DiscoverySink {
     const all = [...this.#byAddress.values()];
     this.#byAddress.clear();
     for (const g of this.#groups) g.endpoints = [];
+    for (const g of this.#retired.values()) g.endpoints = [];
+    this.#retired.clear();
     clearInterval(this.#sweep);
     await Promise.all([...all.map((ep) => ep.closePool(timeoutMs)), ...this.#draining]);
   }

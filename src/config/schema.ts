@@ -10,6 +10,7 @@ import { circuitBreakerSchema } from '../breaker/schema.ts';
 import { authorizationSchema, contextSchema } from '../context/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
 import { pathNormalizationSchema } from '../http/path-schema.ts';
+import { liveConfigSchema } from '../live/schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
@@ -89,6 +90,8 @@ export const meshConfigSchema = z
      * outbound route matching (Istio's meshConfig.pathNormalization; docs/context.md).
      */
     pathNormalization: pathNormalizationSchema.optional(),
+    /** Where live changes come from: a watched file, Istio YAML, Consul or etcd (docs/live-config.md). */
+    liveConfig: liveConfigSchema.optional(),
     services: userRecord(
       z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
       serviceSchema,
@@ -112,7 +115,7 @@ export type ConnectionPoolConfig = z.output<typeof connectionPoolSchema>;
  * A subset's trafficPolicy may only set `loadBalancer`: pools, TLS, outlier detection and the
  * breaker belong to endpoints and services, which all subsets share. Refused, never ignored.
  */
-function subsetPolicyIssues(services: Record<string, z.output<typeof serviceSchema>>) {
+export function subsetPolicyIssues(services: Record<string, z.output<typeof serviceSchema>>) {
   const issues: { code: 'custom'; path: (string | number)[]; message: string; input: unknown }[] = [];
   for (const [name, svc] of Object.entries(services)) {
     (svc.subsets ?? []).forEach((sub, i) => {

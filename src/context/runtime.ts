@@ -76,8 +76,8 @@ interface Stored {
  * authorization) into a MeshContext and keeps it in AsyncLocalStorage for the request's life.
  */
 export class ContextRuntime {
-  readonly headers: readonly string[];
-  readonly baggage: boolean;
+  headers: readonly string[];
+  baggage: boolean;
   readonly counters: ContextCounters = {
     inbound: 0,
     accepted: 0,
@@ -90,13 +90,13 @@ export class ContextRuntime {
   readonly #als = new AsyncLocalStorage<Stored>();
   readonly #clock: Clock;
   readonly #logger: Logger;
-  readonly #callers: ReadonlySet<string> | undefined;
-  readonly #tokenHeader: string | undefined;
-  readonly #verifier: JwsVerifier | undefined;
-  readonly #authz: AuthorizationConfig['policies'];
-  readonly #pathCase: PathCase;
+  #callers: ReadonlySet<string> | undefined;
+  #tokenHeader: string | undefined;
+  #verifier: JwsVerifier | undefined;
+  #authz: AuthorizationConfig['policies'];
+  #pathCase: PathCase;
   /** Path normalization (the mesh's `pathNormalization`). */
-  readonly paths: PathOptions;
+  paths: PathOptions;
   /** Injectable wall clock for token exp/nbf (ms since epoch). */
   wallClock: () => number = Date.now;
 
@@ -144,6 +144,22 @@ export class ContextRuntime {
         issuer: sig.issuer,
       });
     }
+  }
+
+  /**
+   * A live config update: takes the settings of `next` (built from the new config, so its keys
+   * and files were read and checked), keeping this runtime's context storage and counters. A
+   * request already inside keeps the decision it got; the next one is judged by the new rules.
+   */
+  adopt(next: ContextRuntime): void {
+    this.headers = next.headers;
+    this.baggage = next.baggage;
+    this.paths = next.paths;
+    this.#callers = next.#callers;
+    this.#tokenHeader = next.#tokenHeader;
+    this.#verifier = next.#verifier;
+    this.#authz = next.#authz;
+    this.#pathCase = next.#pathCase;
   }
 
   /** True when some trust rule limits who may set context. */

@@ -51,7 +51,7 @@ export function compileRetryPolicy(cfg: RetryServiceConfig): RetryPolicy {
   };
 }
 
-/** Per-service retry state, built once at createMesh. */
+/** Per-service retry state: the compiled policies of one config version, and the budgets. */
 export class ServiceRetry {
   readonly policy: RetryPolicy;
   /** Undefined when `retryBudget.enabled: false`. */
@@ -62,40 +62,66 @@ export class ServiceRetry {
   /** The retry policy of each `http` route, by route index (a route's retries/timeout win over the service's). */
   readonly routes: readonly RetryPolicy[];
 
-  /** Requests in the retry layer now (started and not finished), for the snapshot's checks. */
-  active = 0;
+  readonly #counter: { active: number };
+  readonly #budgetKey: string;
+  readonly #hedgeKey: string;
 
+  /**
+   * Requests in the retry layer now (started and not finished), for the snapshot's checks. Shared
+   * by the config versions of a service (`reuse.counter`), so a request counts where it started.
+   */
+  get active(): number {
+    return this.#counter.active;
+  }
+  set active(n: number) {
+    this.#counter.active = n;
+  }
+
+  /**
+   * `reuse.previous`: the service's previous version (live update); its budget and hedge budget
+   * are kept, with their history, when their settings did not change.
+   */
   constructor(
     cfg: RetryServiceConfig & {
       http?: readonly { retries?: RetriesConfig | undefined; timeout?: number | undefined }[] | undefined;
     },
     clock: Clock,
     onExhausted?: (snapshot: BudgetSnapshot) => void,
+    reuse: { previous?: ServiceRetry | undefined; counter?: { active: number } } = {},
   ) {
+    this.#counter = reuse.counter ?? { active: 0 };
     this.policy = compileRetryPolicy(cfg);
     this.routes = (cfg.http ?? []).map((r) =>
       compileRetryPolicy({ retries: r.retries ?? cfg.retries, timeout: r.timeout ?? cfg.timeout }),
     );
+    const prev = reuse.previous;
     const b = cfg.retryBudget;
+    this.#budgetKey = JSON.stringify(b ?? null);
     this.budget =
-      b?.enabled === false
-        ? undefined
-        : new RetryBudget(
-            {
-              retryPercent: b?.retryPercent ?? BUDGET_DEFAULTS.retryPercent,
-              minRetriesPerSecond: b?.minRetriesPerSecond ?? BUDGET_DEFAULTS.minRetriesPerSecond,
-              ttlMs: b?.ttl ?? BUDGET_DEFAULTS.ttlMs,
-            },
-            clock,
-            onExhausted && (() => this.budget && onExhausted(this.budget.snapshot())),
-          );
+      prev && prev.#budgetKey === this.#budgetKey
+        ? prev.budget
+        : b?.enabled === false
+          ? undefined
+          : new RetryBudget(
+              {
+                retryPercent: b?.retryPercent ?? BUDGET_DEFAULTS.retryPercent,
+                minRetriesPerSecond: b?.minRetriesPerSecond ?? BUDGET_DEFAULTS.minRetriesPerSecond,
+                ttlMs: b?.ttl ?? BUDGET_DEFAULTS.ttlMs,
+              },
+              clock,
+              onExhausted && (() => this.budget && onExhausted(this.budget.snapshot())),
+            );
     // One hedge budget per service, sized by the service's hedge or else the first route's.
     const h = this.policy.hedge ?? this.routes.find((p) => p.hedge)?.hedge;
-    this.hedgeBudget = h
-      ? new RetryBudget(
-          { retryPercent: h.maxExtraLoad * 100, minRetriesPerSecond: 0.1, ttlMs: BUDGET_DEFAULTS.ttlMs },
-          clock,
-        )
-      : undefined;
+    this.#hedgeKey = JSON.stringify(h?.maxExtraLoad ?? null);
+    this.hedgeBudget =
+      prev && prev.#hedgeKey === this.#hedgeKey
+        ? prev.hedgeBudget
+        : h
+          ? new RetryBudget(
+              { retryPercent: h.maxExtraLoad * 100, minRetriesPerSecond: 0.1, ttlMs: BUDGET_DEFAULTS.ttlMs },
+              clock,
+            )
+          : undefined;
   }
 }

@@ -2,6 +2,7 @@ import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
 import { MeshAbortedError, MeshTimeoutError, requestFailure } from '../errors.ts';
 import { isReplayable } from '../http/body-layer.ts';
+import { withCallOverrides } from '../http/call-options.ts';
 import { FINISHED } from '../http/forwarding-handler.ts';
 import { headerValue } from '../http/headers.ts';
 import { classify, DISCARDED, provablyNotSent } from '../outcome.ts';
@@ -31,10 +32,11 @@ const FINISHED_REQUEST = Object.freeze({ service: Object.freeze({ name: '' }) })
 
 /**
  * THE one place the retry layer reads its policy: the matched route's (set by routing), else the
- * service's.
+ * service's, with the caller's per-call overrides (timeout, retries) over it.
  */
 export function retryPolicyFor(req: MeshRequest): RetryPolicy {
-  return req.retryPolicy ?? req.service.retry.policy;
+  const base = req.retryPolicy ?? req.service.retry.policy;
+  return req.call === undefined ? base : withCallOverrides(base, req.call);
 }
 
 /**

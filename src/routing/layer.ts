@@ -39,8 +39,8 @@ export function routingLayer(
     req.retryPolicy = req.service.retry.routes[d.route.index];
     const dest = d.destination.destination;
     if (dest.host !== undefined && dest.host !== req.service.name) {
-      // Validated at createMesh: the host is a configured service.
-      req.service = services.get(dest.host) as ServiceView;
+      // Validated with the config: the host is a service of the config the request started on.
+      req.service = (req.services ?? services).get(dest.host) as ServiceView;
     }
     // The destination decides what goes on the wire: an https:// request is never sent in cleartext.
     if (req.service.tls === undefined && wantsTls(req.opts.origin)) {
@@ -48,7 +48,8 @@ export function routingLayer(
       return;
     }
     req.route = d;
-    req.subset = dest.subset;
+    // A per-call subset pin wins over the route's choice (set by the dispatcher when there are no routes).
+    req.subset = req.call?.subset ?? dest.subset;
     req.opts.path = applyRequestRoute(d, req.opts.path, req.opts.headers);
     const editsResponse =
       d.route.headers.response !== undefined ||

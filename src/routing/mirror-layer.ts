@@ -35,7 +35,7 @@ export function mirrorLayer(
     ) {
       return next(req, handler);
     }
-    const target = services.get(cfg.mirror.host ?? req.service.name) as ServiceView;
+    const target = (req.services ?? services).get(cfg.mirror.host ?? req.service.name) as ServiceView;
     // An https:// request is never copied in cleartext.
     if (target.tls === undefined && wantsTls(req.opts.origin)) return next(req, handler);
     const copy = mirrorRequest(req, target, cfg.mirror.subset);
@@ -55,6 +55,7 @@ function mirrorRequest(req: MeshRequest, service: ServiceView, subset: string | 
   return newMeshRequest(service, { ...opts, headers }, req.authority, req.startedAt, {
     retryPolicy: NO_RETRY,
     subset,
+    services: req.services,
   });
 }
 

@@ -246,12 +246,25 @@ export const ADMIN_SCRIPT = `
     });
     return card;
   }
+  function renderConfig(c) {
+    var card = el('section', 'card');
+    card.setAttribute('data-config', c.hash);
+    card.appendChild(el('h2', '', 'config'));
+    var row = el('div', 'row');
+    kv(row, 'version', c.version); kv(row, 'hash', c.hash); kv(row, 'source', c.source);
+    kv(row, 'applied', new Date(c.appliedAt).toLocaleTimeString());
+    (c.sources || []).forEach(function (s) { var w = el('span'); w.appendChild(document.createTextNode(s.source + ' ')); w.appendChild(badge(s.state, s.state === 'watching' ? 'ready' : s.state === 'unavailable' ? 'degraded' : 'starting')); row.appendChild(w); });
+    card.appendChild(row);
+    if (c.lastRefused) card.appendChild(el('div', 'row err', 'last refused (' + c.lastRefused.source + ', ' + new Date(c.lastRefused.at).toLocaleTimeString() + '): ' + c.lastRefused.error));
+    return card;
+  }
   function render(snap) {
     document.getElementById('zone').textContent = snap.zone ? 'zone ' + snap.zone : 'no zone';
     document.getElementById('taken').textContent = 'snapshot ' + new Date(snap.takenAt).toLocaleTimeString() + (snap.closed ? ' (mesh closed)' : '');
     var main = document.getElementById('services');
     var names = Object.keys(snap.services).sort();
     var frag = document.createDocumentFragment();
+    if (snap.config) frag.appendChild(renderConfig(snap.config));
     if (!names.length) frag.appendChild(el('div', 'card empty', 'no services configured'));
     names.forEach(function (n) { frag.appendChild(renderService(n, snap.services[n])); });
     main.replaceChildren(frag);

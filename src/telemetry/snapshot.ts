@@ -7,6 +7,7 @@
 
 import type { ContextCounters } from '../context/runtime.ts';
 import type { DiscoveryStatus } from '../discovery/types.ts';
+import type { ConfigSnapshot } from '../live/controller.ts';
 import type { BudgetSnapshot } from '../retry/budget.ts';
 import type { ServiceRuntime } from '../service.ts';
 import { type IdentitySnapshot, type TlsSnapshot, tlsSnapshot } from '../tls/snapshot.ts';
@@ -118,6 +119,8 @@ export interface MeshSnapshot {
   identity?: IdentitySnapshot | undefined;
   /** Mirrored copies: in flight now (bounded by `max`), sent and dropped so far. */
   mirrors?: { inFlight: number; max: number; sent: number; dropped: number } | undefined;
+  /** The running config: version, hash, source, when applied, the last refused update (docs/live-config.md). */
+  config?: ConfigSnapshot | undefined;
 }
 
 /**
