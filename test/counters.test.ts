@@ -17,7 +17,7 @@ function hangOrAnswer() {
 }
 
 /** Waits (bounded) until the mesh has nothing in flight, then returns what is still wrong. */
-async function settle(m: Mesh, ms = 2_000): Promise<string[]> {
+async function settle(m: Mesh, ms = 5_000): Promise<string[]> {
   const end = Date.now() + ms;
   let problems = snapshotProblems(m.snapshot(), { idle: true });
   while (problems.length > 0 && Date.now() < end) {
