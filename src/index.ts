@@ -9,7 +9,7 @@ export {
   fromIstio,
   type IstioProblem,
   IstioUnsupportedError,
-} from './config/istio.ts';
+} from './istio/index.ts';
 export type { MeshConfig, MeshConfigInput } from './config/schema.ts';
 export { meshFastify, meshHandler, meshRewriteUrl } from './context/adapters.ts';
 export { signJws } from './context/jws.ts';

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { binomialTolerance, seededRandom } from '../../test/support/seeded-random.ts';
+import { trafficPolicySchema } from '../config/schema.ts';
 import { authorize } from '../context/authorization.ts';
 import { authorizationSchema } from '../context/schema.ts';
 import { isMeshworkError, type MeshworkConfigError } from '../errors.ts';
@@ -10,8 +11,7 @@ import { compileDestinations } from '../routing/destination.ts';
 import { compileRoutes } from '../routing/match.ts';
 import { compileRouter } from '../routing/router.ts';
 import { createRoutingFields } from '../routing/schema.ts';
-import { fromIstio, type IstioUnsupportedError } from './istio.ts';
-import { trafficPolicySchema } from './schema.ts';
+import { fromIstio, type IstioUnsupportedError } from './index.ts';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`../../test/fixtures/istio/${name}`, import.meta.url), 'utf8');

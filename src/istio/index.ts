@@ -1,0 +1,205 @@
+/**
+ * `fromIstio(yaml)`: turns Istio VirtualService and DestinationRule documents
+ * (networking.istio.io v1, v1beta1, v1alpha3; multi-document YAML, or `kind: List`) into the
+ * `services` part of a meshwork config: `{ services: { reviews: { http, subsets, trafficPolicy } } }`,
+ * and AuthorizationPolicy documents (security.istio.io v1, v1beta1) into its `authorization`
+ * part, enforced by `mesh.inbound()`. It does no discovery: merge the result with each
+ * service's `discovery` yourself.
+ *
+ * Every field it cannot carry over is collected with its full path; they are all thrown at once
+ * in one MESHWORK_ERR_ISTIO_UNSUPPORTED error, or, with `{ strict: false }`, passed to
+ * `options.warn` and returned in `result.warnings`. No field is ever dropped silently
+ * (metadata other than name and namespace, and `status`, carry no routing behavior and are skipped).
+ * Input that is not valid Istio at all (a host that is not a DNS name, a `__proto__` key, a field
+ * named like a JavaScript built-in such as `constructor`) is a MeshworkConfigError in both modes.
+ * Every field of VirtualService and DestinationRule, honoured or refused, is listed in
+ * docs/istio-conformance.md (generated from the tables of this folder).
+ */
+
+import { OBJECT_MEMBERS } from '../config/reserved.ts';
+import type { ServiceConfigInput } from '../config/schema.ts';
+import { type ConfigIssue, ErrorCodes, MeshworkConfigError, MeshworkError } from '../errors.ts';
+import { authorizationPolicy, selects } from './authorization-policy.ts';
+import { destinationRuleSpec } from './destination-rule.ts';
+import { parseDocs } from './input.ts';
+import { virtualServiceSpec } from './virtual-service.ts';
+import { builtinKey, type Cx, type IstioProblem, isObject, problem, show } from './walk.ts';
+
+export type { IstioProblem } from './walk.ts';
+
+export interface FromIstioOptions {
+  /** true (default): throw on any unsupported field; false: warn and go on without it. */
+  strict?: boolean;
+  /** Keep hosts as FQDNs (`reviews.default.svc.cluster.local`) instead of short names. */
+  fqdn?: boolean;
+  /**
+   * The namespace of documents without metadata.namespace (default "default"). When given,
+   * an FQDN host in another namespace is reported instead of being shortened.
+   */
+  namespace?: string;
+  /** Receives each warning in non-strict mode (default: none; read result.warnings). */
+  warn?: (message: string) => void;
+  /**
+   * The labels of the workload this process is (`{ app: 'travels', version: 'v1' }`): an
+   * AuthorizationPolicy with a `selector` is kept when its matchLabels all match them, and left
+   * out when they do not. Without this option a policy with a `selector` is reported, since
+   * which workloads it covers cannot be known.
+   */
+  workloadLabels?: Record<string, string>;
+}
+
+/**
+ * What fromIstio produces for one service, typed as the service config it goes into (add its
+ * `discovery`); createMesh validates it.
+ */
+export type IstioService = Pick<ServiceConfigInput, 'http' | 'subsets' | 'trafficPolicy'>;
+
+/** The same while it is being built from untyped YAML. */
+interface ConvertedService {
+  http?: Record<string, unknown>[];
+  subsets?: Record<string, unknown>[];
+  trafficPolicy?: Record<string, unknown>;
+}
+
+export interface FromIstioResult {
+  services: Record<string, IstioService>;
+  /** From AuthorizationPolicy documents, when there are any: `{ policies: [...] }`. */
+  authorization?: { policies: Record<string, unknown>[] };
+  /** Non-strict mode: what was left out, one line each. Not enumerable, so merging skips it. */
+  readonly warnings: readonly string[];
+}
+
+export class IstioUnsupportedError extends MeshworkError {
+  readonly problems: readonly IstioProblem[];
+  constructor(problems: readonly IstioProblem[]) {
+    super(
+      ErrorCodes.ISTIO_UNSUPPORTED,
+      `fromIstio: ${problems.length} unsupported field(s) (pass { strict: false } to skip them with a warning):\n  ` +
+        problems.map(formatProblem).join('\n  '),
+    );
+    this.name = 'IstioUnsupportedError';
+    this.problems = problems;
+  }
+}
+
+const API_VERSIONS = new Set([
+  'networking.istio.io/v1',
+  'networking.istio.io/v1beta1',
+  'networking.istio.io/v1alpha3',
+]);
+const SECURITY_API_VERSIONS = new Set(['security.istio.io/v1', 'security.istio.io/v1beta1']);
+const TOP_LEVEL = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
+
+function formatProblem(p: IstioProblem): string {
+  return `${p.path}: ${p.message}`;
+}
+
+/** Converts Istio YAML (one string with `---` separators, or several) into meshwork services. */
+export function fromIstio(yaml: string | readonly string[], options: FromIstioOptions = {}): FromIstioResult {
+  const strict = options.strict !== false;
+  const problems: IstioProblem[] = [];
+  const notes: IstioProblem[] = [];
+  const invalidInput: ConfigIssue[] = [];
+  // A Map: hosts are user-given names (`constructor` is a valid one), never looked up on an object.
+  const services = new Map<string, ConvertedService>();
+  const owners = new Map<string, string>();
+  const policies: Record<string, unknown>[] = [];
+
+  for (const { value, where } of parseDocs(yaml)) {
+    const kind = value.kind;
+    const metadata = isObject(value.metadata) ? value.metadata : {};
+    const name = typeof metadata.name === 'string' ? metadata.name : undefined;
+    const label = `${String(kind)}/${name ?? `(${where})`}`;
+    const networking =
+      API_VERSIONS.has(String(value.apiVersion)) && (kind === 'VirtualService' || kind === 'DestinationRule');
+    const security = SECURITY_API_VERSIONS.has(String(value.apiVersion)) && kind === 'AuthorizationPolicy';
+    if (!networking && !security) {
+      problems.push({
+        path: `${where}`,
+        message: `${show(value.apiVersion)} ${show(kind)} is not supported (only networking.istio.io v1, v1beta1, v1alpha3 VirtualService and DestinationRule, and security.istio.io v1, v1beta1 AuthorizationPolicy)`,
+      });
+      continue;
+    }
+    const docNamespace = typeof metadata.namespace === 'string' ? metadata.namespace : undefined;
+    const cx: Cx = {
+      label,
+      namespace: docNamespace ?? options.namespace ?? 'default',
+      fqdn: options.fqdn === true,
+      pinnedNamespace: options.namespace,
+      problems,
+      invalid: invalidInput,
+      notes,
+    };
+    for (const key of Object.keys(value)) {
+      if (OBJECT_MEMBERS.has(key)) builtinKey(cx, key);
+      else if (!TOP_LEVEL.has(key)) problem(cx, key, `is not supported (value ${show(value[key])})`);
+    }
+    if (!isObject(value.spec)) {
+      problem(cx, 'spec', 'is missing');
+      continue;
+    }
+    if (kind === 'AuthorizationPolicy') {
+      // Istio: an empty spec is an ALLOW policy that matches nothing (it denies everything).
+      const applies = selects(value.spec.selector, options.workloadLabels, cx);
+      if (applies === 'no') continue;
+      const policy = authorizationPolicy(value.spec, name ?? label, cx);
+      if (policy && applies === 'unknown' && policy.action === 'ALLOW') policy.rules = [];
+      if (policy) policies.push(policy);
+    } else if (kind === 'VirtualService') {
+      const spec = virtualServiceSpec(value.spec, 'spec', cx) as Record<string, unknown>;
+      const hosts = (spec.hosts as string[] | undefined) ?? [];
+      if (!Array.isArray(value.spec.hosts) || value.spec.hosts.length === 0) {
+        problem(cx, 'spec.hosts', 'is missing or empty');
+      }
+      for (const host of hosts) {
+        const key = `vs:${host}`;
+        const first = owners.get(key);
+        if (first !== undefined) {
+          problem(
+            cx,
+            'spec.hosts',
+            `host "${host}" already has ${first}; Istio would apply only one of them`,
+          );
+          continue;
+        }
+        owners.set(key, label);
+        if (spec.http !== undefined) {
+          services.set(host, {
+            ...services.get(host),
+            http: structuredClone(spec.http as Record<string, unknown>[]),
+          });
+        }
+      }
+    } else {
+      const spec = destinationRuleSpec(value.spec, 'spec', cx) as Record<string, unknown>;
+      const host = spec.host as string | undefined;
+      if (host === undefined) {
+        if (value.spec.host === undefined) problem(cx, 'spec.host', 'is missing');
+        continue;
+      }
+      const key = `dr:${host}`;
+      const first = owners.get(key);
+      if (first !== undefined) {
+        problem(cx, 'spec.host', `host "${host}" already has ${first}; Istio would apply only one of them`);
+        continue;
+      }
+      owners.set(key, label);
+      const svc: ConvertedService = services.get(host) ?? {};
+      services.set(host, svc);
+      if (spec.subsets !== undefined) svc.subsets = spec.subsets as Record<string, unknown>[];
+      if (spec.trafficPolicy !== undefined && Object.keys(spec.trafficPolicy as object).length > 0) {
+        svc.trafficPolicy = spec.trafficPolicy as Record<string, unknown>;
+      }
+    }
+  }
+
+  if (invalidInput.length > 0) throw new MeshworkConfigError(invalidInput);
+  if (problems.length > 0 && strict) throw new IstioUnsupportedError(problems);
+  const warnings = problems.map((p) => `fromIstio: skipped ${formatProblem(p)}`);
+  if (options.warn) for (const w of warnings) options.warn(w);
+  // Object.fromEntries defines each host as an own key (never through a setter).
+  const result = { services: Object.fromEntries(services) } as FromIstioResult;
+  if (policies.length > 0) result.authorization = { policies };
+  Object.defineProperty(result, 'warnings', { value: Object.freeze(warnings), enumerable: false });
+  return result;
+}
