@@ -111,6 +111,12 @@ export class ServiceRuntime implements ServiceView {
       clock: opts.clock,
       logger: opts.logger,
       drainTimeoutMs: config.discovery.drainTimeout ?? DISCOVERY_DEFAULTS.drainTimeout,
+      // A route's destination.port gets its own group, balanced as its subset is.
+      balancerFor: (subset) => {
+        const sub = config.subsets?.find((s) => s.name === subset);
+        const merged = mergeSubsetPolicy(policy, sub?.trafficPolicy as typeof policy);
+        return createBalancer(merged?.loadBalancer, { zone: opts.zone });
+      },
     });
     this.telemetry = new ServiceTelemetry(name, this.endpoints, opts.logger, opts.clock);
   }

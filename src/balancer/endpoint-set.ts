@@ -24,6 +24,8 @@ export interface PickGroup {
   readonly balancer: Balancer;
   readonly labels: Record<string, string> | undefined;
   readonly hash: ConsistentHashConfig | undefined;
+  /** `destination.port.number`: only endpoints on this port (made on first use). */
+  readonly port?: number | undefined;
 }
 
 export interface EndpointSetOptions {
@@ -39,6 +41,11 @@ export interface EndpointSetOptions {
   logger: Logger;
   /** How long a removed endpoint may finish its in-flight requests before its pool is destroyed. */
   drainTimeoutMs: number;
+  /**
+   * A new balancer for a subset (undefined: the whole service), for the groups of one port that
+   * a route's `destination.port` asks for. Default: the subset's own balancer is shared.
+   */
+  balancerFor?: ((subset: string | undefined) => Balancer) | undefined;
 }
 
 /**
@@ -54,6 +61,8 @@ export class EndpointSet implements DiscoverySink {
   readonly #drainingEps = new Set<Endpoint>();
   readonly #groups: PickGroup[];
   readonly #bySubset = new Map<string, PickGroup>();
+  /** Groups of one port, by subset (`undefined` = the whole service), then port. */
+  readonly #byPort = new Map<string | undefined, Map<number, PickGroup>>();
   readonly all: PickGroup;
   #ready = false;
   #readyWaiters: (() => void)[] = [];
@@ -99,8 +108,34 @@ export class EndpointSet implements DiscoverySink {
     yield* this.#drainingEps;
   }
 
-  group(subset: string | undefined): PickGroup | undefined {
-    return subset === undefined ? this.all : this.#bySubset.get(subset);
+  /**
+   * The pick group of a subset (undefined: every endpoint), narrowed to the endpoints on `port`
+   * when one is given (a route's `destination.port`). Port groups are made on first use; there
+   * are at most as many as the config names (subset, port) pairs.
+   */
+  group(subset: string | undefined, port?: number): PickGroup | undefined {
+    const base = subset === undefined ? this.all : this.#bySubset.get(subset);
+    if (port === undefined || base === undefined) return base;
+    let ports = this.#byPort.get(subset);
+    if (ports === undefined) {
+      ports = new Map();
+      this.#byPort.set(subset, ports);
+    }
+    let g = ports.get(port);
+    if (g === undefined) {
+      g = {
+        name: base.name,
+        endpoints: base.endpoints.filter((ep) => ep.port === port),
+        balancer: this.#opts.balancerFor?.(subset) ?? base.balancer,
+        labels: base.labels,
+        hash: base.hash,
+        port,
+      };
+      g.balancer.update?.(g.endpoints);
+      ports.set(port, g);
+      this.#groups.push(g);
+    }
+    return g;
   }
 
   apply(changes: readonly DiscoveryChange[]): void {
@@ -186,9 +221,15 @@ export class EndpointSet implements DiscoverySink {
   #rebuild(): void {
     const live = [...this.#byAddress.values()];
     for (const g of this.#groups) {
-      g.endpoints = g.labels
-        ? live.filter((ep) => matchesLabels(ep.labels, g.labels as Record<string, string>))
-        : live;
+      const labels = g.labels;
+      const port = g.port;
+      g.endpoints =
+        labels === undefined && port === undefined
+          ? live
+          : live.filter(
+              (ep) =>
+                (port === undefined || ep.port === port) && (!labels || matchesLabels(ep.labels, labels)),
+            );
       g.balancer.update?.(g.endpoints);
     }
   }

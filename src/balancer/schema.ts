@@ -30,8 +30,11 @@ export const consistentHashSchema = z
       .strictObject({
         name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'is not a valid cookie name'),
         path: z.string().startsWith('/').optional(),
-        /** Cookie lifetime; 0 makes a session cookie. */
-        ttl: duration,
+        /**
+         * Lifetime of the cookie generated when a request has none; 0 makes a session cookie.
+         * Unset: no cookie is generated (Envoy, Istio), so requests without it are not sticky.
+         */
+        ttl: duration.optional(),
       })
       .optional(),
     httpQueryParameterName: z.string().min(1).optional(),

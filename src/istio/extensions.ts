@@ -11,7 +11,6 @@ export const MESHWORK_EXTENSIONS: ReadonlySet<string> = new Set([
   'http[].retries.hedge',
   'trafficPolicy.loadBalancer.consistentHash.contextKey',
   'trafficPolicy.loadBalancer.localityLbSetting.failoverThreshold',
-  'trafficPolicy.loadBalancer.warmup',
   'trafficPolicy.loadBalancer.panicThreshold',
   'trafficPolicy.outlierDetection.enabled',
   'trafficPolicy.outlierDetection.maxEjectionTime',

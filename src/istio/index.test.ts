@@ -148,16 +148,16 @@ describe('fromIstio on the published Istio examples', () => {
 });
 
 describe('fromIstio: unsupported fields are never ignored silently', () => {
-  it('bookinfo-gateway: the Gateway kind, gateways and the wildcard host, listed at once', () => {
+  it('bookinfo-gateway: the Gateway kind is reported; the VirtualService bound to it is left out with a note', () => {
     const err = unsupported(() => fromIstio(fixture('bookinfo-gateway.yaml')));
-    const paths = err.problems.map((p) => p.path);
-    expect(paths).toEqual([
-      'document 1',
-      'VirtualService/bookinfo spec.hosts[0]',
-      'VirtualService/bookinfo spec.gateways',
-    ]);
-    expect(err.message).toMatch(/3 unsupported field/);
-    expect(err.message).toContain('VirtualService/bookinfo spec.gateways: gateways are not supported');
+    expect(err.problems.map((p) => p.path)).toEqual(['document 1']);
+    expect(err.message).toMatch(/1 unsupported field/);
+    const warnings: string[] = [];
+    const lax = fromIstio(fixture('bookinfo-gateway.yaml'), { strict: false, warn: (w) => warnings.push(w) });
+    expect(lax.services).toEqual({});
+    expect(warnings[0]).toContain(
+      'VirtualService/bookinfo spec.gateways: binds the routes to ["bookinfo-gateway"] only',
+    );
   });
 
   it('destination-rule-all-mtls: trafficPolicy.tls ISTIO_MUTUAL is carried over', () => {
@@ -241,7 +241,6 @@ kind: DestinationRule
 metadata: { name: reviews }
 spec:
   host: reviews
-  workloadSelector: { matchLabels: { app: x } }
   trafficPolicy:
     loadBalancer: { simple: LEAST_REQUEST, localityLbSetting: { enabled: true, distribute: [] } }
     outlierDetection: { consecutive5xxErrors: 5, splitExternalLocalOriginErrors: true }
@@ -249,7 +248,6 @@ spec:
 `;
     const err = unsupported(() => fromIstio(yaml));
     expect(err.problems.map((p) => p.path)).toEqual([
-      'VirtualService/reviews spec.exportTo',
       'VirtualService/reviews spec.tcp',
       'VirtualService/reviews spec.tls',
       'VirtualService/reviews spec.http[0].match[0].sourceLabels',
@@ -259,17 +257,19 @@ spec:
       'VirtualService/reviews spec.http[0].mirrors',
       'VirtualService/reviews spec.http[0].fault.abort.grpcStatus',
       'VirtualService/reviews spec.http[1].redirect',
-      'DestinationRule/reviews spec.workloadSelector',
       'DestinationRule/reviews spec.trafficPolicy.loadBalancer.localityLbSetting.distribute',
-      'DestinationRule/reviews spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors',
       'DestinationRule/reviews spec.trafficPolicy.connectionPool.http.maxRetries',
     ]);
     const { services } = fromIstio(yaml, { strict: false });
     const v = validated(services);
     expect(v.reviews!.http).toHaveLength(1);
     expect(v.reviews!.trafficPolicy).toEqual({
-      loadBalancer: { simple: 'LEAST_REQUEST', localityLbSetting: { enabled: true } },
-      outlierDetection: { consecutive5xxErrors: 5 },
+      loadBalancer: { simple: 'LEAST_REQUEST', localityLbSetting: { enabled: true }, panicThreshold: 0 },
+      outlierDetection: {
+        consecutive5xxErrors: 5,
+        consecutiveLocalOriginFailures: 5,
+        enforcingSuccessRate: 0,
+      },
       connectionPool: { http: { http2MaxRequests: 100 } },
     });
   });

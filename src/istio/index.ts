@@ -22,6 +22,7 @@ import { type ConfigIssue, ErrorCodes, MeshworkConfigError, MeshworkError } from
 import { authorizationPolicy, selects } from './authorization-policy.ts';
 import { destinationRuleSpec } from './destination-rule.ts';
 import { parseDocs } from './input.ts';
+import { exportedTo, meshScope, selectsWorkload } from './scope.ts';
 import { virtualServiceSpec } from './virtual-service.ts';
 import { builtinKey, type Cx, type IstioProblem, isObject, problem, show } from './walk.ts';
 
@@ -33,17 +34,24 @@ export interface FromIstioOptions {
   /** Keep hosts as FQDNs (`reviews.default.svc.cluster.local`) instead of short names. */
   fqdn?: boolean;
   /**
-   * The namespace of documents without metadata.namespace (default "default"). When given,
-   * an FQDN host in another namespace is reported instead of being shortened.
+   * This workload's namespace, and the namespace of documents without metadata.namespace
+   * (default "default"). A VirtualService or DestinationRule whose `exportTo` leaves it out, or a
+   * DestinationRule whose `workloadSelector` is in another namespace, is left out. When given, an
+   * FQDN host in another namespace is reported instead of being shortened.
    */
   namespace?: string;
-  /** Receives each warning in non-strict mode (default: none; read result.warnings). */
+  /**
+   * Receives each warning (default: none; read result.warnings): in both modes, what was accepted
+   * with a caveat (a document that does not apply here, a deprecated field, an unreachable route);
+   * in non-strict mode also what was left out.
+   */
   warn?: (message: string) => void;
   /**
    * The labels of the workload this process is (`{ app: 'travels', version: 'v1' }`): an
-   * AuthorizationPolicy with a `selector` is kept when its matchLabels all match them, and left
-   * out when they do not. Without this option a policy with a `selector` is reported, since
-   * which workloads it covers cannot be known.
+   * AuthorizationPolicy with a `selector`, or a DestinationRule with a `workloadSelector`, is
+   * kept when its matchLabels all match them, and left out when they do not. Without this option
+   * such a document is reported, since which workloads it covers cannot be known (non-strict: a
+   * DestinationRule is left out, an AuthorizationPolicy fails closed).
    */
   workloadLabels?: Record<string, string>;
 }
@@ -65,7 +73,10 @@ export interface FromIstioResult {
   services: Record<string, IstioService>;
   /** From AuthorizationPolicy documents, when there are any: `{ policies: [...] }`. */
   authorization?: { policies: Record<string, unknown>[] };
-  /** Non-strict mode: what was left out, one line each. Not enumerable, so merging skips it. */
+  /**
+   * What was accepted with a caveat, and (non-strict mode) what was left out, one line each. Not
+   * enumerable, so merging skips it.
+   */
   readonly warnings: readonly string[];
 }
 
@@ -104,6 +115,7 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
   const services = new Map<string, ConvertedService>();
   const owners = new Map<string, string>();
   const policies: Record<string, unknown>[] = [];
+  const here = options.namespace ?? 'default';
 
   for (const { value, where } of parseDocs(yaml)) {
     const kind = value.kind;
@@ -121,14 +133,17 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
       continue;
     }
     const docNamespace = typeof metadata.namespace === 'string' ? metadata.namespace : undefined;
+    const namespace = docNamespace ?? options.namespace ?? 'default';
     const cx: Cx = {
       label,
-      namespace: docNamespace ?? options.namespace ?? 'default',
+      namespace,
       fqdn: options.fqdn === true,
       pinnedNamespace: options.namespace,
       problems,
       invalid: invalidInput,
       notes,
+      here,
+      meshDefault: true,
     };
     for (const key of Object.keys(value)) {
       if (OBJECT_MEMBERS.has(key)) builtinKey(cx, key);
@@ -145,7 +160,15 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
       const policy = authorizationPolicy(value.spec, name ?? label, cx);
       if (policy && applies === 'unknown' && policy.action === 'ALLOW') policy.rules = [];
       if (policy) policies.push(policy);
-    } else if (kind === 'VirtualService') {
+      continue;
+    }
+    // Scope first: a document that does not apply to this workload's in-mesh calls is left out
+    // whole (with a note), never converted and never reported field by field.
+    if (!exportedTo(value.spec.exportTo, namespace, here, cx)) continue;
+    if (kind === 'VirtualService') {
+      const scope = meshScope(value.spec, cx);
+      if (!scope.any) continue;
+      cx.meshDefault = scope.meshDefault;
       const spec = virtualServiceSpec(value.spec, 'spec', cx) as Record<string, unknown>;
       const hosts = (spec.hosts as string[] | undefined) ?? [];
       if (!Array.isArray(value.spec.hosts) || value.spec.hosts.length === 0) {
@@ -171,6 +194,14 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
         }
       }
     } else {
+      const selected = selectsWorkload(
+        value.spec.workloadSelector,
+        options.workloadLabels,
+        namespace,
+        here,
+        cx,
+      );
+      if (selected !== 'yes') continue;
       const spec = destinationRuleSpec(value.spec, 'spec', cx) as Record<string, unknown>;
       const host = spec.host as string | undefined;
       if (host === undefined) {
@@ -195,7 +226,10 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
 
   if (invalidInput.length > 0) throw new MeshworkConfigError(invalidInput);
   if (problems.length > 0 && strict) throw new IstioUnsupportedError(problems);
-  const warnings = problems.map((p) => `fromIstio: skipped ${formatProblem(p)}`);
+  const warnings = [
+    ...notes.map((p) => `fromIstio: ${formatProblem(p)}`),
+    ...problems.map((p) => `fromIstio: skipped ${formatProblem(p)}`),
+  ];
   if (options.warn) for (const w of warnings) options.warn(w);
   // Object.fromEntries defines each host as an own key (never through a setter).
   const result = { services: Object.fromEntries(services) } as FromIstioResult;

@@ -72,6 +72,8 @@ function drift(h: Handler, schema: Zod, path: string, out: string[]): string[] {
       const zodFields = d.shape as Record<string, Zod>;
       for (const [name, fh] of Object.entries(shape.fields)) {
         const p = path ? `${path}.${name}` : name;
+        if (MESHWORK_EXTENSIONS.has(extensionPath(p)))
+          out.push(`${p}: fromIstio reads it, yet it is listed as a meshwork extension`);
         if (shape.translated.has(name)) continue;
         if (!Object.hasOwn(zodFields, name)) {
           out.push(`${p}: fromIstio copies it, the schema does not have it`);

@@ -1,11 +1,13 @@
 /** VirtualService (networking.istio.io): the tables of its fields, as fromIstio reads them. */
 import { mapHost } from './hosts.ts';
+import { MESH_GATEWAY, scopeField } from './scope.ts';
 import {
   type Cx,
   custom,
   type Handler,
   isObject,
   list,
+  note,
   obj,
   problem,
   record,
@@ -14,27 +16,66 @@ import {
   show,
 } from './walk.ts';
 
-/** `gateways` / `exportTo` are accepted only with the value that means "the mesh, everywhere". */
-export function onlyDefault(defaults: string, reason: string): Handler {
-  return custom(`only ${JSON.stringify([defaults])} is accepted`, (v, path, cx) => {
-    if (Array.isArray(v) && v.every((x) => x === defaults)) return SKIP;
-    problem(cx, path, `${reason} (value ${show(v)})`);
-    return SKIP;
-  });
-}
+/** A route or match block bound to gateways only: not part of in-mesh routing (and not a problem). */
+const NOT_MESH = Symbol('not-mesh');
 
 const stringMatch = obj({ exact: scalar, prefix: scalar, regex: scalar });
 
-export const match = obj(
+const JWT_CLAIM = '@request.auth.claims.';
+
+/**
+ * Header names of a match, as Envoy reads them: `:authority` is the `host` header meshwork
+ * matches, `@request.auth.claims.*` (JWT claims) is refused, other pseudo-headers too.
+ */
+function headerMatches(what: string): Handler {
+  const item = record(stringMatch);
+  return custom(
+    `${what}: \`:authority\` is read as \`host\`; JWT claims (\`@request.auth.claims.*\`) are refused`,
+    (v, path, cx) => {
+      if (!isObject(v)) return item(v, path, cx);
+      const renamed: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) {
+        if (k.startsWith(JWT_CLAIM)) {
+          problem(
+            cx,
+            `${path}.${k}`,
+            'matches a JWT claim: meshwork has no RequestAuthentication (it does not validate JWTs on outbound calls), so the claim cannot be trusted; match a header set by your gateway instead',
+          );
+          continue;
+        }
+        const lower = k.toLowerCase();
+        const name = lower === ':authority' ? 'host' : lower;
+        if (name.startsWith(':')) {
+          problem(
+            cx,
+            `${path}.${k}`,
+            `is a pseudo-header meshwork does not match on (only :authority, read as host); use ${name === ':method' ? 'method' : name === ':path' ? 'uri' : 'uri or method'}`,
+          );
+          continue;
+        }
+        if (Object.hasOwn(renamed, name)) {
+          problem(cx, `${path}.${k}`, `names the same header as another condition (${name})`);
+          continue;
+        }
+        renamed[name] = x;
+      }
+      if (Object.keys(renamed).length === 0 && Object.keys(v).length > 0) return SKIP;
+      return item(renamed, path, cx);
+    },
+    item,
+  );
+}
+
+const matchFields = obj(
   {
     name: scalar,
     uri: stringMatch,
     method: stringMatch,
-    headers: record(stringMatch),
-    withoutHeaders: record(stringMatch),
+    headers: headerMatches('headers'),
+    withoutHeaders: headerMatches('withoutHeaders'),
     queryParams: record(stringMatch),
     ignoreUriCase: scalar,
-    gateways: onlyDefault('mesh', 'gateway matches are not supported: meshwork routes in-process calls only'),
+    gateways: scopeField('the block applies to in-mesh calls only when the list has "mesh"'),
   },
   {
     scheme: 'scheme matches are not supported',
@@ -47,9 +88,82 @@ export const match = obj(
   ['gateways'],
 );
 
+/**
+ * One match block. Its own `gateways` override the VirtualService's (Istio): a block whose
+ * gateways leave out `mesh` is not part of in-mesh routing.
+ */
+export const match: Handler = custom(
+  'one match block; its `gateways` decide whether it applies to in-mesh calls',
+  (v, path, cx) => {
+    const gateways = isObject(v) ? v.gateways : undefined;
+    if (
+      gateways !== undefined &&
+      gateways !== null &&
+      !(Array.isArray(gateways) && gateways.every((g) => typeof g === 'string'))
+    ) {
+      problem(cx, `${path}.gateways`, `expected a list of gateway names, got ${show(gateways)}`);
+      return SKIP;
+    }
+    const applies =
+      gateways === undefined || gateways === null
+        ? cx.meshDefault
+        : Array.isArray(gateways) && gateways.includes(MESH_GATEWAY);
+    if (!applies) return NOT_MESH;
+    return matchFields(v, path, cx);
+  },
+  matchFields,
+);
+
 export const destination = obj({ host: mapHost, subset: scalar, port: obj({ number: scalar }) });
 
-const headerOps = obj({ set: record(scalar), add: record(scalar), remove: list(scalar) });
+/**
+ * Header operations. `:authority` (and `Host`) may be set or added, as Istio allows: it is the
+ * `host` header meshwork sends. Other pseudo-headers are refused, as Istio's validation does.
+ */
+function headerEdits(): Handler {
+  const values = record(scalar);
+  const names = (v: unknown, path: string, cx: Cx): unknown => {
+    if (!isObject(v)) return values(v, path, cx);
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      const lower = k.toLowerCase();
+      const name = lower === ':authority' ? 'host' : k;
+      if (name.startsWith(':')) {
+        problem(
+          cx,
+          `${path}.${k}`,
+          'is a pseudo-header; only :authority may be set (Istio refuses the others)',
+        );
+        continue;
+      }
+      out[name] = x;
+    }
+    return values(out, path, cx);
+  };
+  const set = custom('`:authority` is the `host` header', names, values);
+  const add = custom('`:authority` is the `host` header', names, values);
+  const remove = custom(
+    'names to remove; pseudo-headers are refused',
+    (v, path, cx) => {
+      if (Array.isArray(v)) {
+        const bad = v.findIndex((x) => typeof x === 'string' && x.startsWith(':'));
+        if (bad >= 0) {
+          problem(cx, `${path}[${bad}]`, 'is a pseudo-header, which cannot be removed (Istio refuses it)');
+          return list(scalar)(
+            v.filter((x) => !(typeof x === 'string' && x.startsWith(':'))),
+            path,
+            cx,
+          );
+        }
+      }
+      return list(scalar)(v, path, cx);
+    },
+    list(scalar),
+  );
+  return obj({ set, add, remove });
+}
+
+const headerOps = headerEdits();
 const headers = obj({ request: headerOps, response: headerOps });
 
 const routeDestination = obj({ destination, weight: scalar, headers });
@@ -143,9 +257,13 @@ const httpRouteFields = obj(
   ['mirrorPercent'],
 );
 
-export const httpRoute: Handler = custom(
+/** One HTTP route; NOT_MESH when it applies to gateway traffic only. */
+const httpRoute: Handler = custom(
   'an HTTP route',
   (v, path, cx) => {
+    const blocks = isObject(v) && Array.isArray(v.match) ? v.match : [];
+    // A route without match blocks applies where the VirtualService's gateways say.
+    if (blocks.length === 0 && !cx.meshDefault) return NOT_MESH;
     const out = httpRouteFields(v, path, cx);
     if (out === SKIP) return out;
     const r = out as Record<string, unknown>;
@@ -153,14 +271,16 @@ export const httpRoute: Handler = custom(
       r.mirrorPercentage = { value: r.mirrorPercent };
     }
     delete r.mirrorPercent;
-    if (
-      isObject(v) &&
-      Array.isArray(v.match) &&
-      v.match.length > 0 &&
-      ((r.match as unknown[] | undefined)?.length ?? 0) === 0
-    ) {
-      problem(cx, `${path}.match`, 'lost every match block to skipped fields, so the route is left out');
-      return SKIP;
+    if (blocks.length > 0) {
+      const converted = (r.match as unknown[] | undefined) ?? [];
+      const kept = converted.filter((b) => b !== NOT_MESH);
+      if (kept.length === 0) {
+        // Every block is bound to gateways only: the route is not part of in-mesh routing.
+        if (converted.length === blocks.length) return NOT_MESH;
+        problem(cx, `${path}.match`, 'lost every match block to skipped fields, so the route is left out');
+        return SKIP;
+      }
+      r.match = kept;
     }
     if (r.route === undefined) {
       problem(cx, path, 'has no route (redirect, directResponse and delegate routes are not supported)');
@@ -171,12 +291,46 @@ export const httpRoute: Handler = custom(
   httpRouteFields,
 );
 
+/**
+ * The ordered `http` list. Routes bound to gateways only are left out; a route without match
+ * blocks takes every request, so the routes after it can never match: Istio accepts that, and so
+ * does fromIstio, leaving them out with a note.
+ */
+const httpRoutes: Handler = custom(
+  'routes in order; gateway-only routes and routes after a catch-all are left out',
+  (v, path, cx) => {
+    if (!Array.isArray(v)) {
+      problem(cx, path, `expected a list, got ${show(v)}`);
+      return SKIP;
+    }
+    const out: unknown[] = [];
+    let catchAll: number | undefined;
+    v.forEach((raw, i) => {
+      const r = httpRoute(raw, `${path}[${i}]`, cx);
+      if (r === SKIP || r === NOT_MESH) return;
+      if (catchAll !== undefined) {
+        note(
+          cx,
+          `${path}[${i}]`,
+          `can never match: ${path}[${catchAll}] has no match and takes every request (Istio accepts this and never reaches it); left out`,
+        );
+        return;
+      }
+      const m = (r as Record<string, unknown>).match as unknown[] | undefined;
+      if (m === undefined || m.length === 0) catchAll = i;
+      out.push(r);
+    });
+    return out;
+  },
+  list(httpRoute),
+);
+
 export const virtualServiceSpec = obj(
   {
     hosts: list(mapHost),
-    http: list(httpRoute),
-    gateways: onlyDefault('mesh', 'gateways are not supported: meshwork routes in-process calls only'),
-    exportTo: onlyDefault('*', 'exportTo is not supported (meshwork config is per process)'),
+    http: httpRoutes,
+    gateways: scopeField('routes apply to in-mesh calls when the list is empty or has "mesh"'),
+    exportTo: scopeField('the VirtualService is left out unless it is exported to this namespace'),
   },
   {
     tcp: 'tcp routes are not supported (meshwork routes HTTP)',

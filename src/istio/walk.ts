@@ -28,6 +28,10 @@ export interface Cx {
   readonly invalid: ConfigIssue[];
   /** Accepted with a caveat (both modes): passed to options.warn and returned in result.warnings. */
   readonly notes: IstioProblem[];
+  /** This workload's namespace (FromIstioOptions.namespace, default "default"). */
+  readonly here: string;
+  /** VirtualService being read: its routes without `match[].gateways` apply to in-mesh calls. */
+  meshDefault: boolean;
 }
 
 export function problem(cx: Cx, path: string, message: string): void {
@@ -162,6 +166,7 @@ export function obj(
       return SKIP;
     }
     const out: Record<string, unknown> = {};
+    const before = cx.problems.length;
     for (const [k, x] of Object.entries(v)) {
       if (x === null || x === undefined) continue;
       const p = path ? `${path}.${k}` : k;
@@ -179,8 +184,8 @@ export function obj(
     }
     // Emptied by skipped fields (non-strict): leave the whole mapping out rather than keep a
     // husk, e.g. a match block whose only condition was skipped must not turn into "match all".
-    if (Object.keys(out).length === 0 && Object.values(v).some((x) => x !== null && x !== undefined))
-      return SKIP;
+    // (A mapping emptied by fields read into something else, such as `gateways: [mesh]`, stays.)
+    if (Object.keys(out).length === 0 && cx.problems.length > before) return SKIP;
     return out;
   };
   return shaped(h, { kind: 'object', fields, refused, translated: new Set(translated) });

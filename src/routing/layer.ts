@@ -49,6 +49,7 @@ export function routingLayer(
     }
     req.route = d;
     req.subset = dest.subset;
+    req.port = dest.port?.number;
     req.opts.path = applyRequestRoute(d, req.opts.path, req.opts.headers);
     const editsResponse =
       d.route.headers.response !== undefined ||

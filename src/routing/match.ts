@@ -61,7 +61,11 @@ export interface RouteHit<R extends HttpRoute = HttpRoute> {
   readonly index: number;
   /** Index of the match block that matched; -1 for a route without match blocks. */
   readonly block: number;
-  /** When the matching block's uri condition is a prefix: that prefix (for rewrite.uri). */
+  /**
+   * The prefix `rewrite.uri` replaces: the block's uri prefix, or "/" for a block without a uri
+   * condition and a route without match blocks (Istio gives them a default prefix "/" match);
+   * undefined after an exact or regex uri match (the whole path is replaced).
+   */
   readonly uriPrefix: string | undefined;
 }
 
@@ -141,7 +145,8 @@ function compileBlock<R extends HttpRoute>(
   blockIndex: number,
   block: MatchBlock | undefined,
 ): CompiledBlock<R> {
-  const uriPrefix = block?.uri?.prefix;
+  // Istio: a block without a uri condition (or a route without blocks) matches prefix "/".
+  const uriPrefix = block?.uri === undefined ? '/' : block.uri.prefix;
   return {
     hit: Object.freeze({ route, index, block: blockIndex, uriPrefix }),
     uri: block?.uri ? compileStringMatch(block.uri, block.ignoreUriCase === true) : undefined,

@@ -38,7 +38,7 @@ export function mirrorLayer(
     const target = services.get(cfg.mirror.host ?? req.service.name) as ServiceView;
     // An https:// request is never copied in cleartext.
     if (target.tls === undefined && wantsTls(req.opts.origin)) return next(req, handler);
-    const copy = mirrorRequest(req, target, cfg.mirror.subset);
+    const copy = mirrorRequest(req, target, cfg.mirror.subset, cfg.mirror.port?.number);
     next(req, handler);
     startMirror(gate, (signal) => sendDiscarding(next, copy, signal));
   };
@@ -47,7 +47,12 @@ export function mirrorLayer(
 /** Copies are never retried (and never hedged): a shadow gets one try. */
 const NO_RETRY = compileRetryPolicy({ retries: { attempts: 0 } });
 
-function mirrorRequest(req: MeshRequest, service: ServiceView, subset: string | undefined): MeshRequest {
+function mirrorRequest(
+  req: MeshRequest,
+  service: ServiceView,
+  subset: string | undefined,
+  port: number | undefined,
+): MeshRequest {
   const headers = { ...req.opts.headers };
   // The copy is bounded by the mirror's own signal, never by the caller's.
   const { signal: _callerSignal, ...opts } = req.opts as typeof req.opts & { signal?: unknown };
@@ -55,6 +60,7 @@ function mirrorRequest(req: MeshRequest, service: ServiceView, subset: string | 
   return newMeshRequest(service, { ...opts, headers }, req.authority, req.startedAt, {
     retryPolicy: NO_RETRY,
     subset,
+    port,
   });
 }
 

@@ -44,9 +44,11 @@ export function applyHeaderOps(ops: CompiledHeaderOps | undefined, headers: Muta
 }
 
 /**
- * The path to send after `rewrite.uri`, keeping the query string. As in Istio: when the block
- * that matched has a uri prefix, only that prefix is replaced (`/old/x` with prefix `/old` and
- * rewrite `/new` gives `/new/x`); otherwise (exact, regex, no uri condition) the whole path is.
+ * The path to send after `rewrite.uri`, keeping the query string. As in Istio (Envoy's
+ * prefix_rewrite): when the block that matched has a uri prefix, only that prefix is replaced
+ * (`/old/x` with prefix `/old` and rewrite `/new` gives `/new/x`); a block without a uri condition
+ * matches the prefix "/" (`/x` with rewrite `/new/` gives `/new/x`); after an exact or regex
+ * match the whole path is replaced.
  */
 export function rewritePath(path: string, uri: string, matchedPrefix: string | undefined): string {
   const q = path.indexOf('?');
