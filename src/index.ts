@@ -3,6 +3,12 @@ import './node-version.ts';
 
 export type { Balancer, PickContext } from './balancer/types.ts';
 export { parseDuration } from './config/duration.ts';
+export type { MeshConfig, MeshConfigInput } from './config/schema.ts';
+export { meshFastify, meshHandler, meshRewriteUrl } from './context/adapters.ts';
+export { signJws } from './context/jws.ts';
+export type { ContextInit, MeshContext } from './context/store.ts';
+export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';
+export * from './errors.ts';
 export {
   type FromIstioOptions,
   type FromIstioResult,
@@ -10,12 +16,6 @@ export {
   type IstioProblem,
   IstioUnsupportedError,
 } from './istio/index.ts';
-export type { MeshConfig, MeshConfigInput } from './config/schema.ts';
-export { meshFastify, meshHandler, meshRewriteUrl } from './context/adapters.ts';
-export { signJws } from './context/jws.ts';
-export type { ContextInit, MeshContext } from './context/store.ts';
-export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';
-export * from './errors.ts';
 export {
   type CreateMeshInput,
   createMesh,
