@@ -102,6 +102,7 @@ export class Mesh {
             fallback: fallbacks && Object.hasOwn(fallbacks, name) ? fallbacks[name] : undefined,
             identity: this.#identity,
             paths: this.contextRuntime.paths,
+            labels: this.config.labels,
           }),
         );
       }

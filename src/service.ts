@@ -32,6 +32,8 @@ export interface ServiceRuntimeOptions {
   identity?: MeshIdentity | undefined;
   /** The mesh's `pathNormalization`, applied before route matching. */
   paths?: PathOptions | undefined;
+  /** This workload's own labels (the mesh's `labels`), for routes' `match.sourceLabels`. */
+  labels?: Readonly<Record<string, string>> | undefined;
 }
 
 /** Everything the pipeline knows about one configured service, built once at createMesh. */
@@ -67,7 +69,7 @@ export class ServiceRuntime implements ServiceView {
     this.initialTimeoutMs = config.discovery.initialTimeout ?? DISCOVERY_DEFAULTS.initialTimeout;
     this.logger = opts.logger;
     const policy = config.trafficPolicy;
-    this.router = compileRouter(config.http, opts.paths);
+    this.router = compileRouter(config.http, opts.paths, opts.labels);
     // Each DestinationRule subset gets its own pick group and balancer; the subset's policy
     // replaces the service's field by field (Istio's merge). Endpoint pools are shared by all
     // groups, so connection-pool settings come from the service-level policy.

@@ -4,6 +4,7 @@
  * looks at what the servers received.
  */
 import { readFileSync } from 'node:fs';
+import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMesh, type FromIstioOptions, fromIstio, isMeshworkError, type Mesh } from '../src/index.ts';
 import { named, startServer, type TestServer } from './support/servers.ts';
@@ -368,5 +369,220 @@ describe('smaller ones', () => {
         ),
       ),
     ).toThrow(/headers\.request\.set\.:path: is a pseudo-header; only :authority may be set/);
+  });
+});
+
+describe('match conditions: scheme, port, authority, sourceLabels, sourceNamespace', () => {
+  it('routes on the URL port and scheme, and on the authority', async () => {
+    const a = await server(named('a'));
+    const b = await server(named('b'));
+    const c = await server(named('c'));
+    const m = meshFrom(
+      [
+        vs(`
+  hosts: [svc]
+  http:
+  - match: [{ port: 8080 }]
+    route: [{ destination: { host: svc, subset: a } }]
+  - match: [{ authority: { prefix: "svc.internal" }, scheme: { exact: http } }]
+    route: [{ destination: { host: svc, subset: b } }]
+  - route: [{ destination: { host: svc, subset: c } }]`),
+        dr(`
+  host: svc
+  subsets: [{ name: a, labels: { n: a } }, { name: b, labels: { n: b } }, { name: c, labels: { n: c } }]`),
+      ],
+      {
+        svc: {
+          static: [a, b, c].map((s, i) => ({ address: s.address, labels: { n: 'abc'[i] as string } })),
+        },
+      },
+    );
+    expect((await get(m, 'http://svc:8080/')).body).toBe('a');
+    expect((await get(m, 'http://svc/')).body).toBe('c');
+    // fetch never sends a caller's Host header; undici.request through the mesh's dispatcher does.
+    const res = await request('http://svc/', {
+      dispatcher: m.dispatcher,
+      headers: { host: 'svc.internal.example' },
+    });
+    expect(await res.body.text()).toBe('b');
+  });
+
+  it("sourceLabels and sourceNamespace are matched against this workload's labels and namespace", async () => {
+    const v1 = await server(named('v1'));
+    const v2 = await server(named('v2'));
+    const yaml = [
+      vs(`
+  hosts: [svc]
+  http:
+  - match: [{ sourceLabels: { app: reviews, version: v2 } }]
+    route: [{ destination: { host: svc, subset: v2 } }]
+  - match: [{ sourceNamespace: payments }]
+    route: [{ destination: { host: svc, subset: v2 } }]
+  - route: [{ destination: { host: svc, subset: v1 } }]`),
+      dr(`
+  host: svc
+  subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]`),
+    ];
+    const discovery = {
+      svc: {
+        static: [
+          { address: v1.address, labels: { version: 'v1' } },
+          { address: v2.address, labels: { version: 'v2' } },
+        ],
+      },
+    };
+    // Decided by fromIstio with workloadLabels / namespace:
+    const asReviewsV2 = meshFrom(yaml, discovery, {
+      istio: { workloadLabels: { app: 'reviews', version: 'v2' } },
+    });
+    expect((await get(asReviewsV2, 'http://svc/')).body).toBe('v2');
+    const asOther = meshFrom(yaml, discovery, { istio: { workloadLabels: { app: 'ratings' } } });
+    expect((await get(asOther, 'http://svc/')).body).toBe('v1');
+    const inPayments = meshFrom(yaml, discovery, { istio: { namespace: 'payments', workloadLabels: {} } });
+    expect((await get(inPayments, 'http://svc/')).body).toBe('v2');
+    // Without workloadLabels, carried over and decided by the mesh's own `labels`:
+    expect(fromIstio(yaml).services.svc?.http?.[0]?.match).toEqual([
+      { sourceLabels: { app: 'reviews', version: 'v2' } },
+    ]);
+    const byMeshLabels = meshFrom(yaml, discovery, { extra: { labels: { app: 'reviews', version: 'v2' } } });
+    expect((await get(byMeshLabels, 'http://svc/')).body).toBe('v2');
+    expect(() => meshFrom(yaml, discovery)).toThrow(/sourceLabels: .*needs this workload's own labels/);
+  });
+});
+
+describe('routes the mesh answers itself: redirect, directResponse, CORS preflight', () => {
+  it('redirect keeps the query, swaps path and authority; directResponse answers status and body', async () => {
+    const up = await server();
+    const m = meshFrom(
+      vs(`
+  hosts: [svc]
+  http:
+  - match: [{ uri: { prefix: /old/ } }]
+    redirect: { prefixRewrite: /new/, authority: other.example, redirectCode: 308 }
+  - match: [{ uri: { exact: /moved } }]
+    redirect: { uri: /here, derivePort: FROM_REQUEST_PORT }
+  - match: [{ uri: { prefix: /teapot } }]
+    directResponse: { status: 418, body: { string: "short and stout" } }
+  - route: [{ destination: { host: svc } }]`),
+      { svc: { static: [up.address] } },
+    );
+    const r1 = await m.fetch('http://svc/old/a/b?x=1', { redirect: 'manual' });
+    expect(r1.status).toBe(308);
+    expect(r1.headers.get('location')).toBe('http://other.example/new/a/b?x=1');
+    const r2 = await m.fetch('http://svc:8080/moved?y', { redirect: 'manual' });
+    expect(r2.status).toBe(301);
+    expect(r2.headers.get('location')).toBe('http://svc:8080/here?y');
+    const r3 = await get(m, 'http://svc/teapot');
+    expect(r3).toEqual({ status: 418, body: 'short and stout' });
+    expect(up.hits).toHaveLength(0);
+  });
+
+  it('corsPolicy: an allowed preflight is answered, an allowed request gets the headers, others pass untouched', async () => {
+    const up = await server();
+    const m = meshFrom(
+      vs(`
+  hosts: [svc]
+  http:
+  - corsPolicy:
+      allowOrigins: [{ exact: "https://shop.example" }, { regex: "https://.*\\\\.test" }]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-token]
+      exposeHeaders: [x-trace]
+      maxAge: 24h
+      allowCredentials: true
+    route: [{ destination: { host: svc } }]`),
+      { svc: { static: [up.address] } },
+    );
+    const pre = await m.fetch('http://svc/api', {
+      method: 'OPTIONS',
+      headers: { origin: 'https://shop.example', 'access-control-request-method': 'POST' },
+    });
+    expect(pre.status).toBe(200);
+    expect(Object.fromEntries([...pre.headers].filter(([k]) => k.startsWith('access-control-')))).toEqual({
+      'access-control-allow-origin': 'https://shop.example',
+      'access-control-allow-credentials': 'true',
+      'access-control-allow-methods': 'GET,POST',
+      'access-control-allow-headers': 'x-token',
+      'access-control-max-age': '86400',
+    });
+    expect(up.hits).toHaveLength(0);
+    const simple = await m.fetch('http://svc/api', { headers: { origin: 'https://a.test' } });
+    await simple.text();
+    expect(simple.headers.get('access-control-allow-origin')).toBe('https://a.test');
+    expect(simple.headers.get('access-control-expose-headers')).toBe('x-trace');
+    const other = await m.fetch('http://svc/api', {
+      method: 'OPTIONS',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+    });
+    await other.text();
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+    expect(up.hits.map((h) => h.method)).toEqual(['GET', 'OPTIONS']);
+  });
+});
+
+describe('rewrites, mirrors and weights as Istio reads them', () => {
+  it('uriRegexRewrite replaces every match in the path with groups, keeping the query', async () => {
+    const up = await server();
+    const m = meshFrom(
+      vs(`
+  hosts: [svc]
+  http:
+  - rewrite: { uriRegexRewrite: { match: "^/service/([^/]+)(/.*)$", rewrite: "\\\\2/instance/\\\\1" } }
+    route: [{ destination: { host: svc } }]`),
+      { svc: { static: [up.address] } },
+    );
+    await get(m, 'http://svc/service/foo/v1/api?x=1');
+    expect(up.hits[0]?.url).toBe('/v1/api/instance/foo?x=1');
+  });
+
+  it('mirrors: several copies, each with its own percentage', async () => {
+    const main = await server(named('main'));
+    const m1 = await server(named('m1'));
+    const m2 = await server(named('m2'));
+    const m = meshFrom(
+      vs(`
+  hosts: [svc]
+  http:
+  - route: [{ destination: { host: svc } }]
+    mirrors:
+    - { destination: { host: one } }
+    - { destination: { host: two }, percentage: { value: 0 } }`),
+      { svc: { static: [main.address] }, one: { static: [m1.address] }, two: { static: [m2.address] } },
+    );
+    for (let i = 0; i < 5; i++) await get(m, 'http://svc/x');
+    await expect.poll(() => m1.hits.length).toBe(5);
+    expect(m1.hits[0]?.headers.host).toBe('svc-shadow');
+    expect(m2.hits).toHaveLength(0);
+  });
+
+  it('route weights are relative: 1 and 1 is 50/50, 1 and 3 is 25/75', async () => {
+    const a = await server(named('a'));
+    const b = await server(named('b'));
+    const doc = (wa: number, wb: number) => [
+      vs(`
+  hosts: [svc]
+  http:
+  - route:
+    - { destination: { host: svc, subset: a }, weight: ${wa} }
+    - { destination: { host: svc, subset: b }, weight: ${wb} }`),
+      dr(`
+  host: svc
+  subsets: [{ name: a, labels: { n: a } }, { name: b, labels: { n: b } }]`),
+    ];
+    const discovery = {
+      svc: {
+        static: [
+          { address: a.address, labels: { n: 'a' } },
+          { address: b.address, labels: { n: 'b' } },
+        ],
+      },
+    };
+    expect(fromIstio(doc(1, 3)).services.svc?.http?.[0]?.route?.map((d) => d.weight)).toEqual([25, 75]);
+    const m = meshFrom(doc(1, 1), discovery);
+    const n = 400;
+    for (let i = 0; i < n; i++) await get(m, 'http://svc/');
+    // 50/50 within 5 standard deviations (sqrt(n * 0.25) = 10 requests).
+    expect(Math.abs(a.hits.length - n / 2)).toBeLessThan(50);
+    expect(a.hits.length + b.hits.length).toBe(n);
   });
 });

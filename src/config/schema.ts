@@ -11,10 +11,10 @@ import { authorizationSchema, contextSchema } from '../context/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
 import { pathNormalizationSchema } from '../http/path-schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
-import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
+import { createRoutingFields, routeReferenceIssues, sourceLabelIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
 import { nullProtoRecord } from './reserved.ts';
-import { duration, durationAtLeast, userRecord } from './zod-helpers.ts';
+import { duration, durationAtLeast, labels, userRecord } from './zod-helpers.ts';
 
 /** `trafficPolicy.connectionPool` (Istio). Defaults live in src/balancer/endpoint.ts. */
 export const connectionPoolSchema = z.strictObject({
@@ -69,6 +69,11 @@ export const meshConfigSchema = z
     closeTimeout: duration.optional(),
     /** Gateway context and trace propagation (src/context, docs/context.md). */
     context: contextSchema.optional(),
+    /**
+     * This workload's own labels (its pod labels, in Istio), matched by routes' `sourceLabels`
+     * (docs/routing.md).
+     */
+    labels: labels.optional(),
     /** This workload's mesh identity for ISTIO_MUTUAL and the server side (src/tls, docs/mtls.md). */
     identity: identitySchema.optional(),
     /** Caller authorization enforced by mesh.inbound() (docs/context.md). */
@@ -88,6 +93,7 @@ export const meshConfigSchema = z
     for (const issue of subsetPolicyIssues(c.services)) ctx.addIssue(issue);
     for (const issue of routeReferenceIssues(c.services, c.unknownServices === 'passthrough'))
       ctx.addIssue({ ...issue });
+    if (c.labels === undefined) for (const issue of sourceLabelIssues(c.services)) ctx.addIssue({ ...issue });
   });
 
 export type MeshConfig = z.output<typeof meshConfigSchema>;

@@ -144,6 +144,7 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
       notes,
       here,
       meshDefault: true,
+      workloadLabels: options.workloadLabels,
     };
     for (const key of Object.keys(value)) {
       if (OBJECT_MEMBERS.has(key)) builtinKey(cx, key);

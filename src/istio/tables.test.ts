@@ -22,6 +22,7 @@ interface Def {
   in?: Zod;
   element?: Zod;
   valueType?: Zod;
+  options?: Zod[];
 }
 const def = (s: Zod): Def => (s as unknown as { _zod: { def: Def } })._zod.def;
 
@@ -65,11 +66,13 @@ function drift(h: Handler, schema: Zod, path: string, out: string[]): string[] {
         out.push(`${path}: fromIstio reads a scalar, the schema has ${d.type}`);
       return out;
     case 'object': {
-      if (d.type !== 'object') {
+      // A union of objects (one of several shapes, such as directResponse.body) has their fields.
+      const members = d.type === 'union' ? (d.options ?? []).map((o) => def(unwrap(o))) : [d];
+      if (members.length === 0 || members.some((m) => m.type !== 'object')) {
         out.push(`${path}: fromIstio reads a mapping, the schema has ${d.type}`);
         return out;
       }
-      const zodFields = d.shape as Record<string, Zod>;
+      const zodFields: Record<string, Zod> = Object.assign({}, ...members.map((m) => m.shape));
       for (const [name, fh] of Object.entries(shape.fields)) {
         const p = path ? `${path}.${name}` : name;
         if (MESHWORK_EXTENSIONS.has(extensionPath(p)))

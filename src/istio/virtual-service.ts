@@ -16,8 +16,11 @@ import {
   show,
 } from './walk.ts';
 
-/** A route or match block bound to gateways only: not part of in-mesh routing (and not a problem). */
-const NOT_MESH = Symbol('not-mesh');
+/**
+ * A route or match block that does not apply to this workload's in-mesh calls (bound to gateways
+ * only, or to other source labels or namespaces): left out, and not a problem.
+ */
+const NOT_HERE = Symbol('not-mesh');
 
 const stringMatch = obj({ exact: scalar, prefix: scalar, regex: scalar });
 
@@ -70,22 +73,21 @@ const matchFields = obj(
   {
     name: scalar,
     uri: stringMatch,
+    scheme: stringMatch,
     method: stringMatch,
     headers: headerMatches('headers'),
     withoutHeaders: headerMatches('withoutHeaders'),
     queryParams: record(stringMatch),
     ignoreUriCase: scalar,
+    port: scalar,
+    sourceLabels: record(scalar),
+    authority: custom('matched as the `host` header (the request authority)', () => SKIP, stringMatch),
     gateways: scopeField('the block applies to in-mesh calls only when the list has "mesh"'),
+    sourceNamespace: scopeField("the block applies only when it names this workload's namespace"),
+    statPrefix: custom('names Envoy stats; accepted with a warning, no effect', () => SKIP),
   },
-  {
-    scheme: 'scheme matches are not supported',
-    authority: 'authority matches are not supported (match on a header instead)',
-    port: 'port matches are not supported',
-    sourceLabels: 'sourceLabels are not supported (meshwork has no caller workload labels)',
-    sourceNamespace: 'sourceNamespace is not supported',
-    statPrefix: 'statPrefix is not supported',
-  },
-  ['gateways'],
+  {},
+  ['authority', 'gateways', 'sourceNamespace', 'statPrefix'],
 );
 
 /**
@@ -108,8 +110,46 @@ export const match: Handler = custom(
       gateways === undefined || gateways === null
         ? cx.meshDefault
         : Array.isArray(gateways) && gateways.includes(MESH_GATEWAY);
-    if (!applies) return NOT_MESH;
-    return matchFields(v, path, cx);
+    if (!applies || !isObject(v)) return applies ? matchFields(v, path, cx) : NOT_HERE;
+    // The caller is this workload: its namespace and (when given) labels decide the block now.
+    const ns = v.sourceNamespace;
+    if (ns !== undefined && ns !== null) {
+      if (typeof ns !== 'string') {
+        problem(cx, `${path}.sourceNamespace`, `expected a namespace name, got ${show(ns)}`);
+        return SKIP;
+      }
+      if (ns !== cx.here) return NOT_HERE;
+    }
+    const out = matchFields(v, path, cx);
+    if (out === SKIP || !isObject(out)) return out;
+    if (isObject(out.sourceLabels) && cx.workloadLabels !== undefined) {
+      const own = cx.workloadLabels;
+      const selected = Object.entries(out.sourceLabels).every(
+        ([k, x]) => Object.hasOwn(own, k) && own[k] === String(x),
+      );
+      if (!selected) return NOT_HERE;
+      delete out.sourceLabels;
+    }
+    if (v.authority !== undefined && v.authority !== null) {
+      const authority = stringMatch(v.authority, `${path}.authority`, cx);
+      if (authority !== SKIP) {
+        const headers = (isObject(out.headers) ? out.headers : {}) as Record<string, unknown>;
+        if (Object.hasOwn(headers, 'host')) {
+          problem(cx, `${path}.authority`, 'is set together with a host (or :authority) header condition');
+        } else {
+          headers.host = authority;
+          out.headers = headers;
+        }
+      }
+    }
+    if (v.statPrefix !== undefined && v.statPrefix !== null) {
+      note(
+        cx,
+        `${path}.statPrefix`,
+        "names Envoy's route statistics; meshwork's metrics name routes by `name`: ignored",
+      );
+    }
+    return out;
   },
   matchFields,
 );
@@ -174,10 +214,10 @@ function percentField(v: Record<string, unknown>, out: Record<string, unknown>, 
   delete out.percent;
   if (out.percentage === undefined) {
     // Envoy injects nothing without a percentage, though Istio's docs once said "all" (istio/istio#36303).
-    problem(
+    note(
       cx,
       `${path}.percentage`,
-      'is missing: Istio then injects nothing (istio/istio#36303) and meshwork needs it explicit; set percentage.value (in non-strict mode 0 is used, as Istio does)',
+      'is missing: Istio then injects nothing (istio/istio#36303), and so does meshwork (percentage 0); set percentage.value to inject',
     );
     out.percentage = { value: 0 };
   }
@@ -230,40 +270,117 @@ const retries = obj({
   retryRemoteLocalities: scalar,
 });
 
+/**
+ * `route`: Istio's weights are relative (1 and 1 is 50/50; "a destination will receive
+ * weight/(sum of all weights) requests"), scaled here to the percentages meshwork's schema takes.
+ */
+const routeList: Handler = custom(
+  'weights are relative, scaled to percentages',
+  (v, path, cx) => {
+    const out = list(routeDestination)(v, path, cx);
+    if (!Array.isArray(out)) return out;
+    const weights = out.map((d) => (isObject(d) && typeof d.weight === 'number' ? d.weight : undefined));
+    if (weights.every((w) => w === undefined)) return out;
+    const sum = weights.reduce<number>((a, w) => a + (w ?? 0), 0);
+    if (!(sum > 0)) {
+      problem(cx, path, `weights sum to ${sum}: no destination would get any request`);
+      return SKIP;
+    }
+    if (sum === 100) return out;
+    out.forEach((d, i) => {
+      if (isObject(d)) d.weight = ((weights[i] ?? 0) * 100) / sum;
+    });
+    return out;
+  },
+  list(routeDestination),
+);
+
+const corsFields = obj(
+  {
+    allowOrigins: list(stringMatch),
+    allowOrigin: custom('deprecated: each entry becomes an exact allowOrigins entry', () => SKIP),
+    allowMethods: list(scalar),
+    allowHeaders: list(scalar),
+    exposeHeaders: list(scalar),
+    maxAge: scalar,
+    allowCredentials: scalar,
+    unmatchedPreflights: scalar,
+  },
+  {},
+  ['allowOrigin'],
+);
+
+/** corsPolicy; the deprecated `allowOrigin` strings are exact origins (`*` is any), as Istio reads them. */
+const corsPolicy: Handler = custom(
+  'enforced as the client sidecar does',
+  (v, path, cx) => {
+    const out = corsFields(v, path, cx);
+    if (!isObject(v) || !isObject(out)) return out;
+    const legacy = v.allowOrigin;
+    if (legacy !== undefined && legacy !== null) {
+      if (!Array.isArray(legacy) || !legacy.every((o) => typeof o === 'string')) {
+        problem(cx, `${path}.allowOrigin`, `expected a list of origins, got ${show(legacy)}`);
+      } else {
+        note(cx, `${path}.allowOrigin`, 'is deprecated in Istio (use allowOrigins); read as exact origins');
+        out.allowOrigins = [
+          ...((out.allowOrigins as unknown[] | undefined) ?? []),
+          ...legacy.map((exact) => ({ exact })),
+        ];
+      }
+    }
+    return out;
+  },
+  corsFields,
+);
+
 const httpRouteFields = obj(
   {
     name: scalar,
     match: list(match),
-    route: list(routeDestination),
+    route: routeList,
+    redirect: obj({
+      uri: scalar,
+      authority: scalar,
+      port: scalar,
+      derivePort: scalar,
+      scheme: scalar,
+      redirectCode: scalar,
+      prefixRewrite: scalar,
+    }),
+    directResponse: obj({ status: scalar, body: obj({ string: scalar, bytes: scalar }) }),
     headers,
-    rewrite: obj(
-      { uri: scalar, authority: scalar },
-      { uriRegexRewrite: 'uriRegexRewrite is not supported (use uri with a prefix match)' },
-    ),
+    rewrite: obj({
+      uri: scalar,
+      authority: scalar,
+      uriRegexRewrite: obj({ match: scalar, rewrite: scalar }),
+    }),
     timeout: scalar,
     retries,
     fault,
     mirror: destination,
     mirrorPercentage: obj({ value: scalar }),
     mirrorPercent: scalar,
+    mirrors: list(obj({ destination, percentage: obj({ value: scalar }) })),
+    corsPolicy,
+    websocketUpgrade: custom(
+      'removed from Istio (upgrades are always allowed): accepted with a warning',
+      () => SKIP,
+    ),
   },
   {
-    redirect: 'redirect is not supported',
-    directResponse: 'directResponse is not supported',
-    delegate: 'delegate is not supported',
-    corsPolicy: 'corsPolicy is not supported (CORS is a server-side concern)',
-    mirrors: 'mirrors (several mirrors) is not supported; use mirror',
+    delegate:
+      'delegate is not supported (the routes of the delegate VirtualService are not merged in; write them into this one)',
   },
-  ['mirrorPercent'],
+  ['mirrorPercent', 'websocketUpgrade'],
 );
 
-/** One HTTP route; NOT_MESH when it applies to gateway traffic only. */
+/** One HTTP route; NOT_HERE when it applies to gateway traffic only. */
 const httpRoute: Handler = custom(
   'an HTTP route',
   (v, path, cx) => {
     const blocks = isObject(v) && Array.isArray(v.match) ? v.match : [];
     // A route without match blocks applies where the VirtualService's gateways say.
-    if (blocks.length === 0 && !cx.meshDefault) return NOT_MESH;
+    if (blocks.length === 0 && !cx.meshDefault) return NOT_HERE;
     const out = httpRouteFields(v, path, cx);
     if (out === SKIP) return out;
     const r = out as Record<string, unknown>;
@@ -271,19 +388,26 @@ const httpRoute: Handler = custom(
       r.mirrorPercentage = { value: r.mirrorPercent };
     }
     delete r.mirrorPercent;
+    if (isObject(v) && v.websocketUpgrade !== undefined && v.websocketUpgrade !== null) {
+      note(
+        cx,
+        `${path}.websocketUpgrade`,
+        'was removed from Istio (WebSocket upgrades are always allowed, as in meshwork): ignored',
+      );
+    }
     if (blocks.length > 0) {
       const converted = (r.match as unknown[] | undefined) ?? [];
-      const kept = converted.filter((b) => b !== NOT_MESH);
+      const kept = converted.filter((b) => b !== NOT_HERE);
       if (kept.length === 0) {
         // Every block is bound to gateways only: the route is not part of in-mesh routing.
-        if (converted.length === blocks.length) return NOT_MESH;
+        if (converted.length === blocks.length) return NOT_HERE;
         problem(cx, `${path}.match`, 'lost every match block to skipped fields, so the route is left out');
         return SKIP;
       }
       r.match = kept;
     }
-    if (r.route === undefined) {
-      problem(cx, path, 'has no route (redirect, directResponse and delegate routes are not supported)');
+    if (r.route === undefined && r.redirect === undefined && r.directResponse === undefined) {
+      problem(cx, path, 'has no route, redirect or directResponse (delegate routes are not supported)');
       return SKIP;
     }
     return r;
@@ -307,7 +431,7 @@ const httpRoutes: Handler = custom(
     let catchAll: number | undefined;
     v.forEach((raw, i) => {
       const r = httpRoute(raw, `${path}[${i}]`, cx);
-      if (r === SKIP || r === NOT_MESH) return;
+      if (r === SKIP || r === NOT_HERE) return;
       if (catchAll !== undefined) {
         note(
           cx,

@@ -32,6 +32,8 @@ export interface Cx {
   readonly here: string;
   /** VirtualService being read: its routes without `match[].gateways` apply to in-mesh calls. */
   meshDefault: boolean;
+  /** This workload's labels (FromIstioOptions.workloadLabels), when given. */
+  readonly workloadLabels: Readonly<Record<string, string>> | undefined;
 }
 
 export function problem(cx: Cx, path: string, message: string): void {

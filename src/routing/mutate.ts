@@ -58,6 +58,26 @@ export function rewritePath(path: string, uri: string, matchedPrefix: string | u
   return uri + bare.slice(matchedPrefix.length) + query;
 }
 
+/**
+ * RE2's substitution syntax (`\1` for a group, as Istio documents `uriRegexRewrite.rewrite`) in
+ * JavaScript's (`$1`; a literal `$` becomes `$$`). Done once, at compile time.
+ */
+export function jsReplacement(rewrite: string): string {
+  return rewrite
+    .replace(/\$/g, '$$$$')
+    .replace(/\\([0-9])/g, (_m, n: string) => (n === '0' ? '$&' : `$${n}`));
+}
+
+/**
+ * `rewrite.uriRegexRewrite` (Envoy's regex_rewrite): every match of `re` (global) in the path,
+ * not the query string, replaced by `replacement` (see jsReplacement). The query string is kept.
+ */
+export function rewritePathRegex(path: string, re: RegExp, replacement: string): string {
+  const q = path.indexOf('?');
+  const bare = q < 0 ? path : path.slice(0, q);
+  return bare.replace(re, replacement) + (q < 0 ? '' : path.slice(q));
+}
+
 /** `rewritePath` for a hit, or the path unchanged when the route has no uri rewrite. */
 export function rewriteHitPath(hit: RouteHit, path: string): string {
   const uri = hit.route.rewrite?.uri;

@@ -192,7 +192,7 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
     s.routes = svc.router.routes.map((r) => ({
       name: r.config.name ?? `${svc.name}.http[${r.index}]`,
       match: r.config.match,
-      destinations: r.config.route.map((d) => ({
+      destinations: (r.config.route ?? []).map((d) => ({
         host: d.destination.host,
         subset: d.destination.subset,
         weight: d.weight,
