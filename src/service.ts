@@ -85,6 +85,12 @@ export class ServiceRuntime implements ServiceView {
     this.retry = new ServiceRetry(config, opts.clock, (budget) =>
       opts.logger.warn({ service: name, budget }, 'retry budget exhausted: retries are refused'),
     );
+    // Once per service: a retry that Envoy would make was not made, for safety (docs/resilience.md).
+    this.retry.onNonIdempotentSkip = (method, reason) =>
+      opts.logger.warn(
+        { service: name, method, reason },
+        'a non-idempotent request was not retried (it may have reached the server); set retries.retryNonIdempotent: true to retry it as Istio does. Counted in snapshot().services[name].requests.nonIdempotentRetriesSkipped; warned once',
+      );
     const od = outlierSettings(policy?.outlierDetection);
     this.outlier = od ? new OutlierDetector(od, opts.clock()) : undefined;
     // Ejections go to telemetry (metrics, channel, span event, and the logger's warning).
@@ -169,6 +175,7 @@ function createClientTls(
     path,
     identity: opts.identity,
     connectTimeoutMs: policy?.connectionPool?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
+    keepAliveInitialDelayMs: policy?.connectionPool?.tcp?.tcpKeepalive?.time,
     logger: opts.logger,
   });
 }

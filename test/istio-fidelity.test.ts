@@ -3,11 +3,16 @@
  * or minimal Istio documents with fromIstio, adds discovery for real servers on 127.0.0.1, and
  * looks at what the servers received.
  */
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMesh, type FromIstioOptions, fromIstio, isMeshworkError, type Mesh } from '../src/index.ts';
+import { createPki, type Pki } from './support/certs.ts';
 import { named, startServer, type TestServer } from './support/servers.ts';
+import { startTlsServer } from './support/tls-servers.ts';
 
 const corpus = (path: string) =>
   readFileSync(new URL(`./fixtures/istio/corpus/${path}`, import.meta.url), 'utf8');
@@ -584,5 +589,197 @@ describe('rewrites, mirrors and weights as Istio reads them', () => {
     // 50/50 within 5 standard deviations (sqrt(n * 0.25) = 10 requests).
     expect(Math.abs(a.hits.length - n / 2)).toBeLessThan(50);
     expect(a.hits.length + b.hits.length).toBe(n);
+  });
+});
+
+describe('DestinationRule connectionPool and retries as Istio reads them', () => {
+  it('connectionPool.http.maxRetries: only that many requests retry at once; the others get their answer', async () => {
+    const up = await server(async (_req, res) => {
+      await new Promise((r) => setTimeout(r, 150));
+      res.statusCode = 503;
+      res.end('down');
+    });
+    const m = meshFrom(
+      [
+        vs(`
+  hosts: [svc]
+  http:
+  - route: [{ destination: { host: svc } }]
+    retries: { attempts: 3, retryOn: 5xx, backoff: 1ms }`),
+        dr(`
+  host: svc
+  trafficPolicy: { connectionPool: { http: { maxRetries: 1 } }, outlierDetection: { consecutive5xxErrors: 0 } }`),
+      ],
+      { svc: { static: [up.address] } },
+    );
+    const statuses = await Promise.all(
+      Array.from({ length: 4 }, () => get(m, 'http://svc/').then((r) => r.status)),
+    );
+    expect(statuses).toEqual([503, 503, 503, 503]);
+    // One request retried 3 times, three were not retried: 4 + 3 attempts (16 without the cap).
+    expect(up.hits).toHaveLength(7);
+    expect(m.snapshot().services.svc?.requests?.retryOverflows).toBe(3);
+  });
+
+  it('maxConnectionDuration: a connection older than it is replaced', async () => {
+    let connections = 0;
+    const up = await server();
+    up.server.on('connection', () => connections++);
+    const yaml = (extra: string) =>
+      dr(`
+  host: svc
+  trafficPolicy: { connectionPool: { tcp: { maxConnections: 1${extra} } } }`);
+    const run = async (extra: string) => {
+      connections = 0;
+      const m = meshFrom(yaml(extra), { svc: { static: [up.address] } });
+      await get(m, 'http://svc/');
+      await new Promise((r) => setTimeout(r, 300));
+      await get(m, 'http://svc/');
+      return connections;
+    };
+    expect(await run('')).toBe(1);
+    expect(await run(', maxConnectionDuration: 100ms')).toBe(2);
+  });
+
+  it('a POST is not retried (counted, warned once per service); fromIstio({ retryNonIdempotent: true }) retries it as Istio does', async () => {
+    const up = await server((_req, res) => {
+      res.statusCode = 503;
+      res.end();
+    });
+    const warnings: string[] = [];
+    const logger = {
+      debug() {},
+      info() {},
+      error() {},
+      warn: (_o: object, msg?: string) => warnings.push(msg ?? ''),
+    };
+    const doc = (extra: string) =>
+      vs(`
+  hosts: [svc]
+  http:
+  - route: [{ destination: { host: svc } }]
+    retries: { attempts: 2, retryOn: 5xx${extra} }`);
+    const m = meshFrom(doc(''), { svc: { static: [up.address] } }, { extra: { logger } });
+    for (let i = 0; i < 2; i++)
+      expect((await get(m, 'http://svc/', { method: 'POST', body: 'x' })).status).toBe(503);
+    expect(up.hits).toHaveLength(2);
+    expect(m.snapshot().services.svc?.requests?.nonIdempotentRetriesSkipped).toBe(2);
+    expect(warnings.filter((w) => w.startsWith('a non-idempotent request was not retried'))).toHaveLength(1);
+    up.hits.length = 0;
+    const m2 = meshFrom(doc(''), { svc: { static: [up.address] } }, { istio: { retryNonIdempotent: true } });
+    expect((await get(m2, 'http://svc/', { method: 'POST', body: 'x' })).status).toBe(503);
+    expect(up.hits).toHaveLength(3);
+  });
+});
+
+describe('ClientTLSSettings: caCrl, insecureSkipVerify, credentialName', () => {
+  let pki: Pki;
+  beforeAll(() => {
+    pki = createPki('istio-fidelity-ca');
+  });
+  afterAll(() => pki.cleanup());
+
+  /** Revokes `certPath` with the test CA and returns the CRL (PEM), made by the openssl CLI. */
+  function revoke(certPath: string): string {
+    const dir = pki.dir;
+    writeFileSync(join(dir, 'index.txt'), '');
+    writeFileSync(join(dir, 'crlnumber'), '01\n');
+    writeFileSync(
+      join(dir, 'ca.cnf'),
+      `[ca]\ndefault_ca = d\n[d]\ndatabase = ${join(dir, 'index.txt')}\ncrlnumber = ${join(dir, 'crlnumber')}\ndefault_md = sha256\ndefault_crl_days = 1\n`,
+    );
+    const ca = [
+      '-config',
+      join(dir, 'ca.cnf'),
+      '-keyfile',
+      join(dir, 'istio-fidelity-ca.key'),
+      '-cert',
+      pki.caPath,
+    ];
+    execFileSync('openssl', ['ca', ...ca, '-revoke', certPath], { stdio: 'ignore' });
+    execFileSync('openssl', ['ca', ...ca, '-gencrl', '-out', join(dir, 'crl.pem')], { stdio: 'ignore' });
+    return readFileSync(join(dir, 'crl.pem'), 'utf8');
+  }
+
+  it('caCrl: a server whose certificate the CRL revokes is refused', async () => {
+    const cert = pki.issue('svc-revoked', ['DNS:svc']);
+    const tlsServer = await startTlsServer({ cert: cert.cert, key: cert.key });
+    try {
+      const policy = (crl: string) =>
+        dr(`
+  host: svc
+  trafficPolicy: { tls: { mode: SIMPLE, caCertificates: ${pki.caPath}${crl} } }`);
+      const ok = meshFrom(policy(''), { svc: { static: [tlsServer.address] } });
+      expect((await get(ok, 'http://svc/')).status).toBe(200);
+      const crlPath = join(pki.dir, 'revoked.crl.pem');
+      writeFileSync(crlPath, revoke(cert.certPath));
+      const refused = meshFrom(policy(`, caCrl: ${crlPath}`), { svc: { static: [tlsServer.address] } });
+      await expect(refused.fetch('http://svc/')).rejects.toThrow();
+    } finally {
+      await tlsServer.close();
+    }
+  });
+
+  it('insecureSkipVerify: true reaches a server no CA vouches for, with a warning at fromIstio and at createMesh', async () => {
+    const stranger = createPki('stranger-ca');
+    const cert = stranger.issue('svc', ['DNS:elsewhere']);
+    const tlsServer = await startTlsServer({ cert: cert.cert, key: cert.key });
+    try {
+      const policy = (skip: boolean) =>
+        dr(`
+  host: svc
+  trafficPolicy: { tls: { mode: SIMPLE, caCertificates: ${pki.caPath}, insecureSkipVerify: ${skip} } }`);
+      const verified = meshFrom(policy(false), { svc: { static: [tlsServer.address] } });
+      await expect(verified.fetch('http://svc/')).rejects.toThrow();
+      const warnings: string[] = [];
+      const logger = {
+        debug() {},
+        info() {},
+        error() {},
+        warn: (_o: object, msg?: string) => warnings.push(msg ?? ''),
+      };
+      const skipping = meshFrom(
+        policy(true),
+        { svc: { static: [tlsServer.address] } },
+        { extra: { logger } },
+      );
+      expect((await get(skipping, 'http://svc/')).status).toBe(200);
+      expect(warnings.some((w) => w.includes('verification is OFF'))).toBe(true);
+      expect(fromIstio(policy(true)).warnings.join()).toMatch(/will NOT be verified/);
+    } finally {
+      await tlsServer.close();
+      stranger.cleanup();
+    }
+  });
+
+  it('credentialName: MUTUAL with the files of the secret mounted under credentialsDir', async () => {
+    const serverCert = pki.issue('svc-server', ['DNS:svc']);
+    const clientCert = pki.issue('client', ['URI:spiffe://cluster.local/ns/default/sa/client']);
+    const tlsServer = await startTlsServer({
+      cert: serverCert.cert,
+      key: serverCert.key,
+      ca: pki.ca,
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
+    const secrets = mkdtempSync(join(tmpdir(), 'meshwork-credentials-'));
+    try {
+      mkdirSync(join(secrets, 'svc-client'));
+      writeFileSync(join(secrets, 'svc-client', 'tls.crt'), clientCert.cert);
+      writeFileSync(join(secrets, 'svc-client', 'tls.key'), clientCert.key);
+      writeFileSync(join(secrets, 'svc-client', 'ca.crt'), pki.ca);
+      const m = meshFrom(
+        dr(`
+  host: svc
+  trafficPolicy: { tls: { mode: MUTUAL, credentialName: svc-client } }`),
+        { svc: { static: [tlsServer.address] } },
+        { istio: { credentialsDir: secrets } },
+      );
+      expect((await get(m, 'http://svc/')).status).toBe(200);
+      expect(tlsServer.peers).toEqual(['spiffe://cluster.local/ns/default/sa/client']);
+    } finally {
+      await tlsServer.close();
+      rmSync(secrets, { recursive: true, force: true });
+    }
   });
 });

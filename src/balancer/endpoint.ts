@@ -83,8 +83,14 @@ export class Endpoint {
       connectTimeout: cp?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
       keepAliveTimeout: cp?.http?.idleTimeout ?? ENDPOINT_DEFAULTS.idleTimeoutMs,
       maxRequestsPerClient: cp?.http?.maxRequestsPerConnection || undefined,
+      // connectionPool.tcp.maxConnectionDuration: an older connection is replaced when next picked.
+      clientTtl: cp?.tcp?.maxConnectionDuration ?? null,
       allowH2: false,
-      ...(options.connect ? { connect: options.connect } : {}),
+      ...(options.connect
+        ? { connect: options.connect }
+        : cp?.tcp?.tcpKeepalive
+          ? { connect: { keepAlive: true, keepAliveInitialDelay: cp.tcp.tcpKeepalive.time } }
+          : {}),
     } as Pool.Options);
   }
 

@@ -22,6 +22,16 @@ export const connectionPoolSchema = z.strictObject({
     .strictObject({
       maxConnections: z.number().int().positive().optional(),
       connectTimeout: durationAtLeast(1, '0 would fail every TLS connection at once').optional(),
+      /**
+       * TCP keepalive (Istio's tcpKeepalive): `time` is the idle time before the first probe
+       * (default 60 s, undici's). Node.js cannot set `interval` and `probes` per socket: the
+       * system's values apply (fromIstio warns when they are given).
+       */
+      tcpKeepalive: z
+        .strictObject({ time: durationAtLeast(1000, 'the kernel counts keepalive idle time in seconds') })
+        .optional(),
+      /** A connection is closed, once idle, when it is this old (undici's clientTtl). */
+      maxConnectionDuration: durationAtLeast(1, '0 would close every connection after each request').optional(),
     })
     .optional(),
   http: z
@@ -30,6 +40,11 @@ export const connectionPoolSchema = z.strictObject({
       http2MaxRequests: z.number().int().positive().optional(),
       maxRequestsPerConnection: z.number().int().nonnegative().optional(),
       idleTimeout: durationAtLeast(1, 'undici refuses 0, so every request would fail').optional(),
+      /**
+       * Retries outstanding to the service at once (Envoy's max_retries circuit breaker; Istio's
+       * default is unlimited). A retry beyond it is not made: the caller gets the answer it had.
+       */
+      maxRetries: z.number().int().nonnegative().optional(),
     })
     .optional(),
 });

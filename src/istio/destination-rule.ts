@@ -8,11 +8,11 @@ import {
   list,
   note,
   obj,
-  onlyFalse,
   problem,
   record,
   SKIP,
   scalar,
+  show,
 } from './walk.ts';
 
 /**
@@ -108,8 +108,7 @@ const outlierDetection: Handler = custom(
   outlierFields,
 );
 
-/** ClientTLSSettings: the same field names in meshwork's trafficPolicy.tls (docs/mtls.md). */
-const clientTls = obj(
+const clientTlsFields = obj(
   {
     mode: scalar,
     caCertificates: scalar,
@@ -117,24 +116,97 @@ const clientTls = obj(
     privateKey: scalar,
     subjectAltNames: list(scalar),
     sni: scalar,
-    insecureSkipVerify: onlyFalse('insecureSkipVerify is not supported: meshwork always verifies the server'),
+    insecureSkipVerify: scalar,
+    caCrl: scalar,
+    credentialName: custom(
+      'files of the mounted secret: <credentialsDir>/<name>/tls.crt, tls.key, ca.crt (the credentialsDir option)',
+      () => SKIP,
+    ),
   },
-  {
-    credentialName:
-      'credentialName (a Kubernetes secret) is not supported: mount the secret and give caCertificates, clientCertificate and privateKey as file paths',
-    caCrl: 'caCrl is not supported',
-  },
-  ['insecureSkipVerify'],
+  {},
+  ['credentialName'],
 );
 
-const connectionPool = obj({
+/**
+ * ClientTLSSettings: the same field names in meshwork's trafficPolicy.tls (docs/mtls.md).
+ * `credentialName` names a Kubernetes secret: mounted as a directory (a secret volume), its files
+ * are `tls.crt`, `tls.key` and `ca.crt`, the keys Istio reads; `insecureSkipVerify: true` is
+ * carried with a loud warning.
+ */
+const clientTls: Handler = custom(
+  'ClientTLSSettings; credentialName read from a mounted secret directory',
+  (v, path, cx) => {
+    const out = clientTlsFields(v, path, cx);
+    if (!isObject(v) || !isObject(out)) return out;
+    if (out.insecureSkipVerify === true) {
+      note(
+        cx,
+        `${path}.insecureSkipVerify`,
+        'is true: the server certificate and name will NOT be verified (anyone in between is trusted); meshwork does as asked and logs a warning when the mesh starts',
+      );
+    }
+    const name = v.credentialName;
+    if (name !== undefined && name !== null) {
+      if (typeof name !== 'string' || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) {
+        problem(cx, `${path}.credentialName`, `is not a Kubernetes secret name (got ${show(name)})`);
+        return out;
+      }
+      if (
+        out.caCertificates !== undefined ||
+        out.clientCertificate !== undefined ||
+        out.privateKey !== undefined
+      ) {
+        problem(
+          cx,
+          `${path}.credentialName`,
+          'is set together with file paths (Istio: credentialName wins); use one',
+        );
+        return out;
+      }
+      const dir = `${cx.credentialsDir}/${name}`;
+      out.caCertificates = `${dir}/ca.crt`;
+      if (out.mode === 'MUTUAL') {
+        out.clientCertificate = `${dir}/tls.crt`;
+        out.privateKey = `${dir}/tls.key`;
+      }
+      note(
+        cx,
+        `${path}.credentialName`,
+        `is read from the secret mounted at ${dir} (${out.mode === 'MUTUAL' ? 'tls.crt, tls.key, ca.crt' : 'ca.crt'})`,
+      );
+    }
+    return out;
+  },
+  clientTlsFields,
+);
+
+const connectionPoolFields = obj({
   tcp: obj(
-    { maxConnections: scalar, connectTimeout: scalar },
     {
-      tcpKeepalive: 'tcpKeepalive is not supported',
-      maxConnectionDuration: 'maxConnectionDuration is not supported',
-      idleTimeout: 'tcp.idleTimeout is not supported (use http.idleTimeout)',
+      maxConnections: scalar,
+      connectTimeout: scalar,
+      tcpKeepalive: custom(
+        "`time` honoured; `interval` and `probes` are the system's (Node.js cannot set them per socket)",
+        (v, path, cx) => {
+          if (!isObject(v)) {
+            problem(cx, path, `expected a mapping, got ${show(v)}`);
+            return SKIP;
+          }
+          for (const k of Object.keys(v)) {
+            if (k === 'time') continue;
+            if (k === 'interval' || k === 'probes')
+              note(cx, `${path}.${k}`, "cannot be set per socket from Node.js: the system's value applies");
+            else problem(cx, `${path}.${k}`, 'is not supported');
+          }
+          // Istio: unset time means the system's default; meshwork's own default is 60 s.
+          return v.time === undefined || v.time === null ? SKIP : { time: v.time };
+        },
+      ),
+      maxConnectionDuration: scalar,
+      idleTimeout: custom('the HTTP idle timeout when http.idleTimeout is unset (Istio)', () => SKIP),
     },
+    {},
+    ['tcpKeepalive', 'idleTimeout'],
   ),
   http: obj(
     {
@@ -142,16 +214,67 @@ const connectionPool = obj({
       http2MaxRequests: scalar,
       maxRequestsPerConnection: scalar,
       idleTimeout: scalar,
+      maxRetries: scalar,
+      h2UpgradePolicy: custom(
+        'meshwork speaks HTTP/1.1 to endpoints: DEFAULT and DO_NOT_UPGRADE accepted',
+        () => SKIP,
+      ),
+      useClientProtocol: custom('the client protocol is HTTP/1.1, which meshwork uses: accepted', () => SKIP),
+      maxConcurrentStreams: custom('HTTP/2 only: no effect on HTTP/1.1 connections; warned', () => SKIP),
+      http2KeepAlive: custom('HTTP/2 only: no effect on HTTP/1.1 connections; warned', () => SKIP),
     },
-    {
-      maxRetries: 'maxRetries is not supported (use retries and the retry budget)',
-      h2UpgradePolicy: 'h2UpgradePolicy is not supported',
-      useClientProtocol: 'useClientProtocol is not supported',
-      maxConcurrentStreams: 'maxConcurrentStreams is not supported',
-      http2KeepAlive: 'http2KeepAlive is not supported',
-    },
+    {},
+    ['h2UpgradePolicy', 'useClientProtocol', 'maxConcurrentStreams', 'http2KeepAlive'],
   ),
 });
+
+/**
+ * connectionPool. `tcp.idleTimeout` is Istio's HTTP idle timeout when `http.idleTimeout` is
+ * unset; the HTTP/2-only fields have no effect on the HTTP/1.1 connections meshwork opens.
+ */
+const connectionPool: Handler = custom(
+  'connectionPool; tcp.idleTimeout is the HTTP idle timeout when http.idleTimeout is unset',
+  (v, path, cx) => {
+    const out = connectionPoolFields(v, path, cx);
+    if (!isObject(v) || !isObject(out)) return out;
+    const tcp = isObject(v.tcp) ? v.tcp : {};
+    const http = isObject(v.http) ? v.http : {};
+    if (
+      tcp.idleTimeout !== undefined &&
+      tcp.idleTimeout !== null &&
+      (http.idleTimeout === undefined || http.idleTimeout === null)
+    ) {
+      out.http = { ...(isObject(out.http) ? out.http : {}), idleTimeout: tcp.idleTimeout };
+    }
+    if (http.h2UpgradePolicy === 'UPGRADE') {
+      problem(
+        cx,
+        `${path}.http.h2UpgradePolicy`,
+        'UPGRADE is not supported: meshwork speaks HTTP/1.1 to endpoints',
+      );
+    } else if (
+      http.h2UpgradePolicy !== undefined &&
+      http.h2UpgradePolicy !== null &&
+      !['DEFAULT', 'DO_NOT_UPGRADE'].includes(String(http.h2UpgradePolicy))
+    ) {
+      problem(
+        cx,
+        `${path}.http.h2UpgradePolicy`,
+        `is not one of DEFAULT, DO_NOT_UPGRADE, UPGRADE (got ${show(http.h2UpgradePolicy)})`,
+      );
+    }
+    for (const k of ['maxConcurrentStreams', 'http2KeepAlive'] as const) {
+      if (http[k] !== undefined && http[k] !== null)
+        note(
+          cx,
+          `${path}.http.${k}`,
+          'applies to HTTP/2 connections only; meshwork opens HTTP/1.1 ones: no effect',
+        );
+    }
+    return out;
+  },
+  connectionPoolFields,
+);
 
 const trafficPolicyFields = obj(
   { loadBalancer, outlierDetection, tls: clientTls, connectionPool },
@@ -159,7 +282,8 @@ const trafficPolicyFields = obj(
     portLevelSettings: 'portLevelSettings are not supported',
     tunnel: 'tunnel is not supported',
     proxyProtocol: 'proxyProtocol is not supported',
-    retryBudget: 'retryBudget is not supported (meshwork has its own service-level retryBudget)',
+    retryBudget:
+      "retryBudget (Envoy's concurrency-based budget) is not supported; meshwork's service-level retryBudget is rate-based (Linkerd's)",
   },
 );
 

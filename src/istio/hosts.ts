@@ -47,7 +47,11 @@ export const mapHost: Handler = custom(
       return SKIP;
     }
     if (host.includes('*')) {
-      problem(cx, path, `wildcard host ${show(host)} is not supported (name each service)`);
+      if (cx.wildcards !== undefined && /^spec\.hosts?(\[\d+\])?$/.test(path)) {
+        cx.wildcards.push(host.replace(/\.$/, ''));
+        return SKIP;
+      }
+      problem(cx, path, `wildcard host ${show(host)} is not allowed here (Istio refuses it too)`);
       return SKIP;
     }
     if (!host.includes('.')) {
@@ -79,3 +83,20 @@ export const mapHost: Handler = custom(
     return host;
   },
 );
+
+/**
+ * The name wildcard hosts are matched against: a short name in this workload's namespace is
+ * `<name>.<namespace>.svc.cluster.local`, as Istio expands it; a dotted name is itself.
+ */
+export function matchableName(service: string, namespace: string): string {
+  return service.includes('.') ? service : `${service}.${namespace}.svc.cluster.local`;
+}
+
+/**
+ * Whether an Istio wildcard host (`*`, `*.local`, `*.example.com`, `*foo.com`) covers `name`: the
+ * part after `*` is a suffix of a longer name.
+ */
+export function wildcardMatches(pattern: string, name: string): boolean {
+  const suffix = pattern.slice(1);
+  return name.length > suffix.length && name.endsWith(suffix);
+}

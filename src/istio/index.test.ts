@@ -173,7 +173,7 @@ describe('fromIstio: unsupported fields are never ignored silently', () => {
     expect(validated(services).reviews?.trafficPolicy?.tls?.mode).toBe('ISTIO_MUTUAL');
   });
 
-  it('ClientTLSSettings: MUTUAL with files, SAN and SNI carried over; secrets and skip-verify reported', () => {
+  it('ClientTLSSettings: files, SAN, SNI carried over; credentialName read from the mounted secret; skip-verify warned', () => {
     const yaml = `
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -198,19 +198,40 @@ spec:
       caCertificates: '/etc/certs/ca.pem',
       subjectAltNames: ['spiffe://example.org/ns/default/sa/payments'],
       sni: 'payments.example.org',
+      insecureSkipVerify: false,
     });
     expect(validated(services).payments?.trafficPolicy?.tls?.mode).toBe('MUTUAL');
 
-    const bad = yaml
-      .replace('insecureSkipVerify: false', 'insecureSkipVerify: true')
-      .replace('clientCertificate: /etc/certs/cert.pem', 'credentialName: payments-client-cert');
+    const bad = yaml.replace(
+      'clientCertificate: /etc/certs/cert.pem',
+      'credentialName: payments-client-cert',
+    );
     const err = unsupported(() => fromIstio(bad));
     expect(err.problems.map((p) => p.path)).toEqual([
       'DestinationRule/payments spec.trafficPolicy.tls.credentialName',
-      'DestinationRule/payments spec.trafficPolicy.tls.insecureSkipVerify',
     ]);
-    expect(err.message).toContain('mount the secret');
-    expect(err.message).toContain('meshwork always verifies the server');
+    expect(err.message).toContain('is set together with file paths');
+
+    // credentialName alone: the files of the mounted secret; insecureSkipVerify: true carried, loudly.
+    const secret = fromIstio(
+      yaml
+        .replace(/\n {6}(clientCertificate|privateKey|caCertificates): \S+/g, '')
+        .replace(
+          'insecureSkipVerify: false',
+          'insecureSkipVerify: true\n      credentialName: payments-client-cert',
+        ),
+      { credentialsDir: '/var/run/secrets/istio/' },
+    );
+    expect(secret.services.payments?.trafficPolicy?.tls).toMatchObject({
+      mode: 'MUTUAL',
+      clientCertificate: '/var/run/secrets/istio/payments-client-cert/tls.crt',
+      privateKey: '/var/run/secrets/istio/payments-client-cert/tls.key',
+      caCertificates: '/var/run/secrets/istio/payments-client-cert/ca.crt',
+      insecureSkipVerify: true,
+    });
+    expect(secret.warnings.join('\n')).toMatch(
+      /insecureSkipVerify: is true: the server certificate and name will NOT be verified/,
+    );
   });
 
   it('lists every unsupported path of a route, a match and a policy', () => {

@@ -21,6 +21,7 @@ import type { ServiceConfigInput } from '../config/schema.ts';
 import { type ConfigIssue, ErrorCodes, MeshworkConfigError, MeshworkError } from '../errors.ts';
 import { authorizationPolicy, selects } from './authorization-policy.ts';
 import { destinationRuleSpec } from './destination-rule.ts';
+import { matchableName, wildcardMatches } from './hosts.ts';
 import { parseDocs } from './input.ts';
 import { exportedTo, meshScope, selectsWorkload } from './scope.ts';
 import { virtualServiceSpec } from './virtual-service.ts';
@@ -54,7 +55,30 @@ export interface FromIstioOptions {
    * DestinationRule is left out, an AuthorizationPolicy fails closed).
    */
   workloadLabels?: Record<string, string>;
+  /**
+   * The names of the services this mesh has (as in its config), besides those the YAML names.
+   * A VirtualService or DestinationRule with a wildcard host (`*.local`, `*.example.com`, `*`)
+   * applies to each of them that its host covers and that has no VirtualService (or
+   * DestinationRule) of its own, as Istio picks the most specific host.
+   */
+  services?: readonly string[];
+  /**
+   * Where the Kubernetes secrets named by `tls.credentialName` are mounted, one directory per
+   * secret (a secret volume: `tls.crt`, `tls.key`, `ca.crt`). Default
+   * `/etc/istio/credentials`, so `credentialName: payments` reads `/etc/istio/credentials/payments/`.
+   */
+  credentialsDir?: string;
+  /**
+   * true: POST, PATCH and other non-idempotent requests are retried on the routes' retryOn
+   * conditions, as Istio (Envoy) does. Default false: meshwork retries them only when they provably
+   * never left (a refused connection), since a retried POST may run twice on the server. Every
+   * converted route then carries `retries.retryNonIdempotent: true`.
+   */
+  retryNonIdempotent?: boolean;
 }
+
+/** The default FromIstioOptions.credentialsDir. */
+export const DEFAULT_CREDENTIALS_DIR = '/etc/istio/credentials';
 
 /**
  * What fromIstio produces for one service, typed as the service config it goes into (add its
@@ -116,6 +140,8 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
   const owners = new Map<string, string>();
   const policies: Record<string, unknown>[] = [];
   const here = options.namespace ?? 'default';
+  const wildVs: WildVirtualService[] = [];
+  const wildDr: WildDestinationRule[] = [];
 
   for (const { value, where } of parseDocs(yaml)) {
     const kind = value.kind;
@@ -145,6 +171,8 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
       here,
       meshDefault: true,
       workloadLabels: options.workloadLabels,
+      wildcards: [],
+      credentialsDir: (options.credentialsDir ?? DEFAULT_CREDENTIALS_DIR).replace(/\/+$/, ''),
     };
     for (const key of Object.keys(value)) {
       if (OBJECT_MEMBERS.has(key)) builtinKey(cx, key);
@@ -174,6 +202,9 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
       const hosts = (spec.hosts as string[] | undefined) ?? [];
       if (!Array.isArray(value.spec.hosts) || value.spec.hosts.length === 0) {
         problem(cx, 'spec.hosts', 'is missing or empty');
+      }
+      for (const pattern of cx.wildcards ?? []) {
+        wildVs.push({ pattern, label, http: spec.http as Record<string, unknown>[] | undefined });
       }
       for (const host of hosts) {
         const key = `vs:${host}`;
@@ -205,6 +236,16 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
       if (selected !== 'yes') continue;
       const spec = destinationRuleSpec(value.spec, 'spec', cx) as Record<string, unknown>;
       const host = spec.host as string | undefined;
+      const pattern = cx.wildcards?.[0];
+      if (pattern !== undefined) {
+        wildDr.push({
+          pattern,
+          label,
+          subsets: spec.subsets as Record<string, unknown>[] | undefined,
+          trafficPolicy: spec.trafficPolicy as Record<string, unknown> | undefined,
+        });
+        continue;
+      }
       if (host === undefined) {
         if (value.spec.host === undefined) problem(cx, 'spec.host', 'is missing');
         continue;
@@ -225,6 +266,17 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
     }
   }
 
+  applyWildcards(services, owners, wildVs, wildDr, options, here, notes);
+  if (options.retryNonIdempotent === true) {
+    for (const svc of services.values())
+      for (const route of svc.http ?? [])
+        if (route.route !== undefined)
+          route.retries = {
+            ...(route.retries as Record<string, unknown> | undefined),
+            retryNonIdempotent: true,
+          };
+  }
+
   if (invalidInput.length > 0) throw new MeshworkConfigError(invalidInput);
   if (problems.length > 0 && strict) throw new IstioUnsupportedError(problems);
   const warnings = [
@@ -237,4 +289,93 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
   if (policies.length > 0) result.authorization = { policies };
   Object.defineProperty(result, 'warnings', { value: Object.freeze(warnings), enumerable: false });
   return result;
+}
+
+interface WildVirtualService {
+  pattern: string;
+  label: string;
+  http: Record<string, unknown>[] | undefined;
+}
+
+interface WildDestinationRule {
+  pattern: string;
+  label: string;
+  subsets: Record<string, unknown>[] | undefined;
+  trafficPolicy: Record<string, unknown> | undefined;
+}
+
+/** Every service the result names or routes to, and the ones options.services lists. */
+function knownServices(services: ReadonlyMap<string, ConvertedService>, extra: readonly string[]): string[] {
+  const known = new Set<string>([...services.keys(), ...extra]);
+  for (const svc of services.values()) {
+    for (const route of svc.http ?? []) {
+      const dests = [
+        ...((route.route as { destination?: { host?: unknown } }[] | undefined) ?? []).map(
+          (d) => d.destination,
+        ),
+        route.mirror as { host?: unknown } | undefined,
+        ...((route.mirrors as { destination?: { host?: unknown } }[] | undefined) ?? []).map(
+          (m) => m.destination,
+        ),
+      ];
+      for (const d of dests) if (typeof d?.host === 'string') known.add(d.host);
+    }
+  }
+  return [...known];
+}
+
+/**
+ * Wildcard hosts, as Istio applies them: a service with no VirtualService (DestinationRule) of its
+ * own takes the one whose wildcard host covers it most specifically (the longest host). One that
+ * covers no known service is noted, since it changes nothing here.
+ */
+function applyWildcards(
+  services: Map<string, ConvertedService>,
+  owners: Map<string, string>,
+  wildVs: readonly WildVirtualService[],
+  wildDr: readonly WildDestinationRule[],
+  options: FromIstioOptions,
+  here: string,
+  notes: IstioProblem[],
+): void {
+  if (wildVs.length === 0 && wildDr.length === 0) return;
+  const known = knownServices(services, options.services ?? []);
+  const best = <W extends { pattern: string }>(list: readonly W[], name: string): W | undefined => {
+    let found: W | undefined;
+    for (const w of list)
+      if (
+        wildcardMatches(w.pattern, name) &&
+        (found === undefined || w.pattern.length > found.pattern.length)
+      )
+        found = w;
+    return found;
+  };
+  const used = new Set<object>();
+  for (const service of known) {
+    const name = matchableName(service, here);
+    const vs = owners.has(`vs:${service}`) ? undefined : best(wildVs, name);
+    if (vs !== undefined) {
+      used.add(vs);
+      owners.set(`vs:${service}`, vs.label);
+      if (vs.http !== undefined)
+        services.set(service, { ...services.get(service), http: structuredClone(vs.http) });
+    }
+    const dr = owners.has(`dr:${service}`) ? undefined : best(wildDr, name);
+    if (dr !== undefined) {
+      used.add(dr);
+      owners.set(`dr:${service}`, dr.label);
+      const svc: ConvertedService = services.get(service) ?? {};
+      services.set(service, svc);
+      if (dr.subsets !== undefined) svc.subsets = structuredClone(dr.subsets);
+      if (dr.trafficPolicy !== undefined && Object.keys(dr.trafficPolicy).length > 0)
+        svc.trafficPolicy = structuredClone(dr.trafficPolicy);
+    }
+  }
+  for (const w of [...wildVs, ...wildDr]) {
+    if (used.has(w)) continue;
+    notes.push({
+      path: `${w.label} ${'http' in w ? 'spec.hosts' : 'spec.host'}`,
+      message: `"${w.pattern}" covers none of the services known here (${known.join(', ') || 'none'}); pass fromIstio(yaml, { services: [...] }) with the mesh's service names`,
+    });
+  }
 }

@@ -268,6 +268,8 @@ const retries = obj({
   perTryTimeout: scalar,
   retryOn: scalar,
   retryRemoteLocalities: scalar,
+  retryIgnorePreviousHosts: scalar,
+  backoff: scalar,
 });
 
 /**

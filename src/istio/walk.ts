@@ -32,6 +32,13 @@ export interface Cx {
   readonly here: string;
   /** VirtualService being read: its routes without `match[].gateways` apply to in-mesh calls. */
   meshDefault: boolean;
+  /**
+   * Set while the hosts of a VirtualService (`spec.hosts`) or DestinationRule (`spec.host`) are
+   * read: wildcard hosts are collected here, to be matched against the known services at the end.
+   */
+  wildcards: string[] | undefined;
+  /** Where Kubernetes secrets named by `credentialName` are mounted (FromIstioOptions.credentialsDir). */
+  readonly credentialsDir: string;
   /** This workload's labels (FromIstioOptions.workloadLabels), when given. */
   readonly workloadLabels: Readonly<Record<string, string>> | undefined;
 }
@@ -191,13 +198,4 @@ export function obj(
     return out;
   };
   return shaped(h, { kind: 'object', fields, refused, translated: new Set(translated) });
-}
-
-/** Accepts `false` only (the default): a `true` would turn verification off, which meshwork never does. */
-export function onlyFalse(reason: string): Handler {
-  return custom('only `false` (the default) is accepted', (v, path, cx) => {
-    if (v === false || v === 'false') return SKIP;
-    problem(cx, path, `${reason} (value ${show(v)})`);
-    return SKIP;
-  });
 }

@@ -25,6 +25,8 @@ export interface RetryPolicy {
   readonly retryAfterMaxMs: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
+  /** A retry avoids the endpoints already tried (retryIgnorePreviousHosts, default true). */
+  readonly avoidTried: boolean;
   readonly hedge: { readonly delayMs: number; readonly maxExtraLoad: number } | undefined;
 }
 
@@ -32,6 +34,7 @@ export interface RetryServiceConfig {
   retries?: RetriesConfig | undefined;
   timeout?: number | undefined;
   retryBudget?: RetryBudgetConfig | undefined;
+  trafficPolicy?: { connectionPool?: { http?: { maxRetries?: number | undefined } | undefined } | undefined };
 }
 
 export function compileRetryPolicy(cfg: RetryServiceConfig): RetryPolicy {
@@ -43,8 +46,10 @@ export function compileRetryPolicy(cfg: RetryServiceConfig): RetryPolicy {
     timeoutMs: cfg.timeout || undefined,
     retryNonIdempotent: r?.retryNonIdempotent ?? false,
     retryAfterMaxMs: r?.retryAfterMax ?? RETRY_DEFAULTS.retryAfterMaxMs,
-    backoffBaseMs: BACKOFF_DEFAULTS.baseMs,
-    backoffMaxMs: BACKOFF_DEFAULTS.maxMs,
+    backoffBaseMs: r?.backoff ?? BACKOFF_DEFAULTS.baseMs,
+    // Envoy: the largest backoff is 10 times the base.
+    backoffMaxMs: r?.backoff !== undefined ? r.backoff * 10 : BACKOFF_DEFAULTS.maxMs,
+    avoidTried: r?.retryIgnorePreviousHosts !== false,
     hedge: r?.hedge
       ? { delayMs: r.hedge.delay, maxExtraLoad: r.hedge.maxExtraLoad ?? RETRY_DEFAULTS.hedgeMaxExtraLoad }
       : undefined,
@@ -64,6 +69,19 @@ export class ServiceRetry {
 
   /** Requests in the retry layer now (started and not finished), for the snapshot's checks. */
   active = 0;
+  /** connectionPool.http.maxRetries: requests that may be retrying at once (Envoy's max_retries). */
+  readonly maxRetries: number;
+  /** Requests retrying now (each holds one of maxRetries from its first retry to its end). */
+  retrying = 0;
+  /** Retries not made because maxRetries requests were already retrying (Envoy: upstream_rq_retry_overflow). */
+  retryOverflows = 0;
+  /**
+   * Retries not made because the request is not idempotent (POST, PATCH without Idempotency-Key)
+   * and may have reached the server. `retryNonIdempotent: true` allows them.
+   */
+  nonIdempotentSkipped = 0;
+  /** Called the first time a retry is skipped for that reason (the service logs one warning). */
+  onNonIdempotentSkip: ((method: string, reason: string) => void) | undefined;
 
   constructor(
     cfg: RetryServiceConfig & {
@@ -73,6 +91,7 @@ export class ServiceRetry {
     onExhausted?: (snapshot: BudgetSnapshot) => void,
   ) {
     this.policy = compileRetryPolicy(cfg);
+    this.maxRetries = cfg.trafficPolicy?.connectionPool?.http?.maxRetries ?? Number.POSITIVE_INFINITY;
     this.routes = (cfg.http ?? []).map((r) =>
       compileRetryPolicy({ retries: r.retries ?? cfg.retries, timeout: r.timeout ?? cfg.timeout }),
     );
