@@ -1,3 +1,4 @@
+import { Clusters } from './balancer/clusters.ts';
 import { ENDPOINT_DEFAULTS } from './balancer/endpoint.ts';
 import { EndpointSet, type SubsetSpec } from './balancer/endpoint-set.ts';
 import { createBalancer } from './balancer/index.ts';
@@ -107,6 +108,14 @@ export class ServiceRuntime implements ServiceView {
     this.fallback = opts.fallback;
     this.limits = new ServiceLimits(policy?.connectionPool);
     this.tls = createClientTls(name, config, opts);
+    this.#clusters = new Clusters({
+      service: name,
+      config,
+      zone: opts.zone,
+      identity: opts.identity,
+      logger: opts.logger,
+      serviceTls: this.tls,
+    });
     this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
     this.endpoints = new EndpointSet({
       service: name,
@@ -119,15 +128,18 @@ export class ServiceRuntime implements ServiceView {
       clock: opts.clock,
       logger: opts.logger,
       drainTimeoutMs: config.discovery.drainTimeout ?? DISCOVERY_DEFAULTS.drainTimeout,
-      // A route's destination.port gets its own group, balanced as its subset is.
-      balancerFor: (subset) => {
-        const sub = config.subsets?.find((s) => s.name === subset);
-        const merged = mergeSubsetPolicy(policy, sub?.trafficPolicy as typeof policy);
-        return createBalancer(merged?.loadBalancer, { zone: opts.zone });
-      },
+      // Istio's clusters: a route's destination.port gets its own group, balanced as its
+      // (port, subset) cluster says; portLevelSettings and a subset's pools and TLS apply to it.
+      balancerFor: (subset, port) => this.#clusters.balancer(subset, port),
+      clusterOptions: this.#clusters.varies
+        ? (port, subset) => this.#clusters.options(port, subset)
+        : undefined,
     });
     this.telemetry = new ServiceTelemetry(name, this.endpoints, opts.logger, opts.clock);
   }
+
+  /** The service's clusters (port, subset): balancers, pools and TLS of each. */
+  readonly #clusters: Clusters;
 
   /** Active health checks between discovery and the endpoint set, when configured. */
   #health: HealthCheckingSink | undefined;
@@ -152,6 +164,7 @@ export class ServiceRuntime implements ServiceView {
     await this.#health?.close();
     await this.endpoints.close(timeoutMs);
     this.tls?.close();
+    this.#clusters.close();
   }
 }
 

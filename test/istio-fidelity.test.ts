@@ -783,3 +783,143 @@ describe('ClientTLSSettings: caCrl, insecureSkipVerify, credentialName', () => {
     }
   });
 });
+
+describe('clusters: portLevelSettings and a subset trafficPolicy in full, as Istio makes a cluster of each', () => {
+  let pki: Pki;
+  beforeAll(() => {
+    pki = createPki('istio-clusters-ca');
+  });
+  afterAll(() => pki.cleanup());
+
+  it('portLevelSettings: the endpoints on the port take its TLS; the others stay plaintext', async () => {
+    const cert = pki.issue('svc-port', ['DNS:svc']);
+    const secure = await startTlsServer({ cert: cert.cert, key: cert.key }, (_req, res) => res.end('tls'));
+    const plain = await server(named('plain'));
+    try {
+      const port = Number(secure.address.split(':')[1]);
+      const m = meshFrom(
+        dr(`
+  host: svc
+  trafficPolicy:
+    loadBalancer: { simple: ROUND_ROBIN }
+    portLevelSettings:
+    - port: { number: ${port} }
+      tls: { mode: SIMPLE, caCertificates: ${pki.caPath} }`),
+        { svc: { static: [plain.address, secure.address] } },
+      );
+      const seen = new Set<string>();
+      for (let i = 0; i < 6; i++) seen.add((await get(m, 'http://svc/')).body);
+      expect(seen).toEqual(new Set(['plain', 'tls']));
+    } finally {
+      await secure.close();
+    }
+  });
+
+  it("a subset's connectionPool is its own cluster's: its limits do not touch the service's other traffic", async () => {
+    const slow = await server(async (_req, res) => {
+      await new Promise((r) => setTimeout(r, 100));
+      res.end('ok');
+    });
+    const m = meshFrom(
+      [
+        vs(`
+  hosts: [svc]
+  http:
+  - match: [{ headers: { x-subset: { exact: v1 } } }]
+    route: [{ destination: { host: svc, subset: v1 } }]
+    retries: { attempts: 0 }
+  - route: [{ destination: { host: svc } }]
+    retries: { attempts: 0 }`),
+        dr(`
+  host: svc
+  subsets:
+  - name: v1
+    labels: { version: v1 }
+    trafficPolicy: { connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } } }`),
+      ],
+      { svc: { static: [{ address: slow.address, labels: { version: 'v1' } }] } },
+    );
+    const burst = (headers: Record<string, string>) =>
+      Promise.all(
+        Array.from({ length: 4 }, () =>
+          m.fetch('http://svc/', { headers }).then(
+            async (r) => (await r.text()) && 'ok',
+            (e: unknown) => (isMeshworkError(e, 'MESHWORK_ERR_OVERFLOW') ? 'UO' : String(e)),
+          ),
+        ),
+      );
+    // One connection and one pending request: of four at once, two overflow (Envoy: UO).
+    expect((await burst({ 'x-subset': 'v1' })).sort()).toEqual(['UO', 'UO', 'ok', 'ok']);
+    // The same endpoint outside the subset: the service's own pool, no such limit.
+    expect(await burst({})).toEqual(['ok', 'ok', 'ok', 'ok']);
+  });
+});
+
+describe('wildcard hosts', () => {
+  it('a DestinationRule for *.local applies to every service without its own; the most specific wins', async () => {
+    const a = await server(async (_req, res) => {
+      await new Promise((r) => setTimeout(r, 100));
+      res.end('a');
+    });
+    const b = await server(named('b'));
+    const yaml = [
+      dr(
+        `
+  host: "*.local"
+  trafficPolicy: { connectionPool: { http: { http2MaxRequests: 1 } } }`,
+        'mesh-wide',
+      ),
+      dr(
+        `
+  host: "*.shop.svc.cluster.local"
+  trafficPolicy: { connectionPool: { http: { http2MaxRequests: 7 } } }`,
+        'shop',
+      ),
+      dr('  host: billing\n  trafficPolicy: { loadBalancer: { simple: RANDOM } }', 'billing'),
+    ];
+    const converted = fromIstio(yaml, {
+      services: ['orders', 'billing', 'api.example.com'],
+      namespace: 'shop',
+    });
+    expect(converted.services.orders?.trafficPolicy).toEqual({
+      connectionPool: { http: { http2MaxRequests: 7 } },
+    });
+    expect(converted.services.billing?.trafficPolicy).toEqual({ loadBalancer: { simple: 'RANDOM' } });
+    expect(converted.services['api.example.com']).toBeUndefined();
+    const other = fromIstio(yaml, { services: ['orders'] });
+    expect(other.services.orders?.trafficPolicy).toEqual({
+      connectionPool: { http: { http2MaxRequests: 1 } },
+    });
+    // With traffic: the mesh-wide rule's limit holds for a service it covers.
+    const m = meshFrom(
+      yaml.slice(0, 1),
+      { orders: { static: [a.address] }, billing: { static: [b.address] } },
+      {
+        istio: { services: ['orders', 'billing'] },
+      },
+    );
+    expect(m.snapshot().services.orders?.connectionPool).toEqual({ active: 0, overflows: 0 });
+    const slow = await Promise.all([
+      m.fetch('http://orders/'),
+      m.fetch('http://orders/').catch((e: unknown) => e),
+    ]);
+    expect(slow.some((r) => isMeshworkError(r, 'MESHWORK_ERR_OVERFLOW'))).toBe(true);
+  });
+
+  it('a VirtualService with hosts ["*"] routes every known service that has none of its own', async () => {
+    const v1 = await server(named('v1'));
+    const m = meshFrom(
+      vs(`
+  hosts: ["*"]
+  http:
+  - directResponse: { status: 503, body: { string: maintenance } }`),
+      { svc: { static: [v1.address] } },
+      { istio: { services: ['svc'] } },
+    );
+    expect(await get(m, 'http://svc/')).toEqual({ status: 503, body: 'maintenance' });
+    expect(
+      fromIstio(vs('  hosts: ["*.example.org"]\n  http:\n  - route: [{ destination: { host: svc } }]'))
+        .warnings[0],
+    ).toMatch(/"\*\.example\.org" covers none of the services known here/);
+  });
+});

@@ -65,6 +65,10 @@ export class Endpoint {
   weightFactor = 1;
 
   readonly pool: Pool;
+  /** Its pool's connection limit (connectionPool.tcp.maxConnections of its cluster). */
+  readonly maxConnections: number;
+  /** Its cluster's connectionPool.http.http1MaxPendingRequests, when set. */
+  readonly maxPending: number | undefined;
 
   constructor(spec: EndpointSpec, options: EndpointOptions) {
     this.address = spec.address;
@@ -76,10 +80,12 @@ export class Endpoint {
     this.addedAt = options.now;
     this.ewma = new PeakEwma(ENDPOINT_DEFAULTS.defaultRttMs, ENDPOINT_DEFAULTS.ewmaHalfLifeMs, options.now);
     const cp = options.connectionPool;
+    this.maxConnections = cp?.tcp?.maxConnections ?? ENDPOINT_DEFAULTS.maxConnections;
+    this.maxPending = cp?.http?.http1MaxPendingRequests;
     const secure = options.connect !== undefined;
     const hostForUrl = this.host.includes(':') ? `[${this.host}]` : this.host;
     this.pool = new Pool(`${secure ? 'https' : 'http'}://${hostForUrl}:${this.port}`, {
-      connections: cp?.tcp?.maxConnections ?? ENDPOINT_DEFAULTS.maxConnections,
+      connections: this.maxConnections,
       connectTimeout: cp?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
       keepAliveTimeout: cp?.http?.idleTimeout ?? ENDPOINT_DEFAULTS.idleTimeoutMs,
       maxRequestsPerClient: cp?.http?.maxRequestsPerConnection || undefined,

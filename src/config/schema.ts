@@ -49,12 +49,35 @@ export const connectionPoolSchema = z.strictObject({
     .optional(),
 });
 
+/**
+ * `trafficPolicy.portLevelSettings[]`: the policy of the endpoints listening on `port.number`
+ * (Istio keys it by service port; meshwork, which has no service ports, by the endpoint's port).
+ */
+export const portTrafficPolicySchema = z.strictObject({
+  port: z.strictObject({ number: z.number().int().min(1).max(65535) }),
+  loadBalancer: loadBalancerSchema.optional(),
+  connectionPool: connectionPoolSchema.optional(),
+  outlierDetection: outlierDetectionSchema.optional(),
+  tls: tlsSchema.optional(),
+});
+
 export const trafficPolicySchema = z.strictObject({
   loadBalancer: loadBalancerSchema.optional(),
   connectionPool: connectionPoolSchema.optional(),
   outlierDetection: outlierDetectionSchema.optional(),
   circuitBreaker: circuitBreakerSchema.optional(),
   tls: tlsSchema.optional(),
+  portLevelSettings: z
+    .array(portTrafficPolicySchema)
+    .superRefine((list, ctx) => {
+      const seen = new Set<number>();
+      list.forEach((s, i) => {
+        if (seen.has(s.port.number))
+          ctx.addIssue({ code: 'custom', path: [i, 'port', 'number'], input: s.port.number, message: 'is listed twice' });
+        seen.add(s.port.number);
+      });
+    })
+    .optional(),
 });
 
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
@@ -119,23 +142,38 @@ export type TrafficPolicy = z.output<typeof trafficPolicySchema>;
 export type ConnectionPoolConfig = z.output<typeof connectionPoolSchema>;
 
 /**
- * A subset's trafficPolicy may only set `loadBalancer`: pools, TLS, outlier detection and the
- * breaker belong to endpoints and services, which all subsets share. Refused, never ignored.
+ * What a cluster policy narrower than the service (a subset's trafficPolicy, a portLevelSettings
+ * entry) cannot set, and why: these are kept per service (outlier detection and the breaker judge
+ * the service's endpoints; http2MaxRequests and maxRetries count the service's requests).
+ * Refused, never ignored. Pools (connectionPool), TLS and the balancer are per cluster.
  */
 function subsetPolicyIssues(services: Record<string, z.output<typeof serviceSchema>>) {
   const issues: { code: 'custom'; path: (string | number)[]; message: string; input: unknown }[] = [];
+  const check = (tp: Record<string, unknown> | undefined, path: (string | number)[], service: string) => {
+    if (tp === undefined) return;
+    const refuse = (field: string[], input: unknown) =>
+      issues.push({
+        code: 'custom',
+        path: [...path, ...field],
+        input,
+        message: `is not supported on a subset or a port (it is counted per service): set it on services.${service}.trafficPolicy`,
+      });
+    for (const field of ['outlierDetection', 'circuitBreaker']) if (tp[field] !== undefined) refuse([field], tp[field]);
+    const http = (tp.connectionPool as { http?: Record<string, unknown> } | undefined)?.http;
+    for (const field of ['http2MaxRequests', 'maxRetries'])
+      if (http?.[field] !== undefined) refuse(['connectionPool', 'http', field], http[field]);
+  };
   for (const [name, svc] of Object.entries(services)) {
+    svc.trafficPolicy?.portLevelSettings?.forEach((p, j) => {
+      check(p as never, ['services', name, 'trafficPolicy', 'portLevelSettings', j], name);
+    });
     (svc.subsets ?? []).forEach((sub, i) => {
-      const tp = (sub.trafficPolicy ?? {}) as Record<string, unknown>;
-      for (const field of ['connectionPool', 'tls', 'outlierDetection', 'circuitBreaker']) {
-        if (tp[field] === undefined) continue;
-        issues.push({
-          code: 'custom',
-          path: ['services', name, 'subsets', i, 'trafficPolicy', field],
-          input: tp[field],
-          message: `is not supported on a subset (endpoints are shared by the whole service): set it on services.${name}.trafficPolicy`,
-        });
-      }
+      const tp = sub.trafficPolicy as z.output<typeof trafficPolicySchema> | undefined;
+      const path = ['services', name, 'subsets', i, 'trafficPolicy'];
+      check(tp as never, path, name);
+      tp?.portLevelSettings?.forEach((p, j) => {
+        check(p as never, [...path, 'portLevelSettings', j], name);
+      });
     });
   }
   return issues;

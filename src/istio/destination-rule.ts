@@ -180,111 +180,145 @@ const clientTls: Handler = custom(
   clientTlsFields,
 );
 
-const connectionPoolFields = obj({
-  tcp: obj(
-    {
-      maxConnections: scalar,
-      connectTimeout: scalar,
-      tcpKeepalive: custom(
-        "`time` honoured; `interval` and `probes` are the system's (Node.js cannot set them per socket)",
-        (v, path, cx) => {
-          if (!isObject(v)) {
-            problem(cx, path, `expected a mapping, got ${show(v)}`);
-            return SKIP;
-          }
-          for (const k of Object.keys(v)) {
-            if (k === 'time') continue;
-            if (k === 'interval' || k === 'probes')
-              note(cx, `${path}.${k}`, "cannot be set per socket from Node.js: the system's value applies");
-            else problem(cx, `${path}.${k}`, 'is not supported');
-          }
-          // Istio: unset time means the system's default; meshwork's own default is 60 s.
-          return v.time === undefined || v.time === null ? SKIP : { time: v.time };
-        },
-      ),
-      maxConnectionDuration: scalar,
-      idleTimeout: custom('the HTTP idle timeout when http.idleTimeout is unset (Istio)', () => SKIP),
-    },
-    {},
-    ['tcpKeepalive', 'idleTimeout'],
-  ),
-  http: obj(
-    {
-      http1MaxPendingRequests: scalar,
-      http2MaxRequests: scalar,
-      maxRequestsPerConnection: scalar,
-      idleTimeout: scalar,
-      maxRetries: scalar,
-      h2UpgradePolicy: custom(
-        'meshwork speaks HTTP/1.1 to endpoints: DEFAULT and DO_NOT_UPGRADE accepted',
-        () => SKIP,
-      ),
-      useClientProtocol: custom('the client protocol is HTTP/1.1, which meshwork uses: accepted', () => SKIP),
-      maxConcurrentStreams: custom('HTTP/2 only: no effect on HTTP/1.1 connections; warned', () => SKIP),
-      http2KeepAlive: custom('HTTP/2 only: no effect on HTTP/1.1 connections; warned', () => SKIP),
-    },
-    {},
-    ['h2UpgradePolicy', 'useClientProtocol', 'maxConcurrentStreams', 'http2KeepAlive'],
-  ),
-});
+/** Counted per service, so refused on a subset or a port (createMesh refuses them there too). */
+const PER_SERVICE =
+  "is counted per service in meshwork, not per subset or port: set it on the DestinationRule's trafficPolicy";
+
+function connectionPoolFields(narrow: boolean): Handler {
+  return obj({
+    tcp: obj(
+      {
+        maxConnections: scalar,
+        connectTimeout: scalar,
+        tcpKeepalive: custom(
+          "`time` honoured; `interval` and `probes` are the system's (Node.js cannot set them per socket)",
+          (v, path, cx) => {
+            if (!isObject(v)) {
+              problem(cx, path, `expected a mapping, got ${show(v)}`);
+              return SKIP;
+            }
+            for (const k of Object.keys(v)) {
+              if (k === 'time') continue;
+              if (k === 'interval' || k === 'probes')
+                note(cx, `${path}.${k}`, "cannot be set per socket from Node.js: the system's value applies");
+              else problem(cx, `${path}.${k}`, 'is not supported');
+            }
+            // Istio: unset time means the system's default; meshwork's own default is 60 s.
+            return v.time === undefined || v.time === null ? SKIP : { time: v.time };
+          },
+        ),
+        maxConnectionDuration: scalar,
+        idleTimeout: custom('the HTTP idle timeout when http.idleTimeout is unset (Istio)', () => SKIP),
+      },
+      {},
+      ['tcpKeepalive', 'idleTimeout'],
+    ),
+    http: obj(
+      {
+        http1MaxPendingRequests: scalar,
+        maxRequestsPerConnection: scalar,
+        idleTimeout: scalar,
+        ...(narrow ? {} : { http2MaxRequests: scalar, maxRetries: scalar }),
+        h2UpgradePolicy: custom(
+          'meshwork speaks HTTP/1.1 to endpoints: DEFAULT and DO_NOT_UPGRADE accepted',
+          () => SKIP,
+        ),
+        useClientProtocol: custom(
+          'the client protocol is HTTP/1.1, which meshwork uses: accepted',
+          () => SKIP,
+        ),
+        maxConcurrentStreams: custom('HTTP/2 only: no effect on HTTP/1.1 connections; warned', () => SKIP),
+        http2KeepAlive: custom('HTTP/2 only: no effect on HTTP/1.1 connections; warned', () => SKIP),
+      },
+      narrow ? { http2MaxRequests: PER_SERVICE, maxRetries: PER_SERVICE } : {},
+      ['h2UpgradePolicy', 'useClientProtocol', 'maxConcurrentStreams', 'http2KeepAlive'],
+    ),
+  });
+}
 
 /**
  * connectionPool. `tcp.idleTimeout` is Istio's HTTP idle timeout when `http.idleTimeout` is
  * unset; the HTTP/2-only fields have no effect on the HTTP/1.1 connections meshwork opens.
  */
-const connectionPool: Handler = custom(
-  'connectionPool; tcp.idleTimeout is the HTTP idle timeout when http.idleTimeout is unset',
-  (v, path, cx) => {
-    const out = connectionPoolFields(v, path, cx);
-    if (!isObject(v) || !isObject(out)) return out;
-    const tcp = isObject(v.tcp) ? v.tcp : {};
-    const http = isObject(v.http) ? v.http : {};
-    if (
-      tcp.idleTimeout !== undefined &&
-      tcp.idleTimeout !== null &&
-      (http.idleTimeout === undefined || http.idleTimeout === null)
-    ) {
-      out.http = { ...(isObject(out.http) ? out.http : {}), idleTimeout: tcp.idleTimeout };
-    }
-    if (http.h2UpgradePolicy === 'UPGRADE') {
-      problem(
-        cx,
-        `${path}.http.h2UpgradePolicy`,
-        'UPGRADE is not supported: meshwork speaks HTTP/1.1 to endpoints',
-      );
-    } else if (
-      http.h2UpgradePolicy !== undefined &&
-      http.h2UpgradePolicy !== null &&
-      !['DEFAULT', 'DO_NOT_UPGRADE'].includes(String(http.h2UpgradePolicy))
-    ) {
-      problem(
-        cx,
-        `${path}.http.h2UpgradePolicy`,
-        `is not one of DEFAULT, DO_NOT_UPGRADE, UPGRADE (got ${show(http.h2UpgradePolicy)})`,
-      );
-    }
-    for (const k of ['maxConcurrentStreams', 'http2KeepAlive'] as const) {
-      if (http[k] !== undefined && http[k] !== null)
-        note(
+function connectionPool(narrow: boolean): Handler {
+  const fields = connectionPoolFields(narrow);
+  return custom(
+    'connectionPool; tcp.idleTimeout is the HTTP idle timeout when http.idleTimeout is unset',
+    (v, path, cx) => {
+      const out = fields(v, path, cx);
+      if (!isObject(v) || !isObject(out)) return out;
+      const tcp = isObject(v.tcp) ? v.tcp : {};
+      const http = isObject(v.http) ? v.http : {};
+      if (
+        tcp.idleTimeout !== undefined &&
+        tcp.idleTimeout !== null &&
+        (http.idleTimeout === undefined || http.idleTimeout === null)
+      ) {
+        out.http = { ...(isObject(out.http) ? out.http : {}), idleTimeout: tcp.idleTimeout };
+      }
+      if (http.h2UpgradePolicy === 'UPGRADE') {
+        problem(
           cx,
-          `${path}.http.${k}`,
-          'applies to HTTP/2 connections only; meshwork opens HTTP/1.1 ones: no effect',
+          `${path}.http.h2UpgradePolicy`,
+          'UPGRADE is not supported: meshwork speaks HTTP/1.1 to endpoints',
         );
-    }
-    return out;
-  },
-  connectionPoolFields,
+      } else if (
+        http.h2UpgradePolicy !== undefined &&
+        http.h2UpgradePolicy !== null &&
+        !['DEFAULT', 'DO_NOT_UPGRADE'].includes(String(http.h2UpgradePolicy))
+      ) {
+        problem(
+          cx,
+          `${path}.http.h2UpgradePolicy`,
+          `is not one of DEFAULT, DO_NOT_UPGRADE, UPGRADE (got ${show(http.h2UpgradePolicy)})`,
+        );
+      }
+      for (const k of ['maxConcurrentStreams', 'http2KeepAlive'] as const) {
+        if (http[k] !== undefined && http[k] !== null)
+          note(
+            cx,
+            `${path}.http.${k}`,
+            'applies to HTTP/2 connections only; meshwork opens HTTP/1.1 ones: no effect',
+          );
+      }
+      return out;
+    },
+    fields,
+  );
+}
+
+const NOT_HERE = {
+  tunnel: 'tunnel (HTTP CONNECT tunnelling of TCP) is not supported',
+  proxyProtocol: 'proxyProtocol is not supported',
+  retryBudget:
+    "retryBudget (Envoy's concurrency-based budget) is not supported; meshwork's service-level retryBudget is rate-based (Linkerd's)",
+};
+const NARROW_OUTLIER =
+  "outlierDetection on a subset or a port is not supported (meshwork detects outliers per service): set it on the DestinationRule's trafficPolicy";
+
+/** One `portLevelSettings` entry: the policy of the endpoints on that port (their own cluster). */
+const portLevelSettings = list(
+  obj(
+    { port: obj({ number: scalar }), loadBalancer, tls: clientTls, connectionPool: connectionPool(true) },
+    { outlierDetection: NARROW_OUTLIER },
+  ),
 );
 
 const trafficPolicyFields = obj(
-  { loadBalancer, outlierDetection, tls: clientTls, connectionPool },
   {
-    portLevelSettings: 'portLevelSettings are not supported',
-    tunnel: 'tunnel is not supported',
-    proxyProtocol: 'proxyProtocol is not supported',
-    retryBudget:
-      "retryBudget (Envoy's concurrency-based budget) is not supported; meshwork's service-level retryBudget is rate-based (Linkerd's)",
+    loadBalancer,
+    outlierDetection,
+    tls: clientTls,
+    connectionPool: connectionPool(false),
+    portLevelSettings,
   },
+  NOT_HERE,
+);
+
+/** A subset's policy (its own cluster): pools, TLS and balancer; no outlier detection of its own. */
+const subsetPolicyFields = obj(
+  { loadBalancer, tls: clientTls, connectionPool: connectionPool(true), portLevelSettings },
+  { ...NOT_HERE, outlierDetection: NARROW_OUTLIER },
 );
 
 /**
@@ -306,7 +340,7 @@ export const trafficPolicy: Handler = custom(
 );
 
 /** A subset's policy: its fields replace the service's (Istio's merge), so nothing is added to it. */
-const subset = obj({ name: scalar, labels: record(scalar), trafficPolicy: trafficPolicyFields });
+const subset = obj({ name: scalar, labels: record(scalar), trafficPolicy: subsetPolicyFields });
 
 export const destinationRuleSpec = obj(
   {

@@ -25,7 +25,20 @@ export const MESHWORK_EXTENSIONS: ReadonlySet<string> = new Set([
   'trafficPolicy.circuitBreaker',
 ]);
 
-/** The extension path of a schema path (`subsets[].trafficPolicy.x` is `trafficPolicy.x`). */
+/**
+ * The extension path of a schema path: a subset's policy and a portLevelSettings entry have the
+ * service policy's fields (`subsets[].trafficPolicy.portLevelSettings[].x` is `trafficPolicy.x`).
+ */
 export function extensionPath(path: string): string {
-  return path.startsWith('subsets[].') ? path.slice('subsets[].'.length) : path;
+  return (path.startsWith('subsets[].') ? path.slice('subsets[].'.length) : path).replace(
+    'portLevelSettings[].',
+    '',
+  );
 }
+
+/**
+ * Fields the config schema has at every level but refuses on a subset or a port (counted per
+ * service: src/config/schema.ts subsetPolicyIssues); fromIstio refuses them there too.
+ */
+export const PER_SERVICE_ONLY =
+  /(^subsets\[\]\.trafficPolicy|portLevelSettings\[\])\.(outlierDetection|circuitBreaker|connectionPool\.http\.(http2MaxRequests|maxRetries))$/;

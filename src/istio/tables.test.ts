@@ -9,7 +9,7 @@ import type { z } from 'zod';
 import * as zodModule from 'zod';
 import { serviceSchema } from '../config/schema.ts';
 import { destinationRuleSpec } from './destination-rule.ts';
-import { extensionPath, MESHWORK_EXTENSIONS } from './extensions.ts';
+import { extensionPath, MESHWORK_EXTENSIONS, PER_SERVICE_ONLY } from './extensions.ts';
 import { virtualServiceSpec } from './virtual-service.ts';
 import * as walk from './walk.ts';
 import { describe, type Handler } from './walk.ts';
@@ -86,9 +86,10 @@ function drift(h: Handler, schema: Zod, path: string, out: string[]): string[] {
       }
       for (const name of Object.keys(zodFields)) {
         const p = path ? `${path}.${name}` : name;
-        if (Object.hasOwn(shape.refused, name))
-          out.push(`${p}: the schema supports it, fromIstio refuses it (${shape.refused[name]})`);
-        else if (!Object.hasOwn(shape.fields, name) && !MESHWORK_EXTENSIONS.has(extensionPath(p)))
+        if (Object.hasOwn(shape.refused, name)) {
+          if (!PER_SERVICE_ONLY.test(p))
+            out.push(`${p}: the schema supports it, fromIstio refuses it (${shape.refused[name]})`);
+        } else if (!Object.hasOwn(shape.fields, name) && !MESHWORK_EXTENSIONS.has(extensionPath(p)))
           out.push(
             `${p}: the schema has it, fromIstio neither reads it nor lists it as a meshwork extension`,
           );
