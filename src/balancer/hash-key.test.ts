@@ -31,6 +31,19 @@ describe('hashKeyFor', () => {
     expect(t?.key).not.toBe(s?.key);
   });
 
+  it('adds the cookie attributes to the generated cookie (Istio 1.24+ attributes)', () => {
+    const p = policy({
+      httpCookie: {
+        name: 'sid',
+        ttl: '1h',
+        attributes: [{ name: 'SameSite', value: 'Strict' }, { name: 'Secure' }],
+      },
+    });
+    expect(hashKeyFor(p, { headers: {}, path: '/' }, fixedBytes)?.setCookie).toBe(
+      `sid=${'ab'.repeat(16)}; Path=/; HttpOnly; Max-Age=3600; SameSite=Strict; Secure`,
+    );
+  });
+
   it('without a ttl, a missing cookie is not generated (Envoy): no key, no Set-Cookie', () => {
     const p = policy({ httpCookie: { name: 'sid' } });
     expect(hashKeyFor(p, { headers: { cookie: 'sid=abc' }, path: '/' })).toEqual({ key: 'abc' });

@@ -40,7 +40,7 @@ export function hashKeyFor(
     return v === undefined ? undefined : { key: v };
   }
   if (policy.httpCookie !== undefined) {
-    const { name, path, ttl } = policy.httpCookie;
+    const { name, path, ttl, attributes } = policy.httpCookie;
     const v = cookie(header(req.headers, 'cookie'), name);
     if (v !== undefined) return { key: v };
     // As Envoy: without a ttl no cookie is generated (the request is balanced without a key).
@@ -49,6 +49,8 @@ export function hashKeyFor(
     let setCookie = `${name}=${value}; Path=${path ?? '/'}; HttpOnly`;
     // As Envoy: a ttl of 0 makes a session cookie (no Max-Age).
     if (ttl > 0) setCookie += `; Max-Age=${Math.max(1, Math.round(ttl / 1000))}`;
+    for (const a of attributes ?? [])
+      setCookie += a.value === undefined ? `; ${a.name}` : `; ${a.name}=${a.value}`;
     return { key: value, setCookie };
   }
   if (policy.httpQueryParameterName !== undefined) {

@@ -35,6 +35,23 @@ export const consistentHashSchema = z
          * Unset: no cookie is generated (Envoy, Istio), so requests without it are not sticky.
          */
         ttl: duration.optional(),
+        /** Extra attributes of the generated cookie (`SameSite=Strict`, `Secure`), as Istio's `attributes`. */
+        attributes: z
+          .array(
+            z.strictObject({
+              name: z
+                .string()
+                .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'is not a valid cookie attribute name'),
+              value: z
+                .string()
+                .regex(
+                  /^[\x21-\x3a\x3c-\x7e ]*$/,
+                  'cannot be sent in a cookie attribute (";", control characters)',
+                )
+                .optional(),
+            }),
+          )
+          .optional(),
       })
       .optional(),
     httpQueryParameterName: z.string().min(1).optional(),

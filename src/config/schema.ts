@@ -31,7 +31,10 @@ export const connectionPoolSchema = z.strictObject({
         .strictObject({ time: durationAtLeast(1000, 'the kernel counts keepalive idle time in seconds') })
         .optional(),
       /** A connection is closed, once idle, when it is this old (undici's clientTtl). */
-      maxConnectionDuration: durationAtLeast(1, '0 would close every connection after each request').optional(),
+      maxConnectionDuration: durationAtLeast(
+        1,
+        '0 would close every connection after each request',
+      ).optional(),
     })
     .optional(),
   http: z
@@ -61,19 +64,37 @@ export const portTrafficPolicySchema = z.strictObject({
   tls: tlsSchema.optional(),
 });
 
+/**
+ * `trafficPolicy.retryBudget` (Istio's, Envoy's retry-budget circuit breaker): retries in flight
+ * are bounded by `percent` of the requests in flight (default 20%), and never below
+ * `minRetryConcurrency` (default 3). With `budgetInterval`, the requests started within it count
+ * too. (Not the service-level `retryBudget`, Linkerd's rate-based budget; both apply.)
+ */
+export const envoyRetryBudgetSchema = z.strictObject({
+  percent: z.number().min(0).max(100).optional(),
+  minRetryConcurrency: z.number().int().min(0).optional(),
+  budgetInterval: duration.optional(),
+});
+
 export const trafficPolicySchema = z.strictObject({
   loadBalancer: loadBalancerSchema.optional(),
   connectionPool: connectionPoolSchema.optional(),
   outlierDetection: outlierDetectionSchema.optional(),
   circuitBreaker: circuitBreakerSchema.optional(),
   tls: tlsSchema.optional(),
+  retryBudget: envoyRetryBudgetSchema.optional(),
   portLevelSettings: z
     .array(portTrafficPolicySchema)
     .superRefine((list, ctx) => {
       const seen = new Set<number>();
       list.forEach((s, i) => {
         if (seen.has(s.port.number))
-          ctx.addIssue({ code: 'custom', path: [i, 'port', 'number'], input: s.port.number, message: 'is listed twice' });
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'port', 'number'],
+            input: s.port.number,
+            message: 'is listed twice',
+          });
         seen.add(s.port.number);
       });
     })
@@ -158,7 +179,8 @@ function subsetPolicyIssues(services: Record<string, z.output<typeof serviceSche
         input,
         message: `is not supported on a subset or a port (it is counted per service): set it on services.${service}.trafficPolicy`,
       });
-    for (const field of ['outlierDetection', 'circuitBreaker']) if (tp[field] !== undefined) refuse([field], tp[field]);
+    for (const field of ['outlierDetection', 'circuitBreaker', 'retryBudget'])
+      if (tp[field] !== undefined) refuse([field], tp[field]);
     const http = (tp.connectionPool as { http?: Record<string, unknown> } | undefined)?.http;
     for (const field of ['http2MaxRequests', 'maxRetries'])
       if (http?.[field] !== undefined) refuse(['connectionPool', 'http', field], http[field]);

@@ -4,6 +4,7 @@ import { scopeField } from './scope.ts';
 import {
   custom,
   type Handler,
+  ignored,
   isObject,
   list,
   note,
@@ -19,32 +20,40 @@ import {
  * `loadBalancer`: carried over field by field; values are checked by the mesh config schema when
  * the result is given to createMesh (e.g. `simple: PASSTHROUGH` is refused there).
  */
-const loadBalancer = obj({
-  simple: scalar,
-  consistentHash: obj({
-    httpHeaderName: scalar,
-    httpCookie: obj(
-      { name: scalar, path: scalar, ttl: scalar },
-      { attributes: 'cookie attributes are not supported' },
+const loadBalancer = obj(
+  {
+    simple: scalar,
+    consistentHash: obj({
+      httpHeaderName: scalar,
+      httpCookie: obj({
+        name: scalar,
+        path: scalar,
+        ttl: scalar,
+        attributes: list(obj({ name: scalar, value: scalar })),
+      }),
+      httpQueryParameterName: scalar,
+      useSourceIp: scalar,
+      ringHash: obj({ minimumRingSize: scalar }),
+      maglev: obj({ tableSize: scalar }),
+      minimumRingSize: scalar,
+    }),
+    localityLbSetting: obj(
+      { enabled: scalar },
+      {
+        distribute:
+          'localityLbSetting.distribute is not supported (zones only: same zone first, then failover)',
+        failover: 'localityLbSetting.failover is not supported (zones only: same zone first, then failover)',
+        failoverPriority: 'localityLbSetting.failoverPriority is not supported',
+      },
     ),
-    httpQueryParameterName: scalar,
-    useSourceIp: scalar,
-    ringHash: obj({ minimumRingSize: scalar }),
-    maglev: obj({ tableSize: scalar }),
-    minimumRingSize: scalar,
-  }),
-  localityLbSetting: obj(
-    { enabled: scalar },
-    {
-      distribute:
-        'localityLbSetting.distribute is not supported (zones only: same zone first, then failover)',
-      failover: 'localityLbSetting.failover is not supported (zones only: same zone first, then failover)',
-      failoverPriority: 'localityLbSetting.failoverPriority is not supported',
-    },
-  ),
-  warmupDurationSecs: scalar,
-  warmup: obj({ duration: scalar, minimumPercent: scalar, aggression: scalar }),
-});
+    warmupDurationSecs: scalar,
+    warmup: obj({ duration: scalar, minimumPercent: scalar, aggression: scalar }),
+  },
+  {
+    zoneAwareLbSetting:
+      "zoneAwareLbSetting (Envoy's zone-aware routing) is not supported; localityLbSetting (same zone first, spill over by health) is",
+  },
+);
 
 const outlierFields = obj(
   {
@@ -59,6 +68,7 @@ const outlierFields = obj(
     baseEjectionTime: scalar,
     maxEjectionPercent: scalar,
     minHealthPercent: scalar,
+    outlierDetectionHttpErrorCodes: list(scalar),
     consecutiveErrors: custom('deprecated: accepted with a warning and ignored, as Istio does', () => SKIP),
   },
   {},
@@ -190,28 +200,22 @@ function connectionPoolFields(narrow: boolean): Handler {
       {
         maxConnections: scalar,
         connectTimeout: scalar,
-        tcpKeepalive: custom(
-          "`time` honoured; `interval` and `probes` are the system's (Node.js cannot set them per socket)",
-          (v, path, cx) => {
-            if (!isObject(v)) {
-              problem(cx, path, `expected a mapping, got ${show(v)}`);
-              return SKIP;
-            }
-            for (const k of Object.keys(v)) {
-              if (k === 'time') continue;
-              if (k === 'interval' || k === 'probes')
-                note(cx, `${path}.${k}`, "cannot be set per socket from Node.js: the system's value applies");
-              else problem(cx, `${path}.${k}`, 'is not supported');
-            }
-            // Istio: unset time means the system's default; meshwork's own default is 60 s.
-            return v.time === undefined || v.time === null ? SKIP : { time: v.time };
-          },
-        ),
+        tcpKeepalive: obj({
+          time: scalar,
+          interval: ignored(
+            "Node.js cannot set it per socket: the system's value applies",
+            "cannot be set per socket from Node.js: the system's value applies",
+          ),
+          probes: ignored(
+            "Node.js cannot set it per socket: the system's value applies",
+            "cannot be set per socket from Node.js: the system's value applies",
+          ),
+        }),
         maxConnectionDuration: scalar,
         idleTimeout: custom('the HTTP idle timeout when http.idleTimeout is unset (Istio)', () => SKIP),
       },
       {},
-      ['tcpKeepalive', 'idleTimeout'],
+      ['idleTimeout'],
     ),
     http: obj(
       {
@@ -227,8 +231,14 @@ function connectionPoolFields(narrow: boolean): Handler {
           'the client protocol is HTTP/1.1, which meshwork uses: accepted',
           () => SKIP,
         ),
-        maxConcurrentStreams: custom('HTTP/2 only: no effect on HTTP/1.1 connections; warned', () => SKIP),
-        http2KeepAlive: custom('HTTP/2 only: no effect on HTTP/1.1 connections; warned', () => SKIP),
+        maxConcurrentStreams: ignored(
+          'applies to HTTP/2 connections only; meshwork opens HTTP/1.1 ones',
+          'applies to HTTP/2 connections only; meshwork opens HTTP/1.1 ones: no effect',
+        ),
+        http2KeepAlive: ignored(
+          'applies to HTTP/2 connections only; meshwork opens HTTP/1.1 ones',
+          'applies to HTTP/2 connections only; meshwork opens HTTP/1.1 ones: no effect',
+        ),
       },
       narrow ? { http2MaxRequests: PER_SERVICE, maxRetries: PER_SERVICE } : {},
       ['h2UpgradePolicy', 'useClientProtocol', 'maxConcurrentStreams', 'http2KeepAlive'],
@@ -273,14 +283,6 @@ function connectionPool(narrow: boolean): Handler {
           `is not one of DEFAULT, DO_NOT_UPGRADE, UPGRADE (got ${show(http.h2UpgradePolicy)})`,
         );
       }
-      for (const k of ['maxConcurrentStreams', 'http2KeepAlive'] as const) {
-        if (http[k] !== undefined && http[k] !== null)
-          note(
-            cx,
-            `${path}.http.${k}`,
-            'applies to HTTP/2 connections only; meshwork opens HTTP/1.1 ones: no effect',
-          );
-      }
       return out;
     },
     fields,
@@ -288,11 +290,12 @@ function connectionPool(narrow: boolean): Handler {
 }
 
 const NOT_HERE = {
-  tunnel: 'tunnel (HTTP CONNECT tunnelling of TCP) is not supported',
+  tunnel:
+    'tunnel (HTTP CONNECT tunnelling of TCP or TLS routes, which Istio does not apply to HTTP routes) is not supported',
   proxyProtocol: 'proxyProtocol is not supported',
-  retryBudget:
-    "retryBudget (Envoy's concurrency-based budget) is not supported; meshwork's service-level retryBudget is rate-based (Linkerd's)",
 };
+
+const retryBudget = obj({ percent: scalar, minRetryConcurrency: scalar, budgetInterval: scalar });
 const NARROW_OUTLIER =
   "outlierDetection on a subset or a port is not supported (meshwork detects outliers per service): set it on the DestinationRule's trafficPolicy";
 
@@ -311,6 +314,7 @@ const trafficPolicyFields = obj(
     tls: clientTls,
     connectionPool: connectionPool(false),
     portLevelSettings,
+    retryBudget,
   },
   NOT_HERE,
 );
@@ -318,7 +322,11 @@ const trafficPolicyFields = obj(
 /** A subset's policy (its own cluster): pools, TLS and balancer; no outlier detection of its own. */
 const subsetPolicyFields = obj(
   { loadBalancer, tls: clientTls, connectionPool: connectionPool(true), portLevelSettings },
-  { ...NOT_HERE, outlierDetection: NARROW_OUTLIER },
+  {
+    ...NOT_HERE,
+    outlierDetection: NARROW_OUTLIER,
+    retryBudget: "is counted per service in meshwork: set it on the DestinationRule's trafficPolicy",
+  },
 );
 
 /**

@@ -41,4 +41,4 @@ export function extensionPath(path: string): string {
  * service: src/config/schema.ts subsetPolicyIssues); fromIstio refuses them there too.
  */
 export const PER_SERVICE_ONLY =
-  /(^subsets\[\]\.trafficPolicy|portLevelSettings\[\])\.(outlierDetection|circuitBreaker|connectionPool\.http\.(http2MaxRequests|maxRetries))$/;
+  /(^subsets\[\]\.trafficPolicy|portLevelSettings\[\])\.(outlierDetection|circuitBreaker|retryBudget|connectionPool\.http\.(http2MaxRequests|maxRetries))$/;

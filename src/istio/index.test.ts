@@ -268,7 +268,6 @@ spec:
       'VirtualService/reviews spec.tcp',
       'VirtualService/reviews spec.tls',
       'VirtualService/reviews spec.http[0].match[0].headers.@request.auth.claims.group',
-      'VirtualService/reviews spec.http[0].fault.abort.grpcStatus',
       'VirtualService/reviews spec.http[1].delegate',
       'DestinationRule/reviews spec.trafficPolicy.tunnel',
     ]);
@@ -276,6 +275,9 @@ spec:
     const v = validated(services);
     expect(v.reviews!.http).toHaveLength(1);
     expect(v.reviews!.http![0]!.match).toEqual([{ uri: { prefix: '/a' } }]);
+    expect(v.reviews!.http![0]!.fault).toEqual({
+      abort: { grpcStatus: 'UNAVAILABLE', percentage: { value: 1 } },
+    });
     expect(v.reviews!.trafficPolicy).toEqual({
       loadBalancer: { simple: 'LEAST_REQUEST', panicThreshold: 0 },
       outlierDetection: {
@@ -308,8 +310,15 @@ spec:
     expect(strict.services.ratings!.http![0]!.fault).toEqual({
       abort: { httpStatus: 503, percentage: { value: 0 } },
     });
-    const route = fromIstio(vs('{ httpStatus: 503, percent: 25 }')).services.ratings!.http![0]!;
-    expect(route.fault).toEqual({ abort: { httpStatus: 503, percentage: { value: 25 } } });
+    const route = fromIstio(
+      vs('{ httpStatus: 503, percentage: { value: 1 } }\n      delay: { fixedDelay: 1s, percent: 25 }'),
+    ).services.ratings!.http![0]!;
+    expect(route.fault).toEqual({
+      abort: { httpStatus: 503, percentage: { value: 1 } },
+      delay: { fixedDelay: '1s', percentage: { value: 25 } },
+    });
+    // Istio's abort has no `percent` (only the delay kept the deprecated field).
+    expect(() => fromIstio(vs('{ httpStatus: 503, percent: 25 }'))).toThrow(/fault\.abort\.percent: is not supported/);
     expect(route.mirrorPercentage).toEqual({ value: 5 });
     expect(route).not.toHaveProperty('mirrorPercent');
   });

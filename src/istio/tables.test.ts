@@ -77,7 +77,8 @@ function drift(h: Handler, schema: Zod, path: string, out: string[]): string[] {
         const p = path ? `${path}.${name}` : name;
         if (MESHWORK_EXTENSIONS.has(extensionPath(p)))
           out.push(`${p}: fromIstio reads it, yet it is listed as a meshwork extension`);
-        if (shape.translated.has(name)) continue;
+        const fs = describe(fh);
+        if (shape.translated.has(name) || (fs.kind === 'custom' && fs.ignored)) continue;
         if (!Object.hasOwn(zodFields, name)) {
           out.push(`${p}: fromIstio copies it, the schema does not have it`);
           continue;

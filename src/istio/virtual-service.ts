@@ -5,6 +5,7 @@ import {
   type Cx,
   custom,
   type Handler,
+  ignored,
   isObject,
   list,
   note,
@@ -84,7 +85,10 @@ const matchFields = obj(
     authority: custom('matched as the `host` header (the request authority)', () => SKIP, stringMatch),
     gateways: scopeField('the block applies to in-mesh calls only when the list has "mesh"'),
     sourceNamespace: scopeField("the block applies only when it names this workload's namespace"),
-    statPrefix: custom('names Envoy stats; accepted with a warning, no effect', () => SKIP),
+    statPrefix: ignored(
+      "names Envoy's route statistics; meshwork's metrics name routes by `name`",
+      "names Envoy's route statistics; meshwork's metrics name routes by `name`: ignored",
+    ),
   },
   {},
   ['authority', 'gateways', 'sourceNamespace', 'statPrefix'],
@@ -141,13 +145,6 @@ export const match: Handler = custom(
           out.headers = headers;
         }
       }
-    }
-    if (v.statPrefix !== undefined && v.statPrefix !== null) {
-      note(
-        cx,
-        `${path}.statPrefix`,
-        "names Envoy's route statistics; meshwork's metrics name routes by `name`: ignored",
-      );
     }
     return out;
   },
@@ -223,45 +220,67 @@ function percentField(v: Record<string, unknown>, out: Record<string, unknown>, 
   }
 }
 
+/**
+ * A fault's delay or abort. One of `kinds` must be set; a kind Istio itself drops (an exponential
+ * delay, an http2Error abort: "not yet supported" in Istio's translation, which then injects
+ * nothing of it) is ignored here too, with a warning.
+ */
 function faultPart(
-  required: string,
-  fields: Record<string, Handler>,
-  unsupported: Record<string, string>,
+  kinds: Record<string, Handler>,
+  dropped: Record<string, string>,
+  legacyPercent: boolean,
 ): Handler {
-  const inner = obj({ ...fields, percentage: obj({ value: scalar }), percent: scalar }, unsupported, [
+  const droppedFields = Object.fromEntries(
+    Object.entries(dropped).map(([k, why]) => [
+      k,
+      ignored(why, `${why}: this part of the fault is left out, as Istio does`),
+    ]),
+  );
+  // Only the delay keeps Istio's deprecated integer `percent` in the API.
+  const legacy: Record<string, Handler> = legacyPercent ? { percent: scalar } : {};
+  const inner = obj({ ...kinds, ...droppedFields, percentage: obj({ value: scalar }), ...legacy }, {}, [
     'percent',
   ]);
+  const names = Object.keys(kinds);
   return custom(
-    `needs ${required}`,
+    `needs ${names.join(' or ')}`,
     (v, path, cx) => {
       const out = inner(v, path, cx);
-      if (out === SKIP || !isObject(v)) return out;
-      // Without its kind (a gRPC abort, an exponential delay), the fault is left out.
-      if ((out as Record<string, unknown>)[required] === undefined) {
-        if (!Object.keys(v).some((k) => Object.hasOwn(unsupported, k))) {
-          problem(cx, `${path}.${required}`, 'is missing');
-        }
+      if (out === SKIP || !isObject(v) || !isObject(out)) return out;
+      if (!names.some((k) => out[k] !== undefined)) {
+        if (!Object.keys(v).some((k) => Object.hasOwn(dropped, k)))
+          problem(cx, `${path}.${names[0]}`, 'is missing');
         return SKIP;
       }
-      percentField(v, out as Record<string, unknown>, path, cx);
+      percentField(v, out, path, cx);
       return out;
     },
     inner,
   );
 }
 
-const fault = obj({
+const faultFields = obj({
   delay: faultPart(
-    'fixedDelay',
     { fixedDelay: scalar },
-    { exponentialDelay: 'exponentialDelay is not supported (Istio does not support it either)' },
+    { exponentialDelay: 'exponentialDelay is not supported by Istio either' },
+    true,
   ),
   abort: faultPart(
-    'httpStatus',
-    { httpStatus: scalar },
-    { grpcStatus: 'gRPC aborts are not supported', http2Error: 'http2Error aborts are not supported' },
+    { httpStatus: scalar, grpcStatus: scalar },
+    { http2Error: 'http2Error aborts are not supported by Istio either' },
+    false,
   ),
 });
+
+/** A fault whose every part Istio drops injects nothing: left out. */
+const fault: Handler = custom(
+  'delay and abort, drawn independently',
+  (v, path, cx) => {
+    const out = faultFields(v, path, cx);
+    return isObject(out) && Object.keys(out).length === 0 ? SKIP : out;
+  },
+  faultFields,
+);
 
 const retries = obj({
   attempts: scalar,

@@ -95,7 +95,7 @@ export type Shape =
     }
   | { kind: 'list' | 'record'; item: Handler }
   | { kind: 'value' }
-  | { kind: 'custom'; note: string; inner?: Handler | undefined };
+  | { kind: 'custom'; note: string; inner?: Handler | undefined; ignored?: boolean };
 
 const SHAPES = new WeakMap<Handler, Shape>();
 
@@ -114,6 +114,20 @@ function shaped<H extends Handler>(h: H, shape: Shape): H {
  */
 export function custom(note: string, h: Handler, inner?: Handler): Handler {
   return shaped(h, { kind: 'custom', note, inner });
+}
+
+/**
+ * A field accepted with a warning and without effect in meshwork (it changes nothing the mesh
+ * does, or cannot be applied from Node.js): listed as "ignored" in the conformance table.
+ */
+export function ignored(note: string, warn?: string): Handler {
+  return shaped(
+    (_v, path, cx) => {
+      if (warn !== undefined) cx.notes.push({ path: `${cx.label} ${path}`, message: warn });
+      return SKIP;
+    },
+    { kind: 'custom', note, ignored: true },
+  );
 }
 
 export const scalar: Handler = shaped(

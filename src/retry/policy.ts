@@ -34,7 +34,16 @@ export interface RetryServiceConfig {
   retries?: RetriesConfig | undefined;
   timeout?: number | undefined;
   retryBudget?: RetryBudgetConfig | undefined;
-  trafficPolicy?: { connectionPool?: { http?: { maxRetries?: number | undefined } | undefined } | undefined };
+  trafficPolicy?: {
+    connectionPool?: { http?: { maxRetries?: number | undefined } | undefined } | undefined;
+    retryBudget?:
+      | {
+          percent?: number | undefined;
+          minRetryConcurrency?: number | undefined;
+          budgetInterval?: number | undefined;
+        }
+      | undefined;
+  };
 }
 
 export function compileRetryPolicy(cfg: RetryServiceConfig): RetryPolicy {
@@ -83,6 +92,43 @@ export class ServiceRetry {
   /** Called the first time a retry is skipped for that reason (the service logs one warning). */
   onNonIdempotentSkip: ((method: string, reason: string) => void) | undefined;
 
+  /** trafficPolicy.retryBudget (Envoy's): retries in flight as a share of the requests. */
+  readonly #envoyBudget: { fraction: number; min: number; intervalMs: number } | undefined;
+  readonly #clock: Clock;
+  /** Requests started in the current and the previous budgetInterval (a sliding estimate). */
+  #started = { current: 0, previous: 0, since: 0 };
+
+  /** A request entered the retry layer (counted for retryBudget.budgetInterval). */
+  noteStarted(): void {
+    const b = this.#envoyBudget;
+    if (b === undefined || b.intervalMs <= 0) return;
+    this.#roll(this.#clock(), b.intervalMs);
+    this.#started.current++;
+  }
+
+  #roll(now: number, interval: number): void {
+    const s = this.#started;
+    if (now - s.since < interval) return;
+    s.previous = now - s.since < 2 * interval ? s.current : 0;
+    s.current = 0;
+    s.since = now;
+  }
+
+  /** How many requests may be retrying at once now: maxRetries, and the Envoy retry budget. */
+  retryCap(): number {
+    const b = this.#envoyBudget;
+    if (b === undefined) return this.maxRetries;
+    let requests = this.active;
+    if (b.intervalMs > 0) {
+      const now = this.#clock();
+      this.#roll(now, b.intervalMs);
+      const s = this.#started;
+      const elapsed = Math.min(1, (now - s.since) / b.intervalMs);
+      requests = Math.max(requests, Math.round(s.current + s.previous * (1 - elapsed)));
+    }
+    return Math.min(this.maxRetries, Math.max(b.min, Math.floor(b.fraction * requests)));
+  }
+
   constructor(
     cfg: RetryServiceConfig & {
       http?: readonly { retries?: RetriesConfig | undefined; timeout?: number | undefined }[] | undefined;
@@ -92,6 +138,15 @@ export class ServiceRetry {
   ) {
     this.policy = compileRetryPolicy(cfg);
     this.maxRetries = cfg.trafficPolicy?.connectionPool?.http?.maxRetries ?? Number.POSITIVE_INFINITY;
+    const eb = cfg.trafficPolicy?.retryBudget;
+    this.#envoyBudget = eb
+      ? {
+          fraction: (eb.percent ?? 20) / 100,
+          min: eb.minRetryConcurrency ?? 3,
+          intervalMs: eb.budgetInterval ?? 0,
+        }
+      : undefined;
+    this.#clock = clock;
     this.routes = (cfg.http ?? []).map((r) =>
       compileRetryPolicy({ retries: r.retries ?? cfg.retries, timeout: r.timeout ?? cfg.timeout }),
     );

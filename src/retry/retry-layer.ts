@@ -99,6 +99,8 @@ class RetryRun implements DispatchController {
       req.opts.headers['idempotency-key'] !== undefined;
     this.#body = req.opts.body;
     req.service.retry.active++;
+    // (Layer tests give a small fake of the service's retry state, without these.)
+    req.service.retry.noteStarted?.();
   }
 
   get #service(): string {
@@ -314,7 +316,8 @@ class RetryRun implements DispatchController {
     if (this.#sends > this.#policy.attempts || !this.#replayable) return; // no retry was left anyway
     const r = this.#req.service.retry;
     r.nonIdempotentSkipped++;
-    if (r.nonIdempotentSkipped === 1) r.onNonIdempotentSkip?.(String(this.#req.opts.method).toUpperCase(), reason);
+    if (r.nonIdempotentSkipped === 1)
+      r.onNonIdempotentSkip?.(String(this.#req.opts.method).toUpperCase(), reason);
   }
 
   #scheduleRetry(retryAfterMs: number | undefined, reason: string, failed: Attempt): boolean {
@@ -324,8 +327,8 @@ class RetryRun implements DispatchController {
     if (this.#deadline !== undefined && this.#clock() + delay >= this.#deadline) return false;
     const telemetry = this.#req.service.telemetry;
     const service = this.#req.service.retry;
-    // connectionPool.http.maxRetries: at most that many requests retrying at once (Envoy).
-    if (!this.#retrying && service.retrying >= service.maxRetries) {
+    // connectionPool.http.maxRetries and trafficPolicy.retryBudget: a bound on requests retrying at once (Envoy).
+    if (!this.#retrying && service.retrying >= (service.retryCap?.() ?? service.maxRetries)) {
       service.retryOverflows++;
       return false;
     }

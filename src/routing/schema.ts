@@ -432,7 +432,8 @@ export function sourceLabelIssues(services: Readonly<Record<string, ServiceRouti
           code: 'custom',
           path: ['services', name, 'http', i, 'match', j, 'sourceLabels'],
           input: m.sourceLabels,
-          message: "needs this workload's own labels: set the mesh's `labels` (e.g. { app: 'reviews', version: 'v2' })",
+          message:
+            "needs this workload's own labels: set the mesh's `labels` (e.g. { app: 'reviews', version: 'v2' })",
         });
       });
     });

@@ -98,7 +98,13 @@ export class ClientTls {
 
   #build(pem: Pem): SecureContext {
     // Without a CA, Node's default roots verify the server (SIMPLE against a public server).
-    return createSecureContext({ ca: pem.ca, cert: pem.cert, key: pem.key, crl: pem.crl, minVersion: 'TLSv1.2' });
+    return createSecureContext({
+      ca: pem.ca,
+      cert: pem.cert,
+      key: pem.key,
+      crl: pem.crl,
+      minVersion: 'TLSv1.2',
+    });
   }
 
   /** The identities a server must present, or undefined for "any identity of the trust domain". */
