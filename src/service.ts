@@ -79,7 +79,7 @@ export class ServiceRuntime implements ServiceView {
       return {
         name: s.name,
         labels: s.labels ?? {},
-        balancer: createBalancer(merged?.loadBalancer, { zone: opts.zone }),
+        balancer: createBalancer(merged?.loadBalancer, { zone: opts.zone, labels: opts.labels }),
         hash: merged?.loadBalancer?.consistentHash,
       };
     });
@@ -112,6 +112,7 @@ export class ServiceRuntime implements ServiceView {
       service: name,
       config,
       zone: opts.zone,
+      labels: opts.labels,
       identity: opts.identity,
       logger: opts.logger,
       serviceTls: this.tls,
@@ -120,7 +121,7 @@ export class ServiceRuntime implements ServiceView {
     this.endpoints = new EndpointSet({
       service: name,
       provider: this.discovery.kind,
-      balancer: createBalancer(policy?.loadBalancer, { zone: opts.zone }),
+      balancer: createBalancer(policy?.loadBalancer, { zone: opts.zone, labels: opts.labels }),
       hash: policy?.loadBalancer?.consistentHash,
       subsets,
       connectionPool: policy?.connectionPool,

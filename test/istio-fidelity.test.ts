@@ -923,3 +923,156 @@ describe('wildcard hosts', () => {
     ).toMatch(/"\*\.example\.org" covers none of the services known here/);
   });
 });
+
+describe('delegate, retryBudget, outlierDetectionHttpErrorCodes, gRPC aborts, localities', () => {
+  it('delegate: the delegate VirtualService routes, with the root match merged in and its fields inherited', async () => {
+    const v1 = await server(named('v1'));
+    const v2 = await server(named('v2'));
+    const m = meshFrom(
+      [
+        vs(`
+  hosts: [svc]
+  http:
+  - match: [{ uri: { prefix: /api } }]
+    timeout: 5s
+    delegate: { name: svc-api }
+  - route: [{ destination: { host: svc, subset: v1 } }]`),
+        vs(
+          `
+  http:
+  - match: [{ uri: { prefix: /api/v2 } }]
+    route: [{ destination: { host: svc, subset: v2 } }]
+  - match: [{ uri: { prefix: /other } }]
+    route: [{ destination: { host: svc, subset: v2 } }]
+  - route: [{ destination: { host: svc, subset: v1 } }]`,
+          'svc-api',
+        ),
+        dr('  host: svc\n  subsets: [{ name: v1, labels: { v: "1" } }, { name: v2, labels: { v: "2" } }]'),
+      ],
+      {
+        svc: {
+          static: [
+            { address: v1.address, labels: { v: '1' } },
+            { address: v2.address, labels: { v: '2' } },
+          ],
+        },
+      },
+    );
+    expect((await get(m, 'http://svc/api/v2/x')).body).toBe('v2');
+    expect((await get(m, 'http://svc/api/v1/x')).body).toBe('v1');
+    // /other is not within /api: Istio drops that delegate route, so the last route takes it.
+    expect((await get(m, 'http://svc/other')).body).toBe('v1');
+    const converted = fromIstio([
+      vs(
+        '  hosts: [svc]\n  http:\n  - match: [{ uri: { prefix: /api } }]\n    timeout: 5s\n    delegate: { name: d }',
+      ),
+      vs(
+        '  http:\n  - match: [{ uri: { prefix: /api/v2 } }]\n    route: [{ destination: { host: svc } }]',
+        'd',
+      ),
+    ]);
+    expect(converted.services.svc?.http).toEqual([
+      { match: [{ uri: { prefix: '/api/v2' } }], route: [{ destination: { host: 'svc' } }], timeout: '5s' },
+    ]);
+  });
+
+  it("trafficPolicy.retryBudget: retries bounded by a share of the requests (Envoy's retry budget)", async () => {
+    const up = await server(async (_req, res) => {
+      await new Promise((r) => setTimeout(r, 100));
+      res.statusCode = 503;
+      res.end();
+    });
+    const m = meshFrom(
+      [
+        vs(`
+  hosts: [svc]
+  http:
+  - route: [{ destination: { host: svc } }]
+    retries: { attempts: 1, retryOn: 5xx, backoff: 1ms }`),
+        dr(`
+  host: svc
+  trafficPolicy: { retryBudget: { percent: 25, minRetryConcurrency: 1 }, outlierDetection: { consecutive5xxErrors: 0 } }`),
+      ],
+      { svc: { static: [up.address] } },
+    );
+    await Promise.all(Array.from({ length: 8 }, () => get(m, 'http://svc/')));
+    // 8 requests in flight: 25% is 2 retrying at once; the other 6 are not retried.
+    expect(up.hits).toHaveLength(10);
+    expect(m.snapshot().services.svc?.requests?.retryOverflows).toBe(6);
+  });
+
+  it('outlierDetectionHttpErrorCodes: only those statuses count; a 500 does not eject, a 429 does', async () => {
+    const busy = await server((_req, res) => {
+      res.statusCode = 429;
+      res.end();
+    });
+    const broken = await server((_req, res) => {
+      res.statusCode = 500;
+      res.end();
+    });
+    const ok = await server(named('ok'));
+    const m = meshFrom(
+      [
+        vs(
+          '  hosts: [svc]\n  http:\n  - route: [{ destination: { host: svc } }]\n    retries: { attempts: 0 }',
+        ),
+        dr(`
+  host: svc
+  trafficPolicy:
+    loadBalancer: { simple: ROUND_ROBIN }
+    outlierDetection: { consecutive5xxErrors: 2, outlierDetectionHttpErrorCodes: [429], maxEjectionPercent: 100, baseEjectionTime: 60s }`),
+      ],
+      { svc: { static: [busy.address, broken.address, ok.address] } },
+    );
+    for (let i = 0; i < 12; i++) await get(m, 'http://svc/');
+    const eps = m.snapshot().services.svc?.endpoints ?? [];
+    expect(eps.find((e) => e.address === busy.address)?.ejected).toBe(true);
+    expect(eps.find((e) => e.address === broken.address)?.ejected).toBe(false);
+  });
+
+  it('a gRPC abort answers HTTP 200 with grpc-status, as Envoy does', async () => {
+    const up = await server();
+    const m = meshFrom(
+      vs(`
+  hosts: [svc]
+  http:
+  - fault: { abort: { grpcStatus: UNAVAILABLE, percentage: { value: 100 } } }
+    route: [{ destination: { host: svc } }]`),
+      { svc: { static: [up.address] } },
+    );
+    const res = await m.fetch('http://svc/pkg.Service/Method', { method: 'POST' });
+    await res.text();
+    expect(res.status).toBe(200);
+    expect(res.headers.get('grpc-status')).toBe('14');
+    expect(res.headers.get('content-type')).toBe('application/grpc');
+    expect(up.hits).toHaveLength(0);
+  });
+
+  it('localityLbSetting.distribute sends each zone its share (real endpoints, the mesh in us-west/z1)', async () => {
+    const z1 = await server(named('z1'));
+    const z2 = await server(named('z2'));
+    const m = meshFrom(
+      dr(`
+  host: svc
+  trafficPolicy:
+    loadBalancer:
+      simple: RANDOM
+      localityLbSetting:
+        distribute:
+        - from: us-west/z1/*
+          to: { "us-west/z1/*": 75, "us-west/z2/*": 25 }`),
+      {
+        svc: {
+          static: [
+            { address: z1.address, zone: 'us-west/z1/a' } as never,
+            { address: z2.address, zone: 'us-west/z2/a' } as never,
+          ],
+        },
+      },
+      { extra: { zone: 'us-west/z1/a' } },
+    );
+    const n = 400;
+    for (let i = 0; i < n; i++) await get(m, 'http://svc/');
+    expect(Math.abs(z2.hits.length / n - 0.25)).toBeLessThan(5 * Math.sqrt((0.25 * 0.75) / n));
+  });
+});

@@ -19,6 +19,7 @@ export interface ClustersOptions {
   service: string;
   config: ServiceConfig;
   zone: string | undefined;
+  labels: Readonly<Record<string, string>> | undefined;
   identity: MeshIdentity | undefined;
   logger: Logger;
   /** The service-level client TLS (trafficPolicy.tls), reused where a cluster has the same. */
@@ -63,7 +64,7 @@ export class Clusters {
   /** The balancer of the cluster (subset, port). */
   balancer(subset: string | undefined, port?: number): Balancer {
     const p = clusterPolicy(this.#policy, this.#subsetPolicy(subset), port);
-    return createBalancer(p?.loadBalancer, { zone: this.#opts.zone });
+    return createBalancer(p?.loadBalancer, { zone: this.#opts.zone, labels: this.#opts.labels });
   }
 
   /** See EndpointSetOptions.clusterOptions. */

@@ -37,15 +37,12 @@ const loadBalancer = obj(
       maglev: obj({ tableSize: scalar }),
       minimumRingSize: scalar,
     }),
-    localityLbSetting: obj(
-      { enabled: scalar },
-      {
-        distribute:
-          'localityLbSetting.distribute is not supported (zones only: same zone first, then failover)',
-        failover: 'localityLbSetting.failover is not supported (zones only: same zone first, then failover)',
-        failoverPriority: 'localityLbSetting.failoverPriority is not supported',
-      },
-    ),
+    localityLbSetting: obj({
+      enabled: scalar,
+      distribute: list(obj({ from: scalar, to: record(scalar) })),
+      failover: list(obj({ from: scalar, to: scalar })),
+      failoverPriority: list(scalar),
+    }),
     warmupDurationSecs: scalar,
     warmup: obj({ duration: scalar, minimumPercent: scalar, aggression: scalar }),
   },

@@ -318,7 +318,9 @@ spec:
       delay: { fixedDelay: '1s', percentage: { value: 25 } },
     });
     // Istio's abort has no `percent` (only the delay kept the deprecated field).
-    expect(() => fromIstio(vs('{ httpStatus: 503, percent: 25 }'))).toThrow(/fault\.abort\.percent: is not supported/);
+    expect(() => fromIstio(vs('{ httpStatus: 503, percent: 25 }'))).toThrow(
+      /fault\.abort\.percent: is not supported/,
+    );
     expect(route.mirrorPercentage).toEqual({ value: 5 });
     expect(route).not.toHaveProperty('mirrorPercent');
   });

@@ -143,7 +143,21 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
   const wildVs: WildVirtualService[] = [];
   const wildDr: WildDestinationRule[] = [];
 
-  for (const { value, where } of parseDocs(yaml)) {
+  const docs = parseDocs(yaml);
+  // Delegate VirtualServices (no hosts), by namespace/name, for the routes that delegate to them.
+  const delegates = new Map<string, Record<string, unknown>>();
+  for (const { value } of docs) {
+    if (value.kind !== 'VirtualService' || !isObject(value.spec) || !isObject(value.metadata)) continue;
+    const hosts = value.spec.hosts;
+    if (Array.isArray(hosts) && hosts.length > 0) continue;
+    const ns =
+      typeof value.metadata.namespace === 'string'
+        ? value.metadata.namespace
+        : (options.namespace ?? 'default');
+    if (typeof value.metadata.name === 'string') delegates.set(`${ns}/${value.metadata.name}`, value.spec);
+  }
+
+  for (const { value, where } of docs) {
     const kind = value.kind;
     const metadata = isObject(value.metadata) ? value.metadata : {};
     const name = typeof metadata.name === 'string' ? metadata.name : undefined;
@@ -172,6 +186,7 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
       meshDefault: true,
       workloadLabels: options.workloadLabels,
       wildcards: [],
+      delegates,
       credentialsDir: (options.credentialsDir ?? DEFAULT_CREDENTIALS_DIR).replace(/\/+$/, ''),
     };
     for (const key of Object.keys(value)) {
@@ -195,6 +210,10 @@ export function fromIstio(yaml: string | readonly string[], options: FromIstioOp
     // whole (with a note), never converted and never reported field by field.
     if (!exportedTo(value.spec.exportTo, namespace, here, cx)) continue;
     if (kind === 'VirtualService') {
+      // A delegate (no hosts) applies only through the routes that delegate to it.
+      if (!Array.isArray(value.spec.hosts) || value.spec.hosts.length === 0) {
+        if (name !== undefined && delegates.has(`${namespace}/${name}`)) continue;
+      }
       const scope = meshScope(value.spec, cx);
       if (!scope.any) continue;
       cx.meshDefault = scope.meshDefault;

@@ -1,4 +1,5 @@
 /** VirtualService (networking.istio.io): the tables of its fields, as fromIstio reads them. */
+import { expandDelegate } from './delegate.ts';
 import { mapHost } from './hosts.ts';
 import { MESH_GATEWAY, scopeField } from './scope.ts';
 import {
@@ -383,16 +384,18 @@ const httpRouteFields = obj(
     mirrorPercent: scalar,
     mirrors: list(obj({ destination, percentage: obj({ value: scalar }) })),
     corsPolicy,
+    delegate: custom(
+      "replaced by the delegate VirtualService's routes, with this route's match merged in (Istio's merge; one level)",
+      () => SKIP,
+      obj({ name: scalar, namespace: scalar }),
+    ),
     websocketUpgrade: custom(
       'removed from Istio (upgrades are always allowed): accepted with a warning',
       () => SKIP,
     ),
   },
-  {
-    delegate:
-      'delegate is not supported (the routes of the delegate VirtualService are not merged in; write them into this one)',
-  },
-  ['mirrorPercent', 'websocketUpgrade'],
+  {},
+  ['mirrorPercent', 'websocketUpgrade', 'delegate'],
 );
 
 /** One HTTP route; NOT_HERE when it applies to gateway traffic only. */
@@ -449,21 +452,36 @@ const httpRoutes: Handler = custom(
       return SKIP;
     }
     const out: unknown[] = [];
-    let catchAll: number | undefined;
-    v.forEach((raw, i) => {
-      const r = httpRoute(raw, `${path}[${i}]`, cx);
+    let catchAll: string | undefined;
+    const take = (raw: unknown, at: string) => {
+      const r = httpRoute(raw, at, cx);
       if (r === SKIP || r === NOT_HERE) return;
       if (catchAll !== undefined) {
         note(
           cx,
-          `${path}[${i}]`,
-          `can never match: ${path}[${catchAll}] has no match and takes every request (Istio accepts this and never reaches it); left out`,
+          at,
+          `can never match: ${catchAll} has no match and takes every request (Istio accepts this and never reaches it); left out`,
         );
         return;
       }
       const m = (r as Record<string, unknown>).match as unknown[] | undefined;
-      if (m === undefined || m.length === 0) catchAll = i;
+      if (m === undefined || m.length === 0) catchAll = at;
       out.push(r);
+    };
+    v.forEach((raw, i) => {
+      const at = `${path}[${i}]`;
+      if (!isObject(raw) || raw.delegate === undefined || raw.delegate === null) {
+        take(raw, at);
+        return;
+      }
+      // A delegating route stands for the delegate VirtualService's routes, merged (Istio).
+      const expanded = expandDelegate(raw, cx.namespace, cx.delegates);
+      if (typeof expanded === 'string') {
+        problem(cx, `${at}.delegate`, expanded);
+        return;
+      }
+      for (const d of expanded.dropped) note(cx, at, `${d}; left out`);
+      for (const e of expanded.routes) take(e.route, `${at} (${e.from})`);
     });
     return out;
   },

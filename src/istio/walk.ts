@@ -37,6 +37,8 @@ export interface Cx {
    * read: wildcard hosts are collected here, to be matched against the known services at the end.
    */
   wildcards: string[] | undefined;
+  /** VirtualServices without hosts (delegates), by `namespace/name`, for `http[].delegate`. */
+  readonly delegates: ReadonlyMap<string, Record<string, unknown>>;
   /** Where Kubernetes secrets named by `credentialName` are mounted (FromIstioOptions.credentialsDir). */
   readonly credentialsDir: string;
   /** This workload's labels (FromIstioOptions.workloadLabels), when given. */
