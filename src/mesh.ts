@@ -118,6 +118,7 @@ export class Mesh {
       mirrorGate: this.#mirrorGate,
       random,
       telemetry: telemetry !== false,
+      sidecarResponses: this.config.sidecarResponses === true,
       context: this.contextRuntime,
     });
     this.dispatcher = new MeshDispatcher({

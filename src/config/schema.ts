@@ -124,6 +124,12 @@ export const meshConfigSchema = z
      * MESHWORK_ERR_UNKNOWN_SERVICE; "passthrough" sends it through a plain undici Agent.
      */
     unknownServices: z.enum(['reject', 'passthrough']).optional(),
+    /**
+     * true: failures the mesh makes (timeout, overflow, no healthy endpoint, connection failure)
+     * are answered as an Istio sidecar answers them, HTTP 504 / 503 with the Envoy response flag
+     * in `x-meshwork-response-flags`, instead of a thrown error (docs/errors.md). Default false.
+     */
+    sidecarResponses: z.boolean().optional(),
     /** Bound on how long close() waits for in-flight requests before destroying pools. */
     closeTimeout: duration.optional(),
     /** Gateway context and trace propagation (src/context, docs/context.md). */
