@@ -10,7 +10,7 @@
 import { STATUS_CODES } from 'node:http';
 import { ErrorCodes, isMeshworkError } from '../errors.ts';
 import { classify } from '../outcome.ts';
-import type { DispatchController, DispatchHandler, Layer, ResponseHeaders } from '../pipeline.ts';
+import type { DispatchController, Layer, ResponseHeaders } from '../pipeline.ts';
 import { ForwardingHandler } from './forwarding-handler.ts';
 import { toRawHeaders } from './synthetic.ts';
 
