@@ -123,6 +123,7 @@ export class Mesh {
       mirrorGate: this.#mirrorGate,
       random,
       telemetry: telemetry !== false,
+      sidecarResponses: this.config.sidecarResponses === true,
       context: this.contextRuntime,
       transport,
     });

@@ -110,6 +110,8 @@ export interface MeshRequest {
   retryPolicy: RetryPolicy | undefined;
   /** DestinationRule subset chosen by routing; undefined = all endpoints. */
   subset: string | undefined;
+  /** `destination.port.number` chosen by routing: only endpoints on this port; undefined = any. */
+  port: number | undefined;
   /**
    * Consistent-hash key, derived once per request (not per attempt) when the pick group hashes;
    * null = the request has no value for the key (picked at random, as Envoy does).
@@ -152,6 +154,7 @@ export function newMeshRequest(
   fields?: {
     retryPolicy?: RetryPolicy;
     subset?: string | undefined;
+    port?: number | undefined;
     services?: ReadonlyMap<string, ServiceView> | undefined;
     call?: CallOverrides | undefined;
   },
@@ -163,6 +166,7 @@ export function newMeshRequest(
     route: undefined,
     retryPolicy: fields?.retryPolicy,
     subset: fields?.subset,
+    port: fields?.port,
     hashKey: undefined,
     hashCookie: undefined,
     endpoint: undefined,

@@ -1,3 +1,4 @@
+import { Clusters } from './balancer/clusters.ts';
 import { ENDPOINT_DEFAULTS } from './balancer/endpoint.ts';
 import { EndpointSet, type SubsetSpec } from './balancer/endpoint-set.ts';
 import { createBalancer } from './balancer/index.ts';
@@ -36,6 +37,8 @@ export interface ServiceRuntimeOptions {
   identity?: MeshIdentity | undefined;
   /** The mesh's `pathNormalization`, applied before route matching. */
   paths?: PathOptions | undefined;
+  /** This workload's own labels (the mesh's `labels`), for routes' `match.sourceLabels`. */
+  labels?: Readonly<Record<string, string>> | undefined;
 }
 
 /**
@@ -63,7 +66,12 @@ export function coreKey(config: ServiceConfig): string {
   const cp = policy?.connectionPool;
   // The request limits are accounting, reconfigured in place; the rest shapes each endpoint's pool.
   const { http2MaxRequests: _m, http1MaxPendingRequests: _p, ...poolHttp } = cp?.http ?? {};
-  return configKey({ source, tls: policy?.tls, pool: { ...cp, http: poolHttp } });
+  // Istio's clusters: per-port settings and a subset's own pools or TLS shape pools as well.
+  const clusters = {
+    ports: policy?.portLevelSettings,
+    subsets: (config.subsets ?? []).map((s) => [s.name, s.labels, s.trafficPolicy]),
+  };
+  return configKey({ source, tls: policy?.tls, pool: { ...cp, http: poolHttp }, clusters });
 }
 
 /**
@@ -79,6 +87,8 @@ export class ServiceCore {
   readonly telemetry: ServiceTelemetry;
   readonly limits: ServiceLimits;
   readonly tls: ClientTls | undefined;
+  /** The service's clusters (port, subset): balancers, pools and TLS of each. */
+  readonly clusters: Clusters;
   /** Requests in the retry layer now, over every config version using this core. */
   readonly requests = { active: 0 };
   /** The grouping applied to `endpoints` now. */
@@ -96,10 +106,21 @@ export class ServiceCore {
     this.#healthCheck = config.discovery.healthCheck;
     this.limits = new ServiceLimits(policy?.connectionPool);
     this.tls = createClientTls(name, config, opts);
+    const clusters = new Clusters({
+      service: name,
+      config,
+      zone: opts.zone,
+      labels: opts.labels,
+      identity: opts.identity,
+      logger: opts.logger,
+      serviceTls: this.tls,
+    });
+    this.clusters = clusters;
     try {
       this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
     } catch (err) {
       this.tls?.close();
+      clusters.close();
       throw err;
     }
     this.endpoints = new EndpointSet({
@@ -113,6 +134,10 @@ export class ServiceCore {
       clock: opts.clock,
       logger: opts.logger,
       drainTimeoutMs: layout.drainTimeoutMs,
+      // Istio's clusters: a route's destination.port gets its own group, balanced as its
+      // (port, subset) cluster says; portLevelSettings and a subset's pools and TLS apply to it.
+      balancerFor: (subset, port) => clusters.balancer(subset, port),
+      clusterOptions: clusters.varies ? (port, subset) => clusters.options(port, subset) : undefined,
     });
     this.telemetry = new ServiceTelemetry(name, this.endpoints, opts.logger, opts.clock);
   }
@@ -157,6 +182,7 @@ export class ServiceCore {
     await this.stopDiscovery();
     await this.endpoints.close(timeoutMs);
     this.tls?.close();
+    this.clusters.close();
   }
 }
 
@@ -211,9 +237,9 @@ export class ServiceRuntime implements ServiceView {
     this.initialTimeoutMs = config.discovery.initialTimeout ?? DISCOVERY_DEFAULTS.initialTimeout;
     this.logger = opts.logger;
     const policy = config.trafficPolicy;
-    this.router = compileRouter(config.http, opts.paths);
+    this.router = compileRouter(config.http, opts.paths, opts.labels);
     const core = reuse.core;
-    this.layout = groupLayout(config, opts.zone, core?.layout);
+    this.layout = groupLayout(config, opts.zone, core?.layout, opts.labels);
     this.core = core ?? new ServiceCore(name, config, opts, this.layout);
     this.endpoints = this.core.endpoints;
     this.discovery = this.core.discovery;
@@ -230,6 +256,12 @@ export class ServiceRuntime implements ServiceView {
       (budget) => opts.logger.warn({ service: name, budget }, 'retry budget exhausted: retries are refused'),
       { previous: prev?.retry, counter: this.core.requests },
     );
+    // Once per service: a retry that Envoy would make was not made, for safety (docs/resilience.md).
+    this.retry.onNonIdempotentSkip = (method, reason) =>
+      opts.logger.warn(
+        { service: name, method, reason },
+        'a non-idempotent request was not retried (it may have reached the server); set retries.retryNonIdempotent: true to retry it as Istio does. Counted in snapshot().services[name].requests.nonIdempotentRetriesSkipped; warned once',
+      );
     const od = outlierSettings(policy?.outlierDetection);
     this.#outlierKey = configKey(od);
     if (sameCore && prev.#outlierKey === this.#outlierKey) this.outlier = prev.outlier;
@@ -281,18 +313,19 @@ export function groupLayout(
   config: ServiceConfig,
   zone: string | undefined,
   current: GroupLayout | undefined,
+  labels?: Readonly<Record<string, string>> | undefined,
 ): GroupLayout {
   const policy = config.trafficPolicy;
   const keys = new Map<string, string>();
   const balancerFor = (group: string, lb: Parameters<typeof createBalancer>[0]): Balancer => {
-    const key = configKey({ lb, zone });
+    const key = configKey({ lb, zone, labels });
     keys.set(group, key);
     if (current && current.keys.get(group) === key) {
       if (group === '') return current.balancer;
       const same = current.subsets.find((s) => s.name === group);
       if (same) return same.balancer;
     }
-    return createBalancer(lb, { zone });
+    return createBalancer(lb, { zone, labels });
   };
   const balancer = balancerFor('', policy?.loadBalancer);
   const subsets: SubsetSpec[] = (config.subsets ?? []).map((s) => {
@@ -334,6 +367,7 @@ function createClientTls(
     path,
     identity: opts.identity,
     connectTimeoutMs: policy?.connectionPool?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
+    keepAliveInitialDelayMs: policy?.connectionPool?.tcp?.tcpKeepalive?.time,
     logger: opts.logger,
     alpn: alpnProtocols(policy),
   });

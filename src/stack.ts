@@ -6,6 +6,7 @@
  *     │  normalize: service lookup, lowercase headers, Host = original authority   (src/dispatcher.ts)
  *     ▼
  *   ── per-request layers (above the balancer), outermost first ──
+ *     sidecar   → (sidecarResponses only) mesh-made failures answered as Envoy would: 504 UT, 503 UO/UH/UF (src/http/sidecar-layer.ts)
  *     telemetry → request span (INTERNAL), request duration metric, request channels (src/telemetry/telemetry-layer.ts)
  *     context   → gateway context + trace headers from AsyncLocalStorage          (src/context/layer.ts)
  *     routing   → match route, pick destination/subset, rewrites, header edits   (src/routing/layer.ts)
@@ -59,6 +60,7 @@ import { triedLayer } from './endpoint/tried-layer.ts';
 import { chaosLayer } from './fault/chaos-layer.ts';
 import { faultLayer } from './fault/fault-layer.ts';
 import { bodyLayer } from './http/body-layer.ts';
+import { sidecarLayer } from './http/sidecar-layer.ts';
 import { viaTransport } from './http/transport.ts';
 import type { Dispatch, EndpointDispatch, EndpointLayer, Layer, ServiceView } from './pipeline.ts';
 import { retryLayer } from './retry/retry-layer.ts';
@@ -76,6 +78,8 @@ export interface StackOptions {
   random?: () => number;
   /** false: leave the telemetry layers out entirely (benchmarks). */
   telemetry: boolean;
+  /** true: mesh-made failures become HTTP responses, as a sidecar answers (src/http/sidecar-layer.ts). */
+  sidecarResponses?: boolean;
   context: ContextRuntime;
   /** Test seam: a Dispatcher that replaces every endpoint's pool (src/http/transport.ts). */
   transport?: Dispatcher | undefined;
@@ -85,6 +89,7 @@ export interface StackOptions {
 export function requestLayers(opts: StackOptions): Layer[] {
   const random = opts.random ?? Math.random;
   return [
+    ...(opts.sidecarResponses ? [sidecarLayer()] : []),
     ...(opts.telemetry ? [telemetryLayer(opts.clock)] : []),
     contextLayer(opts.context),
     routingLayer(opts.services, random),

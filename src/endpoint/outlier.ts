@@ -23,7 +23,11 @@ export const OUTLIER_DEFAULTS = {
 
 export type OutlierSettings = {
   -readonly [K in keyof typeof OUTLIER_DEFAULTS]: number;
-} & { splitLocalOrigin: boolean };
+} & {
+  splitLocalOrigin: boolean;
+  /** outlierDetectionHttpErrorCodes: the statuses that count as failures; undefined = every 5xx. */
+  errorCodes?: ReadonlySet<number> | undefined;
+};
 
 export function outlierSettings(cfg: OutlierDetectionConfig | undefined): OutlierSettings | undefined {
   if (cfg?.enabled === false) return undefined;
@@ -33,6 +37,7 @@ export function outlierSettings(cfg: OutlierDetectionConfig | undefined): Outlie
     consecutiveGatewayErrors: cfg?.consecutiveGatewayErrors ?? d.consecutiveGatewayErrors,
     consecutiveLocalOriginFailures: cfg?.consecutiveLocalOriginFailures ?? d.consecutiveLocalOriginFailures,
     splitLocalOrigin: cfg?.consecutiveLocalOriginFailures !== undefined,
+    errorCodes: cfg?.outlierDetectionHttpErrorCodes ? new Set(cfg.outlierDetectionHttpErrorCodes) : undefined,
     intervalMs: cfg?.interval ?? d.intervalMs,
     baseEjectionTimeMs: cfg?.baseEjectionTime ?? d.baseEjectionTimeMs,
     maxEjectionTimeMs: cfg?.maxEjectionTime ?? d.maxEjectionTimeMs,

@@ -392,6 +392,7 @@ export class ConfigController {
       env: ctx.env,
       identity: ctx.identity,
       paths: this.#context.paths,
+      labels: config.labels,
       fallback: v.fallback,
     };
   }

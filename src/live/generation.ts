@@ -69,7 +69,7 @@ export function plan(
   keys: ConfigKeys = configKeys(config),
 ): Plan {
   const zone = config.zone ?? (ctx.env.MESHWORK_ZONE || undefined);
-  const globals = configKey({ zone, paths: config.pathNormalization });
+  const globals = configKey({ zone, paths: config.pathNormalization, labels: config.labels });
   const contextKey = configKey([config.context, config.authorization, config.pathNormalization]);
   const created: ServiceCore[] = [];
   const handovers = new Map<string, ServiceCore>();
@@ -111,6 +111,7 @@ export function plan(
         env: ctx.env,
         identity: ctx.identity,
         paths,
+        labels: config.labels,
         fallback: ctx.fallbacks && Object.hasOwn(ctx.fallbacks, name) ? ctx.fallbacks[name] : undefined,
       };
       let version: ServiceRuntime;
@@ -131,7 +132,7 @@ export function plan(
           // The old endpoints keep serving until the new source has given some.
           let next = pending.get(name);
           if (next?.key !== key) {
-            next = new ServiceCore(name, svc, opts, groupLayout(svc, zone, undefined));
+            next = new ServiceCore(name, svc, opts, groupLayout(svc, zone, undefined, config.labels));
             created.push(next);
           }
           handovers.set(name, next);

@@ -25,6 +25,8 @@ export interface RetryPolicy {
   readonly retryAfterMaxMs: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
+  /** A retry avoids the endpoints already tried (retryIgnorePreviousHosts, default true). */
+  readonly avoidTried: boolean;
   readonly hedge: { readonly delayMs: number; readonly maxExtraLoad: number } | undefined;
 }
 
@@ -32,6 +34,16 @@ export interface RetryServiceConfig {
   retries?: RetriesConfig | undefined;
   timeout?: number | undefined;
   retryBudget?: RetryBudgetConfig | undefined;
+  trafficPolicy?: {
+    connectionPool?: { http?: { maxRetries?: number | undefined } | undefined } | undefined;
+    retryBudget?:
+      | {
+          percent?: number | undefined;
+          minRetryConcurrency?: number | undefined;
+          budgetInterval?: number | undefined;
+        }
+      | undefined;
+  };
 }
 
 export function compileRetryPolicy(cfg: RetryServiceConfig): RetryPolicy {
@@ -43,8 +55,10 @@ export function compileRetryPolicy(cfg: RetryServiceConfig): RetryPolicy {
     timeoutMs: cfg.timeout || undefined,
     retryNonIdempotent: r?.retryNonIdempotent ?? false,
     retryAfterMaxMs: r?.retryAfterMax ?? RETRY_DEFAULTS.retryAfterMaxMs,
-    backoffBaseMs: BACKOFF_DEFAULTS.baseMs,
-    backoffMaxMs: BACKOFF_DEFAULTS.maxMs,
+    backoffBaseMs: r?.backoff ?? BACKOFF_DEFAULTS.baseMs,
+    // Envoy: the largest backoff is 10 times the base.
+    backoffMaxMs: r?.backoff !== undefined ? r.backoff * 10 : BACKOFF_DEFAULTS.maxMs,
+    avoidTried: r?.retryIgnorePreviousHosts !== false,
     hedge: r?.hedge
       ? { delayMs: r.hedge.delay, maxExtraLoad: r.hedge.maxExtraLoad ?? RETRY_DEFAULTS.hedgeMaxExtraLoad }
       : undefined,
@@ -65,6 +79,56 @@ export class ServiceRetry {
   readonly #counter: { active: number };
   readonly #budgetKey: string;
   readonly #hedgeKey: string;
+  /** connectionPool.http.maxRetries: requests that may be retrying at once (Envoy's max_retries). */
+  readonly maxRetries: number;
+  /** Requests retrying now (each holds one of maxRetries from its first retry to its end). */
+  retrying = 0;
+  /** Retries not made because maxRetries requests were already retrying (Envoy: upstream_rq_retry_overflow). */
+  retryOverflows = 0;
+  /**
+   * Retries not made because the request is not idempotent (POST, PATCH without Idempotency-Key)
+   * and may have reached the server. `retryNonIdempotent: true` allows them.
+   */
+  nonIdempotentSkipped = 0;
+  /** Called the first time a retry is skipped for that reason (the service logs one warning). */
+  onNonIdempotentSkip: ((method: string, reason: string) => void) | undefined;
+
+  /** trafficPolicy.retryBudget (Envoy's): retries in flight as a share of the requests. */
+  readonly #envoyBudget: { fraction: number; min: number; intervalMs: number } | undefined;
+  readonly #clock: Clock;
+  /** Requests started in the current and the previous budgetInterval (a sliding estimate). */
+  #started = { current: 0, previous: 0, since: 0 };
+
+  /** A request entered the retry layer (counted for retryBudget.budgetInterval). */
+  noteStarted(): void {
+    const b = this.#envoyBudget;
+    if (b === undefined || b.intervalMs <= 0) return;
+    this.#roll(this.#clock(), b.intervalMs);
+    this.#started.current++;
+  }
+
+  #roll(now: number, interval: number): void {
+    const s = this.#started;
+    if (now - s.since < interval) return;
+    s.previous = now - s.since < 2 * interval ? s.current : 0;
+    s.current = 0;
+    s.since = now;
+  }
+
+  /** How many requests may be retrying at once now: maxRetries, and the Envoy retry budget. */
+  retryCap(): number {
+    const b = this.#envoyBudget;
+    if (b === undefined) return this.maxRetries;
+    let requests = this.active;
+    if (b.intervalMs > 0) {
+      const now = this.#clock();
+      this.#roll(now, b.intervalMs);
+      const s = this.#started;
+      const elapsed = Math.min(1, (now - s.since) / b.intervalMs);
+      requests = Math.max(requests, Math.round(s.current + s.previous * (1 - elapsed)));
+    }
+    return Math.min(this.maxRetries, Math.max(b.min, Math.floor(b.fraction * requests)));
+  }
 
   /**
    * Requests in the retry layer now (started and not finished), for the snapshot's checks. Shared
@@ -91,6 +155,16 @@ export class ServiceRetry {
   ) {
     this.#counter = reuse.counter ?? { active: 0 };
     this.policy = compileRetryPolicy(cfg);
+    this.maxRetries = cfg.trafficPolicy?.connectionPool?.http?.maxRetries ?? Number.POSITIVE_INFINITY;
+    const eb = cfg.trafficPolicy?.retryBudget;
+    this.#envoyBudget = eb
+      ? {
+          fraction: (eb.percent ?? 20) / 100,
+          min: eb.minRetryConcurrency ?? 3,
+          intervalMs: eb.budgetInterval ?? 0,
+        }
+      : undefined;
+    this.#clock = clock;
     this.routes = (cfg.http ?? []).map((r) =>
       compileRetryPolicy({ retries: r.retries ?? cfg.retries, timeout: r.timeout ?? cfg.timeout }),
     );

@@ -35,6 +35,27 @@ export function routingLayer(
       return;
     }
     req.telemetry?.noteRoute(d.route.config.name ?? `${req.service.name}.http[${d.route.index}]`);
+    // CORS (as the sidecar's CORS filter): a preflight from an allowed origin is answered here.
+    const cors = d.route.cors;
+    const origin = cors === undefined ? undefined : req.opts.headers.origin;
+    if (cors !== undefined && typeof origin === 'string') {
+      const pre = cors.preflight(req.opts.method, req.opts.headers);
+      if (pre !== undefined) return respondLocally(handler, pre.status, pre.body, pre.headers);
+    }
+    // redirect / directResponse: the mesh answers by itself (Envoy's redirect and direct_response).
+    const local = d.route.local;
+    if (local !== undefined) {
+      const host = req.opts.headers.host;
+      const a = local(
+        {
+          origin: req.opts.origin,
+          path: req.opts.path,
+          host: typeof host === 'string' ? host : req.authority,
+        },
+        d.hit,
+      );
+      return respondLocally(handler, a.status, a.body, a.headers);
+    }
     // The route's retries and timeout (compiled once per route by the owning service).
     req.retryPolicy = req.service.retry.routes[d.route.index];
     const dest = d.destination.destination;
@@ -50,10 +71,22 @@ export function routingLayer(
     req.route = d;
     // A per-call subset pin wins over the route's choice (set by the dispatcher when there are no routes).
     req.subset = req.call?.subset ?? dest.subset;
+    req.port = dest.port?.number;
     req.opts.path = applyRequestRoute(d, req.opts.path, req.opts.headers);
+    const corsHeaders =
+      cors !== undefined && typeof origin === 'string' ? cors.responseHeaders(origin) : undefined;
     const editsResponse =
+      corsHeaders !== undefined ||
       d.route.headers.response !== undefined ||
       d.route.destinationHeaders.get(d.destination)?.response !== undefined;
-    next(req, editsResponse ? new ResponseHeadersHandler(handler, (h) => applyResponseRoute(d, h)) : handler);
+    next(
+      req,
+      editsResponse
+        ? new ResponseHeadersHandler(handler, (h) => {
+            applyResponseRoute(d, h);
+            if (corsHeaders !== undefined) Object.assign(h, corsHeaders);
+          })
+        : handler,
+    );
   };
 }

@@ -90,7 +90,12 @@ export interface ServiceSnapshot {
   /** The service-level breaker; undefined unless configured. `pending`: let through, not judged yet. */
   circuitBreaker?: { state: CircuitState; rejected: number; pending: number } | undefined;
   /** Requests in the retry layer now: started, not finished (retries and hedges of one request count once). */
-  requests?: { active: number } | undefined;
+  /**
+   * `active`: requests in the mesh now. `retryOverflows`: retries not made because
+   * connectionPool.http.maxRetries requests were already retrying. `nonIdempotentRetriesSkipped`:
+   * retries not made because the request (POST, PATCH) is not idempotent and may have been sent.
+   */
+  requests?: { active: number; retryOverflows?: number; nonIdempotentRetriesSkipped?: number } | undefined;
   /** The retry budget; undefined when `retryBudget.enabled: false`. */
   retryBudget?: BudgetSnapshot | undefined;
   outlierDetection?: { enabled: boolean; ejectionsTotal: number } | undefined;
@@ -213,17 +218,21 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
       rejected: svc.breaker.rejected,
       pending: svc.breaker.pending,
     };
-  s.requests = { active: svc.retry.active };
+  s.requests = {
+    active: svc.retry.active,
+    retryOverflows: svc.retry.retryOverflows,
+    nonIdempotentRetriesSkipped: svc.retry.nonIdempotentSkipped,
+  };
   s.connectionPool = { active: svc.limits.active, overflows: svc.limits.overflows };
   const tls = tlsSnapshot(svc);
   if (tls) s.tls = tls;
   if (svc.router.size > 0) {
     s.routes = svc.router.routes.map((r) => {
-      const observed = tel.stats.route(r, r.config.route.length, now);
+      const observed = tel.stats.route(r, r.config.route?.length ?? 0, now);
       return {
         name: r.config.name ?? `${svc.name}.http[${r.index}]`,
         match: r.config.match,
-        destinations: r.config.route.map((d, i) => ({
+        destinations: (r.config.route ?? []).map((d, i) => ({
           host: d.destination.host,
           subset: d.destination.subset,
           weight: d.weight,

@@ -307,13 +307,14 @@ export class RequestTelemetry extends OutcomeHandler implements RequestObserver 
       const failed = status >= 500 || (o.error !== undefined && o.error !== 'cancelled');
       const d = req.route;
       // Routes are the addressed service's: the observed split of each is counted there.
-      if (d !== undefined && d.route.config.route.length > 1)
+      const destinations = d?.route.config.route;
+      if (d !== undefined && destinations !== undefined && destinations.length > 1)
         svc.stats.request(
           this.#clock(),
           durationMs,
           failed,
           d.route,
-          d.route.config.route.indexOf(d.destination as (typeof d.route.config.route)[number]),
+          destinations.indexOf(d.destination as (typeof destinations)[number]),
         );
       else svc.stats.request(this.#clock(), durationMs, failed);
     }
