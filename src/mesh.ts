@@ -16,6 +16,7 @@ import {
   MeshworkConfigError,
   UnknownServiceError,
 } from './errors.ts';
+import { RateLimitRuntime } from './ratelimit/runtime.ts';
 import { MirrorGate } from './routing/mirror.ts';
 import { ServiceRuntime } from './service.ts';
 import { buildStack } from './stack.ts';
@@ -71,6 +72,7 @@ export class Mesh {
   readonly #inbound: InboundMiddleware;
   /** @internal The context machinery, for the server adapters (src/context/adapters.ts). */
   readonly contextRuntime: ContextRuntime;
+  readonly #rateLimits: RateLimitRuntime | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(input: CreateMeshInput = {}) {
@@ -90,6 +92,12 @@ export class Mesh {
     });
     this.#inbound = inboundMiddleware(this.contextRuntime);
     this.#identity = this.config.identity ? new MeshIdentity(this.config.identity, this.logger) : undefined;
+    this.#rateLimits = RateLimitRuntime.fromConfig(this.config, {
+      clock: this.#clock,
+      logger: this.logger,
+      endpointsOf: (name) => this.#services.get(name)?.endpoints.size,
+    });
+    this.contextRuntime.gate = this.#rateLimits?.gate();
     try {
       for (const [name, svc] of Object.entries(this.config.services)) {
         this.#services.set(
@@ -102,11 +110,13 @@ export class Mesh {
             fallback: fallbacks && Object.hasOwn(fallbacks, name) ? fallbacks[name] : undefined,
             identity: this.#identity,
             paths: this.contextRuntime.paths,
+            rateLimits: this.#rateLimits,
           }),
         );
       }
     } catch (err) {
       this.#identity?.close();
+      void this.#rateLimits?.close();
       for (const s of this.#services.values()) s.tls?.close();
       throw err;
     }
@@ -213,6 +223,7 @@ export class Mesh {
         sent: this.#mirrorGate.sent,
         dropped: this.#mirrorGate.dropped,
       },
+      ...(this.#rateLimits ? { rateLimits: this.#rateLimits.snapshot() } : {}),
     };
   }
 
@@ -234,6 +245,7 @@ export class Mesh {
       const timeout = destroy ? 0 : this.#closeTimeoutMs;
       await this.dispatcher.shutdownOwn(destroy);
       await Promise.all([...this.#services.values()].map((s) => s.close(timeout)));
+      await this.#rateLimits?.close();
       this.#identity?.close();
     })();
     return this.#closing;

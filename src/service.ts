@@ -13,6 +13,8 @@ import { OutlierDetector, outlierSettings } from './endpoint/outlier.ts';
 import { MeshworkConfigError } from './errors.ts';
 import type { PathOptions } from './http/path.ts';
 import type { ServiceView } from './pipeline.ts';
+import type { Limiter } from './ratelimit/limiter.ts';
+import type { RateLimitRuntime } from './ratelimit/runtime.ts';
 import { ServiceRetry } from './retry/policy.ts';
 import { compileRouter, type Router } from './routing/router.ts';
 import { mergeSubsetPolicy } from './routing/subset.ts';
@@ -32,6 +34,8 @@ export interface ServiceRuntimeOptions {
   identity?: MeshIdentity | undefined;
   /** The mesh's `pathNormalization`, applied before route matching. */
   paths?: PathOptions | undefined;
+  /** The mesh's rate limits, for the service's own `rateLimits` (src/ratelimit). */
+  rateLimits?: RateLimitRuntime | undefined;
 }
 
 /** Everything the pipeline knows about one configured service, built once at createMesh. */
@@ -58,6 +62,8 @@ export class ServiceRuntime implements ServiceView {
   readonly limits: ServiceLimits;
   /** Client TLS (trafficPolicy.tls), when its mode is not DISABLE. */
   readonly tls: ClientTls | undefined;
+  /** Outbound rate limits (src/ratelimit/ratelimit-layer.ts); undefined when none. */
+  readonly rateLimits: Limiter | undefined;
 
   constructor(name: string, config: ServiceConfig, opts: ServiceRuntimeOptions) {
     this.name = name;
@@ -99,6 +105,7 @@ export class ServiceRuntime implements ServiceView {
     this.fallback = opts.fallback;
     this.limits = new ServiceLimits(policy?.connectionPool);
     this.tls = createClientTls(name, config, opts);
+    this.rateLimits = opts.rateLimits?.forService(name);
     this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
     this.endpoints = new EndpointSet({
       service: name,

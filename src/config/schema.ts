@@ -10,6 +10,7 @@ import { circuitBreakerSchema } from '../breaker/schema.ts';
 import { authorizationSchema, contextSchema } from '../context/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
 import { pathNormalizationSchema } from '../http/path-schema.ts';
+import { rateLimitIssues, rateLimitsSchema, serviceRateLimitsSchema } from '../ratelimit/schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
@@ -54,6 +55,8 @@ export const serviceSchema = z.strictObject({
   /** Covers all attempts (Istio route timeout); none by default. */
   timeout: duration.optional(),
   retryBudget: retryBudgetSchema.optional(),
+  /** Rate limits on calls to this service, checked before anything is sent (src/ratelimit). */
+  rateLimits: serviceRateLimitsSchema.optional(),
 });
 
 export const meshConfigSchema = z
@@ -78,6 +81,8 @@ export const meshConfigSchema = z
      * outbound route matching (Istio's meshConfig.pathNormalization; docs/context.md).
      */
     pathNormalization: pathNormalizationSchema.optional(),
+    /** Rate limits, plans and quotas enforced by mesh.inbound() (src/ratelimit, docs/rate-limits.md). */
+    rateLimits: rateLimitsSchema.optional(),
     services: userRecord(
       z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
       serviceSchema,
@@ -88,6 +93,7 @@ export const meshConfigSchema = z
     for (const issue of subsetPolicyIssues(c.services)) ctx.addIssue(issue);
     for (const issue of routeReferenceIssues(c.services, c.unknownServices === 'passthrough'))
       ctx.addIssue({ ...issue });
+    for (const issue of rateLimitIssues(c)) ctx.addIssue({ ...issue });
   });
 
 export type MeshConfig = z.output<typeof meshConfigSchema>;

@@ -7,6 +7,7 @@
 
 import type { ContextCounters } from '../context/runtime.ts';
 import type { DiscoveryStatus } from '../discovery/types.ts';
+import type { RateLimitsSnapshot } from '../ratelimit/runtime.ts';
 import type { BudgetSnapshot } from '../retry/budget.ts';
 import type { ServiceRuntime } from '../service.ts';
 import { type IdentitySnapshot, type TlsSnapshot, tlsSnapshot } from '../tls/snapshot.ts';
@@ -94,6 +95,8 @@ export interface MeshSnapshot {
   identity?: IdentitySnapshot | undefined;
   /** Mirrored copies: in flight now (bounded by `max`), sent and dropped so far. */
   mirrors?: { inFlight: number; max: number; sent: number; dropped: number } | undefined;
+  /** Rate limits: the store, every policy's decisions, refusals, usage per application (docs/rate-limits.md). */
+  rateLimits?: RateLimitsSnapshot | undefined;
 }
 
 /**
