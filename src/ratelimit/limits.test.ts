@@ -103,7 +103,10 @@ describe('GCRA with a window cap (1s, 1m)', () => {
         const l = compileLimit({ requests, per: '1m' });
         const s = newLimitState();
         let t = T0;
-        for (let i = 0; i < used; i++) take(l, s, (t += 10));
+        for (let i = 0; i < used; i++) {
+          t += 10;
+          take(l, s, t);
+        }
         const w = waitFor(l, s, 1, t);
         if (w > 1) expect(available(l, s, t + w - 1)).toBe(0);
         expect(available(l, s, t + w + 1e-6)).toBeGreaterThanOrEqual(1);

@@ -2,7 +2,7 @@
  * The narrow Redis connection the store uses: one node-redis client (or cluster) per mesh, loaded
  * lazily (`redis` is an optional peer dependency, loaded only when `rateLimits.store.redis` is
  * configured). Commands are never queued while disconnected (`disableOfflineQueue`: they fail at
- * once), each has a timeout, and the client reconnects by itself with a short capped backoff.
+ * once), each call is bounded by our own timer, and the client reconnects by itself with a short capped backoff.
  * Scripts go as EVALSHA; a server that does not know the script yet gets EVAL once.
  */
 
@@ -14,13 +14,19 @@ import type { Script } from './lua.ts';
 export interface RedisConnection {
   /** True while commands can be sent. */
   readonly ready: boolean;
-  /** Runs a script (EVALSHA, EVAL on NOSCRIPT) with a timeout. Rejects on error or timeout. */
+  /**
+   * Runs a script (EVALSHA, EVAL on NOSCRIPT). Rejects on error, and with a TimeoutError after
+   * `timeoutMs` when given; without it the call runs until Redis answers or the connection dies
+   * (the store races it against its own deadlines, and keeps a late answer).
+   */
   evalScript(
     script: Script,
     keys: readonly string[],
     args: readonly string[],
-    timeoutMs: number,
+    timeoutMs?: number,
   ): Promise<unknown>;
+  /** Loads scripts (SCRIPT LOAD) so the first EVALSHA of each finds them (a single node only). */
+  load(scripts: readonly Script[]): Promise<void>;
   /** Called on every change of `ready`. */
   onReadyChange: ((ready: boolean) => void) | undefined;
   close(): Promise<void>;
@@ -36,19 +42,43 @@ interface NodeRedisLike {
   unref?(): void;
 }
 interface NodeRedisClient extends NodeRedisLike {
-  sendCommand(args: readonly string[], options?: { timeout?: number }): Promise<unknown>;
+  sendCommand(args: readonly string[]): Promise<unknown>;
 }
 interface NodeRedisCluster extends NodeRedisLike {
-  sendCommand(
-    firstKey: string,
-    isReadonly: boolean,
-    args: readonly string[],
-    options?: { timeout?: number },
-  ): Promise<unknown>;
+  sendCommand(firstKey: string, isReadonly: boolean, args: readonly string[]): Promise<unknown>;
 }
 interface NodeRedisModule {
   createClient(opts: Record<string, unknown>): NodeRedisClient;
   createCluster(opts: Record<string, unknown>): NodeRedisCluster;
+}
+
+export class StoreTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`the Redis call took longer than ${ms} ms`);
+    this.name = 'TimeoutError';
+  }
+}
+
+/**
+ * `p`, or a TimeoutError after `ms`. Our own timer, not node-redis's `timeout` option: that one
+ * did not fire for a command already written to a Redis that stopped answering (SIGSTOP), which
+ * is exactly the case it must cover. The late answer is dropped; the breaker stops new calls.
+ */
+function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new StoreTimeoutError(ms)), ms);
+    timer.unref();
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** Reconnect backoff: 50 ms doubling to 1 s, plus jitter, forever. */
@@ -77,16 +107,20 @@ export function connectRedis(opts: ConnectOptions): RedisConnection {
       return ready && !closing;
     },
     onReadyChange: undefined,
-    async evalScript(script, keys, args, timeoutMs) {
+    evalScript(script, keys, args, timeoutMs) {
       const cmd = ['EVALSHA', script.sha, String(keys.length), ...keys, ...args];
-      try {
-        return await send(keys[0] as string, cmd, timeoutMs);
-      } catch (err) {
+      const first = keys[0] as string;
+      const call = send(first, cmd).catch((err: unknown) => {
         if (!String((err as Error)?.message).startsWith('NOSCRIPT')) throw err;
         cmd[0] = 'EVAL';
         cmd[1] = script.source;
-        return await send(keys[0] as string, cmd, timeoutMs);
-      }
+        return send(first, cmd);
+      });
+      return timeoutMs === undefined ? call : bounded(call, timeoutMs);
+    },
+    async load(scripts) {
+      if (opts.cluster) return; // each node learns a script on its first EVAL (NOSCRIPT fallback)
+      for (const sc of scripts) await bounded(send('', ['SCRIPT', 'LOAD', sc.source]), 2_000);
     },
     async close() {
       closing = true;
@@ -108,18 +142,18 @@ export function connectRedis(opts: ConnectOptions): RedisConnection {
     conn.onReadyChange?.(r);
   };
   let client: NodeRedisClient | NodeRedisCluster;
-  let send: (firstKey: string, cmd: readonly string[], timeoutMs: number) => Promise<unknown>;
+  let send: (firstKey: string, cmd: readonly string[]) => Promise<unknown>;
   if (opts.cluster) {
     const cluster = mod.createCluster({
       rootNodes: [{ url: opts.url }],
       defaults: { ...common, socket },
       minimizeConnections: true,
     });
-    send = (firstKey, cmd, timeout) => cluster.sendCommand(firstKey, false, cmd, { timeout });
+    send = (firstKey, cmd) => cluster.sendCommand(firstKey, false, cmd);
     client = cluster;
   } else {
     const single = mod.createClient({ url: opts.url, ...common, socket });
-    send = (_firstKey, cmd, timeout) => single.sendCommand(cmd, { timeout });
+    send = (_firstKey, cmd) => single.sendCommand(cmd);
     client = single;
   }
   client.on('ready', () => setReady(true));

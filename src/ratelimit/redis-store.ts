@@ -19,7 +19,7 @@ import type { Clock } from '../clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { redactUrl } from '../telemetry/url.ts';
 import { available, type CompiledLimit, resetIn } from './limits.ts';
-import { REPORT, TAKE } from './lua.ts';
+import { REPORT, type Script, TAKE } from './lua.ts';
 import type { RedisConnection } from './redis-client.ts';
 import {
   ALLOWED,
@@ -99,6 +99,8 @@ export class RedisStore implements CounterStore {
   #lastError: string | undefined;
   #lastReportAt: number | undefined;
   #closed = false;
+  /** Called once Redis is (again) connected and the scripts are loaded (the runtime reports then). */
+  onConnected: (() => void) | undefined;
 
   constructor(o: RedisStoreOptions) {
     this.#o = o;
@@ -108,11 +110,14 @@ export class RedisStore implements CounterStore {
     this.#table = new CounterTable();
     this.#prefix = `mwrl:{${o.domain}`;
     this.#redis.onReadyChange = (ready) => {
-      if (ready) {
-        this.#everReady = true;
-        // A reconnected Redis is worth a probe now, not at the end of the breaker's wait.
-        if (this.#openUntil > 0) this.#openUntil = this.clock();
-      }
+      if (!ready) return;
+      this.#everReady = true;
+      // A reconnected Redis is worth a probe now, not at the end of the breaker's wait.
+      if (this.#openUntil > 0) this.#openUntil = this.clock();
+      this.#redis.load([TAKE, REPORT]).then(
+        () => this.onConnected?.(),
+        () => this.onConnected?.(),
+      );
     };
   }
 
@@ -146,10 +151,10 @@ export class RedisStore implements CounterStore {
         c.retryAfterMs = c.deniedUntil - now;
         return OVER_LIMIT;
       }
-      if (!this.#usable(now)) return this.#fallback(c, n);
+      if (!this.#usable(now)) return this.#fallback(c, n)[0];
       return this.#leaseWait(c, n, now);
     }
-    if (!this.#usable(this.clock())) return this.#fallback(c, n);
+    if (!this.#usable(this.clock())) return this.#fallback(c, n)[0];
     return this.#exact(c, n);
   }
 
@@ -185,9 +190,12 @@ export class RedisStore implements CounterStore {
   }
 
   async #leaseWait(c: Counter, n: number, started: number): Promise<TakeResult> {
-    c.demand += n;
-    await (c.refill ?? this.#refill(c));
-    for (let round = 0; ; round++) {
+    for (let round = 0; round < 2; round++) {
+      c.demand += n;
+      const refill = c.refill ?? this.#refill(c);
+      const left = this.#o.timeoutMs - (this.clock() - started);
+      // The refill goes on past our deadline (its tokens are kept); this request stops waiting.
+      if (left <= 0 || !(await within(refill, left))) return this.#fallback(c, n)[0];
       const now = this.clock();
       if (c.tokens > 0 && now >= c.leaseUntil) this.#expireLease(c);
       if (c.tokens >= n) {
@@ -199,49 +207,42 @@ export class RedisStore implements CounterStore {
         c.retryAfterMs = c.deniedUntil - now;
         return OVER_LIMIT;
       }
-      const left = this.#o.timeoutMs - (now - started);
-      // The store failed, or others took this lease: one more round while time is left.
-      if (round > 0 || left <= 0 || !this.#usable(now)) return this.#fallback(c, n);
-      c.demand += n;
-      const refill = c.refill ?? this.#refill(c);
-      let timer: NodeJS.Timeout | undefined;
-      const late = await Promise.race([
-        refill.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(resolve, left, true);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (late) return this.#fallback(c, n);
+      // The store failed, or other requests took this lease: one more round while time is left.
+      if (!this.#usable(now)) break;
     }
+    return this.#fallback(c, n)[0];
   }
 
-  /** Fetches the next lease; never rejects (a failure leaves the counter without tokens). */
+  /**
+   * Fetches the next lease. Never rejects; a lease that arrives after the requests waiting for it
+   * gave up is kept (its tokens were taken from the store: dropping them would lose quota).
+   */
   #refill(c: Counter): Promise<void> {
     const max = this.#leaseMax(c);
     const want = Math.max(Math.min(c.leaseSize, max), c.demand);
     c.demand = 0;
     const sent = this.clock();
-    const p = this.#take(c, want, 1, Math.min(want, max)).then((reply) => {
-      if (reply === undefined) return;
-      const granted = reply[0] as number;
-      if (granted > 0) {
-        const windows = windowsOf(reply, c.limits.length);
-        if (c.tokens > 0 && c.leaseWindows && !sameWindows(c.leaseWindows, windows)) this.#expireLease(c);
-        // A lease spent fast grows; a lease left half unused shrinks (see #expireLease).
-        if (c.leaseAt > 0 && sent - c.leaseAt < LEASE_FAST_MS && c.tokens === 0)
-          c.leaseSize = Math.min(max, c.leaseSize * 2);
-        c.tokens += granted;
-        c.leaseAt = sent;
-        c.leaseWindows = windows;
-        c.leaseUntil = sent + Math.min(LEASE_TTL_MS, minReset(reply, c.limits.length));
-        c.deniedUntil = 0;
-      } else c.deniedUntil = sent + Math.max(1, reply[1] as number);
-    }, noop);
-    c.refill = p.finally(() => {
-      if (c.refill === tracked) c.refill = undefined;
-    });
-    const tracked = c.refill;
+    const tracked: Promise<void> = this.#take(c, want, 1, Math.min(want, max))
+      .then((reply) => {
+        if (reply === undefined) return;
+        const granted = reply[0] as number;
+        if (granted > 0) {
+          const windows = windowsOf(reply, c.limits.length);
+          if (c.tokens > 0 && c.leaseWindows && !sameWindows(c.leaseWindows, windows)) this.#expireLease(c);
+          // A lease spent fast grows; a lease left half unused shrinks (see #expireLease).
+          if (c.leaseAt > 0 && sent - c.leaseAt < LEASE_FAST_MS && c.tokens === 0)
+            c.leaseSize = Math.min(max, c.leaseSize * 2);
+          c.tokens += granted;
+          c.leaseAt = sent;
+          c.leaseWindows = windows;
+          c.leaseUntil = sent + Math.min(LEASE_TTL_MS, minReset(reply, c.limits.length));
+          c.deniedUntil = 0;
+        } else c.deniedUntil = sent + Math.max(1, reply[1] as number);
+      })
+      .finally(() => {
+        if (c.refill === tracked) c.refill = undefined;
+      });
+    c.refill = tracked;
     return tracked;
   }
 
@@ -256,8 +257,22 @@ export class RedisStore implements CounterStore {
   }
 
   async #exact(c: Counter, n: number): Promise<TakeResult> {
-    const reply = await this.#take(c, n, n, n);
-    if (reply === undefined) return this.#fallback(c, n);
+    const call = this.#take(c, n, n, n);
+    if (!(await within(call, this.#o.timeoutMs))) {
+      const [decided, local] = this.#fallback(c, n);
+      // The store may still count this request: then undo whatever the fallback did with it.
+      call.then((reply) => {
+        if (reply === undefined || (reply[0] as number) < n) return;
+        const windows = windowsOf(reply, c.limits.length);
+        for (let i = 0; i < c.limits.length; i++)
+          if (local !== undefined)
+            addAdjust(c, i, -n, local[i] as number); // counted twice: once is enough
+          else if (decided !== ALLOWED) addAdjust(c, i, -n, windows[i] as number); // refused here: give back
+      }, noop);
+      return decided;
+    }
+    const reply = await call;
+    if (reply === undefined) return this.#fallback(c, n)[0];
     if ((reply[0] as number) >= n) {
       c.leaseWindows = windowsOf(reply, c.limits.length);
       c.via = VIA_STORE;
@@ -274,8 +289,12 @@ export class RedisStore implements CounterStore {
     return Math.max(1, m === Number.POSITIVE_INFINITY ? 1 : m);
   }
 
-  /** One TAKE call: the reply, or undefined when the store failed (counted by the breaker). */
-  async #take(c: Counter, want: number, min: number, waitFor: number): Promise<number[] | undefined> {
+  /**
+   * One TAKE call: the reply, or undefined when the store failed. Never rejects, never gives up
+   * on a slow answer (the callers race it against their deadline); a call that outlives the
+   * timeout counts as a failure for the breaker, and its late answer as a success.
+   */
+  #take(c: Counter, want: number, min: number, waitFor: number): Promise<number[] | undefined> {
     const m = c.limits.length;
     const args: string[] = [
       String(want),
@@ -296,42 +315,49 @@ export class RedisStore implements CounterStore {
         String(adjW?.[i] ?? 0),
       );
     }
-    if (adj) c.adjust = undefined;
+    c.adjust = undefined;
+    c.adjustWindows = undefined;
     const sent = this.clock();
-    const reply = (await this.#call(TAKE, [`${this.#prefix}|${c.id}}`], args)) as number[] | undefined;
-    if (reply === undefined) {
-      // Not settled: keep the adjustments for the next call (newer ones merged in meanwhile).
-      if (adj && adjW) for (let i = 0; i < m; i++) addAdjust(c, i, adj[i] as number, adjW[i] as number);
-      return undefined;
-    }
-    if (c.storeRemaining?.length !== m) c.storeRemaining = new Array(m).fill(0);
-    if (c.storeResetAt?.length !== m) c.storeResetAt = new Array(m).fill(0);
-    const rem = c.storeRemaining as number[];
-    const reset = c.storeResetAt as number[];
-    for (let i = 0; i < m; i++) {
-      rem[i] = reply[2 + i * 3 + 1] as number;
-      reset[i] = sent + (reply[2 + i * 3 + 2] as number);
-    }
-    c.storeFresh = sent + STORE_VIEW_MS;
-    return reply;
+    return this.#call(TAKE, [`${this.#prefix}|${c.id}}`], args).then((r) => {
+      const reply = r as number[] | undefined;
+      if (reply === undefined) {
+        // Not settled: keep the adjustments for the next call (newer ones merged in meanwhile).
+        if (adj && adjW) for (let i = 0; i < m; i++) addAdjust(c, i, adj[i] as number, adjW[i] as number);
+        return undefined;
+      }
+      if (c.storeRemaining?.length !== m) c.storeRemaining = new Array(m).fill(0);
+      if (c.storeResetAt?.length !== m) c.storeResetAt = new Array(m).fill(0);
+      const rem = c.storeRemaining as number[];
+      const reset = c.storeResetAt as number[];
+      for (let i = 0; i < m; i++) {
+        rem[i] = reply[2 + i * 3 + 1] as number;
+        reset[i] = sent + (reply[2 + i * 3 + 2] as number);
+      }
+      c.storeFresh = sent + STORE_VIEW_MS;
+      return reply;
+    });
   }
 
-  #fallback(c: Counter, n: number): TakeResult {
+  /**
+   * The decision without the store (onFailure), and for `local`, the window starts the request
+   * was counted in (it is charged to the store when it is back).
+   */
+  #fallback(c: Counter, n: number): [TakeResult, number[] | undefined] {
     this.#fallbacks++;
     c.via = VIA_LOCAL;
     const mode = this.#o.onFailure;
-    if (mode === 'open') return ALLOWED;
+    if (mode === 'open') return [ALLOWED, undefined];
     if (mode === 'closed') {
       c.retryAfterMs = 1_000;
-      return STORE_DOWN;
+      return [STORE_DOWN, undefined];
     }
     const limits = shareOf(c.limits, this.replicas());
     const r = takeLocal(c, limits, n, this.wall());
-    if (r === ALLOWED)
-      // Charged to Redis when it is back (window starts by this clock; Redis ignores a mismatch).
-      for (let i = 0; i < limits.length; i++)
-        addAdjust(c, i, n, c.state(limits[i] as CompiledLimit).winStart);
-    return r;
+    if (r !== ALLOWED) return [r, undefined];
+    // Charged to Redis when it is back (window starts by this clock; Redis ignores a mismatch).
+    const windows = limits.map((l) => c.state(l).winStart);
+    for (let i = 0; i < limits.length; i++) addAdjust(c, i, n, windows[i] as number);
+    return [r, windows];
   }
 
   // ---- the breaker and the calls ----
@@ -343,38 +369,53 @@ export class RedisStore implements CounterStore {
     return now >= this.#openUntil && !this.#probing;
   }
 
-  async #call(script: typeof TAKE, keys: string[], args: string[]): Promise<unknown> {
+  #call(script: Script, keys: string[], args: string[]): Promise<unknown> {
     const probe = this.#openUntil > 0;
     if (probe) this.#probing = true;
     this.#calls++;
-    try {
-      const reply = await this.#redis.evalScript(script, keys, args, this.#o.timeoutMs);
-      this.#failures = 0;
-      this.#openUntil = 0;
-      this.#openFor = BREAKER_MIN_MS;
-      return reply;
-    } catch (err) {
-      this.#errors++;
-      const msg = String((err as Error)?.message ?? err);
-      if ((err as Error)?.name === 'TimeoutError') this.#timeouts++;
-      this.#lastError = msg;
-      this.#failures++;
-      if (probe || this.#failures >= BREAKER_FAILURES) {
-        const now = this.clock();
-        if (this.#openUntil === 0 || probe) {
-          if (this.#openUntil === 0)
-            this.#o.logger.warn(
-              { err: msg, forMs: this.#openFor },
-              'rate limits: Redis failing; deciding without it (rateLimits.store.onFailure) until a probe succeeds',
-            );
-          this.#openUntil = now + this.#openFor;
-          this.#openFor = Math.min(BREAKER_MAX_MS, this.#openFor * 2);
-        }
-      }
-      return undefined;
-    } finally {
+    let settled = false;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      timedOut = true;
+      this.#timeouts++;
+      this.#failed(`the Redis call took longer than ${this.#o.timeoutMs} ms`, probe);
       if (probe) this.#probing = false;
-    }
+    }, this.#o.timeoutMs);
+    timer.unref();
+    return this.#redis.evalScript(script, keys, args).then(
+      (reply) => {
+        settled = true;
+        clearTimeout(timer);
+        this.#failures = 0;
+        this.#openUntil = 0;
+        this.#openFor = BREAKER_MIN_MS;
+        if (probe) this.#probing = false;
+        return reply;
+      },
+      (err: unknown) => {
+        settled = true;
+        clearTimeout(timer);
+        // A call the timer already counted as failed is not counted twice.
+        if (!timedOut) this.#failed(String((err as Error)?.message ?? err), probe);
+        if (probe) this.#probing = false;
+        return undefined;
+      },
+    );
+  }
+
+  #failed(msg: string, probe: boolean): void {
+    this.#errors++;
+    this.#lastError = msg;
+    this.#failures++;
+    if (!probe && this.#failures < BREAKER_FAILURES) return;
+    if (this.#openUntil === 0)
+      this.#o.logger.warn(
+        { err: msg, forMs: this.#openFor },
+        'rate limits: Redis failing; deciding without it (rateLimits.store.onFailure) until a probe succeeds',
+      );
+    this.#openUntil = this.clock() + this.#openFor;
+    this.#openFor = Math.min(BREAKER_MAX_MS, this.#openFor * 2);
   }
 
   // ---- background work: settling, usage reports ----
@@ -407,7 +448,8 @@ export class RedisStore implements CounterStore {
       String(fields.length),
     ];
     for (let i = 0; i < fields.length; i++) args.push(fields[i] as string, String(deltas[i]));
-    const reply = (await this.#call(REPORT, [`${this.#prefix}}:usage`, `${this.#prefix}}:replicas`], args)) as
+    const call = this.#call(REPORT, [`${this.#prefix}}:usage`, `${this.#prefix}}:replicas`], args);
+    const reply = ((await within(call, Math.max(this.#o.timeoutMs, 1_000))) ? await call : undefined) as
       | number[]
       | undefined;
     if (reply === undefined) return undefined;
@@ -460,6 +502,23 @@ export class RedisStore implements CounterStore {
     this.#closed = true;
     await this.#redis.close();
   }
+}
+
+/** True when `p` settles within `ms` (it goes on either way). */
+function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms, false);
+    p.then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+    );
+  });
 }
 
 function addAdjust(c: Counter, i: number, n: number, window: number): void {

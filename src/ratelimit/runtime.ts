@@ -116,6 +116,8 @@ export class RateLimitRuntime {
     if (this.#redis) {
       this.#timer = setInterval(() => this.#tick(), this.#reportMs);
       this.#timer.unref();
+      // A first report right away: the heartbeat tells every replica how many share the limits.
+      this.#redis.onConnected = () => void this.#tick();
     }
   }
 

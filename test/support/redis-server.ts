@@ -1,0 +1,116 @@
+/**
+ * A private redis-server (Debian's, as the test setup installs it) on 127.0.0.1, for the tests
+ * and benches that kill and restart Redis: the shared one of the vitest setup must stay up.
+ * No persistence; the process is killed when this process exits.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+
+export interface PrivateRedis {
+  url: string;
+  port: number;
+  /** SIGKILL (as a crash), resolved once the process is gone. */
+  kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a Redis that accepts connections and answers nothing. */
+  pause(): void;
+  resume(): void;
+  /** Starts it again on the same port. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function redisBinary(): string | undefined {
+  for (const p of ['/usr/bin/redis-server', '/usr/local/bin/redis-server', '/usr/sbin/redis-server'])
+    if (existsSync(p)) return p;
+  return undefined;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(false);
+    }, 300);
+    sock.on('data', (d) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(d.toString().startsWith('+PONG'));
+    });
+    sock.on('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+}
+
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+export async function startPrivateRedis(): Promise<PrivateRedis> {
+  const bin = redisBinary();
+  if (!bin) throw new Error('redis-server is not installed (apt-get install redis-server)');
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+  const launch = async () => {
+    const c = spawn(
+      bin,
+      [
+        '--bind',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--protected-mode',
+        'yes',
+      ],
+      { stdio: 'ignore' },
+    );
+    children.add(c);
+    c.on('exit', () => children.delete(c));
+    child = c;
+    for (let i = 0; i < 100; i++) {
+      if (await ping(port)) return;
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    throw new Error(`redis-server on ${port} did not start`);
+  };
+  const kill = async () => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const gone = new Promise((r) => c.once('exit', r));
+    c.kill('SIGCONT');
+    c.kill('SIGKILL');
+    await gone;
+  };
+  await launch();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    kill,
+    pause: () => child?.kill('SIGSTOP'),
+    resume: () => child?.kill('SIGCONT'),
+    restart: async () => {
+      await kill();
+      await launch();
+    },
+    stop: kill,
+  };
+}
