@@ -141,10 +141,10 @@ export class Credentials<P> {
   }
 }
 
-/** A name in a reason: JSON-quoted, control characters escaped, at most 64 characters. */
+/** A name in a reason: JSON-quoted, at most 64 characters, anything but printable ASCII escaped. */
 export function quote(s: string): string {
   return JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}…` : s).replace(
-    /[\u007f-\u009f]/g,
+    /[^\x20-\x7e]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
 }

@@ -66,7 +66,7 @@ const limitsSchema = z
           code: 'custom',
           path: [i, 'per'],
           input: l.per,
-          message: `"${l.per}" is limited twice in this list: keep the lower one`,
+          message: 'is limited twice in this list: keep the lower one',
         });
       seen.add(l.per);
     });
@@ -93,7 +93,7 @@ export const keySourceSchema = z
     if (set.length !== 1)
       ctx.addIssue({
         code: 'custom',
-        input: k,
+        input: undefined,
         message:
           set.length === 0
             ? 'names nothing to count by: set one of header, context, principal, query, claim, application'
@@ -126,7 +126,7 @@ const policiesSchema = z.array(policySchema).superRefine((list, ctx) => {
         code: 'custom',
         path: [i, 'name'],
         input: p.name,
-        message: `"${p.name}" is used by another policy: names must be unique`,
+        message: 'is used by another policy: names must be unique',
       });
     seen.add(p.name);
   });
@@ -152,7 +152,7 @@ const locationSchema = z
   .strictObject({ header: headerName.optional(), query: z.string().min(1).max(256).optional() })
   .superRefine((l, ctx) => {
     if ((l.header === undefined) === (l.query === undefined))
-      ctx.addIssue({ code: 'custom', input: l, message: 'set exactly one of header, query' });
+      ctx.addIssue({ code: 'custom', input: undefined, message: 'set exactly one of header, query' });
   });
 
 export const credentialSchema = z
@@ -179,14 +179,14 @@ export const credentialSchema = z
     if (kinds.length !== 1)
       ctx.addIssue({
         code: 'custom',
-        input: c,
+        input: undefined,
         message:
           kinds.length === 0
             ? 'names no credential: set userKey, appId + appKey, jwt or context'
             : `sets ${kinds.join(' and ')}: list them as separate credentials (the first one present is used)`,
       });
     if ((c.appId === undefined) !== (c.appKey === undefined))
-      ctx.addIssue({ code: 'custom', input: c, message: 'appId and appKey go together' });
+      ctx.addIssue({ code: 'custom', input: undefined, message: 'appId and appKey go together' });
   });
 
 export type CredentialConfig = z.output<typeof credentialSchema>;
@@ -392,7 +392,7 @@ function blockIssues(r: ServiceRateLimitsConfig): Issue[] {
   const hasPlans = Object.keys(plans).length > 0;
   for (const [app, a] of Object.entries(r.applications ?? {})) {
     if (!Object.hasOwn(plans, a.plan))
-      add(['applications', app, 'plan'], a.plan, `"${a.plan}" is not one of rateLimits.plans`);
+      add(['applications', app, 'plan'], a.plan, 'is not one of the plans');
   }
   if (hasPlans && r.credentials === undefined)
     add(['credentials'], undefined, 'is required with plans: say where the application is found');
@@ -450,7 +450,7 @@ export function rateLimitIssues(c: MeshFields): Issue[] {
           code: 'custom',
           path,
           input: field,
-          message: `"${field}" is not one of context.headers: the gateway context would never hold it`,
+          message: 'is not one of context.headers: the gateway context would never hold it',
         });
     };
     (block.policies ?? []).forEach((p, i) => {
@@ -484,7 +484,7 @@ export function rateLimitIssues(c: MeshFields): Issue[] {
       code: 'custom',
       path: ['rateLimits', 'store', 'replicas', 'service'],
       input: replicas.service,
-      message: `"${replicas.service}" is not a configured service`,
+      message: 'is not a configured service',
     });
   return issues;
 }
