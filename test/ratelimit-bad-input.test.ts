@@ -77,7 +77,10 @@ describe('bad input: the right answer, nothing counted against another applicati
       expect([200, 429], v.slice(0, 20)).toContain(r.status);
     }
     // `acme ` and `acme\t` were acme (node:http trims optional whitespace): its bucket is spent.
-    const r = await send([['user-key', 'k-acme-7f3a9c1e'], ['x-app', 'acme']]);
+    const r = await send([
+      ['user-key', 'k-acme-7f3a9c1e'],
+      ['x-app', 'acme'],
+    ]);
     expect(r.status).toBe(429);
     expect(r.headers.ratelimit).toContain('"per-key/1h";r=0;');
     const snap = mesh.snapshot().rateLimits;
@@ -90,7 +93,13 @@ describe('bad input: the right answer, nothing counted against another applicati
 
   it('a user key that is almost right, or another app’s with junk, is 403 and counted for nobody', async () => {
     const before = JSON.stringify(mesh.snapshot().rateLimits?.usage);
-    for (const key of ['k-acme-7f3a9c1', 'k-acme-7f3a9c1e ', 'K-ACME-7F3A9C1E', 'k-acme-7f3a9c1e\u00a0', 'x'.repeat(5_000)]) {
+    for (const key of [
+      'k-acme-7f3a9c1',
+      'k-acme-7f3a9c1e ',
+      'K-ACME-7F3A9C1E',
+      'k-acme-7f3a9c1e\u00a0',
+      'x'.repeat(5_000),
+    ]) {
       const r = await send([['user-key', key]]);
       // node:http trims the trailing space: that one is the right key.
       expect([403, 200], JSON.stringify(key).slice(0, 30)).toContain(r.status);
@@ -98,7 +107,9 @@ describe('bad input: the right answer, nothing counted against another applicati
     }
     const after = mesh.snapshot().rateLimits?.usage ?? [];
     const acme = after.find((u) => u.application === 'acme' && u.metric === 'hits');
-    const prev = (JSON.parse(before) as typeof after).find((u) => u.application === 'acme' && u.metric === 'hits');
+    const prev = (JSON.parse(before) as typeof after).find(
+      (u) => u.application === 'acme' && u.metric === 'hits',
+    );
     // Only the trimmed right key counted.
     expect(acme?.used.hour).toBe((prev?.used.hour ?? 0) + 1);
   });
@@ -109,7 +120,11 @@ describe('bad input: the right answer, nothing counted against another applicati
     const r = await send([['x-meshwork-context-token', gold]]);
     expect(r.status).toBe(403);
     expect(r.body).toBe('invalid credential: unknown plan "gold"\n');
-    const odd = await signJws({ 'x-gateway-app': 'acme', 'x-gateway-plan': '\u0000\u202e', exp }, 'HS256', SECRET);
+    const odd = await signJws(
+      { 'x-gateway-app': 'acme', 'x-gateway-plan': '\u0000\u202e', exp },
+      'HS256',
+      SECRET,
+    );
     const r2 = await send([['x-meshwork-context-token', odd]]);
     expect(r2.status).toBe(403);
     expect(r2.body).toBe('invalid credential: unknown plan "\\u0000\\u202e"\n');
@@ -124,7 +139,9 @@ describe('bad input: the right answer, nothing counted against another applicati
   it('wrong JWTs (claim keys) are 403 and never counted by their claims', async () => {
     const exp = Math.floor(Date.now() / 1000) + 60;
     const good = (sub: string) =>
-      new SignJWT({ sub, exp }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(JWT_SECRET));
+      new SignJWT({ sub, exp })
+        .setProtectedHeader({ alg: 'HS256' })
+        .sign(new TextEncoder().encode(JWT_SECRET));
     const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'u-victim', exp })).toString('base64url')}.`;
     const wrongKey = await new SignJWT({ sub: 'u-victim', exp })
       .setProtectedHeader({ alg: 'HS256' })
@@ -148,7 +165,10 @@ describe('bad input: the right answer, nothing counted against another applicati
     expect(victim).toBeUndefined();
     // The victim's own valid token still has its whole allowance (2 per hour).
     const r = await send([
-      ['x-meshwork-context-token', await signJws({ 'x-gateway-app': 'victim-app', 'x-gateway-plan': 'partner', exp }, 'HS256', SECRET)],
+      [
+        'x-meshwork-context-token',
+        await signJws({ 'x-gateway-app': 'victim-app', 'x-gateway-plan': 'partner', exp }, 'HS256', SECRET),
+      ],
       ['authorization', `Bearer ${valid}`],
     ]);
     expect(r.status).toBe(200);

@@ -36,7 +36,13 @@ beforeAll(async () => {
       ],
     },
   });
-  app = await listen(createServer(meshHandler(mesh, (_req, res) => res.end('ok'))));
+  app = await listen(
+    createServer(
+      meshHandler(mesh, (_req, res) => {
+        res.end('ok');
+      }),
+    ),
+  );
   admin = await listen(createServer(mesh.adminHandler()));
   for (let i = 0; i < 5; i++)
     await (await fetch(app.url, { headers: { 'user-key': 'k-acme-7f3a9c1e' } })).text();

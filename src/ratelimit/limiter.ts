@@ -27,7 +27,15 @@ import { compileMappingRules, HITS, type MappingRules, type Usage } from './mapp
 import { rateLimitInstruments } from './metrics.ts';
 import type { AnswersConfig, KeySource, RateLimitBlock } from './schema.ts';
 import { keyParts } from './schema.ts';
-import { ALLOWED, type Counter, type CounterStore, STORE_DOWN, type TakeResult } from './store.ts';
+import {
+  ALLOWED,
+  type Counter,
+  type CounterStore,
+  type LimitView,
+  type Namespace,
+  STORE_DOWN,
+  type TakeResult,
+} from './store.ts';
 import type { UsageBook } from './usage.ts';
 
 /** The mesh's own answer to a refused request. */
@@ -56,6 +64,8 @@ interface Source {
   readonly shadow: boolean;
   /** `"label/per"` per limit, quoted for the structured headers. */
   readonly items: readonly string[];
+  /** `RateLimit-Policy` items per limit (`"label/per";q=…;w=…`); undefined for a month (its length varies). */
+  readonly policyItems: readonly (string | undefined)[];
   readonly stats: { admitted: number; refused: number; shadowRefused: number };
   /** Metric attributes per decision, made once. */
   readonly attrs: Readonly<Record<Decision, Record<string, string>>>;
@@ -68,13 +78,26 @@ interface CompiledPolicy extends Source {
   readonly table: RouteTable | undefined;
   readonly parts: readonly KeySource[];
   readonly shared: boolean;
-  readonly idPrefix: string;
+  readonly ns: Namespace;
   readonly metric: string;
+}
+
+interface PlanMetric extends Source {
+  /** The plan's counters of this metric, one per application. */
+  readonly ns: Namespace;
 }
 
 interface CompiledPlan {
   readonly name: string;
-  readonly metrics: ReadonlyMap<string, Source>;
+  readonly metrics: ReadonlyMap<string, PlanMetric>;
+}
+
+/** Usage of a metric the plan does not limit. */
+interface Free {
+  readonly app: string;
+  readonly metric: string;
+  readonly n: number;
+  readonly plan: string;
 }
 
 interface Take {
@@ -118,6 +141,9 @@ function compileSource(
     limits: compiled,
     shadow,
     items: compiled.map((l) => `"${label}/${l.per}"`),
+    policyItems: compiled.map((l) =>
+      l.windowMs > 0 ? `"${label}/${l.per}";q=${l.requests};w=${l.windowMs / 1000}` : undefined,
+    ),
     stats: { admitted: 0, refused: 0, shadowRefused: 0 },
     attrs: Object.fromEntries(
       DECISIONS.map((d) => [
@@ -151,6 +177,8 @@ export class Limiter {
   readonly #draft: boolean;
   readonly #legacy: boolean;
   readonly #domain: string;
+  /** Scratch for the store's views (one at a time, synchronously). */
+  readonly #view: LimitView = { remaining: 0, resetMs: 0 };
   /** Requests refused, by answer kind. */
   readonly refusals: Record<keyof AnswersConfig, number> = {
     missingCredential: 0,
@@ -172,13 +200,26 @@ export class Limiter {
       table: tableOf(p.match),
       parts: keyParts(p.key),
       shared: p.missingKey === 'shared',
-      idPrefix: `${scopeKey}|p|${p.name}|`,
+      ns: deps.store.namespace(`${scopeKey}|p|${p.name}|`),
       metric: `policy:${p.name}`,
     }));
+    // One namespace per metric: an application's counts follow it from plan to plan.
+    const spaces = new Map<string, Namespace>();
+    const space = (metric: string) => {
+      let ns = spaces.get(metric);
+      if (ns === undefined) {
+        ns = deps.store.namespace(`${scopeKey}|a|${metric}|`);
+        spaces.set(metric, ns);
+      }
+      return ns;
+    };
     for (const [name, plan] of Object.entries(block.plans ?? {})) {
-      const metrics = new Map<string, Source>();
+      const metrics = new Map<string, PlanMetric>();
       for (const [metric, limits] of Object.entries(plan.limits ?? {}))
-        metrics.set(metric, compileSource(`${name}.${metric}`, limits, false, scope));
+        metrics.set(metric, {
+          ...compileSource(`${name}.${metric}`, limits, false, scope),
+          ns: space(metric),
+        });
       this.#plans.set(name, { name, metrics });
     }
     this.#credentials = block.credentials ? new Credentials(block, this.#plans) : undefined;
@@ -245,6 +286,7 @@ export class Limiter {
     usage: readonly Usage[] | undefined,
   ): Verdict | Promise<Verdict> {
     const takes: Take[] = [];
+    let free: Free[] | undefined;
     for (const p of this.#policies) {
       if (p.table !== undefined && p.table.match(req) === undefined) continue;
       let key = requestKey(p.parts, req, id);
@@ -254,7 +296,7 @@ export class Limiter {
       }
       takes.push({
         source: p,
-        counter: this.#store.counter(p.idPrefix + key, p.limits),
+        counter: this.#store.counter(p.ns, key, p.limits),
         n: 1,
         app: key,
         metric: p.metric,
@@ -267,17 +309,14 @@ export class Limiter {
       for (const u of usage) {
         const source = plan.metrics.get(u.metric);
         if (source === undefined || u.delta === 0) {
-          this.#deps.usage.add(this.scope, app, u.metric, u.delta, plan.name);
-          rateLimitInstruments().usage.add(u.delta, {
-            'meshwork.ratelimit.scope': this.scope,
-            'meshwork.ratelimit.application': app,
-            'meshwork.ratelimit.metric': u.metric,
-          });
+          // A metric the plan does not limit: usage only, counted if the request is admitted.
+          if (free === undefined) free = [];
+          free.push({ app, metric: u.metric, n: u.delta, plan: plan.name });
           continue;
         }
         takes.push({
           source,
-          counter: this.#store.counter(`${encodeKeyPart(this.scope)}|a|${appKey}|${u.metric}`, source.limits),
+          counter: this.#store.counter(source.ns, appKey, source.limits),
           n: u.delta,
           app,
           metric: u.metric,
@@ -285,20 +324,39 @@ export class Limiter {
         });
       }
     }
-    if (takes.length === 0) return PASS;
+    if (takes.length === 0) {
+      if (free !== undefined) this.#free(free, this.#store.wall());
+      return PASS;
+    }
+    const wall = this.#store.wall();
     const results: (TakeResult | Promise<TakeResult>)[] = [];
     let pending = false;
     for (let i = 0; i < takes.length; i++) {
       const t = takes[i] as Take;
-      const r = this.#store.take(t.counter, t.n);
+      const r = this.#store.take(t.counter, t.n, wall);
       if (typeof r !== 'number') pending = true;
       results.push(r);
     }
-    if (pending) return Promise.all(results).then((r) => this.#decide(takes, r));
-    return this.#decide(takes, results as TakeResult[]);
+    if (pending) return Promise.all(results).then((r) => this.#decide(takes, r, free, this.#store.wall()));
+    return this.#decide(takes, results as TakeResult[], free, wall);
   }
 
-  #decide(takes: readonly Take[], results: readonly TakeResult[]): Verdict {
+  /** Usage of metrics the plan does not limit, for an admitted request. */
+  #free(free: readonly Free[], wall: number): void {
+    const inst = rateLimitInstruments();
+    for (const f of free) {
+      const row = this.#deps.usage.row(this.scope, f.app, f.metric, f.plan);
+      this.#deps.usage.addTo(row, f.n, wall);
+      if (row.attrs !== undefined) inst.usage.add(f.n, row.attrs);
+    }
+  }
+
+  #decide(
+    takes: readonly Take[],
+    results: readonly TakeResult[],
+    free: readonly Free[] | undefined,
+    wall: number,
+  ): Verdict {
     let refusedBy: Take | undefined;
     let storeDown = false;
     let retryMs = 0;
@@ -316,21 +374,24 @@ export class Limiter {
       retryMs = Math.max(retryMs, t.counter.retryAfterMs);
     }
     if (refusedBy === undefined) {
+      const inst = rateLimitInstruments();
+      const usage = this.#deps.usage;
       for (let i = 0; i < takes.length; i++) {
         const t = takes[i] as Take;
         if ((results[i] as TakeResult) === ALLOWED) {
           t.source.stats.admitted++;
-          this.#record(t, 'allowed');
+          inst.decisions.add(1, t.source.attrs.allowed);
         }
-        this.#deps.usage.add(this.scope, t.app, t.metric, t.n, t.plan);
-        if (t.plan !== undefined)
-          rateLimitInstruments().usage.add(t.n, {
-            'meshwork.ratelimit.scope': this.scope,
-            'meshwork.ratelimit.application': t.app,
-            'meshwork.ratelimit.metric': t.metric,
-          });
+        let row = t.counter.usage;
+        if (row === undefined) {
+          row = usage.row(this.scope, t.app, t.metric, t.plan);
+          t.counter.usage = row;
+        } else if (t.plan !== undefined) usage.notePlan(row, t.plan);
+        usage.addTo(row, t.n, wall);
+        if (row.attrs !== undefined) inst.usage.add(t.n, row.attrs);
       }
-      return this.#draft || this.#legacy ? { headers: this.#headers(takes) } : PASS;
+      if (free !== undefined) this.#free(free, wall);
+      return this.#draft || this.#legacy ? { headers: this.#headers(takes, wall) } : PASS;
     }
     // Refused: the tokens the others took go back; the refused request counts for nobody.
     for (let i = 0; i < takes.length; i++) {
@@ -343,7 +404,7 @@ export class Limiter {
       }
     }
     const retryAfter = String(Math.max(1, Math.ceil(retryMs / 1000)));
-    const headers = this.#headers(takes);
+    const headers = this.#headers(takes, wall);
     headers['retry-after'] = retryAfter;
     if (storeDown) {
       const a = this.#answer('storeUnavailable', 503, 'rate limits unavailable: the store cannot be reached');
@@ -353,7 +414,9 @@ export class Limiter {
     // Name the limits that ran out (all of the source's when the view cannot tell).
     const src = refusedBy.source;
     const by = refusedBy;
-    let spent = src.limits.map((_, i) => i).filter((i) => this.#store.view(by.counter, i).remaining < by.n);
+    let spent = src.limits
+      .map((_, i) => i)
+      .filter((i) => this.#store.view(by.counter, i, wall, this.#view).remaining < by.n);
     if (spent.length === 0) spent = src.limits.map((_, i) => i);
     const a = this.#answer(
       'overLimit',
@@ -374,35 +437,43 @@ export class Limiter {
   }
 
   /** `RateLimit-Policy` and `RateLimit` (IETF draft) and the legacy trio, for the limits that apply. */
-  #headers(takes: readonly Take[]): Record<string, string> {
+  #headers(takes: readonly Take[], wall: number): Record<string, string> {
     const out: Record<string, string> = {};
+    const view = this.#view;
     let policy = '';
     let state = '';
-    let tight: { q: number; r: number; t: number } | undefined;
-    const wall = this.#store.wall();
+    let tightQ = 0;
+    let tightR = Number.POSITIVE_INFINITY;
+    let tightT = 0;
     for (const t of takes) {
       if (t.source.shadow) continue;
       const limits = t.source.limits;
       for (let i = 0; i < limits.length; i++) {
         const l = limits[i] as CompiledLimit;
-        const v = this.#store.view(t.counter, i);
-        const secs = Math.max(0, Math.ceil(v.resetMs / 1000));
-        const item = t.source.items[i] as string;
+        this.#store.view(t.counter, i, wall, view);
+        const secs = view.resetMs > 0 ? Math.ceil(view.resetMs / 1000) : 0;
         if (this.#draft) {
-          policy += `${policy ? ', ' : ''}${item};q=${l.requests};w=${windowSeconds(l, wall)}`;
-          state += `${state ? ', ' : ''}${item};r=${v.remaining};t=${secs}`;
+          const item = t.source.items[i] as string;
+          const p = t.source.policyItems[i] ?? `${item};q=${l.requests};w=${windowSeconds(l, wall)}`;
+          policy = policy === '' ? p : `${policy}, ${p}`;
+          const st = `${item};r=${view.remaining};t=${secs}`;
+          state = state === '' ? st : `${state}, ${st}`;
         }
-        if (tight === undefined || v.remaining < tight.r) tight = { q: l.requests, r: v.remaining, t: secs };
+        if (view.remaining < tightR) {
+          tightQ = l.requests;
+          tightR = view.remaining;
+          tightT = secs;
+        }
       }
     }
     if (this.#draft && policy) {
       out['ratelimit-policy'] = policy;
       out.ratelimit = state;
     }
-    if (this.#legacy && tight) {
-      out['x-ratelimit-limit'] = String(tight.q);
-      out['x-ratelimit-remaining'] = String(tight.r);
-      out['x-ratelimit-reset'] = String(tight.t);
+    if (this.#legacy && tightR !== Number.POSITIVE_INFINITY) {
+      out['x-ratelimit-limit'] = String(tightQ);
+      out['x-ratelimit-remaining'] = String(tightR);
+      out['x-ratelimit-reset'] = String(tightT);
     }
     return out;
   }

@@ -81,9 +81,9 @@ function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
   });
 }
 
-/** Reconnect backoff: 50 ms doubling to 1 s, plus jitter, forever. */
+/** Reconnect backoff: 50 ms doubling to 500 ms, plus jitter, forever. */
 export function reconnectDelay(retries: number): number {
-  return Math.min(50 * 2 ** Math.min(retries, 10), 1_000) + Math.floor(Math.random() * 50);
+  return Math.min(50 * 2 ** Math.min(retries, 10), 500) + Math.floor(Math.random() * 50);
 }
 
 export interface ConnectOptions {

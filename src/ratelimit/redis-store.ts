@@ -18,7 +18,7 @@
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { redactUrl } from '../telemetry/url.ts';
-import { available, type CompiledLimit, resetIn } from './limits.ts';
+import { available, type CompiledLimit, consume, resetIn } from './limits.ts';
 import { REPORT, type Script, TAKE } from './lua.ts';
 import type { RedisConnection } from './redis-client.ts';
 import {
@@ -27,6 +27,7 @@ import {
   type CounterStore,
   CounterTable,
   type LimitView,
+  type Namespace,
   OVER_LIMIT,
   refundLocal,
   STORE_DOWN,
@@ -121,8 +122,12 @@ export class RedisStore implements CounterStore {
     };
   }
 
-  counter(id: string, limits: readonly CompiledLimit[]): Counter {
-    return this.#table.get(id, limits, this.clock(), this.wall(), this.#o.logger);
+  namespace(prefix: string): Namespace {
+    return this.#table.namespace(prefix);
+  }
+
+  counter(ns: Namespace, key: string, limits: readonly CompiledLimit[]): Counter {
+    return this.#table.get(ns, key, limits, this.clock, this.wall, this.#o.logger);
   }
 
   replicas(): number {
@@ -131,13 +136,14 @@ export class RedisStore implements CounterStore {
 
   // ---- decisions ----
 
-  take(c: Counter, n: number): TakeResult | Promise<TakeResult> {
+  take(c: Counter, n: number, _wall: number): TakeResult | Promise<TakeResult> {
     if (this.#o.mode === 'lease') {
       const now = this.clock();
       if (c.tokens > 0 && now >= c.leaseUntil) this.#expireLease(c);
       if (c.tokens >= n) {
         c.tokens -= n;
         c.via = VIA_LEASE;
+        this.#note(c, n);
         if (
           c.refill === undefined &&
           c.tokens * 2 <= c.leaseSize &&
@@ -174,19 +180,19 @@ export class RedisStore implements CounterStore {
     refundLocal(c, shareOf(c.limits, this.replicas()), n, this.wall());
   }
 
-  view(c: Counter, i: number): LimitView {
+  view(c: Counter, i: number, wall: number, out: LimitView): LimitView {
     const now = this.clock();
     if (c.storeFresh > now && c.storeRemaining && c.storeResetAt) {
       const lease = this.#o.mode === 'lease' && c.leaseUntil > now ? c.tokens : 0;
-      return {
-        remaining: (c.storeRemaining[i] ?? 0) + lease,
-        resetMs: Math.max(0, (c.storeResetAt[i] ?? now) - now),
-      };
+      out.remaining = (c.storeRemaining[i] ?? 0) + lease;
+      out.resetMs = Math.max(0, (c.storeResetAt[i] ?? now) - now);
+      return out;
     }
     const l = shareOf(c.limits, this.replicas())[i] as CompiledLimit;
     const s = c.state(l);
-    const wall = this.wall();
-    return { remaining: available(l, s, wall), resetMs: resetIn(l, s, wall) };
+    out.remaining = available(l, s, wall);
+    out.resetMs = resetIn(l, s, wall);
+    return out;
   }
 
   async #leaseWait(c: Counter, n: number, started: number): Promise<TakeResult> {
@@ -201,6 +207,7 @@ export class RedisStore implements CounterStore {
       if (c.tokens >= n) {
         c.tokens -= n;
         c.via = VIA_LEASE;
+        this.#note(c, n);
         return ALLOWED;
       }
       if (now < c.deniedUntil) {
@@ -276,10 +283,28 @@ export class RedisStore implements CounterStore {
     if ((reply[0] as number) >= n) {
       c.leaseWindows = windowsOf(reply, c.limits.length);
       c.via = VIA_STORE;
+      this.#note(c, n);
       return ALLOWED;
     }
     c.retryAfterMs = Math.max(1, reply[1] as number);
     return OVER_LIMIT;
+  }
+
+  /**
+   * What this process admits through the store also counts against its local share, so that a
+   * fallback starting mid-window knows what this process already used: the window that spans an
+   * outage stays near the limit instead of getting a fresh share on top.
+   */
+  #note(c: Counter, n: number): void {
+    const wall = this.wall();
+    const limits = shareOf(c.limits, this.replicas());
+    for (let i = 0; i < limits.length; i++) {
+      const l = limits[i] as CompiledLimit;
+      const s = c.state(l);
+      // available() rolls the window; a share already spent stays spent (no negative tokens).
+      if (available(l, s, wall) >= n) consume(l, s, n, wall);
+      else s.count += n;
+    }
   }
 
   #leaseMax(c: Counter): number {

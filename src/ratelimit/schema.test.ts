@@ -26,12 +26,31 @@ describe('rateLimits config', () => {
         context: { headers: ['x-gateway-app', 'x-gateway-plan'] },
         rateLimits: {
           domain: 'travels',
-          store: { redis: 'redis://127.0.0.1:6379', mode: 'lease', onFailure: 'local', timeout: '10ms', replicas: 4 },
+          store: {
+            redis: 'redis://127.0.0.1:6379',
+            mode: 'lease',
+            onFailure: 'local',
+            timeout: '10ms',
+            replicas: 4,
+          },
           match: [{ uri: { prefix: '/api/' } }],
           policies: [
-            policy({ key: [{ context: 'x-gateway-app' }, { principal: true }], shadow: true, missingKey: 'shared' }),
+            policy({
+              key: [{ context: 'x-gateway-app' }, { principal: true }],
+              shadow: true,
+              missingKey: 'shared',
+            }),
           ],
-          plans: { partner: { limits: { hits: [{ requests: 100, per: '1s', burst: 20 }, { requests: 1e6, per: 'month' }] } } },
+          plans: {
+            partner: {
+              limits: {
+                hits: [
+                  { requests: 100, per: '1s', burst: 20 },
+                  { requests: 1e6, per: 'month' },
+                ],
+              },
+            },
+          },
           applications: { acme: { plan: 'partner', userKeys: ['k-0123456789'], appKeys: ['s-0123456789'] } },
           credentials: [
             { context: { app: 'x-gateway-app', plan: 'x-gateway-plan' } },
@@ -44,7 +63,9 @@ describe('rateLimits config', () => {
           answers: { overLimit: { status: 429, message: 'slow down' } },
           headers: { legacy: true },
         },
-        services: { partner: { discovery: { static: ['10.0.0.1:80'] }, rateLimits: { policies: [policy()] } } },
+        services: {
+          partner: { discovery: { static: ['10.0.0.1:80'] }, rateLimits: { policies: [policy()] } },
+        },
       }),
     ).toEqual([]);
   });
@@ -69,7 +90,9 @@ describe('rateLimits config', () => {
     expect(issues({ rateLimits: { policies: [policy({ key: { context: 'x-app' } })] } })).toEqual([
       'rateLimits.policies[0].key.context: "x-app" is not one of context.headers: the gateway context would never hold it',
     ]);
-    expect(issues({ rateLimits: { policies: [policy({ limits: [{ requests: 5, per: '1d', burst: 2 }] })] } })).toEqual([
+    expect(
+      issues({ rateLimits: { policies: [policy({ limits: [{ requests: 5, per: '1d', burst: 2 }] })] } }),
+    ).toEqual([
       'rateLimits.policies[0].limits[0].burst: 2 applies to "1s" and "1m" limits only ("1d" is a calendar quota: all of it may be used at once)',
     ]);
   });
@@ -79,7 +102,10 @@ describe('rateLimits config', () => {
       issues({
         rateLimits: {
           plans: { basic: {} },
-          applications: { acme: { plan: 'gold', userKeys: ['k-0123456789'] }, globex: { plan: 'basic', userKeys: ['k-0123456789'] } },
+          applications: {
+            acme: { plan: 'gold', userKeys: ['k-0123456789'] },
+            globex: { plan: 'basic', userKeys: ['k-0123456789'] },
+          },
           credentials: [{ userKey: { header: 'user-key' } }, { jwt: {} }],
         },
       }),
@@ -108,7 +134,9 @@ describe('rateLimits config', () => {
     expect(out).not.toContain('short');
     expect(out).not.toContain('tiny');
     expect(out).not.toContain('too-short');
-    expect(out).toContain('rateLimits.applications.acme.userKeys[0]: (value not shown) must be >= 8 in length');
+    expect(out).toContain(
+      'rateLimits.applications.acme.userKeys[0]: (value not shown) must be >= 8 in length',
+    );
   });
 
   it('refuses __proto__ as a plan or application name', () => {

@@ -391,8 +391,7 @@ function blockIssues(r: ServiceRateLimitsConfig): Issue[] {
   const plans = r.plans ?? {};
   const hasPlans = Object.keys(plans).length > 0;
   for (const [app, a] of Object.entries(r.applications ?? {})) {
-    if (!Object.hasOwn(plans, a.plan))
-      add(['applications', app, 'plan'], a.plan, 'is not one of the plans');
+    if (!Object.hasOwn(plans, a.plan)) add(['applications', app, 'plan'], a.plan, 'is not one of the plans');
   }
   if (hasPlans && r.credentials === undefined)
     add(['credentials'], undefined, 'is required with plans: say where the application is found');

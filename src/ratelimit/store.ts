@@ -18,6 +18,7 @@ import {
   resetIn,
   waitFor,
 } from './limits.ts';
+import type { UsageRow } from './usage.ts';
 
 /** What `take` says. */
 export const ALLOWED = 0;
@@ -40,8 +41,10 @@ export class Counter {
   limits: readonly CompiledLimit[];
   /** In-process state per period code (memory store, local mode, local fallback). */
   readonly local: (LimitState | undefined)[] = new Array(SLOTS).fill(undefined);
-  /** Monotonic ms of the last take, for eviction. */
+  /** Sequence number of the last use, for eviction (least recently used first). */
   lastUsed = 0;
+  /** The usage row this counter's admitted requests go to (set by the limiter). */
+  usage: UsageRow | undefined;
   /** After a refusal: ms until a token is expected. */
   retryAfterMs = 0;
   /** VIA_LOCAL, VIA_LEASE or VIA_STORE: how the last allowed take was decided. */
@@ -109,45 +112,84 @@ export class Counter {
 export const MAX_COUNTERS = 100_000;
 
 /**
- * Counters by id, bounded. When full, counters at rest are dropped first; if none are, the least
- * recently used tenth goes (they lose their counts: logged once). Keys come from requests, so an
- * unbounded table would let a caller who sends random keys fill the memory.
+ * The counters of one policy, or of one plan metric: keyed by the counted value alone, so the hot
+ * path looks up the request's own string (no key built per request). `prefix` + value is the
+ * counter's id in the store.
+ */
+export class Namespace {
+  readonly prefix: string;
+  readonly map = new Map<string, Counter>();
+  constructor(prefix: string) {
+    this.prefix = prefix;
+  }
+}
+
+/**
+ * Counters by namespace and value, bounded in total. When full, counters at rest are dropped
+ * first; if none are, the least recently used tenth goes (they lose their counts: logged once).
+ * Keys come from requests, so an unbounded table would let a caller who sends random keys fill
+ * the memory.
  */
 export class CounterTable {
-  readonly #map = new Map<string, Counter>();
+  readonly #spaces: Namespace[] = [];
   readonly #max: number;
+  #size = 0;
   #warned = false;
+  #seq = 0;
 
   constructor(max = MAX_COUNTERS) {
     this.#max = max;
   }
 
   get size(): number {
-    return this.#map.size;
+    return this.#size;
   }
 
-  get(id: string, limits: readonly CompiledLimit[], now: number, wall: number, logger: Logger): Counter {
-    let c = this.#map.get(id);
+  namespace(prefix: string): Namespace {
+    const ns = new Namespace(prefix);
+    this.#spaces.push(ns);
+    return ns;
+  }
+
+  get(
+    ns: Namespace,
+    key: string,
+    limits: readonly CompiledLimit[],
+    clock: () => number,
+    wall: () => number,
+    logger: Logger,
+  ): Counter {
+    let c = ns.map.get(key);
     if (c === undefined) {
-      if (this.#map.size >= this.#max) this.#evict(now, wall, logger);
-      c = new Counter(id, limits);
-      this.#map.set(id, c);
+      if (this.#size >= this.#max) this.#evict(clock(), wall(), logger);
+      c = new Counter(ns.prefix + key, limits);
+      ns.map.set(key, c);
+      this.#size++;
     } else if (c.limits !== limits) c.limits = limits; // a plan changed: same counts, new limits
-    c.lastUsed = now;
+    c.lastUsed = ++this.#seq;
     return c;
   }
 
-  values(): IterableIterator<Counter> {
-    return this.#map.values();
+  *values(): IterableIterator<Counter> {
+    for (const ns of this.#spaces) yield* ns.map.values();
   }
 
   #evict(now: number, wall: number, logger: Logger): void {
-    for (const [id, c] of this.#map) if (c.atRest(now, wall)) this.#map.delete(id);
-    if (this.#map.size < this.#max * 0.9) return;
-    const byAge = [...this.#map.values()]
-      .filter((c) => c.refill === undefined)
-      .sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const c of byAge.slice(0, Math.ceil(this.#max / 10))) this.#map.delete(c.id);
+    for (const ns of this.#spaces)
+      for (const [key, c] of ns.map)
+        if (c.atRest(now, wall)) {
+          ns.map.delete(key);
+          this.#size--;
+        }
+    if (this.#size < this.#max * 0.9) return;
+    const all: [Namespace, string, Counter][] = [];
+    for (const ns of this.#spaces)
+      for (const [key, c] of ns.map) if (c.refill === undefined) all.push([ns, key, c]);
+    all.sort((a, b) => a[2].lastUsed - b[2].lastUsed);
+    for (const [ns, key] of all.slice(0, Math.ceil(this.#max / 10))) {
+      ns.map.delete(key);
+      this.#size--;
+    }
     if (!this.#warned) {
       this.#warned = true;
       logger.warn(
@@ -238,14 +280,16 @@ export interface CounterStore {
   readonly clock: Clock;
   /** Wall clock, ms (calendar windows). */
   readonly wall: () => number;
-  /** The counter of `id`, created on first use. */
-  counter(id: string, limits: readonly CompiledLimit[]): Counter;
-  /** Takes `n` tokens from every limit of `c`. Synchronous when it can answer locally. */
-  take(c: Counter, n: number): TakeResult | Promise<TakeResult>;
+  /** A namespace of counters (one per policy or plan metric); `prefix` + value is a counter's id. */
+  namespace(prefix: string): Namespace;
+  /** The counter of `key` in `ns`, created on first use. */
+  counter(ns: Namespace, key: string, limits: readonly CompiledLimit[]): Counter;
+  /** Takes `n` tokens from every limit of `c` (`wall`: now, read once per request). Synchronous when it can answer locally. */
+  take(c: Counter, n: number, wall: number): TakeResult | Promise<TakeResult>;
   /** Gives back `n` tokens taken by an allowed take (another policy refused the request). */
   refund(c: Counter, n: number): void;
-  /** Remaining and reset of limit `i` of `c`, as this process sees them. */
-  view(c: Counter, i: number): LimitView;
+  /** Remaining and reset of limit `i` of `c`, as this process sees them, written into `out`. */
+  view(c: Counter, i: number, wall: number, out: LimitView): LimitView;
   /** Processes sharing the limits (1 for the in-process store). */
   replicas(): number;
   snapshot(): StoreSnapshot;
@@ -277,23 +321,28 @@ export class MemoryStore implements CounterStore {
     this.#table = new CounterTable(opts.maxCounters);
   }
 
-  counter(id: string, limits: readonly CompiledLimit[]): Counter {
-    return this.#table.get(id, limits, this.clock(), this.wall(), this.#logger);
+  namespace(prefix: string): Namespace {
+    return this.#table.namespace(prefix);
   }
 
-  take(c: Counter, n: number): TakeResult {
-    return takeLocal(c, shareOf(c.limits, this.#share()), n, this.wall());
+  counter(ns: Namespace, key: string, limits: readonly CompiledLimit[]): Counter {
+    return this.#table.get(ns, key, limits, this.clock, this.wall, this.#logger);
+  }
+
+  take(c: Counter, n: number, wall: number): TakeResult {
+    return takeLocal(c, this.#mode === 'memory' ? c.limits : shareOf(c.limits, this.#share()), n, wall);
   }
 
   refund(c: Counter, n: number): void {
     refundLocal(c, shareOf(c.limits, this.#share()), n, this.wall());
   }
 
-  view(c: Counter, i: number): LimitView {
-    const l = shareOf(c.limits, this.#share())[i] as CompiledLimit;
+  view(c: Counter, i: number, wall: number, out: LimitView): LimitView {
+    const l = (this.#mode === 'memory' ? c.limits : shareOf(c.limits, this.#share()))[i] as CompiledLimit;
     const s = c.state(l);
-    const wall = this.wall();
-    return { remaining: available(l, s, wall), resetMs: resetIn(l, s, wall) };
+    out.remaining = available(l, s, wall);
+    out.resetMs = resetIn(l, s, wall);
+    return out;
   }
 
   replicas(): number {

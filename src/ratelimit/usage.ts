@@ -37,7 +37,8 @@ export interface UsageSnapshot {
   total?: UsageCounts | undefined;
 }
 
-interface Row {
+/** One usage row (application × metric in a scope); counters keep theirs to skip the lookup. */
+export interface UsageRow {
   scope: string;
   app: string;
   plan: string | undefined;
@@ -50,7 +51,12 @@ interface Row {
   pending: number;
   total: number[] | undefined;
   totalStarts: number[] | undefined;
+  /** Wall ms when the minute window ends (the rows' windows roll then). */
+  rollAt: number;
+  /** OpenTelemetry attributes of this row (plans only). */
+  attrs: Record<string, string> | undefined;
 }
+type Row = UsageRow;
 
 function startOf(p: number, wall: number): number {
   if (p === 0) return wall - (wall % 60_000);
@@ -72,6 +78,11 @@ export class UsageBook {
     return this.#rows.size;
   }
 
+  /** The row of `app` × `metric` in `scope` (created on first use; `(other)` beyond the bound). */
+  row(scope: string, app: string, metric: string, plan: string | undefined): Row {
+    return this.#row(scope, app, metric, plan);
+  }
+
   #row(scope: string, app: string, metric: string, plan: string | undefined): Row {
     const id = `${scope}\u0000${app}\u0000${metric}`;
     let r = this.#rows.get(id);
@@ -90,6 +101,15 @@ export class UsageBook {
         pending: 0,
         total: undefined,
         totalStarts: undefined,
+        rollAt: 0,
+        attrs:
+          plan === undefined
+            ? undefined
+            : {
+                'meshwork.ratelimit.scope': scope,
+                'meshwork.ratelimit.application': app,
+                'meshwork.ratelimit.metric': metric,
+              },
       };
       this.#rows.set(id, r);
     } else if (plan !== undefined && r.plan !== plan) r.plan = plan;
@@ -97,6 +117,8 @@ export class UsageBook {
   }
 
   #roll(r: Row, wall: number): void {
+    if (wall < r.rollAt) return;
+    r.rollAt = startOf(0, wall) + 60_000;
     for (let p = 0; p < 4; p++) {
       const s = startOf(p, wall);
       if (r.starts[p] !== s) {
@@ -107,14 +129,26 @@ export class UsageBook {
   }
 
   add(scope: string, app: string, metric: string, delta: number, plan?: string): void {
-    const r = this.#row(scope, app, metric, plan);
-    this.#roll(r, this.#wall());
-    for (let p = 0; p < 4; p++) r.counts[p] = (r.counts[p] as number) + delta;
+    this.addTo(this.#row(scope, app, metric, plan), delta, this.#wall());
+  }
+
+  /** The hot path: `delta` more for a row already in hand. */
+  addTo(r: Row, delta: number, wall: number): void {
+    if (wall >= r.rollAt) this.#roll(r, wall);
+    r.counts[0] = (r.counts[0] as number) + delta;
+    r.counts[1] = (r.counts[1] as number) + delta;
+    r.counts[2] = (r.counts[2] as number) + delta;
+    r.counts[3] = (r.counts[3] as number) + delta;
     r.pending += delta;
   }
 
   refused(scope: string, app: string, metric: string, plan?: string): void {
     this.#row(scope, app, metric, plan).refused++;
+  }
+
+  /** Rows kept for a counter must follow a plan change (the row names the plan last seen). */
+  notePlan(r: Row, plan: string | undefined): void {
+    if (plan !== undefined && r.plan !== plan) r.plan = plan;
   }
 
   /** Rows to report: those with pending counts, and those whose totals are for the current windows. */
