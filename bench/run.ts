@@ -31,6 +31,7 @@ const SCENARIOS = [
   'balancing/pick-cost', // script: cost of one pick, memory per endpoint (10, 1k, 10k)
   'resilience/run', // script: success rate with bad replicas, outage attempts, hedging
   'discovery/propagation', // script: registry change -> provider update; idle Consul requests
+  'ratelimit', // rate limits: decision cost, accuracy shared by 4 processes vs Kong-style sync, Redis killed
 ];
 
 /** Scenarios `--quick` runs (the quick suite stays around two minutes). */
