@@ -93,6 +93,8 @@ export class RedisStore implements CounterStore {
   #openFor = BREAKER_MIN_MS;
   #probing = false;
   #learned = 1;
+  /** Recent heartbeat counts (monotonic ms, processes): the share uses the largest. */
+  #seen: [number, number][] = [];
   #calls = 0;
   #errors = 0;
   #timeouts = 0;
@@ -478,7 +480,13 @@ export class RedisStore implements CounterStore {
       | number[]
       | undefined;
     if (reply === undefined) return undefined;
-    this.#learned = Math.max(1, reply[1] as number);
+    // A restarted (empty) Redis knows only the processes that reported since: until the others'
+    // heartbeats are due, the largest recent count stands (a smaller N would enlarge every share).
+    const now = this.clock();
+    const ttl = Math.max(3 * intervalMs, 3_000);
+    this.#seen = this.#seen.filter(([at]) => now - at < ttl);
+    this.#seen.push([now, Math.max(1, reply[1] as number)]);
+    this.#learned = Math.max(...this.#seen.map(([, n]) => n));
     this.#lastReportAt = this.wall();
     const totals: number[][] = [];
     for (let i = 0; i < fields.length; i++) totals.push(reply.slice(2 + i * 4, 6 + i * 4) as number[]);
