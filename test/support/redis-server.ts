@@ -3,9 +3,11 @@
  * and benches that kill and restart Redis: the shared one of the vitest setup must stay up.
  * No persistence; the process is killed when this process exits.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface PrivateRedis {
   url: string;
@@ -61,7 +63,7 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 
-export async function startPrivateRedis(): Promise<PrivateRedis> {
+export async function startPrivateRedis(extraArgs: string[] = [], cwd?: string): Promise<PrivateRedis> {
   const bin = redisBinary();
   if (!bin) throw new Error('redis-server is not installed (apt-get install redis-server)');
   const port = await freePort();
@@ -80,8 +82,9 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
         'no',
         '--protected-mode',
         'yes',
+        ...extraArgs,
       ],
-      { stdio: 'ignore' },
+      { stdio: 'ignore', ...(cwd ? { cwd } : {}) },
     );
     children.add(c);
     c.on('exit', () => children.delete(c));
@@ -112,5 +115,55 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
       await launch();
     },
     stop: kill,
+  };
+}
+
+/**
+ * A three-node Redis Cluster (no replicas) on 127.0.0.1, slots assigned with `redis-cli --cluster
+ * create` (Debian's redis-tools, installed with redis-server). Resolves once the cluster is ok.
+ */
+export async function startPrivateCluster(): Promise<{
+  nodes: PrivateRedis[];
+  url: string;
+  stop(): Promise<void>;
+}> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshwork-redis-cluster-'));
+  const nodes: PrivateRedis[] = [];
+  for (let i = 0; i < 3; i++) {
+    const d = join(dir, String(i));
+    mkdirSync(d);
+    nodes.push(
+      await startPrivateRedis(
+        ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--dir', d],
+        d,
+      ),
+    );
+  }
+  execFileSync(
+    'redis-cli',
+    [
+      '--cluster',
+      'create',
+      ...nodes.map((n) => `127.0.0.1:${n.port}`),
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ],
+    { stdio: 'ignore', timeout: 20_000 },
+  );
+  for (let i = 0; i < 100; i++) {
+    const info = execFileSync('redis-cli', ['-p', String(nodes[0]?.port), 'cluster', 'info'], {
+      encoding: 'utf8',
+    });
+    if (info.includes('cluster_state:ok')) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    nodes,
+    url: (nodes[0] as PrivateRedis).url,
+    stop: async () => {
+      await Promise.all(nodes.map((n) => n.stop()));
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
