@@ -184,6 +184,44 @@ describe('policies on mesh.inbound()', () => {
     expect(r.headers.get('retry-after')).toBe('1');
   });
 
+  it('mode local: each process takes limit / N, N counted from discovery', async () => {
+    const app = await serve({
+      rateLimits: {
+        store: { mode: 'local', replicas: { service: 'travels' } },
+        policies: [{ name: 'per-app', key: { header: 'x-app' }, limits: [{ requests: 10, per: '1h' }] }],
+      },
+      services: { travels: { discovery: { static: ['10.0.0.1:80', '10.0.0.2:80'] } } },
+    });
+    const statuses = [];
+    for (let i = 0; i < 7; i++) statuses.push((await get(app.url, { 'x-app': 'a' })).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429]);
+    expect(app.mesh.snapshot().rateLimits?.store).toMatchObject({ mode: 'local', replicas: 2 });
+  });
+
+  it('under an Express mount, match and mapping rules see the whole path (as authorization does)', async () => {
+    const mesh = createMesh({
+      rateLimits: {
+        policies: [
+          {
+            name: 'api',
+            match: [{ uri: { prefix: '/api/' } }],
+            key: { header: 'x-app' },
+            limits: [{ requests: 1, per: '1h' }],
+          },
+        ],
+      },
+    });
+    closers.push(() => mesh.close());
+    const ex = express();
+    ex.use('/api', mesh.inbound(), (_req, res) => {
+      res.send('ok');
+    });
+    const e = await listen(createServer(ex));
+    closers.push(e.close);
+    expect((await get(`${e.url}/api/trips`, { 'x-app': 'a' })).status).toBe(200);
+    expect((await get(`${e.url}/api/trips`, { 'x-app': 'a' })).status).toBe(429);
+  });
+
   it('works the same on Express and Fastify', async () => {
     const mesh = createMesh(perApp(1));
     closers.push(() => mesh.close());

@@ -5,7 +5,7 @@
  *     decision: allowed | refused | shadow_refused | store_unavailable
  *   meshwork.ratelimit.usage      {meshwork.ratelimit.scope, .application, .metric} (plans only:
  *     the applications are the configured or gateway-given ones, not arbitrary request values)
- *   meshwork.ratelimit.store.fallbacks  decisions taken without the store
+ * The store's own counters (calls, errors, timeouts, decisions without it) are in mesh.snapshot().
  */
 import { type Counter, type MeterProvider, metrics } from '@opentelemetry/api';
 import { METER_NAME, METER_VERSION } from '../telemetry/metrics.ts';

@@ -147,7 +147,9 @@ export class RateLimitRuntime {
     return (req: IncomingMessage, r: InboundResult) => {
       const v = limiter.check({
         method: req.method ?? 'GET',
-        path: req.url ?? '/',
+        // The whole normalized target, as authorization judged it (Express rewrites req.url
+        // under a mount point; originalUrl keeps it whole).
+        path: (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/',
         headers: req.headers,
         ctx: r.ctx,
         principal: r.ctx.principal,
