@@ -45,7 +45,7 @@ async function get(url: string, headers: Record<string, string> = {}) {
   return { status: r.status, headers: r.headers, body: await r.text() };
 }
 
-const perApp = (requests: number, per: '1s' | '1m' | '1h' | '1d' | 'month' = '1m') => ({
+const perApp = (requests: number, per: '1s' | '1m' | '1h' | '1d' | 'month' = '1h') => ({
   rateLimits: {
     policies: [{ name: 'per-app', key: { header: 'x-app' }, limits: [{ requests, per }] }],
   },
@@ -59,21 +59,21 @@ describe('policies on mesh.inbound()', () => {
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 429, 429]);
     expect(app.served()).toBe(3);
     const ok = answers[0] as (typeof answers)[0];
-    expect(ok.headers.get('ratelimit-policy')).toBe('"per-app/1m";q=3;w=60');
-    expect(ok.headers.get('ratelimit')).toMatch(/^"per-app\/1m";r=2;t=\d+$/);
+    expect(ok.headers.get('ratelimit-policy')).toBe('"per-app/1h";q=3;w=3600');
+    expect(ok.headers.get('ratelimit')).toMatch(/^"per-app\/1h";r=2;t=\d+$/);
     const refused = answers[3] as (typeof answers)[0];
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    expect(Number(refused.headers.get('retry-after'))).toBeLessThanOrEqual(60);
-    expect(refused.headers.get('ratelimit')).toMatch(/^"per-app\/1m";r=0;t=\d+$/);
+    expect(Number(refused.headers.get('retry-after'))).toBeLessThanOrEqual(3600);
+    expect(refused.headers.get('ratelimit')).toMatch(/^"per-app\/1h";r=0;t=\d+$/);
     expect(refused.headers.get('content-type')).toBe('text/plain; charset=utf-8');
-    expect(refused.body).toBe('rate limit exceeded: per-app/1m (3 per 1m)\n');
+    expect(refused.body).toBe('rate limit exceeded: per-app/1h (3 per 1h)\n');
     // Each application has its own bucket.
     expect((await get(`${app.url}/trips`, { 'x-app': 'globex' })).status).toBe(200);
     const snap = app.mesh.snapshot().rateLimits;
     expect(snap?.policies[0]).toMatchObject({ name: 'per-app', admitted: 4, refused: 2 });
     expect(snap?.refusals.inbound?.overLimit).toBe(2);
     expect(snap?.usage.find((u) => u.application === 'acme')).toMatchObject({
-      used: { minute: 3 },
+      used: { hour: 3 },
       refused: 2,
     });
   });
@@ -88,7 +88,7 @@ describe('policies on mesh.inbound()', () => {
             name: 'anon',
             key: { header: 'x-app' },
             missingKey: 'shared',
-            limits: [{ requests: 1, per: '1m' }],
+            limits: [{ requests: 1, per: '1h' }],
           },
         ],
       },
@@ -107,9 +107,9 @@ describe('policies on mesh.inbound()', () => {
             name: 'writes',
             match: [{ method: { exact: 'POST' } }],
             key: { header: 'x-app' },
-            limits: [{ requests: 1, per: '1m' }],
+            limits: [{ requests: 1, per: '1h' }],
           },
-          { name: 'reads', key: { header: 'x-app' }, limits: [{ requests: 2, per: '1m' }] },
+          { name: 'reads', key: { header: 'x-app' }, limits: [{ requests: 2, per: '1h' }] },
         ],
       },
     });
@@ -117,7 +117,7 @@ describe('policies on mesh.inbound()', () => {
     expect((await post('/api/b')).status).toBe(200);
     const second = await post('/api/b');
     expect(second.status).toBe(429);
-    expect(await second.text()).toContain('writes/1m');
+    expect(await second.text()).toContain('writes/1h');
     // Outside the block's match: nothing counted at all, no headers.
     const health = await get(`${app.url}/healthz`, { 'x-app': 'a' });
     expect(health.status).toBe(200);
@@ -128,8 +128,8 @@ describe('policies on mesh.inbound()', () => {
     const app = await serve({
       rateLimits: {
         policies: [
-          { name: 'wide', key: { header: 'x-app' }, limits: [{ requests: 10, per: '1m' }] },
-          { name: 'narrow', key: { header: 'x-user' }, limits: [{ requests: 1, per: '1m' }] },
+          { name: 'wide', key: { header: 'x-app' }, limits: [{ requests: 10, per: '1h' }] },
+          { name: 'narrow', key: { header: 'x-user' }, limits: [{ requests: 1, per: '1h' }] },
         ],
       },
     });
@@ -139,14 +139,14 @@ describe('policies on mesh.inbound()', () => {
     const r = await get(app.url, { 'x-app': 'a', 'x-user': 'v' });
     expect(r.status).toBe(200);
     // 2 admitted requests used "wide": the 5 refused ones did not.
-    expect(r.headers.get('ratelimit')).toMatch(/"wide\/1m";r=8;/);
+    expect(r.headers.get('ratelimit')).toMatch(/"wide\/1h";r=8;/);
   });
 
   it('shadow policies count and report, never refuse, and send no headers', async () => {
     const app = await serve({
       rateLimits: {
         policies: [
-          { name: 'trial', shadow: true, key: { header: 'x-app' }, limits: [{ requests: 1, per: '1m' }] },
+          { name: 'trial', shadow: true, key: { header: 'x-app' }, limits: [{ requests: 1, per: '1h' }] },
         ],
       },
     });
@@ -253,7 +253,7 @@ describe('policies on mesh.inbound()', () => {
     const port = (f.server.address() as { port: number }).port;
     const fa = await get(`http://127.0.0.1:${port}/x`, { 'x-app': 'b' });
     expect(fa.status).toBe(200);
-    expect(fa.headers.get('ratelimit')).toMatch(/"per-app\/1m";r=0/);
+    expect(fa.headers.get('ratelimit')).toMatch(/"per-app\/1h";r=0/);
     const fr = await get(`http://127.0.0.1:${port}/x`, { 'x-app': 'b' });
     expect(fr.status).toBe(429);
     expect(fr.headers.get('retry-after')).not.toBeNull();
@@ -263,10 +263,10 @@ describe('policies on mesh.inbound()', () => {
 
 const plans = {
   plans: {
-    basic: { limits: { hits: [{ requests: 2, per: '1m' as const }] } },
+    basic: { limits: { hits: [{ requests: 2, per: '1h' as const }] } },
     partner: {
       limits: {
-        hits: [{ requests: 5, per: '1m' as const }],
+        hits: [{ requests: 5, per: '1h' as const }],
         bookings: [{ requests: 10, per: '1d' as const }],
       },
     },
@@ -290,9 +290,9 @@ describe('plans with 3scale credentials', () => {
     expect(statuses).toEqual([200, 200, 429]);
     const r = await get(`${app.url}/x`, { 'user-key': 'k-acme-7f3a9c1e' });
     expect(r.status).toBe(200);
-    expect(r.headers.get('ratelimit-policy')).toBe('"partner.hits/1m";q=5;w=60');
+    expect(r.headers.get('ratelimit-policy')).toBe('"partner.hits/1h";q=5;w=3600');
     const usage = app.mesh.snapshot().rateLimits?.usage ?? [];
-    expect(usage.map((u) => [u.application, u.plan, u.metric, u.used.minute, u.refused])).toEqual([
+    expect(usage.map((u) => [u.application, u.plan, u.metric, u.used.hour, u.refused])).toEqual([
       ['acme', 'partner', 'hits', 1, 0],
       ['globex', 'basic', 'hits', 2, 1],
     ]);
@@ -353,7 +353,7 @@ describe('plans with 3scale credentials', () => {
     expect((await get(`${app.url}/trips`, acme)).status).toBe(200);
     const usage = app.mesh.snapshot().rateLimits?.usage ?? [];
     expect(usage.find((u) => u.metric === 'bookings')?.used.day).toBe(8);
-    expect(usage.find((u) => u.metric === 'hits')?.used.minute).toBe(3);
+    expect(usage.find((u) => u.metric === 'hits')?.used.hour).toBe(3);
   });
 
   it('no mapping rule matched: 404', async () => {
@@ -441,7 +441,7 @@ describe('JWT credentials and claim keys (jose)', () => {
           publicKey: publicKey.export({ type: 'spki', format: 'pem' }) as string,
           issuer: 'https://idp.test',
         },
-        policies: [{ name: 'per-user', key: { claim: 'sub' }, limits: [{ requests: 1, per: '1m' }] }],
+        policies: [{ name: 'per-user', key: { claim: 'sub' }, limits: [{ requests: 1, per: '1h' }] }],
       },
     });
     const t = await sign({ sub: 'u-1', iss: 'https://idp.test' }, privateKey, 'RS256');

@@ -29,7 +29,7 @@ function mesh(config: Parameters<typeof createMesh>[0]): Mesh {
 }
 
 const quota = (requests: number, key: object = { header: 'x-app' }) => ({
-  policies: [{ name: 'quota', key, limits: [{ requests, per: '1m' as const }] }],
+  policies: [{ name: 'quota', key, limits: [{ requests, per: '1h' as const }] }],
 });
 
 describe('outbound rate limits', () => {
@@ -44,8 +44,8 @@ describe('outbound rate limits', () => {
       statuses.push(r.status);
       if (r.status === 429) {
         expect(r.headers.get('retry-after')).not.toBeNull();
-        expect(r.headers.get('ratelimit')).toMatch(/^"quota\/1m";r=0;t=\d+$/);
-        expect(await r.text()).toBe('rate limit exceeded: quota/1m (2 per 1m)\n');
+        expect(r.headers.get('ratelimit')).toMatch(/^"quota\/1h";r=0;t=\d+$/);
+        expect(await r.text()).toBe('rate limit exceeded: quota/1h (2 per 1h)\n');
       } else await r.text();
     }
     expect(statuses).toEqual([200, 200, 429, 429]);
