@@ -281,6 +281,8 @@ async function accuracy(
       limit,
       replicas: n,
     });
+    // Heartbeats: after a second every process knows they are four (its share if Redis is slow).
+    await new Promise((r) => setTimeout(r, 1_200));
     const startAt = Math.ceil((Date.now() + 500) / 1000) * 1000;
     const reports = await Promise.all(
       list.map((r) => r.ask<RunReport>({ cmd: 'run', startAt, durationMs, rate: limit })),

@@ -531,7 +531,8 @@ export class RedisStore implements CounterStore {
         if (c.tokens > 0) this.#expireLease(c);
         if (c.adjust !== undefined) pending.push(this.#take(c, 0, 0, 0));
       }
-    await Promise.allSettled(pending);
+    // Bounded: a Redis that does not answer keeps nobody from closing.
+    await within(Promise.allSettled(pending), 1_000);
     this.#closed = true;
     await this.#redis.close();
   }

@@ -53,6 +53,8 @@ export interface UsageRow {
   totalStarts: number[] | undefined;
   /** Wall ms when the minute window ends (the rows' windows roll then). */
   rollAt: number;
+  /** Wall ms of the last report that carried this row. */
+  reportedAt: number;
   /** OpenTelemetry attributes of this row (plans only). */
   attrs: Record<string, string> | undefined;
 }
@@ -102,6 +104,7 @@ export class UsageBook {
         total: undefined,
         totalStarts: undefined,
         rollAt: 0,
+        reportedAt: 0,
         attrs:
           plan === undefined
             ? undefined
@@ -151,21 +154,26 @@ export class UsageBook {
     if (plan !== undefined && r.plan !== plan) r.plan = plan;
   }
 
-  /** Rows to report: those with pending counts, and those whose totals are for the current windows. */
+  /**
+   * Rows to report: those with counts not reported yet, and, every 2 s, the others used this
+   * month (their totals move with the other processes' reports).
+   */
   pending(): { rows: Row[]; fields: string[]; deltas: number[] } {
     const rows: Row[] = [];
     const wall = this.#wall();
     for (const r of this.#rows.values()) {
       this.#roll(r, wall);
-      if (r.pending > 0 || (r.counts[3] as number) > 0) rows.push(r);
+      if (r.pending > 0 || ((r.counts[3] as number) > 0 && wall - r.reportedAt >= 2_000)) rows.push(r);
     }
     return { rows, fields: rows.map((r) => r.field), deltas: rows.map((r) => r.pending) };
   }
 
   /** The store took `deltas` of `rows` and answered the totals. */
   reported(batch: { rows: Row[]; deltas: number[] }, reply: UsageReply): void {
+    const wall = this.#wall();
     batch.rows.forEach((r, i) => {
       r.pending -= batch.deltas[i] as number;
+      r.reportedAt = wall;
       r.total = reply.totals[i];
       r.totalStarts = reply.windows;
     });
