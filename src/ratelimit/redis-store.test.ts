@@ -140,6 +140,16 @@ describe('RedisStore, when Redis fails', () => {
     expect(await next).toBe(ALLOWED);
   });
 
+  it('a late answer after Redis said the window is spent: refused, not admitted on a local share', async () => {
+    const { redis, store, c } = setup('exact', 5);
+    const first = store.take(c, 1, WALL);
+    redis.grant(1, 0); // admitted, and nothing left in this window
+    expect(await first).toBe(ALLOWED);
+    const late = store.take(c, 1, WALL); // Redis does not answer in time
+    expect(await late).toBe(OVER_LIMIT);
+    expect(store.snapshot().fallbackDecisions).toBe(1);
+  });
+
   it('a disconnected Redis is not called at all', async () => {
     const { redis, store, c } = setup();
     redis.ready = false;

@@ -373,6 +373,15 @@ export class RedisStore implements CounterStore {
     this.#fallbacks++;
     c.via = VIA_LOCAL;
     const mode = this.#o.onFailure;
+    // What Redis said last, if recent, still holds: a window it reported spent stays spent while
+    // an answer is late (under overload, late answers are when a local share would overshoot).
+    const now = this.clock();
+    if (mode !== 'open' && c.storeFresh > now && c.storeRemaining && c.storeResetAt)
+      for (let i = 0; i < c.limits.length; i++)
+        if ((c.storeRemaining[i] as number) < n && (c.storeResetAt[i] as number) > now) {
+          c.retryAfterMs = c.deniedUntil > now ? c.deniedUntil - now : 1_000;
+          return [OVER_LIMIT, undefined];
+        }
     if (mode === 'open') return [ALLOWED, undefined];
     if (mode === 'closed') {
       c.retryAfterMs = 1_000;
