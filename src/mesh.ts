@@ -21,6 +21,7 @@ import { compileCallOptions, type MeshCallOptions, runWithCall } from './http/ca
 import { boot } from './live/boot.ts';
 import { ConfigController } from './live/controller.ts';
 import { CurrentServices } from './live/generation.ts';
+import { RateLimitRuntime } from './ratelimit/runtime.ts';
 import { MirrorGate } from './routing/mirror.ts';
 import { buildStack } from './stack.ts';
 import { type AdminHandler, createAdminHandler } from './telemetry/admin.ts';
@@ -85,6 +86,7 @@ export class Mesh {
   readonly #inbound: InboundMiddleware;
   /** @internal The context machinery, for the server adapters (src/context/adapters.ts). */
   readonly contextRuntime: ContextRuntime;
+  readonly #rateLimits: RateLimitRuntime | undefined;
   #closing: Promise<void> | undefined;
   #agent: MeshAgent | undefined;
 
@@ -100,18 +102,26 @@ export class Mesh {
     const identity = first.config.identity ? new MeshIdentity(first.config.identity, this.logger) : undefined;
     this.#identity = identity;
     try {
+      // Rate limits are built once from the first config (a live update does not change them).
+      this.#rateLimits = RateLimitRuntime.fromConfig(first.config, {
+        clock: this.#clock,
+        logger: this.logger,
+        endpointsOf: (name) => this.#live?.generation.services.get(name)?.endpoints.size,
+      });
       this.#live = new ConfigController(
-        { clock: this.#clock, logger: this.logger, env, identity, fallbacks },
+        { clock: this.#clock, logger: this.logger, env, identity, fallbacks, rateLimits: this.#rateLimits },
         first.docs,
         first.config,
         first.validator,
       );
     } catch (err) {
       identity?.close();
+      void this.#rateLimits?.close();
       for (const s of first.sources) void s.close();
       throw err;
     }
     this.contextRuntime = this.#live.context;
+    this.contextRuntime.gate = this.#rateLimits?.gate();
     this.#inbound = inboundMiddleware(this.contextRuntime);
     this.#mirrorGate = new MirrorGate();
     const live = this.#live;
@@ -286,6 +296,7 @@ export class Mesh {
         dropped: this.#mirrorGate.dropped,
       },
       config: this.#live.snapshot(),
+      ...(this.#rateLimits ? { rateLimits: this.#rateLimits.snapshot() } : {}),
     };
   }
 
@@ -309,6 +320,7 @@ export class Mesh {
       const services = [...this.#live.generation.services.values()];
       await Promise.all([this.#live.close(timeout), ...services.map((s) => s.close(timeout))]);
       this.#agent?.destroy();
+      await this.#rateLimits?.close();
       this.#identity?.close();
     })();
     return this.#closing;

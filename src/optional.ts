@@ -1,16 +1,16 @@
 /**
- * Optional peer dependencies (etcd3, consul, opossum): loaded when a config first needs them,
+ * Optional peer dependencies (etcd3, consul, opossum, redis): loaded when a config first needs them,
  * from createMesh (never at import, never at the first request), so that a service on static or
  * DNS discovery installs and loads none of them. A missing one is a MissingDependencyError that
  * names the package to install.
  *
- * createRequire, not import(): createMesh is synchronous, and all three are CommonJS packages.
+ * createRequire, not import(): createMesh is synchronous, and all four are CommonJS packages.
  * The build keeps the call as is (no static import for the bundler to follow or hoist).
  */
 import { createRequire } from 'node:module';
 import { MissingDependencyError } from './errors.ts';
 
-export type OptionalPackage = 'etcd3' | 'consul' | 'opossum';
+export type OptionalPackage = 'etcd3' | 'consul' | 'opossum' | 'redis';
 
 const loaded = new Map<OptionalPackage, unknown>();
 let requireHere: NodeJS.Require | undefined;

@@ -16,6 +16,7 @@ import type { ServiceLimits } from './endpoint/limits.ts';
 import type { OutlierDetector } from './endpoint/outlier.ts';
 import type { CallOverrides } from './http/call-options.ts';
 import type { MeshDispatchOptions } from './http/dispatch-options.ts';
+import type { Limiter } from './ratelimit/limiter.ts';
 import type { RetryPolicy, ServiceRetry } from './retry/policy.ts';
 import type { RouteDecision, Router } from './routing/router.ts';
 import type { ServiceStats } from './telemetry/stats.ts';
@@ -80,6 +81,8 @@ export interface ServiceView {
   /** Client TLS; undefined when the service has none (an https:// request to it is refused). */
   readonly tls: ClientTls | undefined;
   readonly telemetry: ServiceEvents;
+  /** Outbound rate limits (`rateLimits` of the service); undefined when it has none. */
+  readonly rateLimits?: Limiter | undefined;
 }
 
 /** What the telemetry layer records of one request, reachable by the layers below. */

@@ -18,6 +18,8 @@ import type { PathOptions } from './http/path.ts';
 import { alpnProtocols } from './http/protocol.ts';
 import { configKey } from './live/key.ts';
 import type { ServiceView } from './pipeline.ts';
+import type { Limiter } from './ratelimit/limiter.ts';
+import type { RateLimitRuntime } from './ratelimit/runtime.ts';
 import { ServiceRetry } from './retry/policy.ts';
 import { compileRouter, type Router } from './routing/router.ts';
 import { mergeSubsetPolicy } from './routing/subset.ts';
@@ -39,6 +41,8 @@ export interface ServiceRuntimeOptions {
   paths?: PathOptions | undefined;
   /** This workload's own labels (the mesh's `labels`), for routes' `match.sourceLabels`. */
   labels?: Readonly<Record<string, string>> | undefined;
+  /** The mesh's rate limits, for the service's own `rateLimits` (src/ratelimit). */
+  rateLimits?: RateLimitRuntime | undefined;
 }
 
 /**
@@ -223,6 +227,8 @@ export class ServiceRuntime implements ServiceView {
   sourceKey: string | undefined;
   readonly #outlierKey: string;
   readonly #breakerKey: string;
+  /** Outbound rate limits (src/ratelimit/ratelimit-layer.ts); undefined when none. */
+  readonly rateLimits: Limiter | undefined;
 
   constructor(
     name: string,
@@ -285,6 +291,7 @@ export class ServiceRuntime implements ServiceView {
     }
     this.fallback = opts.fallback;
     this.sourceKey = undefined;
+    this.rateLimits = opts.rateLimits?.forService(name);
   }
 
   start(): void {

@@ -10,6 +10,7 @@
  *     telemetry → request span (INTERNAL), request duration metric, request channels (src/telemetry/telemetry-layer.ts)
  *     context   → gateway context + trace headers from AsyncLocalStorage          (src/context/layer.ts)
  *     routing   → match route, pick destination/subset, rewrites, header edits   (src/routing/layer.ts)
+ *     ratelimit → the callee's rate limits and quotas, checked before anything is sent (src/ratelimit/ratelimit-layer.ts)
  *     body      → buffer a streamed body up to 64 KiB so it can be replayed      (src/http/body-layer.ts)
  *     mirror    → fire-and-forget copy to the mirror service, bounded            (src/routing/mirror-layer.ts)
  *     fault     → Istio fault injection, decided once, before retries            (src/fault/fault-layer.ts)
@@ -38,6 +39,12 @@
  * however many attempts the retry layer made; below retry, one bad request with three attempts
  * would count three failures and open the circuit three times as fast.
  *
+ * Why rate limits sit right after routing: routing decides which service the request goes to
+ * (`destination.host`) and what path it sends, which is what the callee's quota counts; and
+ * before body, mirror, fault, breaker and retry, so a refused call sends nothing (no mirror copy,
+ * no attempt, no breaker verdict) and a call that is retried counts once, as the callee sees one
+ * request. Its 429 is the mesh's own answer, so telemetry (outermost) still records it.
+ *
  * Why telemetry is outermost: its span is the *logical* request, so it must wrap everything the
  * caller waits for (routing, fault delays, every retry and backoff). Each attempt gets its own
  * CLIENT span and `traceparent` from the attempt layer, once the balancer has chosen the
@@ -63,6 +70,7 @@ import { bodyLayer } from './http/body-layer.ts';
 import { sidecarLayer } from './http/sidecar-layer.ts';
 import { viaTransport } from './http/transport.ts';
 import type { Dispatch, EndpointDispatch, EndpointLayer, Layer, ServiceView } from './pipeline.ts';
+import { rateLimitLayer } from './ratelimit/ratelimit-layer.ts';
 import { retryLayer } from './retry/retry-layer.ts';
 import { routingLayer } from './routing/layer.ts';
 import type { MirrorGate } from './routing/mirror.ts';
@@ -93,6 +101,7 @@ export function requestLayers(opts: StackOptions): Layer[] {
     ...(opts.telemetry ? [telemetryLayer(opts.clock)] : []),
     contextLayer(opts.context),
     routingLayer(opts.services, random),
+    rateLimitLayer(opts.context),
     bodyLayer(),
     mirrorLayer(opts.services, opts.mirrorGate, random),
     faultLayer(random),

@@ -34,6 +34,10 @@ function expectScenario(out: { code: number | null; stdout: string; stderr: stri
   expect(stdout).toContain('✔ contained: every hotel call succeeds');
   expect(stdout).toMatch(/✔ the broken cars replica 127\.0\.0\.1:\d+ is ejected: true/);
   expect(stdout).toContain('✔ callers see 100% success from cars');
+  expect(stdout).toContain('✔ a partner application over its daily quota gets 429 after 10 bookings');
+  expect(stdout).toContain('✔ every 429 carries Retry-After and the RateLimit header');
+  expect(stdout).toContain('✔ another partner application is not affected (limits are per application)');
+  expect(stdout).toMatch(/✔ the admin page shows globex's usage: 10 today, 4 refused/);
   expect(stdout).toContain('✔ every booking succeeded end to end (success 100%)');
   expect(stdout).toContain('All Travelz checks passed.');
   expect(stdout).not.toContain('✘');
@@ -45,6 +49,8 @@ test('the Travelz demo runs every scenario on static discovery and exits 0', {
   const out = await demo([]);
   expectScenario(out);
   expect(out.stdout).toContain('static discovery');
+  // The test setup's Redis is in MESHWORK_TEST_REDIS: travels share their plan counters through it.
+  if (process.env.MESHWORK_TEST_REDIS) expect(out.stdout).toContain('shared through Redis');
 });
 
 test('the same scenario with --discovery=consul (the Consul double)', { timeout: 90_000 }, async () => {

@@ -9,6 +9,7 @@ import { json, runNode } from './node.ts';
 
 const KEYS: Record<string, { app: string; plan: string }> = {
   'k-acme-7f3a': { app: 'acme-travel', plan: 'partner' },
+  'k-globex-9b1d': { app: 'globex', plan: 'partner-trial' },
   'k-intranet-21c9': { app: 'intranet', plan: 'internal' },
 };
 
@@ -44,5 +45,10 @@ runNode('gateway', 'v1', async (req, res, mesh) => {
       'x-gateway-plan': client.plan,
     },
   });
+  // A refusal for the partner's plan (429) comes back with its Retry-After and RateLimit headers.
+  for (const h of ['retry-after', 'ratelimit', 'ratelimit-policy']) {
+    const v = r.headers.get(h);
+    if (v !== null) res.setHeader(h, v);
+  }
   json(res, r.status, { ...client, traceparent, portal: await r.json() });
 });

@@ -67,10 +67,17 @@ export function runNode(name: string, version: string, handler: Handler): void {
     });
     await handler(req, res, mesh);
   });
+  const admin = mesh.adminHandler();
   const server = createServer((req, res) => {
     // The driver's window into this process; not part of the scenario's traffic.
     if (req.url === '/snapshot') {
       json(res, 200, { name, version, port, served, statuses, calls, mesh: mesh.snapshot() });
+      return;
+    }
+    // meshwork's admin page (an operator's view; mount it on an internal port in production).
+    if (req.url?.startsWith('/admin/')) {
+      req.url = req.url.slice('/admin'.length);
+      admin(req, res);
       return;
     }
     app(req, res);

@@ -55,6 +55,31 @@ setTimeout(() => {
   process.exit(1);
 }, 50_000).unref();
 
+// Plans on travels (API management in the data plane): mesh.inbound() of both travels versions
+// identifies the partner application from the gateway's signed context (no key lookup at all)
+// and enforces its plan. The counters are shared through Redis when one is given
+// (`--redis=redis://…`, or MESHWORK_TEST_REDIS as the tests set it), else counted in-process.
+const redisArg = process.argv.find((a) => a.startsWith('--redis='))?.slice('--redis='.length);
+const redisUrl = redisArg ?? process.env.MESHWORK_TEST_REDIS;
+const TRIAL_QUOTA = 10;
+const travelsLimits = {
+  rateLimits: {
+    domain: `travelz-${randomBytes(4).toString('hex')}`,
+    // A generous timeout: a slower answer is decided locally (limit / 2 here), and this demo must
+    // decide the same way on a loaded CI machine. In production keep the default (10ms).
+    ...(redisUrl ? { store: { redis: redisUrl, timeout: '1s' } } : {}),
+    // Partner traffic only (the plan comes from the verified context); internal callers and
+    // jobs without a gateway application are not subject to plans here.
+    match: [{ headers: { 'x-gateway-plan': { prefix: 'partner' } } }],
+    plans: {
+      partner: { limits: { hits: [{ requests: 5_000, per: '1d' }] } },
+      'partner-trial': { limits: { hits: [{ requests: TRIAL_QUOTA, per: '1d' }] } },
+      internal: {},
+    },
+    credentials: [{ context: { app: 'x-gateway-app', plan: 'x-gateway-plan' } }],
+  },
+};
+
 // One shared secret: the gateway signs the context with it, every service verifies it.
 const secret = randomBytes(24).toString('base64url');
 const context = {
@@ -71,9 +96,14 @@ interface Started {
   file: string;
 }
 
-async function start(args: string[], services: object = {}, script = 'service.ts'): Promise<Started> {
+async function start(
+  args: string[],
+  services: object = {},
+  script = 'service.ts',
+  extra: object = {},
+): Promise<Started> {
   const file = join(dir, `${children.length}-${args.join('-')}.json`);
-  writeFileSync(file, JSON.stringify({ context, services }, null, 2));
+  writeFileSync(file, JSON.stringify({ context, ...extra, services }, null, 2));
   const child = spawn(process.execPath, [join(here, script), ...args], {
     env: { ...process.env, MESHWORK_CONFIG: file },
     stdio: ['pipe', 'pipe', 'inherit'],
@@ -145,6 +175,7 @@ async function many(n: number, fn: () => Promise<void>, concurrency = 8): Promis
 }
 
 const PARTNER = 'k-acme-7f3a';
+const TRIAL = 'k-globex-9b1d';
 const INTERNAL = 'k-intranet-21c9';
 
 try {
@@ -181,8 +212,8 @@ try {
     ],
   };
   const [travelsV1, travelsV2] = await Promise.all([
-    start(['travels', 'v1', 'flights'], { flights }),
-    start(['travels', 'v2', 'flights'], { flights }),
+    start(['travels', 'v1', 'flights'], { flights }, 'service.ts', travelsLimits),
+    start(['travels', 'v2', 'flights'], { flights }, 'service.ts', travelsLimits),
   ]);
 
   // Hotels: one replica is slow (300 ms on 30% of its answers). A demo header picks the route:
@@ -454,6 +485,88 @@ try {
   );
   check(carsCalls.ok === carsCalls.requests, 'callers see 100% success from cars');
 
+  heading('6. Plans and quotas per partner application (travels, east-west)');
+  say("travels' mesh.inbound() takes the application and its plan from the gateway's signed context and");
+  say(
+    'enforces the plan before any travels code runs (no key lookup: the gateway already vouched for them):',
+  );
+  note(
+    `partner-trial (globex): ${TRIAL_QUOTA} bookings a day; partner (acme-travel): 5,000 a day; internal: no limit`,
+  );
+  note(
+    redisUrl
+      ? `the counters of travels v1 and v2 are shared through Redis (${redisUrl.replace(/\/\/[^@/]*@/, '//***@')})`
+      : 'the counters are in-process (pass --redis=redis://host:6379 to share them through Redis)',
+  );
+  const day0 = new Date().toISOString().slice(0, 10);
+  const trial: { status: number; retryAfter: string | null; ratelimit: string | null }[] = [];
+  for (let i = 0; i < TRIAL_QUOTA + 4; i++) {
+    const r = await fetch(`http://127.0.0.1:${gatewayPort}/book?user_key=${TRIAL}`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    await r.arrayBuffer();
+    trial.push({
+      status: r.status,
+      retryAfter: r.headers.get('retry-after'),
+      ratelimit: r.headers.get('ratelimit'),
+    });
+  }
+  // A quota is a calendar day (UTC): a run that crosses midnight starts a new day halfway.
+  const crossedDay = new Date().toISOString().slice(0, 10) !== day0;
+  const refused = trial.filter((t) => t.status === 429);
+  note(`globex books ${trial.length} times: ${trial.map((t) => t.status).join(' ')}`);
+  const last = refused[refused.length - 1];
+  note(
+    `a refusal carries Retry-After: ${last?.retryAfter} (seconds to midnight UTC) and RateLimit: ${last?.ratelimit}`,
+  );
+  check(
+    crossedDay ||
+      (trial.slice(0, TRIAL_QUOTA).every((t) => t.status === 200) &&
+        refused.length === trial.length - TRIAL_QUOTA),
+    `a partner application over its daily quota gets 429 after ${TRIAL_QUOTA} bookings`,
+  );
+  check(
+    refused.length > 0 &&
+      refused.every(
+        (t) => Number(t.retryAfter) >= 1 && /"partner-trial\.hits\/1d";r=0;t=\d+/.test(t.ratelimit ?? ''),
+      ),
+    'every 429 carries Retry-After and the RateLimit header',
+  );
+  const other = await book(PARTNER);
+  check(other.status === 200, 'another partner application is not affected (limits are per application)');
+  // With Redis, each travels reports its counts once a second: wait for one report to show totals.
+  if (redisUrl) await new Promise((r) => setTimeout(r, 1_100));
+  const rowsOf: Record<
+    string,
+    { plan: string; today: number; refused: number; 'today, all travels': string }
+  > = {};
+  let usage: UsageRow[] = [];
+  let store = '';
+  for (const t of [travelsV1, travelsV2]) {
+    const admin = (await (
+      await fetch(`http://127.0.0.1:${t.port}/admin/snapshot`, { signal: AbortSignal.timeout(5_000) })
+    ).json()) as { rateLimits?: { usage: UsageRow[]; store: { kind: string; state: string } } };
+    if (t === travelsV1) usage = admin.rateLimits?.usage ?? [];
+    store = `${admin.rateLimits?.store.kind}, ${admin.rateLimits?.store.state}`;
+    for (const u of admin.rateLimits?.usage ?? [])
+      rowsOf[`${u.application} on travels ${t.version}`] = {
+        plan: u.plan ?? '-',
+        today: u.used.day,
+        refused: u.refused,
+        'today, all travels': u.total ? String(u.total.day) : '-',
+      };
+  }
+  say(`usage per application, as each travels' admin page shows it (store: ${store}):`);
+  console.table(rowsOf);
+  say(
+    `the admin pages: http://127.0.0.1:${travelsV1.port}/admin/ and http://127.0.0.1:${travelsV2.port}/admin/`,
+  );
+  const globex = usage.find((u) => u.application === 'globex');
+  check(
+    crossedDay || (globex?.used.day === TRIAL_QUOTA && globex.refused === trial.length - TRIAL_QUOTA),
+    `the admin page shows globex's usage: ${globex?.used.day} today, ${globex?.refused} refused`,
+  );
+
   heading('Summary');
   say(
     "per destination: requests each process served (retries included), ejection state in its caller's mesh.snapshot():",
@@ -507,6 +620,14 @@ try {
   stopAll();
 }
 
+interface UsageRow {
+  application: string;
+  plan?: string;
+  metric: string;
+  used: { minute: number; hour: number; day: number; month: number };
+  refused: number;
+  total?: { day: number };
+}
 interface CallStats {
   requests: number;
   ok: number;

@@ -111,7 +111,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
 }
 
 /** Fields whose values a config error never shows (secrets, keys, tokens). */
-const SECRET_FIELD = /secret|passw|token|privatekey|^key$/i;
+const SECRET_FIELD = /secret|passw|token|privatekey|^key$|^userkeys$|^appkeys$/i;
 const NOT_SHOWN = '(value not shown)';
 
 /**

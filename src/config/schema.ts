@@ -11,6 +11,7 @@ import { authorizationSchema, contextSchema } from '../context/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
 import { pathNormalizationSchema } from '../http/path-schema.ts';
 import { liveConfigSchema } from '../live/schema.ts';
+import { rateLimitIssues, rateLimitsSchema, serviceRateLimitsSchema } from '../ratelimit/schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues, sourceLabelIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
@@ -125,6 +126,8 @@ export const serviceSchema = z.strictObject({
   /** Covers all attempts (Istio route timeout); none by default. */
   timeout: duration.optional(),
   retryBudget: retryBudgetSchema.optional(),
+  /** Rate limits on calls to this service, checked before anything is sent (src/ratelimit). */
+  rateLimits: serviceRateLimitsSchema.optional(),
 });
 
 export const meshConfigSchema = z
@@ -162,6 +165,8 @@ export const meshConfigSchema = z
     pathNormalization: pathNormalizationSchema.optional(),
     /** Where live changes come from: a watched file, Istio YAML, Consul or etcd (docs/live-config.md). */
     liveConfig: liveConfigSchema.optional(),
+    /** Rate limits, plans and quotas enforced by mesh.inbound() (src/ratelimit, docs/rate-limits.md). */
+    rateLimits: rateLimitsSchema.optional(),
     services: userRecord(
       z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
       serviceSchema,
@@ -187,6 +192,8 @@ export function crossServiceIssues(c: {
     issues.push({ ...issue, code: 'custom' });
   if (c.labels === undefined)
     for (const issue of sourceLabelIssues(c.services)) issues.push({ ...issue, code: 'custom' });
+  for (const issue of rateLimitIssues(c as Parameters<typeof rateLimitIssues>[0]))
+    issues.push({ ...issue, code: 'custom' } as (typeof issues)[number]);
   return issues;
 }
 

@@ -29,6 +29,7 @@ export function meshHandler(
       req,
       (r) => {
         if (r.denied) return refuse(res, r.denied);
+        if (r.headers) for (const k in r.headers) res.setHeader(k, r.headers[k] as string);
         rt.run(r.ctx, () =>
           runInOtel(otel, () => {
             const p = handler(req, res);
@@ -51,6 +52,7 @@ interface FastifyRequestLike {
 interface FastifyReplyLike {
   readonly raw: ServerResponse;
   header(name: string, value: string): unknown;
+  headers(values: Record<string, string>): unknown;
   code(status: number): { type(contentType: string): { send(body: string): unknown } };
 }
 
@@ -94,10 +96,12 @@ export function meshFastify(fastify: FastifyLike, mesh: HasContext): void {
       request.raw,
       (r) => {
         if (r.denied) {
+          if (r.denied.headers) reply.headers(r.denied.headers);
           if (r.denied.status === 400) reply.header('connection', 'close');
           reply.code(r.denied.status).type('text/plain; charset=utf-8').send(refusalBody(r.denied));
           return;
         }
+        if (r.headers) reply.headers(r.headers);
         request[kInbound] = { r, otel };
         rt.run(r.ctx, () => runInOtel(otel, () => done()));
       },

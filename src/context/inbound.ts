@@ -5,17 +5,19 @@ import type { ContextRuntime, InboundMode, InboundResult, Refusal } from './runt
 export type NextFn = (err?: unknown) => void;
 export type InboundMiddleware = (req: IncomingMessage, res: ServerResponse, next: NextFn) => void;
 
-/** The body of a refusal: Envoy's RBAC wording for a 403, the reason for a 400. */
+/** The body of a refusal: Envoy's RBAC wording for a 403, the reason for a 400; the gate's own. */
 export function refusalBody(denied: Refusal): string {
+  if (denied.body !== undefined) return denied.body;
   return denied.status === 403
     ? `RBAC: access denied: ${denied.reason}\n`
     : `Bad Request: ${denied.reason}\n`;
 }
 
-/** Writes the answer of a refused request: 403 (authorization) or 400 (malformed target). */
+/** Writes the answer of a refused request: 403 (authorization), 400 (malformed target), the gate's. */
 export function refuse(res: ServerResponse, denied: Refusal): void {
   const body = refusalBody(denied);
   res.statusCode = denied.status;
+  if (denied.headers) for (const k in denied.headers) res.setHeader(k, denied.headers[k] as string);
   // A malformed target says nothing good about the rest of the connection.
   if (denied.status === 400) res.setHeader('connection', 'close');
   res.setHeader('content-type', 'text/plain; charset=utf-8');
@@ -38,6 +40,10 @@ export function whenEntered(
   let r: InboundResult | Promise<InboundResult>;
   try {
     r = runtime.enter(req, mode);
+    // The gate (rate limits) runs after authorization and the context, before any app code.
+    const gate = runtime.gate;
+    if (gate !== undefined)
+      r = r instanceof Promise ? r.then((e) => (e.denied ? e : gate(req, e))) : r.denied ? r : gate(req, r);
   } catch (err) {
     fail(err);
     return;
@@ -71,6 +77,7 @@ export function inboundMiddleware(runtime: ContextRuntime): InboundMiddleware {
           refuse(res, r.denied);
           return;
         }
+        if (r.headers) for (const k in r.headers) res.setHeader(k, r.headers[k] as string);
         runtime.run(r.ctx, () => runInOtel(otel, () => next()));
       },
       next,

@@ -58,7 +58,7 @@ function canonicalBase64url(part: string): boolean {
 }
 
 /** Strict compact serialization: three canonical base64url parts (none empty). */
-function wellFormed(token: string): boolean {
+export function wellFormed(token: string): boolean {
   const a = token.indexOf('.');
   const b = a === -1 ? -1 : token.indexOf('.', a + 1);
   if (b === -1 || token.indexOf('.', b + 1) !== -1) return false;

@@ -46,17 +46,31 @@ export interface ContextCounters {
   badRequests: number;
 }
 
-/** Why mesh.inbound() refuses a request: 403 by authorization, 400 for a malformed target. */
+/**
+ * Why mesh.inbound() refuses a request: 403 by authorization, 400 for a malformed target; the
+ * gate (rate limits) adds its own statuses, with the body and headers it wants sent.
+ */
 export interface Refusal {
-  status: 400 | 403;
+  status: number;
   reason: string;
+  /** The whole body (the gate's); default: from `status` and `reason` (see refusalBody). */
+  body?: string | undefined;
+  headers?: Record<string, string> | undefined;
 }
 
 export interface InboundResult {
   /** Set when the request is refused. */
   denied?: Refusal;
   ctx: MeshContext;
+  /** Response headers the gate adds to an admitted request (RateLimit-Policy, RateLimit...). */
+  headers?: Record<string, string> | undefined;
 }
+
+/**
+ * A check after the context is read (rate limits, src/ratelimit/inbound.ts): it may refuse the
+ * request or add response headers. Synchronous, or a promise when it must wait (bounded).
+ */
+export type InboundGate = (req: IncomingMessage, r: InboundResult) => InboundResult | Promise<InboundResult>;
 
 /**
  * How the server routes: `rewrite` (node:http, Express, Connect) routes after mesh.inbound(), so
@@ -99,6 +113,8 @@ export class ContextRuntime {
   paths: PathOptions;
   /** Injectable wall clock for token exp/nbf (ms since epoch). */
   wallClock: () => number = Date.now;
+  /** The check after authorization and the context (rate limits); set by the mesh. */
+  gate: InboundGate | undefined;
 
   constructor(
     config: ContextConfig | undefined,

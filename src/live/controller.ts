@@ -393,6 +393,7 @@ export class ConfigController {
       identity: ctx.identity,
       paths: this.#context.paths,
       labels: config.labels,
+      rateLimits: ctx.rateLimits,
       fallback: v.fallback,
     };
   }

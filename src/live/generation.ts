@@ -19,6 +19,7 @@ import type { MeshConfig } from '../config/schema.ts';
 import { ContextRuntime } from '../context/runtime.ts';
 import type { DispatchTable } from '../dispatcher.ts';
 import { pathOptions } from '../http/path.ts';
+import type { RateLimitRuntime } from '../ratelimit/runtime.ts';
 import { coreKey, groupLayout, ServiceCore, ServiceRuntime, type ServiceRuntimeOptions } from '../service.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { MeshIdentity } from '../tls/identity.ts';
@@ -41,6 +42,8 @@ export interface BuildContext {
   env: NodeJS.ProcessEnv;
   identity: MeshIdentity | undefined;
   fallbacks: Readonly<Record<string, Fallback>> | undefined;
+  /** The mesh's rate limits (built once at createMesh), for each service's outbound limits. */
+  rateLimits?: RateLimitRuntime | undefined;
 }
 
 /** A generation built and not yet live; `dispose` undoes it when the update is refused. */
@@ -112,6 +115,7 @@ export function plan(
         identity: ctx.identity,
         paths,
         labels: config.labels,
+        rateLimits: ctx.rateLimits,
         fallback: ctx.fallbacks && Object.hasOwn(ctx.fallbacks, name) ? ctx.fallbacks[name] : undefined,
       };
       let version: ServiceRuntime;

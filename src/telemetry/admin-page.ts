@@ -258,6 +258,56 @@ export const ADMIN_SCRIPT = `
     if (c.lastRefused) card.appendChild(el('div', 'row err', 'last refused (' + c.lastRefused.source + ', ' + new Date(c.lastRefused.at).toLocaleTimeString() + '): ' + c.lastRefused.error));
     return card;
   }
+  // Rate limits (docs/rate-limits.md): the store, every policy and plan limit, usage per application.
+  function table(headers, rows, numeric) {
+    var t = el('table'); var thead = el('thead'); var tr = el('tr');
+    headers.forEach(function (c, i) { tr.appendChild(el('th', numeric.indexOf(i) >= 0 ? 'num' : '', c)); });
+    thead.appendChild(tr); t.appendChild(thead);
+    var tb = el('tbody');
+    rows.forEach(function (r) {
+      var row = el('tr');
+      r.forEach(function (v, i) { row.appendChild(el('td', numeric.indexOf(i) >= 0 ? 'num' : '', v)); });
+      tb.appendChild(row);
+    });
+    t.appendChild(tb); return t;
+  }
+  function renderRateLimits(rl) {
+    var card = el('section', 'card');
+    card.setAttribute('data-ratelimits', 'true');
+    var h = el('h2'); h.appendChild(el('span', '', 'rate limits' + (rl.domain ? ' · ' + rl.domain : '')));
+    var st = rl.store;
+    h.appendChild(badge(st.kind + (st.mode !== st.kind ? ' ' + st.mode : ''), 'lb'));
+    h.appendChild(badge(st.state, st.state === 'fallback' ? 'degraded' : st.state === 'connecting' ? 'starting' : 'ready'));
+    card.appendChild(h);
+    var row = el('div', 'row');
+    if (st.url) kv(row, 'store', st.url);
+    if (st.onFailure) kv(row, 'on failure', st.onFailure);
+    kv(row, 'processes', st.replicas);
+    kv(row, 'counters', st.counters);
+    if (st.calls !== undefined) { kv(row, 'calls', st.calls); kv(row, 'errors', st.errors); kv(row, 'timeouts', st.timeouts); kv(row, 'decided without the store', st.fallbackDecisions); }
+    if (st.breaker) kv(row, 'breaker', st.breaker);
+    card.appendChild(row);
+    if (st.lastError) card.appendChild(el('div', 'row err', 'last store error: ' + st.lastError));
+    var refused = [];
+    Object.keys(rl.refusals || {}).forEach(function (scope) {
+      var r = rl.refusals[scope];
+      Object.keys(r).forEach(function (k) { if (r[k]) refused.push(scope + ' ' + k + ' ' + r[k]); });
+    });
+    if (refused.length) card.appendChild(el('div', 'row', 'refused: ' + refused.join(' · ')));
+    card.appendChild(table(['scope', 'policy / plan limit', 'limits', 'admitted', 'refused', 'shadow refused'],
+      (rl.policies || []).map(function (p) {
+        return [p.scope, p.name + (p.shadow ? ' (shadow)' : ''), p.limits.map(function (l) { return l.requests + ' per ' + l.per + (l.burst ? ' (burst ' + l.burst + ')' : ''); }).join(', '), p.admitted, p.refused, p.shadowRefused];
+      }), [3, 4, 5]));
+    var usage = rl.usage || [];
+    if (!usage.length) { card.appendChild(el('div', 'empty', 'no usage yet')); return card; }
+    var ut = table(['scope', 'application', 'plan', 'metric', 'minute', 'hour', 'day', 'month', 'all processes today', 'all processes this month', 'refused'],
+      usage.map(function (u) {
+        return [u.scope, u.application, u.plan || '-', u.metric, u.used.minute, u.used.hour, u.used.day, u.used.month, u.total ? u.total.day : '-', u.total ? u.total.month : '-', u.refused];
+      }), [4, 5, 6, 7, 8, 9, 10]);
+    ut.setAttribute('data-usage', 'true');
+    card.appendChild(ut);
+    return card;
+  }
   function render(snap) {
     document.getElementById('zone').textContent = snap.zone ? 'zone ' + snap.zone : 'no zone';
     document.getElementById('taken').textContent = 'snapshot ' + new Date(snap.takenAt).toLocaleTimeString() + (snap.closed ? ' (mesh closed)' : '');
@@ -267,6 +317,7 @@ export const ADMIN_SCRIPT = `
     if (snap.config) frag.appendChild(renderConfig(snap.config));
     if (!names.length) frag.appendChild(el('div', 'card empty', 'no services configured'));
     names.forEach(function (n) { frag.appendChild(renderService(n, snap.services[n])); });
+    if (snap.rateLimits) frag.appendChild(renderRateLimits(snap.rateLimits));
     main.replaceChildren(frag);
     document.body.setAttribute('data-ready', 'true');
   }

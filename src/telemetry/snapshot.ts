@@ -8,6 +8,7 @@
 import type { ContextCounters } from '../context/runtime.ts';
 import type { DiscoveryStatus } from '../discovery/types.ts';
 import type { ConfigSnapshot } from '../live/controller.ts';
+import type { RateLimitsSnapshot } from '../ratelimit/runtime.ts';
 import type { BudgetSnapshot } from '../retry/budget.ts';
 import type { ServiceRuntime } from '../service.ts';
 import { type IdentitySnapshot, type TlsSnapshot, tlsSnapshot } from '../tls/snapshot.ts';
@@ -126,6 +127,8 @@ export interface MeshSnapshot {
   mirrors?: { inFlight: number; max: number; sent: number; dropped: number } | undefined;
   /** The running config: version, hash, source, when applied, the last refused update (docs/live-config.md). */
   config?: ConfigSnapshot | undefined;
+  /** Rate limits: the store, every policy's decisions, refusals, usage per application (docs/rate-limits.md). */
+  rateLimits?: RateLimitsSnapshot | undefined;
 }
 
 /**
