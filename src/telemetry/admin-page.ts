@@ -259,7 +259,7 @@ export const ADMIN_SCRIPT = `
     return card;
   }
   // Rate limits (docs/rate-limits.md): the store, every policy and plan limit, usage per application.
-  function table(headers, rows, numeric) {
+  function dataTable(headers, rows, numeric) {
     var t = el('table'); var thead = el('thead'); var tr = el('tr');
     headers.forEach(function (c, i) { tr.appendChild(el('th', numeric.indexOf(i) >= 0 ? 'num' : '', c)); });
     thead.appendChild(tr); t.appendChild(thead);
@@ -294,13 +294,13 @@ export const ADMIN_SCRIPT = `
       Object.keys(r).forEach(function (k) { if (r[k]) refused.push(scope + ' ' + k + ' ' + r[k]); });
     });
     if (refused.length) card.appendChild(el('div', 'row', 'refused: ' + refused.join(' · ')));
-    card.appendChild(table(['scope', 'policy / plan limit', 'limits', 'admitted', 'refused', 'shadow refused'],
+    card.appendChild(dataTable(['scope', 'policy / plan limit', 'limits', 'admitted', 'refused', 'shadow refused'],
       (rl.policies || []).map(function (p) {
         return [p.scope, p.name + (p.shadow ? ' (shadow)' : ''), p.limits.map(function (l) { return l.requests + ' per ' + l.per + (l.burst ? ' (burst ' + l.burst + ')' : ''); }).join(', '), p.admitted, p.refused, p.shadowRefused];
       }), [3, 4, 5]));
     var usage = rl.usage || [];
     if (!usage.length) { card.appendChild(el('div', 'empty', 'no usage yet')); return card; }
-    var ut = table(['scope', 'application', 'plan', 'metric', 'minute', 'hour', 'day', 'month', 'all processes today', 'all processes this month', 'refused'],
+    var ut = dataTable(['scope', 'application', 'plan', 'metric', 'minute', 'hour', 'day', 'month', 'all processes today', 'all processes this month', 'refused'],
       usage.map(function (u) {
         return [u.scope, u.application, u.plan || '-', u.metric, u.used.minute, u.used.hour, u.used.day, u.used.month, u.total ? u.total.day : '-', u.total ? u.total.month : '-', u.refused];
       }), [4, 5, 6, 7, 8, 9, 10]);
