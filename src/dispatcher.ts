@@ -23,12 +23,25 @@ interface LegacyAdapter {
   wrapHandler(handler: unknown): DispatchHandler;
 }
 
+/**
+ * Services found by the URL's authority as written rather than by host name: the listeners of an
+ * xDS control plane (src/xds). The first request to an authority may wait (bounded) for it.
+ */
+export interface AuthorityResolver {
+  /** True for a service name the resolver made: such a service is never found by host name. */
+  owns(name: string): boolean;
+  /** Its service name, null when there is none, or a promise of either (rejected when it cannot tell in time). */
+  resolve(authority: string): string | null | Promise<string | null>;
+}
+
 export interface MeshDispatcherOptions {
   services: ReadonlyMap<string, ServiceRuntime>;
   stack: Dispatch;
   clock: Clock;
   unknownServices: 'reject' | 'passthrough';
   onClose: (destroy: boolean) => Promise<void>;
+  /** Hosts that are not configured services are looked up here by authority (xDS). */
+  resolver?: AuthorityResolver | undefined;
 }
 
 /**
@@ -99,7 +112,33 @@ export class MeshDispatcher extends Dispatcher {
       failRequest(handler, new InvalidUrlError(given, target ? 'credentials' : 'not-a-url'));
       return false;
     }
-    const service = this.#opts.services.get(target.host);
+    let service = this.#opts.services.get(target.host);
+    const resolver = this.#opts.resolver;
+    if (resolver !== undefined && (service === undefined || resolver.owns(target.host))) {
+      const found = resolver.resolve(target.authority);
+      if (found !== null && typeof found !== 'string') {
+        found.then(
+          (name) =>
+            this.#route(name === null ? undefined : this.#opts.services.get(name), target, options, handler),
+          (err: Error) => failRequest(handler, err),
+        );
+        return true;
+      }
+      service = found === null ? undefined : this.#opts.services.get(found);
+    }
+    return this.#route(service, target, options, handler);
+  }
+
+  #route(
+    service: ServiceRuntime | undefined,
+    target: Target,
+    options: Dispatcher.DispatchOptions,
+    handler: DispatchHandler,
+  ): boolean {
+    if (this.#closed) {
+      failRequest(handler, new MeshClosedError());
+      return false;
+    }
     if (!service) {
       if (this.#opts.unknownServices === 'passthrough') {
         this.#passthrough ??= new Agent();

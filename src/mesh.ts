@@ -3,7 +3,7 @@ import { Request as UndiciRequest, fetch as undiciFetch } from 'undici';
 import type { Fallback } from './breaker/breaker.ts';
 import type { Clock } from './clock.ts';
 import { assertConfigObject, formatValue, loadConfig } from './config/load.ts';
-import type { MeshConfig, MeshConfigInput } from './config/schema.ts';
+import type { MeshConfig, MeshConfigInput, ServiceConfig } from './config/schema.ts';
 import { type InboundMiddleware, inboundMiddleware } from './context/inbound.ts';
 import { ContextRuntime } from './context/runtime.ts';
 import type { ContextInit, MeshContext } from './context/store.ts';
@@ -30,6 +30,8 @@ import {
   watchServer,
 } from './tls/server.ts';
 import { identitySnapshot } from './tls/snapshot.ts';
+import { createApply } from './xds/apply.ts';
+import { prepareXds, XdsHandle } from './xds/index.ts';
 
 /** How long close() lets in-flight requests finish before it destroys the pools. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
@@ -69,6 +71,8 @@ export class Mesh {
   readonly #mirrorGate: MirrorGate;
   readonly #identity: MeshIdentity | undefined;
   readonly #inbound: InboundMiddleware;
+  /** The xDS client (src/xds), when `xds` is configured. */
+  readonly #xds: XdsHandle | undefined;
   /** @internal The context machinery, for the server adapters (src/context/adapters.ts). */
   readonly contextRuntime: ContextRuntime;
   #closing: Promise<void> | undefined;
@@ -89,23 +93,40 @@ export class Mesh {
       pathNormalization: this.config.pathNormalization,
     });
     this.#inbound = inboundMiddleware(this.contextRuntime);
-    this.#identity = this.config.identity ? new MeshIdentity(this.config.identity, this.logger) : undefined;
-    try {
-      for (const [name, svc] of Object.entries(this.config.services)) {
-        this.#services.set(
-          name,
-          new ServiceRuntime(name, svc, {
-            clock: this.#clock,
+    // xds: the bootstrap is read (and its certificate provider may be the identity) first.
+    const xds = this.config.xds
+      ? prepareXds(this.config.xds, env, this.config.identity !== undefined)
+      : undefined;
+    const identity = this.config.identity ?? xds?.identity;
+    this.#identity = identity ? new MeshIdentity(identity, this.logger) : undefined;
+    const build = (name: string, svc: ServiceConfig) =>
+      new ServiceRuntime(name, svc, {
+        clock: this.#clock,
+        logger: this.logger,
+        zone,
+        env,
+        fallback: fallbacks && Object.hasOwn(fallbacks, name) ? fallbacks[name] : undefined,
+        identity: this.#identity,
+        paths: this.contextRuntime.paths,
+        xds: this.#xds,
+      });
+    this.#xds = xds
+      ? new XdsHandle(xds, {
+          logger: this.logger,
+          staticNames: Object.keys(this.config.services),
+          apply: createApply({
+            services: this.#services,
+            build,
+            drainMs: () => this.#closeTimeoutMs,
             logger: this.logger,
-            zone,
-            env,
-            fallback: fallbacks && Object.hasOwn(fallbacks, name) ? fallbacks[name] : undefined,
-            identity: this.#identity,
-            paths: this.contextRuntime.paths,
           }),
-        );
-      }
+        })
+      : undefined;
+    try {
+      for (const [name, svc] of Object.entries(this.config.services))
+        this.#services.set(name, build(name, svc));
     } catch (err) {
+      this.#xds?.close();
       this.#identity?.close();
       for (const s of this.#services.values()) s.tls?.close();
       throw err;
@@ -125,6 +146,7 @@ export class Mesh {
       clock: this.#clock,
       unknownServices: this.config.unknownServices ?? 'reject',
       onClose: (destroy) => this.#close(destroy),
+      resolver: this.#xds,
     });
     for (const svc of this.#services.values()) svc.start();
   }
@@ -142,7 +164,7 @@ export class Mesh {
     const target = this.dispatcher.target(url);
     if (target === null || target.credentials)
       throw new InvalidUrlError(String(url), target ? 'credentials' : 'not-a-url');
-    if (!this.#services.has(target.host) && this.config.unknownServices !== 'passthrough') {
+    if (!this.#services.has(target.host) && this.config.unknownServices !== 'passthrough' && !this.#xds) {
       throw new UnknownServiceError(target.host, [...this.#services.keys()]);
     }
     const request = isForeignRequest(input) ? toUndiciRequest(input) : (input as string | URL);
@@ -213,6 +235,7 @@ export class Mesh {
         sent: this.#mirrorGate.sent,
         dropped: this.#mirrorGate.dropped,
       },
+      ...(this.#xds ? { xds: this.#xds.snapshot() } : {}),
     };
   }
 
@@ -233,6 +256,7 @@ export class Mesh {
     this.#closing ??= (async () => {
       const timeout = destroy ? 0 : this.#closeTimeoutMs;
       await this.dispatcher.shutdownOwn(destroy);
+      this.#xds?.close();
       await Promise.all([...this.#services.values()].map((s) => s.close(timeout)));
       this.#identity?.close();
     })();

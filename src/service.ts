@@ -5,7 +5,7 @@ import { type Fallback, ServiceBreaker } from './breaker/breaker.ts';
 import type { Clock } from './clock.ts';
 import type { ServiceConfig } from './config/schema.ts';
 import { HealthCheckingSink } from './discovery/health-check.ts';
-import { createDiscovery } from './discovery/index.ts';
+import { createDiscovery, type DiscoveryContext } from './discovery/index.ts';
 import { DISCOVERY_DEFAULTS } from './discovery/schema.ts';
 import type { DiscoveryProvider, DiscoveryStatus } from './discovery/types.ts';
 import { ServiceLimits } from './endpoint/limits.ts';
@@ -32,6 +32,8 @@ export interface ServiceRuntimeOptions {
   identity?: MeshIdentity | undefined;
   /** The mesh's `pathNormalization`, applied before route matching. */
   paths?: PathOptions | undefined;
+  /** The mesh's xDS client, for `discovery.xds`. */
+  xds?: DiscoveryContext['xds'];
 }
 
 /** Everything the pipeline knows about one configured service, built once at createMesh. */
@@ -99,7 +101,7 @@ export class ServiceRuntime implements ServiceView {
     this.fallback = opts.fallback;
     this.limits = new ServiceLimits(policy?.connectionPool);
     this.tls = createClientTls(name, config, opts);
-    this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
+    this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env, xds: opts.xds });
     this.endpoints = new EndpointSet({
       service: name,
       provider: this.discovery.kind,

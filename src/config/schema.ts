@@ -13,6 +13,7 @@ import { pathNormalizationSchema } from '../http/path-schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
+import { xdsSchema } from '../xds/schema.ts';
 import { nullProtoRecord } from './reserved.ts';
 import { duration, durationAtLeast, userRecord } from './zod-helpers.ts';
 
@@ -78,6 +79,8 @@ export const meshConfigSchema = z
      * outbound route matching (Istio's meshConfig.pathNormalization; docs/context.md).
      */
     pathNormalization: pathNormalizationSchema.optional(),
+    /** Join an xDS control plane (Istio's proxyless mode, any ADS server): docs/xds.md. */
+    xds: xdsSchema.optional(),
     services: userRecord(
       z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
       serviceSchema,

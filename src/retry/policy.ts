@@ -43,8 +43,9 @@ export function compileRetryPolicy(cfg: RetryServiceConfig): RetryPolicy {
     timeoutMs: cfg.timeout || undefined,
     retryNonIdempotent: r?.retryNonIdempotent ?? false,
     retryAfterMaxMs: r?.retryAfterMax ?? RETRY_DEFAULTS.retryAfterMaxMs,
-    backoffBaseMs: BACKOFF_DEFAULTS.baseMs,
-    backoffMaxMs: BACKOFF_DEFAULTS.maxMs,
+    backoffBaseMs: r?.backoff?.baseInterval ?? BACKOFF_DEFAULTS.baseMs,
+    backoffMaxMs:
+      r?.backoff?.maxInterval ?? (r?.backoff ? r.backoff.baseInterval * 10 : BACKOFF_DEFAULTS.maxMs),
     hedge: r?.hedge
       ? { delayMs: r.hedge.delay, maxExtraLoad: r.hedge.maxExtraLoad ?? RETRY_DEFAULTS.hedgeMaxExtraLoad }
       : undefined,

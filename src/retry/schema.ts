@@ -33,6 +33,13 @@ export const retriesSchema = z.strictObject({
   /** Upper bound on an honoured Retry-After (default 2s); a longer one ends retrying. */
   retryAfterMax: duration.optional(),
   hedge: hedgeSchema.optional(),
+  /** Backoff between retries (Envoy's retry_back_off): base 25ms, max 10 × base by default. */
+  backoff: z
+    .strictObject({
+      baseInterval: durationAtLeast(1, 'Envoy requires more than 0'),
+      maxInterval: durationAtLeast(1, 'Envoy requires more than 0').optional(),
+    })
+    .optional(),
   /**
    * Istio: whether retries may go to other localities. Accepted for compatibility; meshwork's
    * retries may always use any endpoint of the pick group (locality preference still applies).

@@ -10,6 +10,7 @@ import type { DiscoveryStatus } from '../discovery/types.ts';
 import type { BudgetSnapshot } from '../retry/budget.ts';
 import type { ServiceRuntime } from '../service.ts';
 import { type IdentitySnapshot, type TlsSnapshot, tlsSnapshot } from '../tls/snapshot.ts';
+import type { XdsSnapshot } from '../xds/client.ts';
 import type { CircuitState } from './channels.ts';
 import type { EndpointState } from './metrics.ts';
 import { endpointState } from './service-telemetry.ts';
@@ -94,6 +95,8 @@ export interface MeshSnapshot {
   identity?: IdentitySnapshot | undefined;
   /** Mirrored copies: in flight now (bounded by `max`), sent and dropped so far. */
   mirrors?: { inFlight: number; max: number; sent: number; dropped: number } | undefined;
+  /** The xDS client: control plane connection, versions, ACKs/NACKs, listeners (docs/xds.md). */
+  xds?: XdsSnapshot | undefined;
 }
 
 /**
