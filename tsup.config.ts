@@ -1,3 +1,4 @@
+import { cpSync } from 'node:fs';
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
@@ -13,4 +14,9 @@ export default defineConfig({
   platform: 'node',
   // import.meta.url in the CJS build (optional packages are loaded lazily with createRequire).
   shims: true,
+  // The Envoy API descriptor of the xDS client, with its sources' notices: read at runtime from
+  // dist/xds/ when `xds` is configured (src/xds/codec.ts).
+  onSuccess: async () => {
+    cpSync('src/xds/proto', 'dist/xds', { recursive: true });
+  },
 });

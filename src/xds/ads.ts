@@ -8,8 +8,9 @@
  *   - a response is answered at once: an ACK (its version and nonce) when every resource in it
  *     was accepted, else a NACK (the last accepted version, its nonce, and error_detail listing
  *     each refused resource and why). Valid resources of a NACKed response are applied (A46);
- *   - LDS and CDS responses are complete: a subscribed name missing from one does not exist
- *     (unless the server has the `ignore_resource_deletion` feature, A53: the last one is kept);
+ *   - LDS and CDS responses are complete: a resource received before and missing from one was
+ *     deleted (unless the server has the `ignore_resource_deletion` feature, A53: the last one is
+ *     kept); one never received is left to its timer (the response may answer an older request);
  *   - a subscribed resource that has not come within `resourceTimeoutMs` of being asked for on a
  *     working stream does not exist (A57's 15 s timer; it is not armed while disconnected);
  *   - a stream that ends is reopened: at once when it had received a response, otherwise after
@@ -224,6 +225,8 @@ export class AdsClient {
     this.#status.streams++;
     this.#answered = false;
     this.#nodeSent = false;
+    // Nonces belong to a stream; versions carry over (the server may skip what the client has).
+    for (const t of this.#types.values()) t.nonce = '';
     const stream = this.#client.makeBidiStreamRequest(
       ADS_PATH,
       (m) => Buffer.from(m),
@@ -396,16 +399,16 @@ export class AdsClient {
     const removed: string[] = [];
     if (kind === 'listener' || kind === 'cluster') {
       for (const name of t.names) {
-        if (seen.has(name)) continue;
-        if (t.known.has(name) && this.#o.bootstrap.server.ignoreResourceDeletion) {
+        // Only a resource received before can be deleted this way: one never received may have
+        // been asked for after the request this response answers (its timer decides).
+        if (seen.has(name) || !t.known.has(name)) continue;
+        if (this.#o.bootstrap.server.ignoreResourceDeletion) {
           this.#o.logger.warn(
             { type: kind, name },
             'xds: resource deleted by the control plane: kept (ignore_resource_deletion)',
           );
           continue;
         }
-        if (t.missing.has(name)) continue;
-        this.#clearTimer(t, name);
         t.known.delete(name);
         t.missing.add(name);
         removed.push(name);
