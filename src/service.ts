@@ -122,7 +122,8 @@ export class ServiceRuntime implements ServiceView {
 
   start(): void {
     // provider → (health checks) → telemetry → endpoint set
-    const sink = this.telemetry.discoverySink(this.endpoints);
+    const routingOnly = this.router.size > 0 && this.config.discovery.static?.length === 0;
+    const sink = this.telemetry.discoverySink(this.endpoints, routingOnly);
     const hc = this.config.discovery.healthCheck;
     this.#health = hc ? new HealthCheckingSink(sink, hc) : undefined;
     this.discovery.start(this.#health ?? sink);

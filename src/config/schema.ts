@@ -13,7 +13,7 @@ import { pathNormalizationSchema } from '../http/path-schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
-import { xdsSchema } from '../xds/schema.ts';
+import { xdsField } from '../xds/schema.ts';
 import { nullProtoRecord } from './reserved.ts';
 import { duration, durationAtLeast, userRecord } from './zod-helpers.ts';
 
@@ -80,7 +80,7 @@ export const meshConfigSchema = z
      */
     pathNormalization: pathNormalizationSchema.optional(),
     /** Join an xDS control plane (Istio's proxyless mode, any ADS server): docs/xds.md. */
-    xds: xdsSchema.optional(),
+    xds: xdsField.optional(),
     services: userRecord(
       z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
       serviceSchema,

@@ -15,7 +15,7 @@ import type { IdentityConfig } from '../tls/schema.ts';
 import type { GrpcJs } from './ads.ts';
 import { type Bootstrap, identityProvider, loadBootstrap } from './bootstrap.ts';
 import type { XdsClient, XdsServices, XdsSnapshot } from './client.ts';
-import { XDS_DEFAULTS, type XdsConfig } from './schema.ts';
+import { parseXdsConfig, XDS_DEFAULTS, type XdsConfig, type XdsConfigInput } from './schema.ts';
 
 export type { XdsServices, XdsSnapshot };
 
@@ -32,7 +32,8 @@ export interface XdsSetup {
 const FEATURE = 'xds (the xDS client)';
 
 /** Reads the bootstrap and loads the optional packages. Throws MeshworkConfigError / MissingDependencyError. */
-export function prepareXds(config: XdsConfig, env: NodeJS.ProcessEnv, configIdentity: boolean): XdsSetup {
+export function prepareXds(input: XdsConfigInput, env: NodeJS.ProcessEnv, configIdentity: boolean): XdsSetup {
+  const config = parseXdsConfig(input);
   const bootstrap = loadBootstrap(config.bootstrap, env);
   const grpc = loadOptional<GrpcJs>('@grpc/grpc-js', FEATURE);
   loadOptional('protobufjs', FEATURE);
