@@ -28,6 +28,7 @@ const SCENARIOS = [
   'routing/match-cost', // matching against 100 routes vs none (module function)
   'telemetry', // request-path cost: no telemetry code, no SDK, no-op SDK
   'mtls', // mTLS vs plaintext: steady state and new connections
+  'protocols', // node:http clients (plain, mesh.agent) and HTTP/2 (h2c, TLS h2) vs HTTP/1.1
   'balancing/pick-cost', // script: cost of one pick, memory per endpoint (10, 1k, 10k)
   'balancing/fleet', // script: 10,000 endpoints with 1%/s churn: heap per endpoint, pick, update time
   'resilience/run', // script: success rate with bad replicas, outage attempts, hedging

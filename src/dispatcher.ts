@@ -1,8 +1,22 @@
 import { Agent, Dispatcher, Dispatcher1Wrapper } from 'undici';
 import type { Clock } from './clock.ts';
-import { InvalidUrlError, MeshClosedError, TlsRequiredError, UnknownServiceError } from './errors.ts';
+import {
+  InvalidUrlError,
+  MeshClosedError,
+  requestFailure,
+  TlsRequiredError,
+  UnknownServiceError,
+} from './errors.ts';
+import { ForwardingHandler } from './http/forwarding-handler.ts';
 import { normalizeHeaders } from './http/headers.ts';
-import { type Dispatch, type DispatchHandler, failRequest, newMeshRequest } from './pipeline.ts';
+import { classify } from './outcome.ts';
+import {
+  type Dispatch,
+  type DispatchController,
+  type DispatchHandler,
+  failRequest,
+  newMeshRequest,
+} from './pipeline.ts';
 import type { ServiceRuntime } from './service.ts';
 
 interface Target {
@@ -142,7 +156,7 @@ export class MeshDispatcher extends Dispatcher {
     if (!service) {
       if (this.#opts.unknownServices === 'passthrough') {
         this.#passthrough ??= new Agent();
-        return this.#passthrough.dispatch(options, handler);
+        return this.#passthrough.dispatch(options, new PassthroughHandler(handler, target));
       }
       failRequest(handler, new UnknownServiceError(target.host, [...this.#opts.services.keys()]));
       return false;
@@ -197,5 +211,23 @@ export class MeshDispatcher extends Dispatcher {
 
   #shutdown(destroy: boolean): Promise<void> {
     return this.#opts.onClose(destroy);
+  }
+}
+
+/** A host that is not a service, sent as is: its failure gets the same shape (one attempt). */
+class PassthroughHandler extends ForwardingHandler {
+  readonly #endpoint: string;
+
+  constructor(handler: DispatchHandler, target: Target) {
+    super(handler);
+    const hasPort = /:\d+$/.test(target.authority);
+    this.#endpoint = hasPort ? target.authority : `${target.authority}:${target.secure ? 443 : 80}`;
+  }
+
+  override onResponseError(controller: DispatchController, err: Error): void {
+    super.onResponseError(
+      controller,
+      classify(err) === 'cancelled' ? err : requestFailure(err, 1, this.#endpoint),
+    );
   }
 }

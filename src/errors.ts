@@ -24,6 +24,8 @@ export const ErrorCodes = {
   INVALID_PATH: 'MESHWORK_ERR_INVALID_PATH',
   NODE_VERSION: 'MESHWORK_ERR_NODE_VERSION',
   MISSING_DEPENDENCY: 'MESHWORK_ERR_MISSING_DEPENDENCY',
+  REQUEST_FAILED: 'MESHWORK_ERR_REQUEST_FAILED',
+  UNSUPPORTED_REQUEST: 'MESHWORK_ERR_UNSUPPORTED_REQUEST',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -31,6 +33,13 @@ export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 export class MeshworkError extends Error {
   readonly code: ErrorCode;
   readonly [BRAND] = true;
+  /**
+   * How many attempts of the request reached an endpoint before it failed: 0 when nothing was
+   * sent (refused by the mesh, no endpoint), 1 without retries. Set when a request fails.
+   */
+  attempts = 0;
+  /** The endpoint (`host:port`) of the last attempt sent; undefined when nothing was sent. */
+  endpoint: string | undefined = undefined;
 
   constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
@@ -136,8 +145,9 @@ export class TlsRequiredError extends MeshworkError {
 }
 
 /**
- * A request URL (or dispatch origin) the mesh will not send: not a URL, or carrying credentials
- * (`user:password@`). `url` is the URL as given with its userinfo replaced by `REDACTED:REDACTED@`.
+ * A request URL (or dispatch origin) the mesh will not send: not a URL, a relative URL, or one
+ * carrying credentials (`user:password@`). `url` is the URL as given with its userinfo replaced
+ * by `REDACTED:REDACTED@`.
  */
 export class InvalidUrlError extends MeshworkError {
   readonly url: string;
@@ -149,11 +159,24 @@ export class InvalidUrlError extends MeshworkError {
       problem === 'credentials'
         ? `URL "${url}" includes credentials (user:password@): refused, as fetch refuses it. meshwork ` +
             'never sends userinfo upstream, nor turns it into Basic auth: set an Authorization header instead'
-        : `"${url}" is not a valid http:// or https:// URL (http://<service>/path)`,
+        : isRelativeUrl(given)
+          ? `"${url}" is a relative URL: meshwork has no base URL to resolve it against. Name the ` +
+            `service in an absolute URL, such as ${absoluteHint(url)}`
+          : `"${url}" is not a valid http:// or https:// URL (http://<service>/path)`,
     );
     this.name = 'InvalidUrlError';
     this.url = url;
   }
+}
+
+/** No scheme (`/trips`, `trips?x=1`, `//host/x`): a URL meant to be resolved against a base. */
+function isRelativeUrl(given: string): boolean {
+  return !/^[a-z][a-z\d+.-]*:/i.test(given.trim());
+}
+
+function absoluteHint(url: string): string {
+  if (url.startsWith('//')) return `http:${url}`;
+  return `http://<service>${url.startsWith('/') ? url : `/${url}`}`;
 }
 
 /** True for any meshwork error, from any copy of the package; with `code`, only for that code. */
@@ -262,4 +285,73 @@ export class MissingDependencyError extends MeshworkError {
     this.name = 'MissingDependencyError';
     this.dependency = dependency;
   }
+}
+
+/**
+ * A request failed with an error that carries no `code` of its own (an error thrown by the
+ * caller's request body stream, or an unusual transport error): `cause` is that error.
+ */
+export class RequestFailedError extends MeshworkError {
+  constructor(cause: unknown) {
+    const message = cause instanceof Error ? cause.message : String(cause);
+    super(ErrorCodes.REQUEST_FAILED, `request failed: ${message}`, { cause });
+    this.name = 'RequestFailedError';
+  }
+}
+
+/**
+ * A request `mesh.agent` cannot carry: a protocol upgrade (`Upgrade:` header, WebSocket) or a
+ * `CONNECT` tunnel. Refused before anything is sent.
+ */
+export class UnsupportedRequestError extends MeshworkError {
+  constructor(what: string, hint: string) {
+    super(ErrorCodes.UNSUPPORTED_REQUEST, `${what} is not supported through mesh.agent: ${hint}`);
+    this.name = 'UnsupportedRequestError';
+  }
+}
+
+/**
+ * Gives a request's final error the one shape every failure of `mesh.fetch`, `mesh.dispatcher`
+ * and `mesh.agent` has (docs/errors.md): a `code`, the number of `attempts` that reached an
+ * endpoint, and the last `endpoint`. A meshwork error is annotated; an error of the transport is
+ * annotated too (it keeps its own code: `ECONNREFUSED`, `UND_ERR_SOCKET`...), so it stays the same
+ * object; an error with no code (or one that cannot be annotated) is wrapped in a
+ * RequestFailedError whose `cause` it is.
+ */
+export function requestFailure(err: unknown, attempts: number, endpoint: string | undefined): Error {
+  if (isMeshworkError(err)) {
+    if (!Object.isFrozen(err)) {
+      err.attempts = attempts;
+      err.endpoint = endpoint;
+    }
+    return err;
+  }
+  if (
+    typeof err === 'object' &&
+    err !== null &&
+    typeof (err as { code?: unknown }).code === 'string' &&
+    Object.isExtensible(err)
+  ) {
+    try {
+      Object.defineProperty(err, 'attempts', {
+        value: attempts,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+      Object.defineProperty(err, 'endpoint', {
+        value: endpoint,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+      return err as Error;
+    } catch {
+      // A property that cannot be redefined: wrapped below.
+    }
+  }
+  const wrapped = new RequestFailedError(err);
+  wrapped.attempts = attempts;
+  wrapped.endpoint = endpoint;
+  return wrapped;
 }

@@ -16,6 +16,8 @@ export { signJws } from './context/jws.ts';
 export type { ContextInit, MeshContext } from './context/store.ts';
 export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';
 export * from './errors.ts';
+export type { MeshAgent } from './http/agent.ts';
+export { fetchTransport } from './http/transport.ts';
 export {
   type CreateMeshInput,
   createMesh,

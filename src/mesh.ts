@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Request as UndiciRequest, fetch as undiciFetch } from 'undici';
+import { type Dispatcher, Request as UndiciRequest, fetch as undiciFetch } from 'undici';
 import type { Fallback } from './breaker/breaker.ts';
 import type { Clock } from './clock.ts';
 import { assertConfigObject, formatValue, loadConfig } from './config/load.ts';
@@ -16,6 +16,7 @@ import {
   MeshworkConfigError,
   UnknownServiceError,
 } from './errors.ts';
+import { MeshAgent } from './http/agent.ts';
 import { MirrorGate } from './routing/mirror.ts';
 import { ServiceRuntime } from './service.ts';
 import { buildStack } from './stack.ts';
@@ -52,6 +53,13 @@ export interface MeshOptions {
   telemetry?: boolean;
   /** Per-service answers used while that service's circuit breaker is open (docs/resilience.md). */
   fallbacks?: Record<string, Fallback>;
+  /**
+   * TESTS ONLY: an undici Dispatcher that replaces every endpoint's connection pool, such as
+   * undici's `MockAgent` or `fetchTransport()` (for msw). Each attempt goes to it with the origin
+   * `http(s)://<service>`; routing, retries, balancing, context and telemetry still run.
+   * See docs/testing.md.
+   */
+  transport?: Dispatcher;
 }
 
 export type CreateMeshInput = MeshConfigInput & MeshOptions;
@@ -76,11 +84,12 @@ export class Mesh {
   /** @internal The context machinery, for the server adapters (src/context/adapters.ts). */
   readonly contextRuntime: ContextRuntime;
   #closing: Promise<void> | undefined;
+  #agent: MeshAgent | undefined;
 
   constructor(input: CreateMeshInput = {}) {
     assertConfigObject(input);
     checkOptions(input);
-    const { logger, clock, random, env: envIn, telemetry, fallbacks, ...config } = input;
+    const { logger, clock, random, env: envIn, telemetry, fallbacks, transport, ...config } = input;
     this.logger = logger ?? silentLogger;
     const env = envIn ?? process.env;
     this.config = loadConfig(config, env);
@@ -139,6 +148,7 @@ export class Mesh {
       random,
       telemetry: telemetry !== false,
       context: this.contextRuntime,
+      transport,
     });
     this.dispatcher = new MeshDispatcher({
       services: this.#services,
@@ -176,9 +186,27 @@ export class Mesh {
     } catch (err) {
       const cause = (err as { cause?: unknown }).cause;
       if (isMeshworkError(cause)) throw cause;
-      throw err;
+      throw withFailureShape(err, cause);
     }
   };
+
+  /**
+   * An `http.Agent` that sends node:http-based clients through the mesh: axios
+   * (`httpAgent: mesh.agent`), got (`agent: { http: mesh.agent }`), node-fetch, superagent,
+   * `http.request(url, { agent: mesh.agent })`. Requests to configured services run through
+   * `mesh.dispatcher` (routing, retries, telemetry, context) without touching the network on the
+   * way; other hosts follow `unknownServices`. See docs/http-clients.md.
+   */
+  get agent(): MeshAgent {
+    this.#agent ??= new MeshAgent({
+      dispatcher: this.dispatcher,
+      isService: (host) => this.#services.has(host.toLowerCase()),
+      unknownServices: () => this.config.unknownServices ?? 'reject',
+      services: () => [...this.#services.keys()],
+      closed: () => this.#closing !== undefined,
+    });
+    return this.#agent;
+  }
 
   /**
    * Connect-style `(req, res, next)` middleware for the server side (node:http, Express, Connect):
@@ -258,6 +286,7 @@ export class Mesh {
       await this.dispatcher.shutdownOwn(destroy);
       this.#xds?.close();
       await Promise.all([...this.#services.values()].map((s) => s.close(timeout)));
+      this.#agent?.destroy();
       this.#identity?.close();
     })();
     return this.#closing;
@@ -278,6 +307,11 @@ function checkOptions(input: object): void {
     if (o[key] !== undefined && typeof o[key] !== 'function') bad(key, 'a function');
   if (o.telemetry !== undefined && typeof o.telemetry !== 'boolean') bad('telemetry', 'a boolean');
   if (o.env !== undefined && !isObject(o.env)) bad('env', 'an object');
+  if (
+    o.transport !== undefined &&
+    typeof (o.transport as { dispatch?: unknown } | null)?.dispatch !== 'function'
+  )
+    bad('transport', 'an undici Dispatcher (a MockAgent, fetchTransport())');
   const logger = o.logger as Record<string, unknown> | undefined;
   if (logger !== undefined && !(isObject(logger) && LOG_LEVELS.every((l) => typeof logger[l] === 'function')))
     bad('logger', 'a logger (debug, info, warn and error functions)');
@@ -297,6 +331,19 @@ const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 /** Builds a mesh from config (validated completely, synchronously). Throws MeshworkConfigError. */
 export function createMesh(config?: CreateMeshInput): Mesh {
   return new Mesh(config);
+}
+
+/**
+ * fetch's `TypeError: fetch failed` for a transport failure (its `cause`: ECONNREFUSED,
+ * UND_ERR_SOCKET...) stays a TypeError, as fetch code expects, and gets the cause's `code`,
+ * `attempts` and `endpoint` (docs/errors.md).
+ */
+function withFailureShape(err: unknown, cause: unknown): unknown {
+  if (typeof err !== 'object' || err === null || typeof cause !== 'object' || cause === null) return err;
+  const c = cause as { code?: unknown; attempts?: unknown; endpoint?: unknown };
+  if (typeof c.attempts !== 'number' || !Object.isExtensible(err)) return err;
+  Object.assign(err, { code: c.code, attempts: c.attempts, endpoint: c.endpoint });
+  return err;
 }
 
 function isForeignRequest(input: FetchInput): input is Request {

@@ -57,6 +57,8 @@ export function classify(err: unknown): ErrorKind {
   if (isMeshworkError(err)) {
     if (err.code === ErrorCodes.TIMEOUT) return 'timeout';
     if (err.code === ErrorCodes.ABORTED) return 'cancelled';
+    // A codeless error wrapped to give the caller one error shape: judged as that error.
+    if (err.code === ErrorCodes.REQUEST_FAILED) return classify(err.cause);
     return 'other';
   }
   const name = (err as { name?: unknown } | null)?.name;

@@ -12,6 +12,7 @@ import { ServiceLimits } from './endpoint/limits.ts';
 import { OutlierDetector, outlierSettings } from './endpoint/outlier.ts';
 import { MeshworkConfigError } from './errors.ts';
 import type { PathOptions } from './http/path.ts';
+import { alpnProtocols } from './http/protocol.ts';
 import type { ServiceView } from './pipeline.ts';
 import { ServiceRetry } from './retry/policy.ts';
 import { compileRouter, type Router } from './routing/router.ts';
@@ -165,5 +166,6 @@ function createClientTls(
     identity: opts.identity,
     connectTimeoutMs: policy?.connectionPool?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
     logger: opts.logger,
+    alpn: alpnProtocols(policy),
   });
 }

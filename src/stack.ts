@@ -2,7 +2,7 @@
  * THE LAYER ORDER. This is the one place where it is written down. Each layer is one file,
  * `<name>-layer.ts`, exporting `<name>Layer()`, in the folder of its concern.
  *
- *   caller (mesh.fetch / mesh.dispatcher / undici.request)
+ *   caller (mesh.fetch / mesh.dispatcher / undici.request / mesh.agent, src/http/agent.ts)
  *     │  normalize: service lookup, lowercase headers, Host = original authority   (src/dispatcher.ts)
  *     ▼
  *   ── per-request layers (above the balancer), outermost first ──
@@ -24,7 +24,9 @@
  *     load      → in-flight counts (endpoint, service), peak-EWMA RTT sample, counters (src/endpoint/load-layer.ts)
  *     outlier   → consecutive errors / success rate → ejection                    (src/endpoint/outlier-layer.ts)
  *     chaos     → attempt-level chaos (latency/reset/abort), seen by everything above (src/fault/chaos-layer.ts)
- *     pool      → the endpoint's own undici Pool (TLS in its connector; server name from the final Host) (src/balancer/endpoint.ts)
+ *     pool      → the endpoint's own undici Pool (TLS in its connector; server name from the final Host;
+ *                 HTTP/1.1 or HTTP/2, src/http/protocol.ts) (src/balancer/endpoint.ts); in tests, the
+ *                 `transport` Dispatcher instead (src/http/transport.ts)
  *
  * Every layer that judges how an attempt or a request ended (load, outlier, breaker, retry,
  * telemetry) reads it through the one outcome model (src/outcome.ts): `classify(err)` and
@@ -42,6 +44,8 @@
  * read off the request when it ends; retries and attempts land on the span as events. With no
  * OpenTelemetry SDK and no channel subscriber, the layer passes straight through.
  */
+
+import type { Dispatcher } from 'undici';
 import { balance } from './balancer/balance-layer.ts';
 import { breakerLayer } from './breaker/breaker-layer.ts';
 import type { Clock } from './clock.ts';
@@ -54,6 +58,7 @@ import { triedLayer } from './endpoint/tried-layer.ts';
 import { chaosLayer } from './fault/chaos-layer.ts';
 import { faultLayer } from './fault/fault-layer.ts';
 import { bodyLayer } from './http/body-layer.ts';
+import { viaTransport } from './http/transport.ts';
 import type { Dispatch, EndpointDispatch, EndpointLayer, Layer, ServiceView } from './pipeline.ts';
 import { retryLayer } from './retry/retry-layer.ts';
 import { routingLayer } from './routing/layer.ts';
@@ -71,6 +76,8 @@ export interface StackOptions {
   /** false: leave the telemetry layers out entirely (benchmarks). */
   telemetry: boolean;
   context: ContextRuntime;
+  /** Test seam: a Dispatcher that replaces every endpoint's pool (src/http/transport.ts). */
+  transport?: Dispatcher | undefined;
 }
 
 /** The per-request layers, outermost first. */
@@ -121,5 +128,6 @@ export function compose(
 }
 
 export function buildStack(opts: StackOptions): Dispatch {
-  return compose(requestLayers(opts), endpointLayers(opts), sendToPool, opts.clock);
+  const bottom = opts.transport ? viaTransport(opts.transport) : sendToPool;
+  return compose(requestLayers(opts), endpointLayers(opts), bottom, opts.clock);
 }

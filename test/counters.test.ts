@@ -118,7 +118,11 @@ describe('every counter returns to zero', () => {
       [s.address],
     );
     await Promise.allSettled(Array.from({ length: 6 }, () => m.fetch('http://svc/hang')));
-    await (await m.fetch('http://svc/fast')).text();
+    // A busy machine may need longer than 30 ms for a new connection: settled either way.
+    await m.fetch('http://svc/fast').then(
+      (res) => res.text(),
+      () => '',
+    );
     expect(await settle(m)).toEqual([]);
     expect(m.snapshot().services.svc?.circuitBreaker?.pending).toBe(0);
   });

@@ -3,6 +3,7 @@ import { Pool } from 'undici';
 import type { ConnectionPoolConfig } from '../config/schema.ts';
 import type { EndpointSpec } from '../discovery/types.ts';
 import type { MeshDispatchOptions } from '../http/dispatch-options.ts';
+import { poolProtocolOptions } from '../http/protocol.ts';
 import { serverNameFor } from '../http/server-name.ts';
 import type { Connector } from '../tls/client.ts';
 import { FailureRate } from './failure-rate.ts';
@@ -111,7 +112,8 @@ export class Endpoint {
       connectTimeout: cp?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
       keepAliveTimeout: cp?.http?.idleTimeout ?? ENDPOINT_DEFAULTS.idleTimeoutMs,
       maxRequestsPerClient: cp?.http?.maxRequestsPerConnection || undefined,
-      allowH2: false,
+      // HTTP/1.1, or HTTP/2 (h2c by prior knowledge, or ALPN h2 in the TLS connector).
+      ...poolProtocolOptions(cp, this.#connect),
       ...(this.#connect ? { connect: this.#connect } : {}),
     } as Pool.Options);
     this.#pool = pool;

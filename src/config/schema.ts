@@ -31,6 +31,17 @@ export const connectionPoolSchema = z.strictObject({
       http2MaxRequests: z.number().int().positive().optional(),
       maxRequestsPerConnection: z.number().int().nonnegative().optional(),
       idleTimeout: durationAtLeast(1, 'undici refuses 0, so every request would fail').optional(),
+      /** HTTP/2 to the endpoints: UPGRADE = h2c by prior knowledge, or ALPN h2 over TLS (src/http/protocol.ts). */
+      h2UpgradePolicy: z.enum(['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE']).optional(),
+      /** true: HTTP/1.1, the in-process client's protocol; h2UpgradePolicy has no effect (Istio). */
+      useClientProtocol: z.boolean().optional(),
+      /** Concurrent streams per HTTP/2 connection (undici's default: 100). */
+      maxConcurrentStreams: z
+        .number()
+        .int()
+        .positive()
+        .max(2 ** 31 - 1)
+        .optional(),
     })
     .optional(),
 });

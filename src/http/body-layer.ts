@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { requestFailure } from '../errors.ts';
 import { failRequest, type Layer, type MeshRequest } from '../pipeline.ts';
 
 /** Linkerd buffers request bodies up to 64 KiB so that a retry can send them again. */
@@ -38,7 +39,8 @@ export function bodyLayer(
         req.opts.body = result.complete ? result.buffer : result.stream;
         next(req, handler);
       },
-      (err: Error) => failRequest(handler, err),
+      // The caller's body failed before anything was sent.
+      (err: Error) => failRequest(handler, requestFailure(err, 0, undefined)),
     );
   };
 }

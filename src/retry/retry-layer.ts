@@ -1,6 +1,6 @@
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
-import { MeshAbortedError, MeshTimeoutError } from '../errors.ts';
+import { MeshAbortedError, MeshTimeoutError, requestFailure } from '../errors.ts';
 import { isReplayable } from '../http/body-layer.ts';
 import { FINISHED } from '../http/forwarding-handler.ts';
 import { headerValue } from '../http/headers.ts';
@@ -66,6 +66,9 @@ class RetryRun implements DispatchController {
   #replayable = true;
   #sends = 0;
   #retries = 0;
+  /** Attempts that reached an endpoint, and the last one's address: for the final error. */
+  #sent = 0;
+  #lastEndpoint: string | undefined;
   #deadline: number | undefined;
   #winner: Attempt | undefined;
   #finished = false;
@@ -158,7 +161,8 @@ class RetryRun implements DispatchController {
     if (this.#finished) return;
     this.aborted = true;
     this.reason = reason ?? new MeshAbortedError(this.#service);
-    this.#fail(this.reason);
+    // The caller's own reason goes back to it untouched.
+    this.#fail(this.reason, reason === undefined);
   }
 
   /** The winning attempt's raw headers: undici's fetch reads response headers from here. */
@@ -257,6 +261,7 @@ class RetryRun implements DispatchController {
 
   /** An attempt got response headers: deliver it (true) or discard it and retry (false). */
   onAttemptResponse(att: Attempt, status: number, headers: ResponseHeaders): boolean {
+    this.#noteSent(att);
     if (this.#finished || this.#winner) return false;
     const p = this.#policy;
     const grpc = headerValue(headers, 'grpc-status');
@@ -294,7 +299,18 @@ class RetryRun implements DispatchController {
     return true;
   }
 
+  /** Counts an attempt that reached an endpoint, once. */
+  #noteSent(att: Attempt): void {
+    if (att.counted) return;
+    const ep = att.req?.endpoint;
+    if (ep === undefined) return;
+    att.counted = true;
+    this.#sent++;
+    this.#lastEndpoint = ep.address;
+  }
+
   onAttemptError(att: Attempt, err: Error): void {
+    this.#noteSent(att);
     if (this.#finished) return;
     this.#live.delete(att);
     clearTimeout(att.timer);
@@ -364,12 +380,20 @@ class RetryRun implements DispatchController {
     return this.#winner === att;
   }
 
-  #fail(err: Error): void {
+  /**
+   * The request failed: the caller gets the error in the one shape of docs/errors.md (`code`,
+   * `attempts`, `endpoint`), unless it is the caller's own abort reason.
+   */
+  #fail(err: Error, annotate = true): void {
     if (this.#finished) return;
     const handler = this.#handler;
+    if (annotate)
+      this.#live.forEach((att) => {
+        this.#noteSent(att);
+      });
     this.#cleanup();
     this.#live.forEach(discardAttempt);
-    handler.onResponseError?.(this, err);
+    handler.onResponseError?.(this, annotate ? requestFailure(err, this.#sent, this.#lastEndpoint) : err);
   }
 
   #cleanup(): void {
@@ -402,6 +426,8 @@ class Attempt implements DispatchHandler {
   /** This attempt's request (its `endpoint` is set once the balancer has picked). */
   req: MeshRequest | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** Counted among the attempts that reached an endpoint (RetryRun.#noteSent). */
+  counted = false;
   #discarded = false;
   #timedOut: Error | undefined;
 

@@ -16,19 +16,28 @@ import { type Pem, TlsMaterial } from './material.ts';
 import { presentedSans, sanMatches, trustDomain } from './san.ts';
 import type { TlsConfig } from './schema.ts';
 
-/** The shape of an undici connector (`Pool` option `connect` as a function). */
-export type Connector = (
-  opts: {
-    hostname: string;
-    host?: string;
-    protocol: string;
-    port: string;
-    servername?: string | null;
-    localAddress?: string | null;
-    httpSocket?: Socket;
-  },
-  callback: (err: Error | null, socket: Socket | TLSSocket | null) => void,
-) => void;
+/**
+ * The shape of an undici connector (`Pool` option `connect` as a function). `alpn`: what it
+ * offers by ALPN, read by the endpoint's Pool options (src/http/protocol.ts).
+ */
+export type Connector = { alpn?: readonly string[] } & ((
+  opts: ConnectorOptions,
+  callback: ConnectorCallback,
+) => void);
+
+type ConnectorOptions = {
+  hostname: string;
+  host?: string;
+  protocol: string;
+  port: string;
+  servername?: string | null;
+  localAddress?: string | null;
+  httpSocket?: Socket;
+};
+
+type ConnectorCallback = (err: Error | null, socket: Socket | TLSSocket | null) => void;
+
+const HTTP1_ONLY = ['http/1.1'];
 
 /** TLS sessions kept for resumption, per SNI name (bounded). */
 const SESSION_CACHE_MAX = 100;
@@ -41,6 +50,8 @@ export interface ClientTlsOptions {
   identity: MeshIdentity | undefined;
   connectTimeoutMs: number;
   logger: Logger;
+  /** What the handshake offers by ALPN (src/http/protocol.ts); default `http/1.1` only. */
+  alpn?: string[] | undefined;
 }
 
 /**
@@ -61,9 +72,15 @@ export class ClientTls {
   /** Handshakes that resumed a cached TLS session (cheaper: no certificate exchange). */
   resumed = 0;
   identityFailures = 0;
+  /** The undici connector (stable; reads the current SecureContext per new connection). */
+  readonly connect: Connector;
 
   constructor(opts: ClientTlsOptions) {
     this.#opts = opts;
+    this.connect = Object.assign(
+      (o: ConnectorOptions, callback: ConnectorCallback) => this.#connect(o, callback),
+      { alpn: opts.alpn ?? HTTP1_ONLY },
+    );
     const { tls } = opts;
     if (tls.mode === 'ISTIO_MUTUAL') {
       this.#material = (opts.identity as MeshIdentity).material;
@@ -118,8 +135,7 @@ export class ClientTls {
     return new TlsIdentityError(this.#opts.service, where, names, presented);
   }
 
-  /** The undici connector (stable; reads the current SecureContext per new connection). */
-  readonly connect: Connector = (opts, callback) => {
+  #connect(opts: ConnectorOptions, callback: ConnectorCallback): void {
     const servername = this.#opts.tls.sni ?? opts.servername ?? this.#opts.service;
     const where = `${opts.hostname}:${opts.port}`;
     const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
@@ -130,7 +146,7 @@ export class ClientTls {
       servername,
       secureContext: this.#context,
       rejectUnauthorized: true,
-      ALPNProtocols: ['http/1.1'],
+      ALPNProtocols: this.#opts.alpn ?? HTTP1_ONLY,
       checkServerIdentity: (_name, cert) => this.#check(servername, where, cert),
       ...(session ? { session } : {}),
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
@@ -172,7 +188,7 @@ export class ClientTls {
       finish(null);
     });
     socket.once('error', finish);
-  };
+  }
 
   close(): void {
     this.#unsubscribe();

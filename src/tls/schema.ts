@@ -14,8 +14,25 @@ export const tlsSchema = z
     subjectAltNames: z.array(z.string().min(1)).optional(),
     /** SNI sent in the ClientHello. Default: the service name. */
     sni: z.string().min(1).optional(),
+    /**
+     * meshwork's extension (Envoy's `alpn_protocols`): the protocols the handshake offers, in
+     * order. Default `[http/1.1]`, or `[h2, http/1.1]` with `h2UpgradePolicy: UPGRADE`.
+     */
+    alpnProtocols: z
+      .array(z.enum(['h2', 'http/1.1']))
+      .min(1)
+      .refine((l) => new Set(l).size === l.length, 'lists a protocol twice')
+      .optional(),
   })
   .superRefine((v, ctx) => {
+    if (v.alpnProtocols !== undefined && v.mode === 'DISABLE')
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'needs TLS (mode SIMPLE, MUTUAL or ISTIO_MUTUAL); for HTTP/2 in cleartext use connectionPool.http.h2UpgradePolicy: UPGRADE',
+        input: v.alpnProtocols,
+        path: ['alpnProtocols'],
+      });
     if (v.mode === 'MUTUAL') {
       for (const f of ['clientCertificate', 'privateKey'] as const) {
         if (!v[f])
