@@ -197,10 +197,20 @@ export class Mesh {
    * `mesh.dispatcher` (routing, retries, telemetry, context) without touching the network on the
    * way; other hosts follow `unknownServices`. See docs/http-clients.md.
    */
+  /**
+   * With xds, a host that is not a configured service may be a listener: it goes to the mesh
+   * (which asks the control plane), unless unknown hosts pass through and xDS does not serve it.
+   */
+  #xdsClaims(host: string): boolean {
+    const xds = this.#xds;
+    if (!xds) return false;
+    return this.config.unknownServices !== 'passthrough' || xds.serves(host.toLowerCase());
+  }
+
   get agent(): MeshAgent {
     this.#agent ??= new MeshAgent({
       dispatcher: this.dispatcher,
-      isService: (host) => this.#services.has(host.toLowerCase()),
+      isService: (host) => this.#services.has(host.toLowerCase()) || this.#xdsClaims(host),
       unknownServices: () => this.config.unknownServices ?? 'reject',
       services: () => [...this.#services.keys()],
       closed: () => this.#closing !== undefined,

@@ -4,6 +4,7 @@
  * certificates.
  */
 import { copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -167,6 +168,24 @@ describe('xDS: routing from a control plane', () => {
     });
     expect(blue.hits.length).toBe(hits);
     expect(cp.subscribed('listener')).toContain('outbound-9080-reviews.default.svc.cluster.local');
+  });
+
+  it('mesh.agent (node:http clients) reaches xDS listeners too', async () => {
+    const [cp, blue, green] = await Promise.all([controlPlane(), server('blue'), server('green')]);
+    twoBackends(cp, blue, green);
+    const m = mesh(cp);
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = httpGet('http://echo/via-agent', { agent: m.agent }, (res) => {
+        let b = '';
+        res.on('data', (c) => {
+          b += c;
+        });
+        res.on('end', () => resolve(`${res.statusCode} ${b}`));
+      });
+      req.on('error', reject);
+    });
+    expect(text).toBe('200 blue');
+    expect(blue.hits.at(-1)?.url).toBe('/via-agent');
   });
 
   it('names listed up front are subscribed at createMesh; a name with no listener fails, then is unknown', async () => {

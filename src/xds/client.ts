@@ -133,6 +133,12 @@ export class XdsClient {
     return this.#eds.provider(cluster);
   }
 
+  /** True when a listener of `host` (with any port, or none) is served now. */
+  servesHost(host: string): boolean {
+    for (const a of this.#served.keys()) if (a === host || a.startsWith(`${host}:`)) return true;
+    return false;
+  }
+
   /** True for the names of the services the client made (they are found by authority only). */
   owns(name: string): boolean {
     return this.#ownNames.has(name);

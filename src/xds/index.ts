@@ -98,6 +98,11 @@ export class XdsHandle implements AuthorityResolver {
     return this.#client?.owns(name) ?? false;
   }
 
+  /** True when a listener of this host (any port) is served now. */
+  serves(host: string): boolean {
+    return this.#client?.servesHost(host) ?? false;
+  }
+
   resolve(authority: string): string | null | Promise<string | null> {
     if (this.#client) return this.#client.resolve(authority);
     return this.#loading.then((c) => c.resolve(authority));
