@@ -45,7 +45,7 @@ export interface AuthorityResolver {
   /** True for a service name the resolver made: such a service is never found by host name. */
   owns(name: string): boolean;
   /** Its service name, null when there is none, or a promise of either (rejected when it cannot tell in time). */
-  resolve(authority: string): string | null | Promise<string | null>;
+  resolve(authority: string, secure: boolean): string | null | Promise<string | null>;
 }
 
 export interface MeshDispatcherOptions {
@@ -129,7 +129,7 @@ export class MeshDispatcher extends Dispatcher {
     let service = this.#opts.services.get(target.host);
     const resolver = this.#opts.resolver;
     if (resolver !== undefined && (service === undefined || resolver.owns(target.host))) {
-      const found = resolver.resolve(target.authority);
+      const found = resolver.resolve(target.authority, target.secure);
       if (found !== null && typeof found !== 'string') {
         found.then(
           (name) =>

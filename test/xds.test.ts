@@ -170,6 +170,20 @@ describe('xDS: routing from a control plane', () => {
     expect(cp.subscribed('listener')).toContain('outbound-9080-reviews.default.svc.cluster.local');
   });
 
+  it('a URL without a port also asks for the listener on the default port (Istio names them host:80)', async () => {
+    const [cp, a] = await Promise.all([controlPlane(), server('a')]);
+    cp.set('listener', [apiListener('web.default.svc.cluster.local:80', 'r')]);
+    cp.set('route', [routeConfig('r', [clusterRoute('c')])]);
+    cp.set('cluster', [edsCluster('c')]);
+    cp.set('endpoint', [endpointsOf('c', a)]);
+    const m = mesh(cp);
+    // new URL() drops ":80": both names are asked for; the one that exists serves.
+    expect(await body(m, 'http://web.default.svc.cluster.local:80/')).toBe('200 a');
+    expect(cp.subscribed('listener')).toEqual(
+      new Set(['web.default.svc.cluster.local', 'web.default.svc.cluster.local:80']),
+    );
+  });
+
   it('mesh.agent (node:http clients) reaches xDS listeners too', async () => {
     const [cp, blue, green] = await Promise.all([controlPlane(), server('blue'), server('green')]);
     twoBackends(cp, blue, green);
@@ -554,7 +568,7 @@ describe('xDS: protocol', () => {
     expect(cp.streamsOpened).toBeGreaterThanOrEqual(2);
     // The reconnected stream resubscribes with the versions it had.
     const resub = cp.requests.filter((r) => r.stream === cp.streamsOpened && r.kind === 'listener')[0];
-    expect(resub?.names).toEqual(['echo']);
+    expect(resub?.names).toEqual(['echo', 'echo:80']);
     expect(resub?.version).not.toBe('');
   });
 
@@ -597,7 +611,7 @@ describe('xDS: protocol', () => {
     expect(await body(m, 'http://echo/')).toBe('200 blue');
     // Without the feature, the listener is gone at once.
     cp.set('listener', [apiListener('echo', 'echo-routes')]);
-    const m2 = mesh(cp);
+    const m2 = mesh(cp, { resourceTimeout: '300ms' });
     expect(await body(m2, 'http://echo/')).toBe('200 blue');
     cp.delete('listener', ['echo']);
     await until(() => m2.snapshot().xds?.listeners.echo === 'absent', 'the deletion');

@@ -86,8 +86,10 @@ interface TypeState {
   names: Set<string>;
   version: string;
   nonce: string;
-  /** Raw bytes of each resource last accepted (to skip unchanged ones) — names with a value. */
+  /** Raw bytes of each resource last accepted — the names with a value. */
   known: Map<string, Uint8Array>;
+  /** The same bytes (as latin1 strings) → name: an unchanged resource is recognised without decoding it. */
+  byBytes: Map<string, string>;
   /** Names asked for whose does-not-exist timer runs. */
   timers: Map<string, NodeJS.Timeout>;
   /** Names known not to exist. */
@@ -132,6 +134,8 @@ export class AdsClient {
   #retryTimer: NodeJS.Timeout | undefined;
   #backoffMs: number;
   #closed = false;
+  readonly #dirty = new Set<Kind>();
+  #flushing = false;
   #status: AdsStatus;
 
   constructor(opts: AdsOptions, handlers: AdsHandlers) {
@@ -144,6 +148,7 @@ export class AdsClient {
         version: '',
         nonce: '',
         known: new Map(),
+        byBytes: new Map(),
         timers: new Map(),
         missing: new Set(),
         acks: 0,
@@ -163,17 +168,31 @@ export class AdsClient {
     const t = this.#type(kind);
     if (t.names.has(name)) return;
     t.names.add(name);
-    if (this.#stream) this.#send(kind);
-    else this.#connect();
+    this.#changed(kind);
   }
 
   unwatch(kind: Kind, name: string): void {
     const t = this.#type(kind);
     if (!t.names.delete(name)) return;
     this.#clearTimer(t, name);
-    t.known.delete(name);
+    this.#forget(t, name);
     t.missing.delete(name);
-    if (this.#stream && t.names.size > 0) this.#send(kind);
+    this.#changed(kind);
+  }
+
+  /** Subscription changes made in one turn go out as one request per type. */
+  #changed(kind: Kind): void {
+    this.#dirty.add(kind);
+    if (this.#flushing) return;
+    this.#flushing = true;
+    queueMicrotask(() => {
+      this.#flushing = false;
+      const kinds = [...this.#dirty];
+      this.#dirty.clear();
+      if (this.#closed) return;
+      if (!this.#stream) return this.#connect();
+      for (const k of kinds) if (this.#type(k).names.size > 0) this.#send(k);
+    });
   }
 
   isMissing(kind: Kind, name: string): boolean {
@@ -333,6 +352,12 @@ export class AdsClient {
     t.timers.set(name, timer);
   }
 
+  #forget(t: TypeState, name: string): void {
+    const bytes = t.known.get(name);
+    if (bytes) t.byBytes.delete(Buffer.from(bytes).toString('latin1'));
+    t.known.delete(name);
+  }
+
   #clearTimer(t: TypeState, name: string): void {
     const timer = t.timers.get(name);
     if (timer) clearTimeout(timer);
@@ -371,6 +396,13 @@ export class AdsClient {
         const wrapper = this.#o.codec.decode(RESOURCE_WRAPPER, any.value ?? new Uint8Array());
         any = (wrapper.resource ?? {}) as AnyMessage;
       }
+      // State of the world resends every resource: one byte for byte as accepted is not decoded again.
+      const raw = Buffer.from(any.value ?? new Uint8Array()).toString('latin1');
+      const same = t.byBytes.get(raw);
+      if (same !== undefined && t.known.has(same) && !seen.has(same)) {
+        seen.add(same);
+        continue;
+      }
       const d = this.#h.decode(kind, any);
       if (d.name === '') {
         errors.push(`resource [${i}]: ${d.errors.join('; ')}`);
@@ -392,7 +424,9 @@ export class AdsClient {
       this.#clearTimer(t, d.name);
       t.missing.delete(d.name);
       if (before && Buffer.compare(before, bytes) === 0) continue;
+      if (before) t.byBytes.delete(Buffer.from(before).toString('latin1'));
       t.known.set(d.name, bytes);
+      t.byBytes.set(raw, d.name);
       updated.set(d.name, d.model);
     }
     // State of the world: LDS and CDS answers list every resource that exists.
@@ -409,7 +443,7 @@ export class AdsClient {
           );
           continue;
         }
-        t.known.delete(name);
+        this.#forget(t, name);
         t.missing.add(name);
         removed.push(name);
       }

@@ -8,8 +8,11 @@
  * config did not change keeps running untouched; replaced and removed ones drain (close with the
  * mesh's closeTimeout). When mesh.update lands, this becomes a call to it (an `xds` layer).
  */
-import { validateConfig } from '../config/load.ts';
-import type { ServiceConfig } from '../config/schema.ts';
+import { formatIssues, formatPath } from '../config/load.ts';
+import { PROTO_KEY_MESSAGE, protoKeyPaths } from '../config/reserved.ts';
+import { type ServiceConfig, serviceSchema } from '../config/schema.ts';
+import { type ConfigIssue, MeshworkConfigError } from '../errors.ts';
+import { routeReferenceIssues } from '../routing/schema.ts';
 import type { ServiceRuntime } from '../service.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { XdsServices } from './client.ts';
@@ -25,31 +28,30 @@ export interface ApplyHost {
 }
 
 export function createApply(host: ApplyHost): (config: XdsServices) => void {
-  /** xDS service name → its config, as applied. */
-  const applied = new Map<string, string>();
+  /** xDS service name → its config as applied (JSON) and validated. */
+  const applied = new Map<string, { key: string; config: ServiceConfig }>();
   return (config) => {
-    const valid = validateConfig({ services: config.services });
-    const built = new Map<string, { svc: ServiceRuntime; key: string }>();
+    const valid = validate(config, applied);
+    const built = new Map<string, { svc: ServiceRuntime; key: string; config: ServiceConfig }>();
     try {
-      for (const [name, svc] of Object.entries(valid.services)) {
-        const key = JSON.stringify(config.services[name]);
-        if (applied.get(name) === key && host.services.has(name)) continue;
-        built.set(name, { svc: host.build(name, svc), key });
+      for (const [name, v] of valid) {
+        if (applied.get(name)?.key === v.key && host.services.has(name)) continue;
+        built.set(name, { svc: host.build(name, v.config), ...v });
       }
     } catch (err) {
       for (const { svc } of built.values()) void svc.close(0);
       throw err;
     }
     const retired: ServiceRuntime[] = [];
-    for (const [name, { svc, key }] of built) {
+    for (const [name, { svc, key, config: c }] of built) {
       const old = host.services.get(name);
       host.services.set(name, svc);
-      applied.set(name, key);
+      applied.set(name, { key, config: c });
       if (old) retired.push(old);
     }
     for (const { svc } of built.values()) svc.start();
     for (const name of [...applied.keys()])
-      if (!Object.hasOwn(valid.services, name)) {
+      if (!valid.has(name)) {
         const old = host.services.get(name);
         host.services.delete(name);
         applied.delete(name);
@@ -64,4 +66,38 @@ export function createApply(host: ApplyHost): (config: XdsServices) => void {
         ),
       );
   };
+}
+
+/**
+ * createMesh's validation of `services`, service by service: one whose config did not change is
+ * not parsed again (a push to one of 1,000 clusters re-checks one), and references across
+ * services (route and mirror hosts, subsets) are checked on the whole. Throws MeshworkConfigError.
+ */
+function validate(
+  config: XdsServices,
+  applied: ReadonlyMap<string, { key: string; config: ServiceConfig }>,
+): Map<string, { key: string; config: ServiceConfig }> {
+  const out = new Map<string, { key: string; config: ServiceConfig }>();
+  const issues: ConfigIssue[] = [];
+  for (const [name, fragment] of Object.entries(config.services)) {
+    const key = JSON.stringify(fragment);
+    const before = applied.get(name);
+    if (before?.key === key) {
+      out.set(name, before);
+      continue;
+    }
+    const reserved = protoKeyPaths(fragment);
+    if (reserved.length > 0) {
+      for (const p of reserved)
+        issues.push({ path: formatPath(['services', name, ...p]), message: PROTO_KEY_MESSAGE });
+      continue;
+    }
+    const r = serviceSchema.safeParse(fragment, { reportInput: true });
+    if (!r.success) issues.push(...formatIssues(r.error.issues, ['services', name]));
+    else out.set(name, { key, config: r.data });
+  }
+  for (const i of routeReferenceIssues(config.services as Parameters<typeof routeReferenceIssues>[0]))
+    issues.push({ path: formatPath(i.path), message: `${JSON.stringify(i.input)} ${i.message}` });
+  if (issues.length > 0) throw new MeshworkConfigError(issues);
+  return out;
 }

@@ -43,12 +43,15 @@ export interface XdsView {
 
 export interface AuthorityInput {
   authority: string;
-  listener: string;
+  /** Listener names to try, in order of preference (the first that exists is used). */
+  listeners: readonly string[];
 }
 
 /** One listener's service as last assembled complete. */
 export interface ListenerService {
   name: string;
+  /** The listener resource it was built from. */
+  listener: string;
   config: Fragment;
   clusters: Set<string>;
   /** Hash keys per cluster its routes use. */
@@ -87,15 +90,19 @@ export function assemble(
     wants: { listener: new Set(), route: new Set(), cluster: new Set(opts.demanded) },
     clusterServices: new Map(),
   };
-  for (const { authority, listener } of authorities) {
-    out.wants.listener.add(listener);
-    if (view.missingListeners.has(listener)) {
+  for (const { authority, listeners } of authorities) {
+    for (const l of listeners) out.wants.listener.add(l);
+    if (listeners.every((l) => view.missingListeners.has(l))) {
       out.absent.add(authority);
       continue;
     }
-    const l = view.listeners.get(listener);
-    const built = l ? buildListener(authority, l, view, names, out) : undefined;
-    const kept = built ?? previous.get(authority);
+    // The first candidate that exists; a preferred one not known yet does not hold back a later one.
+    const name = listeners.find((l) => view.listeners.has(l));
+    const l = name === undefined ? undefined : view.listeners.get(name);
+    const built = l && name !== undefined ? buildListener(authority, name, l, view, names, out) : undefined;
+    const before = previous.get(authority);
+    // A listener deleted since stops serving at once; one waiting for a cluster keeps its last config.
+    const kept = built ?? (before && !view.missingListeners.has(before.listener) ? before : undefined);
     if (kept) out.listeners.set(authority, kept);
   }
   // Cluster services: those of every listener served (complete or kept), and the demanded ones.
@@ -130,6 +137,7 @@ export function assemble(
 /** The listener's service, or undefined while a resource it needs has not arrived. */
 function buildListener(
   authority: string,
+  listener: string,
   l: ListenerModel,
   view: XdsView,
   names: ServiceNames,
@@ -154,6 +162,7 @@ function buildListener(
   if (http.length === 0) http.push(NO_ROUTE);
   return {
     name,
+    listener,
     config: { discovery: { static: [] }, http },
     clusters: used,
     hashes,

@@ -83,8 +83,8 @@ export class XdsClient {
     cluster: new Set(),
     endpoint: new Set(),
   };
-  /** Authority → listener resource name, in the order first asked. */
-  readonly #authorities = new Map<string, string>();
+  /** Authority → the listener names it may be (see #ask), in the order first asked. */
+  readonly #authorities = new Map<string, string[]>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   /** Authority → its service, as last applied. */
   #served = new Map<string, ListenerService>();
@@ -148,12 +148,12 @@ export class XdsClient {
    * The service for a URL authority: its name when ready, null when its listener does not exist,
    * or a promise (the first request waits, up to initialTimeout).
    */
-  resolve(authority: string): string | null | Promise<string | null> {
+  resolve(authority: string, secure = false): string | null | Promise<string | null> {
     const served = this.#served.get(authority);
     if (served) return served.name;
     if (this.#absent.has(authority)) return null;
     if (this.#closed) return null;
-    this.#ask(authority);
+    this.#ask(authority, secure);
     return new Promise((resolve, reject) => {
       let set = this.#waiters.get(authority);
       if (!set) {
@@ -200,15 +200,20 @@ export class XdsClient {
     this.#waiters.clear();
   }
 
-  #ask(authority: string): void {
+  #ask(authority: string, secure = false): void {
     if (this.#authorities.has(authority)) return;
-    const listener = listenerName(this.#o.bootstrap, authority);
-    this.#authorities.set(authority, listener);
+    // As written; without a port also with the scheme's default one, which is how Istio names a
+    // service's listeners (istiod answers "reviews" with "reviews:80"): the name as written wins
+    // when both exist.
+    const names = [listenerName(this.#o.bootstrap, authority)];
+    if (!/:\d+$/.test(authority) && !authority.endsWith(']'))
+      names.push(listenerName(this.#o.bootstrap, `${authority}:${secure ? 443 : 80}`));
+    this.#authorities.set(authority, names);
     this.#schedule();
   }
 
   #timeoutError(authority: string): Error {
-    const listener = this.#authorities.get(authority) ?? authority;
+    const listener = (this.#authorities.get(authority) ?? [authority]).join('" or "');
     const status = this.#ads.status();
     return new NoEndpointsError(
       authority,
@@ -269,9 +274,9 @@ export class XdsClient {
       missingRoutes: this.#missing.route,
       missingClusters: this.#missing.cluster,
     };
-    const authorities: AuthorityInput[] = [...this.#authorities].map(([authority, listener]) => ({
+    const authorities: AuthorityInput[] = [...this.#authorities].map(([authority, listeners]) => ({
       authority,
-      listener,
+      listeners,
     }));
     const a = assemble(authorities, view, this.#names, this.#served, {
       initialTimeoutMs: this.#o.initialTimeoutMs,

@@ -103,9 +103,9 @@ export class XdsHandle implements AuthorityResolver {
     return this.#client?.servesHost(host) ?? false;
   }
 
-  resolve(authority: string): string | null | Promise<string | null> {
-    if (this.#client) return this.#client.resolve(authority);
-    return this.#loading.then((c) => c.resolve(authority));
+  resolve(authority: string, secure = false): string | null | Promise<string | null> {
+    if (this.#client) return this.#client.resolve(authority, secure);
+    return this.#loading.then((c) => c.resolve(authority, secure));
   }
 
   endpoints(cluster: string): DiscoveryProvider {
