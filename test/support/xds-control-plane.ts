@@ -78,6 +78,7 @@ export function envoyRoot(): protobuf.Root {
       'envoy/extensions/load_balancing_policies/maglev/v3/maglev.proto',
       'envoy/extensions/load_balancing_policies/wrr_locality/v3/wrr_locality.proto',
       'envoy/extensions/filters/http/rbac/v3/rbac.proto',
+      'xds/type/v3/typed_struct.proto',
     ],
     { keepCase: true },
   );
