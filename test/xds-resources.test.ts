@@ -2,6 +2,8 @@
  * Envoy resources → meshwork, one resource at a time: resources encoded from Envoy's own .proto
  * files (test/support/xds-control-plane.ts), decoded with meshwork's compiled descriptor.
  */
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { pickVirtualHost } from '../src/xds/assemble.ts';
 import { parseBootstrap } from '../src/xds/bootstrap.ts';
@@ -466,6 +468,14 @@ describe('EDS → endpoints', () => {
     ).toMatch(
       /ClusterLoadAssignment "c": endpoints\[0\]\.lb_endpoints\[0\]\.endpoint\.address\.socket_address\.port_value/,
     );
+  });
+});
+
+describe('the compiled Envoy descriptor', () => {
+  it('is what scripts/build-xds-protos.mjs makes from the .proto files (not stale)', () => {
+    const script = fileURLToPath(new URL('../scripts/build-xds-protos.mjs', import.meta.url));
+    const out = execFileSync(process.execPath, [script, '--check'], { encoding: 'utf8', timeout: 60_000 });
+    expect(out).toMatch(/is up to date/);
   });
 });
 
