@@ -48,6 +48,9 @@ export interface XdsClientOptions {
   backoffBaseMs?: number | undefined;
 }
 
+/** Names followed at most (beyond it, those known not to exist are forgotten first). */
+const MAX_AUTHORITIES = 10_000;
+
 interface Waiter {
   resolve(name: string | null): void;
   reject(err: Error): void;
@@ -202,6 +205,16 @@ export class XdsClient {
 
   #ask(authority: string, secure = false): void {
     if (this.#authorities.has(authority)) return;
+    // Every unknown host is asked about: past the bound, the oldest names known not to exist are
+    // forgotten (and unsubscribed), so a client calling many outside hosts does not grow forever.
+    if (this.#authorities.size >= MAX_AUTHORITIES)
+      for (const a of this.#authorities.keys()) {
+        if (this.#authorities.size < MAX_AUTHORITIES) break;
+        if (this.#absent.has(a)) {
+          this.#authorities.delete(a);
+          this.#absent.delete(a);
+        }
+      }
     // As written; without a port also with the scheme's default one, which is how Istio names a
     // service's listeners (istiod answers "reviews" with "reviews:80"): the name as written wins
     // when both exist.
