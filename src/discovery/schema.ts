@@ -150,7 +150,7 @@ export const DISCOVERY_DEFAULTS = {
 } as const;
 
 /**
- * `services.<name>.discovery`: exactly one provider key (static, dns, consul, etcd, file) plus
+ * `services.<name>.discovery`: exactly one provider key (static, dns, consul, etcd, file, xds) plus
  * the lifecycle fields.
  */
 export const discoverySchema = z
