@@ -33,6 +33,7 @@ const SCENARIOS = [
   'balancing/fleet', // script: 10,000 endpoints with 1%/s churn: heap per endpoint, pick, update time
   'resilience/run', // script: success rate with bad replicas, outage attempts, hedging
   'discovery/propagation', // script: registry change -> provider update; idle Consul requests
+  'live', // mesh.update under load, time to apply (10-1000 services), etcd write -> 10 mesh processes
   'xds/propagation', // script: control-plane push -> traffic moved (vs grpc-js-xds); 1,000 clusters
   'soak/run', // script, only when named (`npm run bench -- soak`): 10 minutes with faults, churn, rotation
 ];

@@ -7,6 +7,7 @@ import {
   TlsRequiredError,
   UnknownServiceError,
 } from './errors.ts';
+import { currentCall } from './http/call-options.ts';
 import { ForwardingHandler } from './http/forwarding-handler.ts';
 import { normalizeHeaders } from './http/headers.ts';
 import { classify } from './outcome.ts';
@@ -48,11 +49,20 @@ export interface AuthorityResolver {
   resolve(authority: string, secure: boolean): string | null | Promise<string | null>;
 }
 
-export interface MeshDispatcherOptions {
-  services: ReadonlyMap<string, ServiceRuntime>;
+/** The services a request can address, and what to do with a host that is none of them. */
+export interface DispatchTable {
+  readonly services: ReadonlyMap<string, ServiceRuntime>;
+  readonly unknownServices: 'reject' | 'passthrough';
+}
+
+export interface MeshDispatcherOptions extends DispatchTable {
+  /**
+   * The running configuration (live updates replace it), read once as each request enters: the
+   * request keeps that one to its end. Without it, `services` and `unknownServices` are fixed.
+   */
+  table?: () => DispatchTable;
   stack: Dispatch;
   clock: Clock;
-  unknownServices: 'reject' | 'passthrough';
   onClose: (destroy: boolean) => Promise<void>;
   /** Hosts that are not configured services are looked up here by authority (xDS). */
   resolver?: AuthorityResolver | undefined;
@@ -107,7 +117,7 @@ export class MeshDispatcher extends Dispatcher {
 
   isKnown(origin: unknown): boolean {
     const t = this.target(origin);
-    return t !== null && this.#opts.services.has(t.host);
+    return t !== null && (this.#opts.table?.() ?? this.#opts).services.has(t.host);
   }
 
   override dispatch(options: Dispatcher.DispatchOptions, rawHandler: Dispatcher.DispatchHandler): boolean {
@@ -126,24 +136,35 @@ export class MeshDispatcher extends Dispatcher {
       failRequest(handler, new InvalidUrlError(given, target ? 'credentials' : 'not-a-url'));
       return false;
     }
-    let service = this.#opts.services.get(target.host);
+    const table = this.#opts.table?.() ?? this.#opts;
+    const service = table.services.get(target.host);
     const resolver = this.#opts.resolver;
     if (resolver !== undefined && (service === undefined || resolver.owns(target.host))) {
       const found = resolver.resolve(target.authority, target.secure);
-      if (found !== null && typeof found !== 'string') {
-        found.then(
-          (name) =>
-            this.#route(name === null ? undefined : this.#opts.services.get(name), target, options, handler),
-          (err: Error) => failRequest(handler, err),
+      if (found === null || typeof found === 'string')
+        return this.#route(
+          table,
+          found === null ? undefined : table.services.get(found),
+          target,
+          options,
+          handler,
         );
-        return true;
-      }
-      service = found === null ? undefined : this.#opts.services.get(found);
+      // The first request to this authority waits (bounded) for the control plane's answer, then
+      // runs on the configuration of that moment.
+      found.then(
+        (name) => {
+          const now = this.#opts.table?.() ?? this.#opts;
+          this.#route(now, name === null ? undefined : now.services.get(name), target, options, handler);
+        },
+        (err: Error) => failRequest(handler, err),
+      );
+      return true;
     }
-    return this.#route(service, target, options, handler);
+    return this.#route(table, service, target, options, handler);
   }
 
   #route(
+    table: DispatchTable,
     service: ServiceRuntime | undefined,
     target: Target,
     options: Dispatcher.DispatchOptions,
@@ -154,11 +175,11 @@ export class MeshDispatcher extends Dispatcher {
       return false;
     }
     if (!service) {
-      if (this.#opts.unknownServices === 'passthrough') {
+      if (table.unknownServices === 'passthrough') {
         this.#passthrough ??= new Agent();
         return this.#passthrough.dispatch(options, new PassthroughHandler(handler, target));
       }
-      failRequest(handler, new UnknownServiceError(target.host, [...this.#opts.services.keys()]));
+      failRequest(handler, new UnknownServiceError(target.host, [...table.services.keys()]));
       return false;
     }
     // https:// to a service without TLS is refused, unless its routes may send it elsewhere: the
@@ -171,7 +192,12 @@ export class MeshDispatcher extends Dispatcher {
     if (headers.host === undefined) headers.host = target.authority;
     // `servername` present from the start (the endpoint fills it in), so the options keep one shape.
     const opts = { ...options, headers, servername: (options as { servername?: string }).servername };
-    const req = newMeshRequest(service, opts, target.authority, this.#opts.clock());
+    const call = currentCall();
+    const req = newMeshRequest(service, opts, target.authority, this.#opts.clock(), {
+      services: table.services,
+      call,
+      subset: call?.subset,
+    });
     this.#opts.stack(req, handler);
     return true;
   }

@@ -3,13 +3,6 @@ import './node-version.ts';
 
 export type { Balancer, PickContext } from './balancer/types.ts';
 export { parseDuration } from './config/duration.ts';
-export {
-  type FromIstioOptions,
-  type FromIstioResult,
-  fromIstio,
-  type IstioProblem,
-  IstioUnsupportedError,
-} from './config/istio.ts';
 export type { MeshConfig, MeshConfigInput } from './config/schema.ts';
 export { meshFastify, meshHandler, meshRewriteUrl } from './context/adapters.ts';
 export { signJws } from './context/jws.ts';
@@ -17,12 +10,24 @@ export type { ContextInit, MeshContext } from './context/store.ts';
 export type { DiscoveryChange, DiscoveryProvider, DiscoverySink, EndpointSpec } from './discovery/types.ts';
 export * from './errors.ts';
 export type { MeshAgent } from './http/agent.ts';
+export type { MeshCallOptions } from './http/call-options.ts';
 export { fetchTransport } from './http/transport.ts';
+export {
+  type FromIstioOptions,
+  type FromIstioResult,
+  fromIstio,
+  type IstioProblem,
+  IstioUnsupportedError,
+} from './istio/index.ts';
+export type { ConfigSnapshot, ConfigUpdateMessage } from './live/controller.ts';
+export type { LiveConfig } from './live/schema.ts';
+export type { SourceStatus } from './live/source.ts';
 export {
   type CreateMeshInput,
   createMesh,
   type EndpointSnapshot,
   Mesh,
+  type MeshFetchInit,
   type MeshOptions,
   type MeshSnapshot,
   type ServiceSnapshot,

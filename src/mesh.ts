@@ -2,10 +2,10 @@ import { performance } from 'node:perf_hooks';
 import { type Dispatcher, Request as UndiciRequest, fetch as undiciFetch } from 'undici';
 import type { Fallback } from './breaker/breaker.ts';
 import type { Clock } from './clock.ts';
-import { assertConfigObject, formatValue, loadConfig } from './config/load.ts';
-import type { MeshConfig, MeshConfigInput, ServiceConfig } from './config/schema.ts';
+import { assertConfigObject, formatValue } from './config/load.ts';
+import type { MeshConfig, MeshConfigInput } from './config/schema.ts';
 import { type InboundMiddleware, inboundMiddleware } from './context/inbound.ts';
-import { ContextRuntime } from './context/runtime.ts';
+import type { ContextRuntime } from './context/runtime.ts';
 import type { ContextInit, MeshContext } from './context/store.ts';
 import { MeshDispatcher } from './dispatcher.ts';
 import {
@@ -17,8 +17,11 @@ import {
   UnknownServiceError,
 } from './errors.ts';
 import { MeshAgent } from './http/agent.ts';
+import { compileCallOptions, type MeshCallOptions, runWithCall } from './http/call-options.ts';
+import { boot } from './live/boot.ts';
+import { ConfigController } from './live/controller.ts';
+import { CurrentServices } from './live/generation.ts';
 import { MirrorGate } from './routing/mirror.ts';
-import { ServiceRuntime } from './service.ts';
 import { buildStack } from './stack.ts';
 import { type AdminHandler, createAdminHandler } from './telemetry/admin.ts';
 import { type Logger, silentLogger } from './telemetry/logger.ts';
@@ -31,7 +34,7 @@ import {
   watchServer,
 } from './tls/server.ts';
 import { identitySnapshot } from './tls/snapshot.ts';
-import { createApply } from './xds/apply.ts';
+import { xdsLayer } from './xds/apply.ts';
 import { prepareXds, XdsHandle } from './xds/index.ts';
 
 /** How long close() lets in-flight requests finish before it destroys the pools. */
@@ -68,14 +71,17 @@ export type { EndpointSnapshot, MeshSnapshot, ServiceSnapshot } from './telemetr
 
 type FetchInput = string | URL | { url: string };
 
+/** `mesh.fetch`'s init: fetch's own, plus per-call overrides (docs/live-config.md#per-call-overrides). */
+export interface MeshFetchInit extends RequestInit {
+  meshwork?: MeshCallOptions | undefined;
+}
+
 export class Mesh {
-  readonly config: MeshConfig;
   readonly dispatcher: MeshDispatcher;
   /** The logger given to createMesh (silent by default). */
   readonly logger: Logger;
-  readonly #services = new Map<string, ServiceRuntime>();
+  readonly #live: ConfigController;
   readonly #clock: Clock;
-  readonly #closeTimeoutMs: number;
   readonly #mirrorGate: MirrorGate;
   readonly #identity: MeshIdentity | undefined;
   readonly #inbound: InboundMiddleware;
@@ -92,73 +98,112 @@ export class Mesh {
     const { logger, clock, random, env: envIn, telemetry, fallbacks, transport, ...config } = input;
     this.logger = logger ?? silentLogger;
     const env = envIn ?? process.env;
-    this.config = loadConfig(config, env);
+    // Every layer read and validated (MESHWORK_CONFIG, code, Istio directory); watchers built.
+    const first = boot(config, env, this.logger);
     this.#clock = clock ?? (() => performance.now());
-    this.#closeTimeoutMs = this.config.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT_MS;
-    const zone = this.config.zone ?? (env.MESHWORK_ZONE || undefined);
-    this.contextRuntime = new ContextRuntime(this.config.context, this.config.authorization, {
-      clock: this.#clock,
-      logger: this.logger,
-      pathNormalization: this.config.pathNormalization,
-    });
-    this.#inbound = inboundMiddleware(this.contextRuntime);
-    // xds: the bootstrap is read (and its certificate provider may be the identity) first.
-    const xds = this.config.xds
-      ? prepareXds(this.config.xds, env, this.config.identity !== undefined)
-      : undefined;
-    const identity = this.config.identity ?? xds?.identity;
-    this.#identity = identity ? new MeshIdentity(identity, this.logger) : undefined;
-    const build = (name: string, svc: ServiceConfig) =>
-      new ServiceRuntime(name, svc, {
-        clock: this.#clock,
-        logger: this.logger,
-        zone,
-        env,
-        fallback: fallbacks && Object.hasOwn(fallbacks, name) ? fallbacks[name] : undefined,
-        identity: this.#identity,
-        paths: this.contextRuntime.paths,
-        xds: this.#xds,
-      });
+    // xds: the bootstrap is read first (its certificate provider may be the mesh identity).
+    let xds: ReturnType<typeof prepareXds> | undefined;
+    try {
+      xds = first.config.xds
+        ? prepareXds(first.config.xds, env, first.config.identity !== undefined)
+        : undefined;
+    } catch (err) {
+      for (const s of first.sources) void s.close();
+      throw err;
+    }
+    const identityConfig = first.config.identity ?? xds?.identity;
+    const identity = identityConfig ? new MeshIdentity(identityConfig, this.logger) : undefined;
+    this.#identity = identity;
+    // The control plane's services are one more layer of the live config (src/xds/apply.ts).
     this.#xds = xds
       ? new XdsHandle(xds, {
           logger: this.logger,
-          staticNames: Object.keys(this.config.services),
-          apply: createApply({
-            services: this.#services,
-            build,
-            drainMs: () => this.#closeTimeoutMs,
-            logger: this.logger,
-          }),
+          staticNames: Object.keys(first.config.services),
+          apply: xdsLayer(() => this.#live, `xds ${xds.bootstrap.server.uri}`),
         })
       : undefined;
     try {
-      for (const [name, svc] of Object.entries(this.config.services))
-        this.#services.set(name, build(name, svc));
+      this.#live = new ConfigController(
+        { clock: this.#clock, logger: this.logger, env, identity, fallbacks, xds: this.#xds },
+        first.docs,
+        first.config,
+        first.validator,
+      );
     } catch (err) {
       this.#xds?.close();
-      this.#identity?.close();
-      for (const s of this.#services.values()) s.tls?.close();
+      identity?.close();
+      for (const s of first.sources) void s.close();
       throw err;
     }
+    this.contextRuntime = this.#live.context;
+    this.#inbound = inboundMiddleware(this.contextRuntime);
     this.#mirrorGate = new MirrorGate();
+    const live = this.#live;
+    // Never the first generation's map itself: that would keep removed services reachable.
+    const current = new CurrentServices(() => live.generation.services);
     const stack = buildStack({
       clock: this.#clock,
-      services: this.#services,
+      services: current,
       mirrorGate: this.#mirrorGate,
       random,
       telemetry: telemetry !== false,
+      sidecarResponses: this.config.sidecarResponses === true,
       context: this.contextRuntime,
       transport,
     });
     this.dispatcher = new MeshDispatcher({
-      services: this.#services,
+      services: current,
+      unknownServices: 'reject',
+      table: () => live.generation,
       stack,
       clock: this.#clock,
-      unknownServices: this.config.unknownServices ?? 'reject',
       onClose: (destroy) => this.#close(destroy),
       resolver: this.#xds,
     });
-    for (const svc of this.#services.values()) svc.start();
+    for (const source of first.sources) live.watch(source);
+  }
+
+  /** The running config (validated); a live update replaces it. */
+  get config(): MeshConfig {
+    return this.#live.generation.config;
+  }
+
+  /**
+   * Replaces the configuration of the running mesh: the same config as createMesh takes (merged
+   * over MESHWORK_CONFIG the same way), without the code-only options. The whole config is
+   * validated first: anything wrong rejects with MeshworkConfigError and the running config stays.
+   * Otherwise routes, subsets, policies and services are swapped at once; what did not change
+   * keeps its state (endpoints, pools, load estimates, ejections, breakers, retry budgets); a
+   * request in flight finishes on the config it started with; removed services drain. See
+   * docs/live-config.md.
+   */
+  async update(config: MeshConfigInput): Promise<void> {
+    try {
+      if (this.#closing) throw new MeshClosedError();
+      assertConfigObject(config);
+      const codeOnly = CODE_ONLY.filter((k) => Object.hasOwn(config, k));
+      if (codeOnly.length > 0)
+        throw new MeshworkConfigError(
+          codeOnly.map((k) => ({
+            path: k,
+            message: 'is a code-only option of createMesh: it cannot change on a running mesh',
+          })),
+        );
+    } catch (err) {
+      this.#live.refuse('mesh.update', err as Error);
+      throw err;
+    }
+    this.#live.apply('code', config, 'mesh.update');
+  }
+
+  /**
+   * Runs `fn` with per-call overrides (timeout, retries, subset) for every mesh request it makes,
+   * whatever the client (undici.request with mesh.dispatcher, the global dispatcher, axios...).
+   * `mesh.fetch(url, { meshwork: options })` does the same for one call. Throws MeshworkConfigError
+   * for a bad option.
+   */
+  withCallOptions<T>(options: MeshCallOptions, fn: () => T): T {
+    return runWithCall(compileCallOptions(options, 'callOptions'), fn);
   }
 
   /**
@@ -168,21 +213,23 @@ export class Mesh {
    * carries credentials (`user:password@`) is refused with MESHWORK_ERR_INVALID_URL, its userinfo
    * redacted (fetch's own error would quote it).
    */
-  fetch = async (input: FetchInput, init?: RequestInit): Promise<Response> => {
+  fetch = async (input: FetchInput, init?: MeshFetchInit): Promise<Response> => {
     if (this.#closing) throw new MeshClosedError();
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     const target = this.dispatcher.target(url);
     if (target === null || target.credentials)
       throw new InvalidUrlError(String(url), target ? 'credentials' : 'not-a-url');
-    if (!this.#services.has(target.host) && this.config.unknownServices !== 'passthrough' && !this.#xds) {
-      throw new UnknownServiceError(target.host, [...this.#services.keys()]);
+    const gen = this.#live.generation;
+    if (!gen.services.has(target.host) && gen.unknownServices !== 'passthrough' && !this.#xds) {
+      throw new UnknownServiceError(target.host, [...gen.services.keys()]);
     }
+    const { meshwork, ...rest } = init ?? {};
+    const call = compileCallOptions(meshwork);
     const request = isForeignRequest(input) ? toUndiciRequest(input) : (input as string | URL);
     try {
-      return (await undiciFetch(request as never, {
-        ...(init as object),
-        dispatcher: this.dispatcher,
-      })) as unknown as Response;
+      return (await runWithCall(call, () =>
+        undiciFetch(request as never, { ...(rest as object), dispatcher: this.dispatcher }),
+      )) as unknown as Response;
     } catch (err) {
       const cause = (err as { cause?: unknown }).cause;
       if (isMeshworkError(cause)) throw cause;
@@ -204,15 +251,15 @@ export class Mesh {
   #xdsClaims(host: string): boolean {
     const xds = this.#xds;
     if (!xds) return false;
-    return this.config.unknownServices !== 'passthrough' || xds.serves(host.toLowerCase());
+    return this.#live.generation.unknownServices !== 'passthrough' || xds.serves(host.toLowerCase());
   }
 
   get agent(): MeshAgent {
     this.#agent ??= new MeshAgent({
       dispatcher: this.dispatcher,
-      isService: (host) => this.#services.has(host.toLowerCase()) || this.#xdsClaims(host),
-      unknownServices: () => this.config.unknownServices ?? 'reject',
-      services: () => [...this.#services.keys()],
+      isService: (host) => this.#live.generation.services.has(host.toLowerCase()) || this.#xdsClaims(host),
+      unknownServices: () => this.#live.generation.unknownServices,
+      services: () => [...this.#live.generation.services.keys()],
       closed: () => this.#closing !== undefined,
     });
     return this.#agent;
@@ -259,7 +306,7 @@ export class Mesh {
   snapshot(): MeshSnapshot {
     const now = this.#clock();
     const services: Record<string, ServiceSnapshot> = {};
-    for (const [name, svc] of this.#services) services[name] = serviceSnapshot(svc, now);
+    for (const [name, svc] of this.#live.generation.services) services[name] = serviceSnapshot(svc, now);
     return {
       zone: this.config.zone,
       closed: this.#closing !== undefined,
@@ -273,6 +320,7 @@ export class Mesh {
         sent: this.#mirrorGate.sent,
         dropped: this.#mirrorGate.dropped,
       },
+      config: this.#live.snapshot(),
       ...(this.#xds ? { xds: this.#xds.snapshot() } : {}),
     };
   }
@@ -292,10 +340,11 @@ export class Mesh {
 
   #close(destroy: boolean): Promise<void> {
     this.#closing ??= (async () => {
-      const timeout = destroy ? 0 : this.#closeTimeoutMs;
+      const timeout = destroy ? 0 : (this.config.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT_MS);
       await this.dispatcher.shutdownOwn(destroy);
       this.#xds?.close();
-      await Promise.all([...this.#services.values()].map((s) => s.close(timeout)));
+      const services = [...this.#live.generation.services.values()];
+      await Promise.all([this.#live.close(timeout), ...services.map((s) => s.close(timeout))]);
       this.#agent?.destroy();
       this.#identity?.close();
     })();
@@ -337,6 +386,9 @@ function checkOptions(input: object): void {
 }
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
+/** The options only createMesh takes (functions and objects; fixed for the mesh's life). */
+const CODE_ONLY = ['logger', 'clock', 'random', 'env', 'telemetry', 'fallbacks', 'transport'] as const;
 
 /** Builds a mesh from config (validated completely, synchronously). Throws MeshworkConfigError. */
 export function createMesh(config?: CreateMeshInput): Mesh {

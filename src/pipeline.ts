@@ -14,9 +14,11 @@ import type { EndpointSet } from './balancer/endpoint-set.ts';
 import type { Fallback, ServiceBreaker } from './breaker/breaker.ts';
 import type { ServiceLimits } from './endpoint/limits.ts';
 import type { OutlierDetector } from './endpoint/outlier.ts';
+import type { CallOverrides } from './http/call-options.ts';
 import type { MeshDispatchOptions } from './http/dispatch-options.ts';
 import type { RetryPolicy, ServiceRetry } from './retry/policy.ts';
 import type { RouteDecision, Router } from './routing/router.ts';
+import type { ServiceStats } from './telemetry/stats.ts';
 import type { ClientTls } from './tls/client.ts';
 
 export type DispatchHandler = Dispatcher.DispatchHandler;
@@ -42,7 +44,15 @@ export interface ServiceEvents {
   retry(e: RetryEvent): void;
   retryBudgetExhausted(e: { req?: MeshRequest | undefined; attempt: number; reason: string }): void;
   activeAttrs(authority: string): Attributes;
-  durationAttrs(authority: string, method: string, status: number, errorType: string | undefined): Attributes;
+  durationAttrs(
+    authority: string,
+    method: string,
+    status: number,
+    errorType: string | undefined,
+    protocolVersion?: string,
+  ): Attributes;
+  /** The admin page's rolling minute of this service (fed only once an admin handler exists). */
+  readonly stats: ServiceStats;
 }
 
 /**
@@ -79,8 +89,11 @@ export interface RequestObserver {
   noteRoute(name: string | undefined): void;
   /** The next attempt is a retry for this reason. */
   noteRetry(reason: string): void;
-  /** Every attempt, with the endpoint the balancer chose. */
-  noteAttempt(ep: Endpoint, attempt: number): void;
+  /**
+   * Every attempt, with the endpoint the balancer chose: the observer sends it on with `next`
+   * (wrapping the handler and the context to trace and measure it).
+   */
+  attempt(ep: Endpoint, req: MeshRequest, handler: DispatchHandler, next: EndpointDispatch): void;
 }
 
 /** One logical request as it travels down the stack. */
@@ -97,6 +110,8 @@ export interface MeshRequest {
   retryPolicy: RetryPolicy | undefined;
   /** DestinationRule subset chosen by routing; undefined = all endpoints. */
   subset: string | undefined;
+  /** `destination.port.number` chosen by routing: only endpoints on this port; undefined = any. */
+  port: number | undefined;
   /**
    * Consistent-hash key, derived once per request (not per attempt) when the pick group hashes;
    * null = the request has no value for the key (picked at random, as Envoy does).
@@ -113,6 +128,14 @@ export interface MeshRequest {
   /** Monotonic ms when the request entered the mesh. */
   readonly startedAt: number;
   /**
+   * The services of the configuration the request started on (live updates swap the mesh's;
+   * a request keeps its own to its end). Routing and mirroring look destinations up here;
+   * undefined = the map the layer was built with.
+   */
+  readonly services: ReadonlyMap<string, ServiceView> | undefined;
+  /** The caller's per-call overrides (timeout, retries, subset); undefined for most requests. */
+  readonly call: CallOverrides | undefined;
+  /**
    * Set by the telemetry layer when anything observes this request (an OpenTelemetry SDK or a
    * diagnostics_channel subscriber); undefined otherwise.
    */
@@ -128,7 +151,13 @@ export function newMeshRequest(
   opts: MeshDispatchOptions,
   authority: string,
   startedAt: number,
-  fields?: { retryPolicy?: RetryPolicy; subset?: string | undefined },
+  fields?: {
+    retryPolicy?: RetryPolicy;
+    subset?: string | undefined;
+    port?: number | undefined;
+    services?: ReadonlyMap<string, ServiceView> | undefined;
+    call?: CallOverrides | undefined;
+  },
 ): MeshRequest {
   return {
     service,
@@ -137,12 +166,15 @@ export function newMeshRequest(
     route: undefined,
     retryPolicy: fields?.retryPolicy,
     subset: fields?.subset,
+    port: fields?.port,
     hashKey: undefined,
     hashCookie: undefined,
     endpoint: undefined,
     tried: undefined,
     attempt: 0,
     startedAt,
+    services: fields?.services,
+    call: fields?.call,
     telemetry: undefined,
   };
 }

@@ -6,7 +6,8 @@
  *     │  normalize: service lookup, lowercase headers, Host = original authority   (src/dispatcher.ts)
  *     ▼
  *   ── per-request layers (above the balancer), outermost first ──
- *     telemetry → CLIENT span, request duration/active metrics, request channels (src/telemetry/telemetry-layer.ts)
+ *     sidecar   → (sidecarResponses only) mesh-made failures answered as Envoy would: 504 UT, 503 UO/UH/UF (src/http/sidecar-layer.ts)
+ *     telemetry → request span (INTERNAL), request duration metric, request channels (src/telemetry/telemetry-layer.ts)
  *     context   → gateway context + trace headers from AsyncLocalStorage          (src/context/layer.ts)
  *     routing   → match route, pick destination/subset, rewrites, header edits   (src/routing/layer.ts)
  *     body      → buffer a streamed body up to 64 KiB so it can be replayed      (src/http/body-layer.ts)
@@ -18,7 +19,7 @@
  *   ── balance: pick one endpoint of the subset (P2C peak-EWMA by default)       (src/balancer/balance-layer.ts)
  *     ▼
  *   ── per-endpoint layers (below the balancer), outermost first ──
- *     attempt   → one span event per attempt: endpoint, attempt number, retry reason (src/telemetry/attempt-layer.ts)
+ *     attempt   → CLIENT span, traceparent and http.client.* metrics per attempt; tracing suppressed below (src/telemetry/attempt-layer.ts)
  *     limits    → connectionPool http2MaxRequests / http1MaxPendingRequests → UO (src/endpoint/limits-layer.ts)
  *     tried     → records the endpoint so a retry prefers another one            (src/endpoint/tried-layer.ts)
  *     load      → in-flight counts (endpoint, service), peak-EWMA RTT sample, counters (src/endpoint/load-layer.ts)
@@ -37,12 +38,13 @@
  * however many attempts the retry layer made; below retry, one bad request with three attempts
  * would count three failures and open the circuit three times as fast.
  *
- * Why telemetry is outermost: its CLIENT span is the *logical* request, so it must wrap
- * everything the caller waits for (routing, fault delays, every retry and backoff), and it
- * must be the active span when the context layer injects `traceparent`, so the upstream's
- * SERVER span becomes its child rather than a sibling. Routing's choices (route, subset) are
- * read off the request when it ends; retries and attempts land on the span as events. With no
- * OpenTelemetry SDK and no channel subscriber, the layer passes straight through.
+ * Why telemetry is outermost: its span is the *logical* request, so it must wrap everything the
+ * caller waits for (routing, fault delays, every retry and backoff). Each attempt gets its own
+ * CLIENT span and `traceparent` from the attempt layer, once the balancer has chosen the
+ * endpoint, so the upstream's SERVER span is a child of the attempt that reached it (the
+ * semantic conventions' model for a client that resends). Routing's choices (route, subset) are
+ * read off the request when it ends; retries land on the request span as events. With no
+ * OpenTelemetry SDK, no channel subscriber and no admin handler, the layer passes straight through.
  */
 
 import type { Dispatcher } from 'undici';
@@ -58,6 +60,7 @@ import { triedLayer } from './endpoint/tried-layer.ts';
 import { chaosLayer } from './fault/chaos-layer.ts';
 import { faultLayer } from './fault/fault-layer.ts';
 import { bodyLayer } from './http/body-layer.ts';
+import { sidecarLayer } from './http/sidecar-layer.ts';
 import { viaTransport } from './http/transport.ts';
 import type { Dispatch, EndpointDispatch, EndpointLayer, Layer, ServiceView } from './pipeline.ts';
 import { retryLayer } from './retry/retry-layer.ts';
@@ -75,6 +78,8 @@ export interface StackOptions {
   random?: () => number;
   /** false: leave the telemetry layers out entirely (benchmarks). */
   telemetry: boolean;
+  /** true: mesh-made failures become HTTP responses, as a sidecar answers (src/http/sidecar-layer.ts). */
+  sidecarResponses?: boolean;
   context: ContextRuntime;
   /** Test seam: a Dispatcher that replaces every endpoint's pool (src/http/transport.ts). */
   transport?: Dispatcher | undefined;
@@ -84,6 +89,7 @@ export interface StackOptions {
 export function requestLayers(opts: StackOptions): Layer[] {
   const random = opts.random ?? Math.random;
   return [
+    ...(opts.sidecarResponses ? [sidecarLayer()] : []),
     ...(opts.telemetry ? [telemetryLayer(opts.clock)] : []),
     contextLayer(opts.context),
     routingLayer(opts.services, random),

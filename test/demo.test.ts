@@ -29,6 +29,8 @@ function expectScenario(out: { code: number | null; stdout: string; stderr: stri
   expect(stdout).toContain('✔ trace context arrives unchanged at the deepest hop');
   expect(stdout).toContain('✔ gateway context (app, plan) arrives at the deepest hop');
   expect(stdout).toMatch(/measured canary share \d+\.\d% of \d+/);
+  expect(stdout).toContain('✔ every travels process applied the new weights within 5 s, without a restart');
+  expect(stdout).toContain('✔ every booking after the change reached flights v2');
   expect(stdout).toContain('✔ contained: every hotel call succeeds');
   expect(stdout).toMatch(/✔ the broken cars replica 127\.0\.0\.1:\d+ is ejected: true/);
   expect(stdout).toContain('✔ callers see 100% success from cars');

@@ -120,6 +120,8 @@ function remap(input) {
 export function createMesh(input) {
   const mesh = real.createMesh(remap(input));
   state.meshes.push(mesh);
+  const update = mesh.update.bind(mesh);
+  mesh.update = (config) => update(remap(config));
   return mesh;
 }
 `;

@@ -210,7 +210,7 @@ describe('weighted canaries', () => {
 });
 
 describe('subset policies', () => {
-  it('refuses subset settings that endpoints share (pools, TLS, outlier detection), naming the path', () => {
+  it('refuses subset settings counted per service (outlier detection), naming the path', () => {
     expect(() =>
       createMesh({
         env: {},

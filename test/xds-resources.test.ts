@@ -109,7 +109,7 @@ describe('RDS → http routes', () => {
         },
       },
     });
-    expect((r?.http.route as { weight: number }[]).map((d) => d.weight)).toEqual([33, 67]);
+    expect(((r?.http.route ?? []) as { weight: number }[]).map((d) => d.weight)).toEqual([33, 67]);
     expect(toPercents([1, 999], 1000)).toEqual([1, 99]);
     expect(toPercents([1, 1, 1], 3)).toEqual([34, 33, 33]);
     expect(toPercents([0, 5], 5)).toEqual([0, 100]);
@@ -133,8 +133,10 @@ describe('RDS → http routes', () => {
       attempts: 3,
       retryOn: ['5xx', 409],
       perTryTimeout: 250,
-      backoff: { baseInterval: 10, maxInterval: 1000 },
+      backoff: 10,
+      retryIgnorePreviousHosts: false,
     });
+    expect(warnings.join('\n')).toMatch(/max_interval: 1000 ms: meshwork's largest backoff is 10 × the base/);
     expect(warnings.join('\n')).toMatch(/retry_on: "envoy-ratelimited" is not supported/);
     expect(route({ match: { prefix: '/' }, route: { cluster: 'c' } }).route?.http.retries).toEqual({
       attempts: 0,
@@ -143,7 +145,7 @@ describe('RDS → http routes', () => {
     expect(
       route({ match: { prefix: '/' }, route: { cluster: 'c', retry_policy: { retry_on: 'reset' } } }).route
         ?.http.retries,
-    ).toEqual({ attempts: 1, retryOn: ['reset'] });
+    ).toEqual({ attempts: 1, retryOn: ['reset'], retryIgnorePreviousHosts: false });
   });
 
   it('timeouts, rewrites, header mutations (route, then virtual host, then configuration), hash policy, mirror', () => {

@@ -5,9 +5,11 @@
 //   SDK, no-op export   a real tracer + meter provider (batch span processor, periodic metric
 //                       reader) whose exporters drop everything: the full recording cost
 //   channel subscriber  no SDK, one subscriber on meshwork:request:end
+//   admin window        no SDK, the admin page's rolling minute kept (as once mesh.adminHandler() exists)
 //   A/A control         a second mesh without telemetry code: the noise floor of the run
 // Interleaved rounds (order rotates), medians reported, ratios against "no telemetry code".
-// Also, without network: ns per request through the telemetry layer, with nothing observing and with the SDK.
+// Also, without network: ns per request through the telemetry layer, with nothing observing, with
+// the admin window and with the SDK.
 // Target: no SDK ≥ 0.98× the throughput of no telemetry code.
 // Best run as `node --expose-gc bench/telemetry/run.ts` (a GC between runs).
 import dc from 'node:diagnostics_channel';
@@ -27,11 +29,14 @@ import {
   type Dispatch,
   type DispatchController,
   type DispatchHandler,
+  type EndpointDispatch,
   newMeshRequest,
 } from '../../src/pipeline.ts';
 import { ServiceRuntime } from '../../src/service.ts';
+import { attemptLayer } from '../../src/telemetry/attempt-layer.ts';
 import { CHANNELS } from '../../src/telemetry/channels.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
+import { enableStats } from '../../src/telemetry/stats.ts';
 import { telemetryLayer } from '../../src/telemetry/telemetry-layer.ts';
 import {
   fmt,
@@ -81,7 +86,12 @@ function sdk() {
  * Without network: ns per request through the telemetry layer around a next layer that
  * answers at once (start, 200, end), with nothing observing and with the SDK on.
  */
-function inProcess(otel: ReturnType<typeof sdk>): { direct: number; noSdk: number; sdk: number } {
+function inProcess(otel: ReturnType<typeof sdk>): {
+  direct: number;
+  noSdk: number;
+  stats: number;
+  sdk: number;
+} {
   const clock = () => performance.now();
   const config = validateConfig({ services: { s: { discovery: { static: ['127.0.0.1:9'] } } } });
   const svc = new ServiceRuntime('s', config.services.s as never, {
@@ -93,12 +103,14 @@ function inProcess(otel: ReturnType<typeof sdk>): { direct: number; noSdk: numbe
   svc.start();
   const ep = [...svc.endpoints.endpoints()][0] as Endpoint;
   const ctrl = {} as DispatchController;
-  const answer: Dispatch = (req, h) => {
-    req.telemetry?.noteAttempt(ep, 0);
+  const respond: EndpointDispatch = (_ep, _req, h) => {
     h.onRequestStart?.(ctrl, {});
     h.onResponseStart?.(ctrl, 200, {}, 'OK');
     h.onResponseEnd?.(ctrl, {});
   };
+  // One attempt, through the attempt layer (which traces and measures it when observed).
+  const viaAttempt = attemptLayer()(respond);
+  const answer: Dispatch = (req, h) => viaAttempt(ep, req, h);
   const layered = telemetryLayer(clock)(answer);
   const handler: DispatchHandler = { onResponseStart() {}, onResponseEnd() {}, onResponseError() {} };
   const time = (fn: Dispatch, n: number) => {
@@ -117,16 +129,20 @@ function inProcess(otel: ReturnType<typeof sdk>): { direct: number; noSdk: numbe
   const d: number[] = [];
   const l: number[] = [];
   const k: number[] = [];
+  const w: number[] = [];
   for (let r = 0; r < 5; r++) {
     d.push(time(answer, 2_000_000));
     l.push(time(layered, 2_000_000));
+    enableStats(true);
+    w.push(time(layered, 1_000_000));
+    enableStats(false);
     otel.on();
     k.push(time(layered, 100_000));
     otel.off();
   }
   svc.close(0);
   const mid = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-  return { direct: mid(d), noSdk: mid(l), sdk: mid(k) };
+  return { direct: mid(d), noSdk: mid(l), stats: mid(w), sdk: mid(k) };
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -160,6 +176,7 @@ export async function telemetryBench(opts: {
       before: () => dc.subscribe(CHANNELS.requestEnd, onEnd),
       after: () => dc.unsubscribe(CHANNELS.requestEnd, onEnd),
     },
+    'admin window': { run: call(mesh), before: () => enableStats(true), after: () => enableStats(false) },
   };
 
   const all: RunResult[] = [];
@@ -218,7 +235,8 @@ export async function telemetryBench(opts: {
     `\n\nWithout network (a next layer that answers at once), ns per request: direct ${fmt(ns.direct, 0)},` +
     ` through the telemetry layer with nothing observing ${fmt(ns.noSdk, 0)} (+${fmt(ns.noSdk - ns.direct, 0)} ns,` +
     ` ${fmt(((ns.noSdk - ns.direct) / perReqNs) * 100, 3)}% of one request at the "no telemetry code" rate of the` +
-    ` last concurrency, ${fmt(perReqNs / 1000, 1)} µs/request), with the SDK ${fmt(ns.sdk, 0)} (+${fmt((ns.sdk - ns.direct) / 1000, 2)} µs).`;
+    ` last concurrency, ${fmt(perReqNs / 1000, 1)} µs/request), with the admin window ${fmt(ns.stats, 0)}` +
+    ` (+${fmt(ns.stats - ns.direct, 0)} ns), with the SDK ${fmt(ns.sdk, 0)} (+${fmt((ns.sdk - ns.direct) / 1000, 2)} µs).`;
   return { results: all, table };
 }
 

@@ -6,7 +6,7 @@
 // mesh.snapshot() and meshwork's diagnostics channels (GET /snapshot on every process).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -67,6 +67,8 @@ interface Started {
   version: string;
   port: number;
   addr: string;
+  /** Its MESHWORK_CONFIG file (watched by its mesh). */
+  file: string;
 }
 
 async function start(args: string[], services: object = {}, script = 'service.ts'): Promise<Started> {
@@ -82,7 +84,7 @@ async function start(args: string[], services: object = {}, script = 'service.ts
     const msg = JSON.parse(line) as { ready?: boolean; name: string; version: string; port: number };
     if (msg.ready) {
       if (process.env.TRAVELZ_DEBUG) console.error(file, JSON.stringify(services));
-      return { ...msg, addr: `127.0.0.1:${msg.port}` };
+      return { ...msg, addr: `127.0.0.1:${msg.port}`, file };
     }
   }
   throw new Error(`${script} ${args.join(' ')} exited before it was ready`);
@@ -330,6 +332,57 @@ try {
   );
   const share = (flightsSplit.v2 ?? 0) / fTotal;
   check(share > 0.03 && share < 0.2, 'canary share is near 10% (random weighted choice per request)');
+
+  heading('3b. The canary moved live: 0% v1, 100% v2, no restart');
+  say("each travels process's MESHWORK_CONFIG file is rewritten as kubelet updates a ConfigMap (atomic");
+  say('rename); its mesh watches the file, validates the whole config and swaps the routes in place');
+  const promoted = {
+    ...flights,
+    http: [
+      {
+        name: 'flights-canary',
+        route: [
+          { destination: { subset: 'v1' }, weight: 0 },
+          { destination: { subset: 'v2' }, weight: 100 },
+        ],
+      },
+    ],
+  };
+  const shiftedAt = performance.now();
+  for (const t of [travelsV1, travelsV2]) {
+    writeFileSync(`${t.file}.tmp`, JSON.stringify({ context, services: { flights: promoted } }, null, 2));
+    renameSync(`${t.file}.tmp`, t.file);
+  }
+  const applied = async () => {
+    const snaps = await Promise.all(
+      [travelsV1, travelsV2].map(async (t) => {
+        const r = await fetch(`http://127.0.0.1:${t.port}/snapshot`, { signal: AbortSignal.timeout(5_000) });
+        return ((await r.json()) as { mesh: { config?: { version: number; source: string } } }).mesh.config;
+      }),
+    );
+    return snaps.every((c) => c?.version === 2) ? snaps : undefined;
+  };
+  let live = await applied();
+  while (!live && performance.now() - shiftedAt < 5_000) {
+    await new Promise((r) => setTimeout(r, 25));
+    live = await applied();
+  }
+  note(
+    live
+      ? `both travels meshes run config version 2 (source: ${live[0]?.source.replace(dir, '<tmp>')}) ${(performance.now() - shiftedAt).toFixed(0)} ms after the write`
+      : 'the travels meshes did not apply the new file within 5 s',
+  );
+  check(live !== undefined, 'every travels process applied the new weights within 5 s, without a restart');
+  const beforeShift = { ...flightsSplit };
+  await many(40, async () => {
+    const r = await book(bookings++ % 2 === 0 ? PARTNER : INTERNAL);
+    if (r.status === 200) booked++;
+    tally(r.body);
+  });
+  const toV1 = (flightsSplit.v1 ?? 0) - (beforeShift.v1 ?? 0);
+  const toV2 = (flightsSplit.v2 ?? 0) - (beforeShift.v2 ?? 0);
+  note(`after the change: flights v1: ${toV1}  v2: ${toV2}`);
+  check(toV1 === 0 && toV2 === 40, 'every booking after the change reached flights v2');
 
   heading('4. Slow hotels, and what contains it');
   say(

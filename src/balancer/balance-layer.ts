@@ -3,7 +3,7 @@ import { NoEndpointsError } from '../errors.ts';
 import { ResponseHeadersHandler } from '../http/response-headers.ts';
 import { type Dispatch, type EndpointDispatch, failRequest, type MeshRequest } from '../pipeline.ts';
 import type { Endpoint } from './endpoint.ts';
-import { hashKeyFor } from './hash-key.ts';
+import { hashKeyFor, sourceAddress } from './hash-key.ts';
 
 /**
  * The boundary between per-request and per-endpoint layers: pick one endpoint of the request's
@@ -13,10 +13,14 @@ import { hashKeyFor } from './hash-key.ts';
 export function balance(next: EndpointDispatch, clock: Clock): Dispatch {
   const dispatch: Dispatch = (req, rawHandler) => {
     let handler = rawHandler;
-    const hash = req.service.endpoints.group(req.subset)?.hash;
+    const hash = req.service.endpoints.group(req.subset, req.port)?.hash;
     if (hash !== undefined) {
       if (req.hashKey === undefined) {
-        const r = hashKeyFor(hash, { headers: req.opts.headers, path: req.opts.path });
+        const r = hashKeyFor(hash, {
+          headers: req.opts.headers,
+          path: req.opts.path,
+          sourceIp: sourceAddress(),
+        });
         req.hashKey = r?.key ?? null;
         req.hashCookie = r?.setCookie;
       }
@@ -40,7 +44,7 @@ export function balance(next: EndpointDispatch, clock: Clock): Dispatch {
 }
 
 function pick(req: MeshRequest, now: number): Endpoint | undefined {
-  const group = req.service.endpoints.group(req.subset);
+  const group = req.service.endpoints.group(req.subset, req.port);
   if (!group) return undefined;
   const tried = req.tried;
   const hashKey = req.hashKey ?? undefined;
@@ -52,8 +56,10 @@ function pick(req: MeshRequest, now: number): Endpoint | undefined {
 
 function noEndpoints(req: MeshRequest): NoEndpointsError {
   const set = req.service.endpoints;
-  const group = set.group(req.subset);
-  const where = req.subset === undefined ? '' : `subset "${req.subset}": `;
+  const group = set.group(req.subset, req.port);
+  const where =
+    (req.subset === undefined ? '' : `subset "${req.subset}": `) +
+    (req.port === undefined ? '' : `port ${req.port}: `);
   if (!set.isReady) {
     return new NoEndpointsError(
       req.service.name,

@@ -17,6 +17,12 @@ export interface SubsetSpec {
   connectionPool?: ConnectionPoolConfig | undefined;
 }
 
+/** The pools of one cluster (Istio's (port, subset)): connection-pool settings and TLS connector. */
+export interface ClusterOptions {
+  connectionPool?: ConnectionPoolConfig | undefined;
+  connect?: Record<string, unknown> | Connector | undefined;
+}
+
 /** The endpoints one pick chooses among, and the balancer that chooses. */
 export interface PickGroup {
   readonly name: string | undefined;
@@ -24,6 +30,8 @@ export interface PickGroup {
   readonly balancer: Balancer;
   readonly labels: Record<string, string> | undefined;
   readonly hash: ConsistentHashConfig | undefined;
+  /** `destination.port.number`: only endpoints on this port (made on first use). */
+  readonly port?: number | undefined;
 }
 
 export interface EndpointSetOptions {
@@ -41,6 +49,17 @@ export interface EndpointSetOptions {
   drainTimeoutMs: number;
   /** Period of the idle-pool sweep (default IDLE_POOL_SWEEP_MS; tests shorten it). */
   idlePoolSweepMs?: number | undefined;
+  /**
+   * A new balancer for a subset (undefined: the whole service), for the groups of one port that
+   * a route's `destination.port` asks for. Default: the subset's own balancer is shared.
+   */
+  balancerFor?: ((subset: string | undefined, port?: number) => Balancer) | undefined;
+  /**
+   * The pools of the cluster (port, subset) when they differ from the service's endpoints' own
+   * (`portLevelSettings`, a subset's connectionPool or tls). For `subset` undefined: the options
+   * of the service's endpoints on that port; for a subset: undefined when it shares them.
+   */
+  clusterOptions?: ((port: number, subset: string | undefined) => ClusterOptions | undefined) | undefined;
 }
 
 /**
@@ -54,9 +73,18 @@ export class EndpointSet implements DiscoverySink {
   readonly #draining = new Set<Promise<void>>();
   /** Removed endpoints still finishing their in-flight requests (shown in the snapshot). */
   readonly #drainingEps = new Set<Endpoint>();
-  readonly #groups: PickGroup[];
-  readonly #bySubset = new Map<string, PickGroup>();
-  readonly all: PickGroup;
+  #groups: PickGroup[] = [];
+  #bySubset = new Map<string, PickGroup>();
+  /** Subsets a live update removed, still found by requests that started before it (`regroup`). */
+  readonly #retired = new Map<string, PickGroup>();
+  /**
+   * Subsets whose cluster has its own pools (its connectionPool or tls differs from the
+   * service's): their own Endpoint for each address, as Envoy has a connection pool per cluster.
+   */
+  readonly #ownBySubset = new Map<string, Map<string, Endpoint>>();
+  /** Groups of one port, by subset (`undefined` = the whole service), then port. */
+  readonly #byPort = new Map<string | undefined, Map<number, PickGroup>>();
+  all!: PickGroup;
   #ready = false;
   #readyWaiters: (() => void)[] = [];
   #closed = false;
@@ -66,25 +94,7 @@ export class EndpointSet implements DiscoverySink {
 
   constructor(opts: EndpointSetOptions) {
     this.#opts = opts;
-    this.all = {
-      name: undefined,
-      endpoints: [],
-      balancer: opts.balancer,
-      labels: undefined,
-      hash: opts.hash,
-    };
-    this.#groups = [this.all];
-    for (const s of opts.subsets ?? []) {
-      const g: PickGroup = {
-        name: s.name,
-        endpoints: [],
-        balancer: s.balancer,
-        labels: s.labels,
-        hash: s.hash,
-      };
-      this.#groups.push(g);
-      this.#bySubset.set(s.name, g);
-    }
+    this.#group(opts);
     this.status = { provider: opts.provider, state: 'starting', updates: 0, errors: 0, skipped: 0 };
     this.#sweep = setInterval(() => this.releaseIdlePools(), opts.idlePoolSweepMs ?? IDLE_POOL_SWEEP_MS);
     this.#sweep.unref();
@@ -105,8 +115,84 @@ export class EndpointSet implements DiscoverySink {
     yield* this.#drainingEps;
   }
 
-  group(subset: string | undefined): PickGroup | undefined {
-    return subset === undefined ? this.all : this.#bySubset.get(subset);
+  /**
+   * The pick group of a subset (undefined: every endpoint), narrowed to the endpoints on `port`
+   * when one is given (a route's `destination.port`). Port groups are made on first use; there
+   * are at most as many as the config names (subset, port) pairs.
+   */
+  group(subset: string | undefined, port?: number): PickGroup | undefined {
+    const base = subset === undefined ? this.all : (this.#bySubset.get(subset) ?? this.#retired.get(subset));
+    if (port === undefined || base === undefined) return base;
+    let ports = this.#byPort.get(subset);
+    if (ports === undefined) {
+      ports = new Map();
+      this.#byPort.set(subset, ports);
+    }
+    let g = ports.get(port);
+    if (g === undefined) {
+      g = {
+        name: base.name,
+        endpoints: [],
+        balancer: this.#opts.balancerFor?.(subset, port) ?? base.balancer,
+        labels: base.labels,
+        hash: base.hash,
+        port,
+      };
+      ports.set(port, g);
+      this.#groups.push(g);
+      this.#fill(g, [...this.#byAddress.values()]);
+    }
+    return g;
+  }
+
+  /**
+   * A live config update: new pick groups (subsets, their labels, balancers, hashing) over the
+   * same endpoints, whose pools, load estimates and ejections stay. A balancer object passed again
+   * keeps what it learnt. A subset the update removes stays findable for the requests that chose
+   * it before the update (their retries), for the drain timeout, as a removed endpoint drains.
+   */
+  regroup(layout: Pick<EndpointSetOptions, 'balancer' | 'hash' | 'subsets' | 'drainTimeoutMs'>): void {
+    if (this.#closed) return;
+    const before = this.#bySubset;
+    this.#opts.drainTimeoutMs = layout.drainTimeoutMs;
+    this.#group(layout);
+    for (const [name, g] of before) {
+      if (this.#bySubset.has(name)) continue;
+      this.#retired.set(name, g);
+      const timer = setTimeout(() => {
+        if (this.#retired.get(name) === g) this.#retired.delete(name);
+      }, layout.drainTimeoutMs);
+      timer.unref();
+    }
+    for (const name of this.#bySubset.keys()) this.#retired.delete(name);
+    this.#rebuild();
+  }
+
+  #group(layout: Pick<EndpointSetOptions, 'balancer' | 'hash' | 'subsets'>): void {
+    this.all = {
+      name: undefined,
+      endpoints: [],
+      balancer: layout.balancer,
+      labels: undefined,
+      hash: layout.hash,
+    };
+    const groups = [this.all];
+    const bySubset = new Map<string, PickGroup>();
+    for (const s of layout.subsets ?? []) {
+      const g: PickGroup = {
+        name: s.name,
+        endpoints: [],
+        balancer: s.balancer,
+        labels: s.labels,
+        hash: s.hash,
+      };
+      groups.push(g);
+      bySubset.set(s.name, g);
+    }
+    this.#groups = groups;
+    this.#bySubset = bySubset;
+    // Port groups are made again on first use, from the new subsets.
+    this.#byPort.clear();
   }
 
   apply(changes: readonly DiscoveryChange[]): void {
@@ -117,9 +203,10 @@ export class EndpointSet implements DiscoverySink {
         const existing = this.#byAddress.get(change.endpoint.address);
         if (existing) existing.update(change.endpoint);
         else {
+          const cluster = this.#opts.clusterOptions?.(change.endpoint.port, undefined);
           const ep = new Endpoint(change.endpoint, {
-            connectionPool: this.#opts.connectionPool,
-            connect: this.#opts.connect,
+            connectionPool: cluster ? cluster.connectionPool : this.#opts.connectionPool,
+            connect: cluster ? cluster.connect : this.#opts.connect,
             now,
           });
           this.#byAddress.set(ep.address, ep);
@@ -187,6 +274,7 @@ export class EndpointSet implements DiscoverySink {
   /** Tells every balancer that availability changed (an ejection, a health flip): same lists. */
   availabilityChanged(): void {
     for (const g of this.#groups) g.balancer.update?.(g.endpoints);
+    for (const g of this.#retired.values()) g.balancer.update?.(g.endpoints);
   }
 
   /** Lets go of the pools of endpoints that sent nothing since the last sweep. Returns how many. */
@@ -198,12 +286,72 @@ export class EndpointSet implements DiscoverySink {
 
   #rebuild(): void {
     const live = [...this.#byAddress.values()];
-    for (const g of this.#groups) {
-      g.endpoints = g.labels
-        ? live.filter((ep) => matchesLabels(ep.labels, g.labels as Record<string, string>))
-        : live;
-      g.balancer.update?.(g.endpoints);
+    for (const g of this.#retired.size > 0 ? [...this.#groups, ...this.#retired.values()] : this.#groups)
+      this.#fill(g, live);
+  }
+
+  /** A group's endpoints from the live ones: its labels and port, its cluster's own pools. */
+  #fill(g: PickGroup, live: readonly Endpoint[]): void {
+    const labels = g.labels;
+    const port = g.port;
+    const chosen =
+      labels === undefined && port === undefined
+        ? live
+        : live.filter(
+            (ep) => (port === undefined || ep.port === port) && (!labels || matchesLabels(ep.labels, labels)),
+          );
+    const clusterOptions = this.#opts.clusterOptions;
+    g.endpoints =
+      g.name === undefined || clusterOptions === undefined ? chosen : this.#own(g, chosen, clusterOptions);
+    g.balancer.update?.(g.endpoints);
+  }
+
+  /**
+   * The subset's endpoints, each replaced by the cluster's own Endpoint (own pool, own ejection
+   * state) when the cluster's pools differ from the service's. Health, labels and weight follow
+   * discovery; an own endpoint no longer chosen drains like a removed one.
+   */
+  #own(
+    g: PickGroup,
+    chosen: readonly Endpoint[],
+    clusterOptions: NonNullable<EndpointSetOptions['clusterOptions']>,
+  ): Endpoint[] {
+    const subset = g.name as string;
+    let own = this.#ownBySubset.get(subset);
+    const keep = new Set<string>();
+    const out = chosen.map((ep) => {
+      const options = clusterOptions(ep.port, subset);
+      if (options === undefined) return ep;
+      if (own === undefined) {
+        own = new Map();
+        this.#ownBySubset.set(subset, own);
+      }
+      const spec = {
+        address: ep.address,
+        host: ep.host,
+        port: ep.port,
+        labels: ep.labels,
+        weight: ep.weight,
+        zone: ep.zone,
+      };
+      let mine = own.get(ep.address);
+      if (mine === undefined) {
+        mine = new Endpoint(spec, { ...options, now: this.#opts.clock() });
+        own.set(ep.address, mine);
+      } else mine.update(spec);
+      mine.healthy = ep.healthy;
+      keep.add(ep.address);
+      return mine;
+    });
+    // The subset's own group (every port) decides which of its own endpoints are gone.
+    if (own !== undefined && g.port === undefined) {
+      for (const [address, mine] of own) {
+        if (keep.has(address)) continue;
+        own.delete(address);
+        this.#drain(mine);
+      }
     }
+    return out;
   }
 
   #drain(ep: Endpoint): void {
@@ -224,8 +372,12 @@ export class EndpointSet implements DiscoverySink {
     for (const w of this.#readyWaiters) w();
     this.#readyWaiters = [];
     const all = [...this.#byAddress.values()];
+    for (const own of this.#ownBySubset.values()) all.push(...own.values());
+    this.#ownBySubset.clear();
     this.#byAddress.clear();
     for (const g of this.#groups) g.endpoints = [];
+    for (const g of this.#retired.values()) g.endpoints = [];
+    this.#retired.clear();
     clearInterval(this.#sweep);
     await Promise.all([...all.map((ep) => ep.closePool(timeoutMs)), ...this.#draining]);
   }

@@ -67,14 +67,20 @@ export class Endpoint {
   readonly addedAt: number;
   /** Multiplier on the weight applied by slow start (0 < factor <= 1). */
   weightFactor = 1;
+  /** The HTTP version spoken to this endpoint, for `network.protocol.version` on attempt spans. */
+  httpVersion: '1.1' | '2' = '1.1';
 
   /** The endpoint's own undici Pool: made on the first request, let go when idle (`releaseIfIdle`). */
   #pool: Pool | undefined;
-  /** Shared by every endpoint of the service (one object, not one per endpoint). */
+  /** Shared by every endpoint of the cluster (one object, not one per endpoint). */
   readonly #connectionPool: ConnectionPoolConfig | undefined;
   readonly #connect: EndpointOptions['connect'];
   /** `attempts` at the last idle sweep: unchanged since then means no request in between. */
   #sweptAttempts = -1;
+  /** Its pool's connection limit (connectionPool.tcp.maxConnections of its cluster). */
+  readonly maxConnections: number;
+  /** Its cluster's connectionPool.http.http1MaxPendingRequests, when set. */
+  readonly maxPending: number | undefined;
 
   constructor(spec: EndpointSpec, options: EndpointOptions) {
     this.address = spec.address;
@@ -88,6 +94,8 @@ export class Endpoint {
     this.failures = new FailureRate(ENDPOINT_DEFAULTS.ewmaHalfLifeMs, options.now);
     this.#connectionPool = options.connectionPool;
     this.#connect = options.connect;
+    this.maxConnections = options.connectionPool?.tcp?.maxConnections ?? ENDPOINT_DEFAULTS.maxConnections;
+    this.maxPending = options.connectionPool?.http?.http1MaxPendingRequests;
   }
 
   /**
@@ -108,13 +116,19 @@ export class Endpoint {
     const secure = this.#connect !== undefined;
     const hostForUrl = this.host.includes(':') ? `[${this.host}]` : this.host;
     const pool = new Pool(`${secure ? 'https' : 'http'}://${hostForUrl}:${this.port}`, {
-      connections: cp?.tcp?.maxConnections ?? ENDPOINT_DEFAULTS.maxConnections,
+      connections: this.maxConnections,
       connectTimeout: cp?.tcp?.connectTimeout ?? ENDPOINT_DEFAULTS.connectTimeoutMs,
       keepAliveTimeout: cp?.http?.idleTimeout ?? ENDPOINT_DEFAULTS.idleTimeoutMs,
       maxRequestsPerClient: cp?.http?.maxRequestsPerConnection || undefined,
+      // connectionPool.tcp.maxConnectionDuration: an older connection is replaced when next picked.
+      clientTtl: cp?.tcp?.maxConnectionDuration ?? null,
       // HTTP/1.1, or HTTP/2 (h2c by prior knowledge, or ALPN h2 in the TLS connector).
       ...poolProtocolOptions(cp, this.#connect),
-      ...(this.#connect ? { connect: this.#connect } : {}),
+      ...(this.#connect
+        ? { connect: this.#connect }
+        : cp?.tcp?.tcpKeepalive
+          ? { connect: { keepAlive: true, keepAliveInitialDelay: cp.tcp.tcpKeepalive.time } }
+          : {}),
     } as Pool.Options);
     this.#pool = pool;
     return pool;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hashKeyFor } from './hash-key.ts';
+import { hashKeyFor, sourceAddress } from './hash-key.ts';
 import { consistentHashSchema } from './schema.ts';
 
 const policy = (input: unknown) => consistentHashSchema.parse(input);
@@ -31,6 +31,25 @@ describe('hashKeyFor', () => {
     expect(t?.key).not.toBe(s?.key);
   });
 
+  it('adds the cookie attributes to the generated cookie (Istio 1.24+ attributes)', () => {
+    const p = policy({
+      httpCookie: {
+        name: 'sid',
+        ttl: '1h',
+        attributes: [{ name: 'SameSite', value: 'Strict' }, { name: 'Secure' }],
+      },
+    });
+    expect(hashKeyFor(p, { headers: {}, path: '/' }, fixedBytes)?.setCookie).toBe(
+      `sid=${'ab'.repeat(16)}; Path=/; HttpOnly; Max-Age=3600; SameSite=Strict; Secure`,
+    );
+  });
+
+  it('without a ttl, a missing cookie is not generated (Envoy): no key, no Set-Cookie', () => {
+    const p = policy({ httpCookie: { name: 'sid' } });
+    expect(hashKeyFor(p, { headers: { cookie: 'sid=abc' }, path: '/' })).toEqual({ key: 'abc' });
+    expect(hashKeyFor(p, { headers: {}, path: '/' }, fixedBytes)).toBeUndefined();
+  });
+
   it('reads a query parameter', () => {
     const p = policy({ httpQueryParameterName: 'tenant' });
     expect(hashKeyFor(p, { headers: {}, path: '/x?a=1&tenant=acme%20co#frag' })).toEqual({ key: 'acme co' });
@@ -52,5 +71,12 @@ describe('hashKeyFor', () => {
     const p = policy({ useSourceIp: true });
     expect(hashKeyFor(p, { headers: {}, path: '/', sourceIp: '10.1.2.3' })).toEqual({ key: '10.1.2.3' });
     expect(hashKeyFor(p, { headers: {}, path: '/' })).toBeUndefined();
+  });
+
+  it("sourceAddress is this host's own address, the same on every call", () => {
+    const a = sourceAddress();
+    expect(a.length).toBeGreaterThan(0);
+    expect(a).not.toBe('127.0.0.1');
+    expect(sourceAddress()).toBe(a);
   });
 });

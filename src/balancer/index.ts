@@ -1,5 +1,6 @@
 import type { Endpoint } from './endpoint.ts';
 import { DEFAULT_FAILOVER_THRESHOLD, LocalityBalancer, meshZone } from './locality.ts';
+import { distributeFor, localityMatches, parseLocality, TieredBalancer, tierOf } from './locality-tiers.ts';
 import { MAGLEV_DEFAULTS, MaglevBalancer } from './maglev.ts';
 import { leastRequestCost, P2CBalancer, peakEwmaCost } from './p2c.ts';
 import { DEFAULT_PANIC_THRESHOLD, PanicGuard } from './panic.ts';
@@ -19,6 +20,8 @@ export type { Balancer, PickContext } from './types.ts';
 export interface CreateBalancerOptions {
   /** The mesh's own zone. Default: MESHWORK_ZONE. */
   zone?: string | undefined;
+  /** This workload's own labels (the mesh's `labels`), for localityLbSetting.failoverPriority. */
+  labels?: Readonly<Record<string, string>> | undefined;
   /** Seeded random for tests. */
   random?: (() => number) | undefined;
 }
@@ -57,16 +60,34 @@ export function createBalancer(
   const weight: WeightFn = slowStart ? slowStart.weight : defaultWeight;
   const make = (): Balancer => algorithm(config, random, weight);
   const zone = opts.zone ?? meshZone(undefined);
-  const localityOn = zone !== undefined && (config?.localityLbSetting?.enabled ?? true);
-  const core =
-    localityOn && zone !== undefined
-      ? new LocalityBalancer(
-          zone,
-          config?.localityLbSetting?.failoverThreshold ?? DEFAULT_FAILOVER_THRESHOLD,
-          make,
-          random,
-        )
-      : make();
+  const ls = config?.localityLbSetting;
+  const localityOn = zone !== undefined && (ls?.enabled ?? true);
+  const client = { locality: parseLocality(zone), labels: opts.labels ?? {} };
+  const distribute = localityOn && ls?.distribute ? distributeFor(ls.distribute, client.locality) : undefined;
+  let core: Balancer;
+  if (distribute !== undefined) {
+    // localityLbSetting.distribute: each `to` locality takes its weight (times its health).
+    const keys = Object.keys(distribute.to);
+    core = new TieredBalancer(
+      (ep) => {
+        const i = keys.findIndex((k) => localityMatches(k, parseLocality(ep.zone)));
+        return i < 0 ? undefined : i;
+      },
+      make,
+      (i) => distribute.to[keys[i] as string] ?? 0,
+      random,
+    );
+  } else if ((ls?.enabled ?? true) && (ls?.failover?.length || ls?.failoverPriority?.length)) {
+    // failover / failoverPriority: priority tiers, spilling over by health as Envoy does.
+    core = new TieredBalancer(
+      (ep) => tierOf(ep, client, ls?.failover, ls?.failoverPriority),
+      make,
+      undefined,
+      random,
+    );
+  } else if (localityOn && zone !== undefined) {
+    core = new LocalityBalancer(zone, ls?.failoverThreshold ?? DEFAULT_FAILOVER_THRESHOLD, make, random);
+  } else core = make();
   const guard = new PanicGuard(core, config?.panicThreshold ?? DEFAULT_PANIC_THRESHOLD);
   return slowStart ? new SlowStartTracker(guard, slowStart) : guard;
 }

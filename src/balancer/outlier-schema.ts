@@ -19,6 +19,11 @@ export const outlierDetectionSchema = z.strictObject({
   baseEjectionTime: duration.optional(),
   maxEjectionTime: duration.optional(),
   maxEjectionPercent: z.number().min(0).max(100).optional(),
+  /**
+   * Only these response statuses count as failures (Istio's outlierDetectionHttpErrorCodes,
+   * Envoy's error matcher), instead of every 5xx.
+   */
+  outlierDetectionHttpErrorCodes: z.array(z.number().int().min(100).max(599)).min(1).optional(),
   minHealthPercent: z.number().min(0).max(100).optional(),
   /** A50 success-rate ejection. */
   successRateMinimumHosts: z.number().int().min(1).optional(),

@@ -30,8 +30,28 @@ export const consistentHashSchema = z
       .strictObject({
         name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'is not a valid cookie name'),
         path: z.string().startsWith('/').optional(),
-        /** Cookie lifetime; 0 makes a session cookie. */
-        ttl: duration,
+        /**
+         * Lifetime of the cookie generated when a request has none; 0 makes a session cookie.
+         * Unset: no cookie is generated (Envoy, Istio), so requests without it are not sticky.
+         */
+        ttl: duration.optional(),
+        /** Extra attributes of the generated cookie (`SameSite=Strict`, `Secure`), as Istio's `attributes`. */
+        attributes: z
+          .array(
+            z.strictObject({
+              name: z
+                .string()
+                .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'is not a valid cookie attribute name'),
+              value: z
+                .string()
+                .regex(
+                  /^[\x21-\x3a\x3c-\x7e ]*$/,
+                  'cannot be sent in a cookie attribute (";", control characters)',
+                )
+                .optional(),
+            }),
+          )
+          .optional(),
       })
       .optional(),
     httpQueryParameterName: z.string().min(1).optional(),
@@ -90,16 +110,59 @@ export const consistentHashSchema = z
     }
   });
 
-/** Istio's `localityLbSetting`, reduced to zones. */
-export const localityLbSettingSchema = z.strictObject({
-  /** Default: on when the mesh knows its own zone (config `zone` or MESHWORK_ZONE). */
-  enabled: z.boolean().optional(),
-  /**
-   * Percentage of healthy local endpoints under which traffic starts spilling to other zones,
-   * in proportion (default 71.43 = 100 / Envoy's overprovisioning factor 1.4).
-   */
-  failoverThreshold: percent.optional(),
-});
+const localityPattern = z
+  .string()
+  .regex(/^(\*|[^/*]+(\/(\*|[^/*]+)){0,2}(\/\*)?)$/, 'is not a locality ("region", "region/zone/*", "*")');
+
+/**
+ * Istio's `localityLbSetting`. Localities are `region/zone/subzone`: the mesh's `zone` and the
+ * endpoints' `zone` are read that way (without "/", a value is a region).
+ */
+export const localityLbSettingSchema = z
+  .strictObject({
+    /** Default: on when the mesh knows its own zone (config `zone` or MESHWORK_ZONE). */
+    enabled: z.boolean().optional(),
+    /**
+     * Percentage of healthy local endpoints under which traffic starts spilling to other zones,
+     * in proportion (default 71.43 = 100 / Envoy's overprovisioning factor 1.4).
+     */
+    failoverThreshold: percent.optional(),
+    /**
+     * Shares of traffic per locality, for callers in `from` (the first rule that covers the
+     * mesh's locality applies): `{ from: 'us-west/zone1/*', to: { 'us-west/zone1/*': 80, 'us-west/zone2/*': 20 } }`.
+     * A locality not listed gets no traffic.
+     */
+    distribute: z
+      .array(
+        z.strictObject({
+          from: localityPattern,
+          to: z
+            .record(localityPattern, z.number().int().min(0).max(100))
+            .refine((to) => Object.values(to).reduce((a, b) => a + b, 0) === 100, {
+              message: 'weights must sum to 100',
+            }),
+        }),
+      )
+      .optional(),
+    /** When the local region is unhealthy, traffic goes to `to` before any other region. */
+    failover: z.array(z.strictObject({ from: z.string().min(1), to: z.string().min(1) })).optional(),
+    /**
+     * Tiers by labels: endpoints whose labels match the mesh's own `labels` for all the keys
+     * first, then the first N-1... (`key=value` compares with that value;
+     * `topology.kubernetes.io/region` and `/zone` with the localities).
+     */
+    failoverPriority: z.array(z.string().min(1)).optional(),
+  })
+  .superRefine((v, ctx) => {
+    if (v.distribute !== undefined && (v.failover !== undefined || v.failoverPriority !== undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['distribute'],
+        input: v.distribute,
+        message: 'cannot be set together with failover or failoverPriority (Istio)',
+      });
+    }
+  });
 
 /** Istio's `warmup` (1.24+): slow start with its curve. */
 export const warmupSchema = z.strictObject({

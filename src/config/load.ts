@@ -41,18 +41,24 @@ export function assertConfigObject(input: unknown): void {
   ]);
 }
 
-function readConfigFile(path: string): unknown {
+/** Reads and parses a config file; problems are a MeshworkConfigError at `label` (the env var or field). */
+export function readConfigFile(path: string, label = 'MESHWORK_CONFIG'): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new MeshworkConfigError([
       {
-        path: 'MESHWORK_CONFIG',
+        path: label,
         message: `${JSON.stringify(path)} cannot be read (${(err as Error).message})`,
       },
     ]);
   }
+  return parseConfigText(text, path, label);
+}
+
+/** Parses a YAML or JSON config document (empty = {}); the top level must be a mapping. */
+export function parseConfigText(text: string, where: string, label: string): unknown {
   try {
     // YAML is a superset of JSON, so one parser reads both.
     const doc = parseYaml(text) as unknown;
@@ -61,11 +67,11 @@ function readConfigFile(path: string): unknown {
     }
     return doc ?? {};
   } catch (err) {
+    // The parser's first line names the problem, line and column; the lines after it quote the
+    // file, which may hold a secret (a token, an HMAC key): the message goes to logs and the snapshot.
+    const first = (err as Error).message.split('\n')[0]?.replace(/:$/, '');
     throw new MeshworkConfigError([
-      {
-        path: 'MESHWORK_CONFIG',
-        message: `${JSON.stringify(path)} is not valid YAML/JSON (${(err as Error).message})`,
-      },
+      { path: label, message: `${JSON.stringify(where)} is not valid YAML/JSON (${first})` },
     ]);
   }
 }

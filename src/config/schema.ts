@@ -10,12 +10,13 @@ import { circuitBreakerSchema } from '../breaker/schema.ts';
 import { authorizationSchema, contextSchema } from '../context/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
 import { pathNormalizationSchema } from '../http/path-schema.ts';
+import { liveConfigSchema } from '../live/schema.ts';
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
-import { createRoutingFields, routeReferenceIssues } from '../routing/schema.ts';
+import { createRoutingFields, routeReferenceIssues, sourceLabelIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
 import { xdsField } from '../xds/schema.ts';
 import { nullProtoRecord } from './reserved.ts';
-import { duration, durationAtLeast, userRecord } from './zod-helpers.ts';
+import { duration, durationAtLeast, labels, userRecord } from './zod-helpers.ts';
 
 /** `trafficPolicy.connectionPool` (Istio). Defaults live in src/balancer/endpoint.ts. */
 export const connectionPoolSchema = z.strictObject({
@@ -23,6 +24,19 @@ export const connectionPoolSchema = z.strictObject({
     .strictObject({
       maxConnections: z.number().int().positive().optional(),
       connectTimeout: durationAtLeast(1, '0 would fail every TLS connection at once').optional(),
+      /**
+       * TCP keepalive (Istio's tcpKeepalive): `time` is the idle time before the first probe
+       * (default 60 s, undici's). Node.js cannot set `interval` and `probes` per socket: the
+       * system's values apply (fromIstio warns when they are given).
+       */
+      tcpKeepalive: z
+        .strictObject({ time: durationAtLeast(1000, 'the kernel counts keepalive idle time in seconds') })
+        .optional(),
+      /** A connection is closed, once idle, when it is this old (undici's clientTtl). */
+      maxConnectionDuration: durationAtLeast(
+        1,
+        '0 would close every connection after each request',
+      ).optional(),
     })
     .optional(),
   http: z
@@ -42,8 +56,37 @@ export const connectionPoolSchema = z.strictObject({
         .positive()
         .max(2 ** 31 - 1)
         .optional(),
+      /**
+       * Retries outstanding to the service at once (Envoy's max_retries circuit breaker; Istio's
+       * default is unlimited). A retry beyond it is not made: the caller gets the answer it had.
+       */
+      maxRetries: z.number().int().nonnegative().optional(),
     })
     .optional(),
+});
+
+/**
+ * `trafficPolicy.portLevelSettings[]`: the policy of the endpoints listening on `port.number`
+ * (Istio keys it by service port; meshwork, which has no service ports, by the endpoint's port).
+ */
+export const portTrafficPolicySchema = z.strictObject({
+  port: z.strictObject({ number: z.number().int().min(1).max(65535) }),
+  loadBalancer: loadBalancerSchema.optional(),
+  connectionPool: connectionPoolSchema.optional(),
+  outlierDetection: outlierDetectionSchema.optional(),
+  tls: tlsSchema.optional(),
+});
+
+/**
+ * `trafficPolicy.retryBudget` (Istio's, Envoy's retry-budget circuit breaker): retries in flight
+ * are bounded by `percent` of the requests in flight (default 20%), and never below
+ * `minRetryConcurrency` (default 3). With `budgetInterval`, the requests started within it count
+ * too. (Not the service-level `retryBudget`, Linkerd's rate-based budget; both apply.)
+ */
+export const envoyRetryBudgetSchema = z.strictObject({
+  percent: z.number().min(0).max(100).optional(),
+  minRetryConcurrency: z.number().int().min(0).optional(),
+  budgetInterval: duration.optional(),
 });
 
 export const trafficPolicySchema = z.strictObject({
@@ -52,6 +95,23 @@ export const trafficPolicySchema = z.strictObject({
   outlierDetection: outlierDetectionSchema.optional(),
   circuitBreaker: circuitBreakerSchema.optional(),
   tls: tlsSchema.optional(),
+  retryBudget: envoyRetryBudgetSchema.optional(),
+  portLevelSettings: z
+    .array(portTrafficPolicySchema)
+    .superRefine((list, ctx) => {
+      const seen = new Set<number>();
+      list.forEach((s, i) => {
+        if (seen.has(s.port.number))
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'port', 'number'],
+            input: s.port.number,
+            message: 'is listed twice',
+          });
+        seen.add(s.port.number);
+      });
+    })
+    .optional(),
 });
 
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
@@ -77,10 +137,21 @@ export const meshConfigSchema = z
      * MESHWORK_ERR_UNKNOWN_SERVICE; "passthrough" sends it through a plain undici Agent.
      */
     unknownServices: z.enum(['reject', 'passthrough']).optional(),
+    /**
+     * true: failures the mesh makes (timeout, overflow, no healthy endpoint, connection failure)
+     * are answered as an Istio sidecar answers them, HTTP 504 / 503 with the Envoy response flag
+     * in `x-meshwork-response-flags`, instead of a thrown error (docs/errors.md). Default false.
+     */
+    sidecarResponses: z.boolean().optional(),
     /** Bound on how long close() waits for in-flight requests before destroying pools. */
     closeTimeout: duration.optional(),
     /** Gateway context and trace propagation (src/context, docs/context.md). */
     context: contextSchema.optional(),
+    /**
+     * This workload's own labels (its pod labels, in Istio), matched by routes' `sourceLabels`
+     * (docs/routing.md).
+     */
+    labels: labels.optional(),
     /** This workload's mesh identity for ISTIO_MUTUAL and the server side (src/tls, docs/mtls.md). */
     identity: identitySchema.optional(),
     /** Caller authorization enforced by mesh.inbound() (docs/context.md). */
@@ -90,6 +161,8 @@ export const meshConfigSchema = z
      * outbound route matching (Istio's meshConfig.pathNormalization; docs/context.md).
      */
     pathNormalization: pathNormalizationSchema.optional(),
+    /** Where live changes come from: a watched file, Istio YAML, Consul or etcd (docs/live-config.md). */
+    liveConfig: liveConfigSchema.optional(),
     /** Join an xDS control plane (Istio's proxyless mode, any ADS server): docs/xds.md. */
     xds: xdsField.optional(),
     services: userRecord(
@@ -102,6 +175,7 @@ export const meshConfigSchema = z
     for (const issue of subsetPolicyIssues(c.services)) ctx.addIssue(issue);
     for (const issue of routeReferenceIssues(c.services, c.unknownServices === 'passthrough'))
       ctx.addIssue({ ...issue });
+    if (c.labels === undefined) for (const issue of sourceLabelIssues(c.services)) ctx.addIssue({ ...issue });
   });
 
 export type MeshConfig = z.output<typeof meshConfigSchema>;
@@ -112,23 +186,39 @@ export type TrafficPolicy = z.output<typeof trafficPolicySchema>;
 export type ConnectionPoolConfig = z.output<typeof connectionPoolSchema>;
 
 /**
- * A subset's trafficPolicy may only set `loadBalancer`: pools, TLS, outlier detection and the
- * breaker belong to endpoints and services, which all subsets share. Refused, never ignored.
+ * What a cluster policy narrower than the service (a subset's trafficPolicy, a portLevelSettings
+ * entry) cannot set, and why: these are kept per service (outlier detection and the breaker judge
+ * the service's endpoints; http2MaxRequests and maxRetries count the service's requests).
+ * Refused, never ignored. Pools (connectionPool), TLS and the balancer are per cluster.
  */
-function subsetPolicyIssues(services: Record<string, z.output<typeof serviceSchema>>) {
+export function subsetPolicyIssues(services: Record<string, z.output<typeof serviceSchema>>) {
   const issues: { code: 'custom'; path: (string | number)[]; message: string; input: unknown }[] = [];
+  const check = (tp: Record<string, unknown> | undefined, path: (string | number)[], service: string) => {
+    if (tp === undefined) return;
+    const refuse = (field: string[], input: unknown) =>
+      issues.push({
+        code: 'custom',
+        path: [...path, ...field],
+        input,
+        message: `is not supported on a subset or a port (it is counted per service): set it on services.${service}.trafficPolicy`,
+      });
+    for (const field of ['outlierDetection', 'circuitBreaker', 'retryBudget'])
+      if (tp[field] !== undefined) refuse([field], tp[field]);
+    const http = (tp.connectionPool as { http?: Record<string, unknown> } | undefined)?.http;
+    for (const field of ['http2MaxRequests', 'maxRetries'])
+      if (http?.[field] !== undefined) refuse(['connectionPool', 'http', field], http[field]);
+  };
   for (const [name, svc] of Object.entries(services)) {
+    svc.trafficPolicy?.portLevelSettings?.forEach((p, j) => {
+      check(p as never, ['services', name, 'trafficPolicy', 'portLevelSettings', j], name);
+    });
     (svc.subsets ?? []).forEach((sub, i) => {
-      const tp = (sub.trafficPolicy ?? {}) as Record<string, unknown>;
-      for (const field of ['connectionPool', 'tls', 'outlierDetection', 'circuitBreaker']) {
-        if (tp[field] === undefined) continue;
-        issues.push({
-          code: 'custom',
-          path: ['services', name, 'subsets', i, 'trafficPolicy', field],
-          input: tp[field],
-          message: `is not supported on a subset (endpoints are shared by the whole service): set it on services.${name}.trafficPolicy`,
-        });
-      }
+      const tp = sub.trafficPolicy as z.output<typeof trafficPolicySchema> | undefined;
+      const path = ['services', name, 'subsets', i, 'trafficPolicy'];
+      check(tp as never, path, name);
+      tp?.portLevelSettings?.forEach((p, j) => {
+        check(p as never, [...path, 'portLevelSettings', j], name);
+      });
     });
   }
   return issues;

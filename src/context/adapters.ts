@@ -3,8 +3,9 @@
  * (`app.use(mesh.inbound())`); plain node:http and Fastify use these helpers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Context } from '@opentelemetry/api';
 import { refusalBody, refuse, whenEntered } from './inbound.ts';
-import { runInOtel } from './otel.ts';
+import { inboundOtel, runInOtel } from './otel.ts';
 import type { ContextRuntime, InboundResult } from './runtime.ts';
 
 interface HasContext {
@@ -21,14 +22,15 @@ export function meshHandler(
     if (!res.headersSent) res.statusCode = 500;
     res.end(String((err as Error)?.message ?? err));
   };
-  return (req, res) =>
+  return (req, res) => {
+    const otel = inboundOtel(req, res);
     whenEntered(
       rt,
       req,
       (r) => {
         if (r.denied) return refuse(res, r.denied);
         rt.run(r.ctx, () =>
-          runInOtel(r.otel, () => {
+          runInOtel(otel, () => {
             const p = handler(req, res);
             if (p && typeof p.catch === 'function') p.catch((err: unknown) => fail(res, err));
           }),
@@ -36,6 +38,7 @@ export function meshHandler(
       },
       (err) => fail(res, err),
     );
+  };
 }
 
 const kInbound = Symbol('meshwork.inbound');
@@ -43,9 +46,10 @@ const kInbound = Symbol('meshwork.inbound');
 /** The parts of a Fastify request and reply this adapter uses (no dependency on fastify's types). */
 interface FastifyRequestLike {
   readonly raw: IncomingMessage;
-  [kInbound]?: InboundResult;
+  [kInbound]?: { r: InboundResult; otel: Context | undefined };
 }
 interface FastifyReplyLike {
+  readonly raw: ServerResponse;
   header(name: string, value: string): unknown;
   code(status: number): { type(contentType: string): { send(body: string): unknown } };
 }
@@ -84,6 +88,7 @@ export function meshRewriteUrl(mesh: HasContext): (req: IncomingMessage) => stri
 export function meshFastify(fastify: FastifyLike, mesh: HasContext): void {
   const rt = mesh.contextRuntime;
   fastify.addHook('onRequest', (request: FastifyRequestLike, reply: FastifyReplyLike, done) => {
+    const otel = inboundOtel(request.raw, reply.raw);
     whenEntered(
       rt,
       request.raw,
@@ -93,16 +98,16 @@ export function meshFastify(fastify: FastifyLike, mesh: HasContext): void {
           reply.code(r.denied.status).type('text/plain; charset=utf-8').send(refusalBody(r.denied));
           return;
         }
-        request[kInbound] = r;
-        rt.run(r.ctx, () => runInOtel(r.otel, () => done()));
+        request[kInbound] = { r, otel };
+        rt.run(r.ctx, () => runInOtel(otel, () => done()));
       },
       (err) => done(err as Error),
       'routed',
     );
   });
   fastify.addHook('preHandler', (request: FastifyRequestLike, _reply: unknown, done) => {
-    const r: InboundResult | undefined = request[kInbound];
-    if (!r) return done();
-    rt.run(r.ctx, () => runInOtel(r.otel, () => done()));
+    const entered = request[kInbound];
+    if (!entered) return done();
+    rt.run(entered.r.ctx, () => runInOtel(entered.otel, () => done()));
   });
 }

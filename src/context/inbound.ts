@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { runInOtel } from './otel.ts';
+import { inboundOtel, runInOtel } from './otel.ts';
 import type { ContextRuntime, InboundMode, InboundResult, Refusal } from './runtime.ts';
 
 export type NextFn = (err?: unknown) => void;
@@ -56,12 +56,13 @@ export function whenEntered(
 }
 
 /**
- * Connect-style middleware (node:http, Express, Connect): normalizes the request target (and
- * rewrites `req.url` to it), enforces `authorization`, then runs the rest of the request inside
- * its context.
+ * Connect-style middleware (node:http, Express, Connect): starts (or reuses) the request's
+ * SERVER span, normalizes the request target (and rewrites `req.url` to it), enforces
+ * `authorization`, then runs the rest of the request inside its context.
  */
 export function inboundMiddleware(runtime: ContextRuntime): InboundMiddleware {
   return (req, res, next) => {
+    const otel = inboundOtel(req, res);
     whenEntered(
       runtime,
       req,
@@ -70,7 +71,7 @@ export function inboundMiddleware(runtime: ContextRuntime): InboundMiddleware {
           refuse(res, r.denied);
           return;
         }
-        runtime.run(r.ctx, () => runInOtel(r.otel, () => next()));
+        runtime.run(r.ctx, () => runInOtel(otel, () => next()));
       },
       next,
     );

@@ -4,9 +4,10 @@
  * `baggage` as they came in, so it never breaks a trace.
  */
 
-import type { IncomingHttpHeaders } from 'node:http';
-import { type Context, context, propagation, ROOT_CONTEXT, type TextMapGetter } from '@opentelemetry/api';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Context, context, propagation } from '@opentelemetry/api';
 import { otelHas } from '../telemetry/otel-global.ts';
+import { startServerSpan } from '../telemetry/tracing.ts';
 
 /**
  * True when a global propagator has been registered that propagates something (the API's no-op
@@ -16,15 +17,18 @@ export function hasPropagator(): boolean {
   return otelHas('propagation') && propagation.fields().length > 0;
 }
 
-const getter: TextMapGetter<IncomingHttpHeaders> = {
-  keys: (carrier) => Object.keys(carrier),
-  get: (carrier, key) => carrier[key.toLowerCase()],
-};
-
-/** Extracts the remote trace context of an inbound request, or undefined without an SDK. */
-export function extractInbound(headers: IncomingHttpHeaders): Context | undefined {
-  if (!hasPropagator()) return undefined;
-  return propagation.extract(ROOT_CONTEXT, headers, getter);
+/**
+ * The OpenTelemetry context an inbound request's handler runs in (mesh.inbound() and its
+ * adapters), or undefined to run it in the current one. Nothing registered: undefined, no work.
+ * When another instrumentation (instrumentation-http) already made this request's SERVER span
+ * active, that context is kept (undefined). Otherwise meshwork starts the SERVER span itself
+ * (ended on the response's 'finish' or 'close', which records `http.server.request.duration`),
+ * or with a propagator and no tracer, only continues the caller's trace context.
+ */
+export function inboundOtel(req: IncomingMessage, res: ServerResponse | undefined): Context | undefined {
+  if (!otelHas('trace') && !otelHas('metrics') && !hasPropagator()) return undefined;
+  const s = startServerSpan(req, res);
+  return s.owned ? s.context : undefined;
 }
 
 /** Runs fn with the extracted OTel context active (a no-op when there is none). */

@@ -1,7 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import type { Context as OtelContext } from '@opentelemetry/api';
 import type { Clock } from '../clock.ts';
 import { MeshworkConfigError } from '../errors.ts';
 import {
@@ -16,7 +15,6 @@ import type { Logger } from '../telemetry/logger.ts';
 import { peerPrincipal } from '../tls/san.ts';
 import { type AuthzDecision, authorize } from './authorization.ts';
 import { type JwsAlgorithm, type JwsKeys, type JwsResult, JwsVerifier, loadPublicKey } from './jws.ts';
-import { extractInbound } from './otel.ts';
 import { editRequestHeaders } from './request-headers.ts';
 import type { AuthorizationConfig, ContextConfig, PathCase } from './schema.ts';
 import {
@@ -58,7 +56,6 @@ export interface InboundResult {
   /** Set when the request is refused. */
   denied?: Refusal;
   ctx: MeshContext;
-  otel: OtelContext | undefined;
 }
 
 /**
@@ -79,8 +76,8 @@ interface Stored {
  * authorization) into a MeshContext and keeps it in AsyncLocalStorage for the request's life.
  */
 export class ContextRuntime {
-  readonly headers: readonly string[];
-  readonly baggage: boolean;
+  headers: readonly string[];
+  baggage: boolean;
   readonly counters: ContextCounters = {
     inbound: 0,
     accepted: 0,
@@ -93,13 +90,13 @@ export class ContextRuntime {
   readonly #als = new AsyncLocalStorage<Stored>();
   readonly #clock: Clock;
   readonly #logger: Logger;
-  readonly #callers: ReadonlySet<string> | undefined;
-  readonly #tokenHeader: string | undefined;
-  readonly #verifier: JwsVerifier | undefined;
-  readonly #authz: AuthorizationConfig['policies'];
-  readonly #pathCase: PathCase;
+  #callers: ReadonlySet<string> | undefined;
+  #tokenHeader: string | undefined;
+  #verifier: JwsVerifier | undefined;
+  #authz: AuthorizationConfig['policies'];
+  #pathCase: PathCase;
   /** Path normalization (the mesh's `pathNormalization`). */
-  readonly paths: PathOptions;
+  paths: PathOptions;
   /** Injectable wall clock for token exp/nbf (ms since epoch). */
   wallClock: () => number = Date.now;
 
@@ -147,6 +144,22 @@ export class ContextRuntime {
         issuer: sig.issuer,
       });
     }
+  }
+
+  /**
+   * A live config update: takes the settings of `next` (built from the new config, so its keys
+   * and files were read and checked), keeping this runtime's context storage and counters. A
+   * request already inside keeps the decision it got; the next one is judged by the new rules.
+   */
+  adopt(next: ContextRuntime): void {
+    this.headers = next.headers;
+    this.baggage = next.baggage;
+    this.paths = next.paths;
+    this.#callers = next.#callers;
+    this.#tokenHeader = next.#tokenHeader;
+    this.#verifier = next.#verifier;
+    this.#authz = next.#authz;
+    this.#pathCase = next.#pathCase;
   }
 
   /** True when some trust rule limits who may set context. */
@@ -208,7 +221,7 @@ export class ContextRuntime {
       );
       if (!decision.allowed) {
         this.counters.denied++;
-        return { denied: { status: 403, reason: decision.reason }, ctx: EMPTY, otel: undefined };
+        return { denied: { status: 403, reason: decision.reason }, ctx: EMPTY };
       }
     }
     if (normalized !== target) {
@@ -289,7 +302,7 @@ export class ContextRuntime {
     }
     if (remove !== undefined || set !== undefined) editRequestHeaders(req, remove ?? NONE, set ?? NO_SET);
     const ctx = Object.freeze({ headers: Object.freeze(out), principal, deadlineAt });
-    return { ctx, otel: extractInbound(h) };
+    return { ctx };
   }
 
   /** The normalized request target, or why it is refused (for Fastify's rewriteUrl). */
@@ -299,7 +312,7 @@ export class ContextRuntime {
 
   #badRequest(r: PathRejection): InboundResult {
     this.counters.badRequests++;
-    return { denied: { status: 400, reason: r.reason }, ctx: EMPTY, otel: undefined };
+    return { denied: { status: 400, reason: r.reason }, ctx: EMPTY };
   }
 
   /**

@@ -18,11 +18,13 @@ export function limitsLayer(): EndpointLayer {
         new OverflowError(req.service.name, 'connectionPool.http.http2MaxRequests', lim.maxRequests),
       );
     }
-    if (ep.inflight - lim.maxConnections >= lim.maxPending) {
+    // The endpoint's own pool limits: its cluster's (a subset's or a port's connectionPool).
+    const maxPending = ep.maxPending ?? lim.maxPending;
+    if (ep.inflight - ep.maxConnections >= maxPending) {
       lim.overflows++;
       return failRequest(
         handler,
-        new OverflowError(req.service.name, 'connectionPool.http.http1MaxPendingRequests', lim.maxPending),
+        new OverflowError(req.service.name, 'connectionPool.http.http1MaxPendingRequests', maxPending),
       );
     }
     // Counted in flight by the load layer below, which sees the end.

@@ -49,14 +49,22 @@ class OutlierHandler extends OutcomeHandler {
     this.#clock = clock;
   }
 
+  /** A failing status: a 5xx, or one of outlierDetectionHttpErrorCodes when they are given. */
+  #fails(status: number): boolean {
+    const codes = this.#detector.settings.errorCodes;
+    return codes === undefined ? status >= 500 : codes.has(status);
+  }
+
   protected override onHeaders(status: number): void {
-    // A 5xx is a failure whatever its body does: counted at once.
-    if (status >= 500) this.#observe(status === 502 || status === 503 || status === 504 ? 'gateway' : '5xx');
+    // A failing status is a failure whatever its body does: counted at once.
+    if (this.#fails(status))
+      this.#observe(status === 502 || status === 503 || status === 504 ? 'gateway' : '5xx');
   }
 
   protected override onDone(o: Outcome): void {
-    if (o.status >= 500) return; // counted at the headers
-    const result = outlierResult(o);
+    if (this.#fails(o.status)) return; // counted at the headers
+    // With outlierDetectionHttpErrorCodes, another status (a 5xx too) is an answer like any other.
+    const result = o.status >= 500 ? (o.error === undefined ? 'success' : 'local') : outlierResult(o);
     if (result !== undefined) this.#observe(result);
   }
 

@@ -115,3 +115,52 @@ describe('OutlierDetector', () => {
     expect(eps[0]!.isEjected(10_001)).toBe(false);
   });
 });
+
+describe('the ejection reason names the setting whose counter tripped', () => {
+  function reasons(
+    cfg: Parameters<typeof outlierSettings>[0],
+    outcome: 'gateway' | '5xx' | 'local',
+    n: number,
+  ) {
+    const eps = endpoints(5);
+    const d = new OutlierDetector(outlierSettings({ interval: 3_600_000, ...cfg })!, 0);
+    const seen: string[] = [];
+    d.onEject = (_ep, _ms, reason) => seen.push(reason);
+    for (let i = 0; i < n; i++) d.observe(eps[0]!, outcome, eps, 1);
+    return seen;
+  }
+
+  it('consecutive5xxErrors, consecutiveGatewayErrors, consecutiveLocalOriginFailures', () => {
+    expect(reasons({}, '5xx', 5)).toEqual(['consecutive5xxErrors']);
+    expect(reasons({}, 'gateway', 5)).toEqual(['consecutive5xxErrors']);
+    expect(reasons({ consecutiveGatewayErrors: 3 }, 'gateway', 3)).toEqual(['consecutiveGatewayErrors']);
+    expect(reasons({ consecutiveLocalOriginFailures: 2 }, 'local', 2)).toEqual([
+      'consecutiveLocalOriginFailures',
+    ]);
+    // Without the split, a local-origin failure counts as a 5xx (Envoy).
+    expect(reasons({}, 'local', 5)).toEqual(['consecutive5xxErrors']);
+  });
+
+  it('successRate and failurePercentage, at the interval', () => {
+    for (const [cfg, expected] of [
+      [{ successRateMinimumHosts: 5, successRateRequestVolume: 10 }, 'successRate'],
+      [
+        { enforcingSuccessRate: 0, enforcingFailurePercentage: 100, failurePercentageRequestVolume: 10 },
+        'failurePercentage',
+      ],
+    ] as const) {
+      const eps = endpoints(5);
+      const d = new OutlierDetector(
+        outlierSettings({ interval: 1_000, consecutive5xxErrors: 0, ...cfg })!,
+        0,
+        () => 0,
+      );
+      const seen: string[] = [];
+      d.onEject = (_ep, _ms, reason) => seen.push(reason);
+      for (const ep of eps)
+        for (let i = 0; i < 20; i++) d.observe(ep, ep === eps[0] ? '5xx' : 'success', eps, 1);
+      d.observe(eps[1]!, 'success', eps, 1_001);
+      expect(seen).toEqual([expected]);
+    }
+  });
+});

@@ -23,7 +23,11 @@ export const OUTLIER_DEFAULTS = {
 
 export type OutlierSettings = {
   -readonly [K in keyof typeof OUTLIER_DEFAULTS]: number;
-} & { splitLocalOrigin: boolean };
+} & {
+  splitLocalOrigin: boolean;
+  /** outlierDetectionHttpErrorCodes: the statuses that count as failures; undefined = every 5xx. */
+  errorCodes?: ReadonlySet<number> | undefined;
+};
 
 export function outlierSettings(cfg: OutlierDetectionConfig | undefined): OutlierSettings | undefined {
   if (cfg?.enabled === false) return undefined;
@@ -33,6 +37,7 @@ export function outlierSettings(cfg: OutlierDetectionConfig | undefined): Outlie
     consecutiveGatewayErrors: cfg?.consecutiveGatewayErrors ?? d.consecutiveGatewayErrors,
     consecutiveLocalOriginFailures: cfg?.consecutiveLocalOriginFailures ?? d.consecutiveLocalOriginFailures,
     splitLocalOrigin: cfg?.consecutiveLocalOriginFailures !== undefined,
+    errorCodes: cfg?.outlierDetectionHttpErrorCodes ? new Set(cfg.outlierDetectionHttpErrorCodes) : undefined,
     intervalMs: cfg?.interval ?? d.intervalMs,
     baseEjectionTimeMs: cfg?.baseEjectionTime ?? d.baseEjectionTimeMs,
     maxEjectionTimeMs: cfg?.maxEjectionTime ?? d.maxEjectionTimeMs,
@@ -146,22 +151,33 @@ export class OutlierDetector {
       return;
     }
     s.failed++;
-    let trip = false;
+    // The setting whose counter tripped names the ejection (the admin page and logs show it).
+    let reason: string | undefined;
     if (outcome === 'local') {
       s.cLocal++;
-      if (cfg.splitLocalOrigin)
-        trip ||= cfg.consecutiveLocalOriginFailures > 0 && s.cLocal >= cfg.consecutiveLocalOriginFailures;
+      if (
+        cfg.splitLocalOrigin &&
+        cfg.consecutiveLocalOriginFailures > 0 &&
+        s.cLocal >= cfg.consecutiveLocalOriginFailures
+      )
+        reason = 'consecutiveLocalOriginFailures';
     }
     // Without the split, a local-origin failure counts as a 5xx and a gateway error (Envoy).
     if (outcome === '5xx' || outcome === 'gateway' || (outcome === 'local' && !cfg.splitLocalOrigin)) {
       s.c5xx++;
-      trip ||= cfg.consecutive5xxErrors > 0 && s.c5xx >= cfg.consecutive5xxErrors;
       if (outcome !== '5xx') {
         s.cGateway++;
-        trip ||= cfg.consecutiveGatewayErrors > 0 && s.cGateway >= cfg.consecutiveGatewayErrors;
+        if (
+          reason === undefined &&
+          cfg.consecutiveGatewayErrors > 0 &&
+          s.cGateway >= cfg.consecutiveGatewayErrors
+        )
+          reason = 'consecutiveGatewayErrors';
       }
+      if (reason === undefined && cfg.consecutive5xxErrors > 0 && s.c5xx >= cfg.consecutive5xxErrors)
+        reason = 'consecutive5xxErrors';
     }
-    if (trip) this.#eject(ep, s, all, now, `consecutive ${outcome} failures`);
+    if (reason !== undefined) this.#eject(ep, s, all, now, reason);
   }
 
   #eject(ep: Endpoint, s: HostState, all: readonly Endpoint[], now: number, reason: string): boolean {
@@ -195,7 +211,8 @@ export class OutlierDetector {
     const cfg = this.settings;
     this.#nextInterval = now + cfg.intervalMs;
     const stats = all.map((ep) => this.#state(ep));
-    const candidates = new Set<number>();
+    // Index → the check that flagged it: `successRate` or `failurePercentage` (the A50 names).
+    const candidates = new Map<number, string>();
     if (cfg.enforcingSuccessRate > 0)
       for (const i of successRateOutliers(
         stats,
@@ -203,7 +220,7 @@ export class OutlierDetector {
         cfg.successRateRequestVolume,
         cfg.successRateStdevFactor,
       ))
-        if (this.#random() * 100 < cfg.enforcingSuccessRate) candidates.add(i);
+        if (this.#random() * 100 < cfg.enforcingSuccessRate) candidates.set(i, 'successRate');
     if (cfg.enforcingFailurePercentage > 0)
       for (const i of failurePercentageOutliers(
         stats,
@@ -211,9 +228,10 @@ export class OutlierDetector {
         cfg.failurePercentageRequestVolume,
         cfg.failurePercentageThreshold,
       ))
-        if (this.#random() * 100 < cfg.enforcingFailurePercentage) candidates.add(i);
-    for (const i of candidates)
-      this.#eject(all[i] as Endpoint, stats[i] as HostState, all, now, 'success rate / failure percentage');
+        if (this.#random() * 100 < cfg.enforcingFailurePercentage && !candidates.has(i))
+          candidates.set(i, 'failurePercentage');
+    for (const [i, reason] of candidates)
+      this.#eject(all[i] as Endpoint, stats[i] as HostState, all, now, reason);
     for (let i = 0; i < all.length; i++) {
       const s = stats[i] as HostState;
       if (!(all[i] as Endpoint).isEjected(now) && s.ejections > 0 && !candidates.has(i)) s.ejections--;

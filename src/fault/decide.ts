@@ -4,7 +4,7 @@
  * below retries, so retries, outlier detection and breakers see the injected failure).
  * `random` returns a number in [0, 1) (Math.random or a seeded generator in tests).
  */
-import type { ChaosConfig, FaultConfig } from './schema.ts';
+import { type ChaosConfig, type FaultConfig, GRPC_STATUS } from './schema.ts';
 
 export type Random = () => number;
 
@@ -13,6 +13,8 @@ export interface FaultDecision {
   readonly delayMs?: number;
   /** Answer this status without sending the request. */
   readonly abortStatus?: number;
+  /** Answer this gRPC status (HTTP 200, `grpc-status`) without sending the request. */
+  readonly abortGrpc?: number;
 }
 
 export interface ChaosDecision extends FaultDecision {
@@ -39,7 +41,10 @@ export function decideFault(fault: FaultConfig | undefined, random: Random = Mat
   if (!delay && !abort) return NO_FAULT;
   return {
     ...(delay ? { delayMs: fault.delay!.fixedDelay } : {}),
-    ...(abort ? { abortStatus: fault.abort!.httpStatus } : {}),
+    ...(abort && fault.abort!.httpStatus !== undefined ? { abortStatus: fault.abort!.httpStatus } : {}),
+    ...(abort && fault.abort!.grpcStatus !== undefined
+      ? { abortGrpc: GRPC_STATUS[fault.abort!.grpcStatus] }
+      : {}),
   };
 }
 

@@ -15,6 +15,14 @@ export function faultLayer(random: Random = Math.random): Layer {
     const go = () => {
       if (d.abortStatus !== undefined) {
         respondLocally(handler, d.abortStatus, 'fault filter abort', { 'x-meshwork-fault': 'abort' });
+      } else if (d.abortGrpc !== undefined) {
+        // Envoy's gRPC abort: a trailers-only gRPC answer (HTTP 200, grpc-status in the headers).
+        respondLocally(handler, 200, '', {
+          'content-type': 'application/grpc',
+          'grpc-status': String(d.abortGrpc),
+          'grpc-message': 'fault filter abort',
+          'x-meshwork-fault': 'abort',
+        });
       } else next(req, handler);
     };
     if (d.delayMs !== undefined && d.delayMs > 0) setTimeout(go, d.delayMs);

@@ -2,6 +2,7 @@ import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
 import { MeshAbortedError, MeshTimeoutError, requestFailure } from '../errors.ts';
 import { isReplayable } from '../http/body-layer.ts';
+import { withCallOverrides } from '../http/call-options.ts';
 import { FINISHED } from '../http/forwarding-handler.ts';
 import { headerValue } from '../http/headers.ts';
 import { classify, DISCARDED, provablyNotSent } from '../outcome.ts';
@@ -31,10 +32,11 @@ const FINISHED_REQUEST = Object.freeze({ service: Object.freeze({ name: '' }) })
 
 /**
  * THE one place the retry layer reads its policy: the matched route's (set by routing), else the
- * service's.
+ * service's, with the caller's per-call overrides (timeout, retries) over it.
  */
 export function retryPolicyFor(req: MeshRequest): RetryPolicy {
-  return req.retryPolicy ?? req.service.retry.policy;
+  const base = req.retryPolicy ?? req.service.retry.policy;
+  return req.call === undefined ? base : withCallOverrides(base, req.call);
 }
 
 /**
@@ -77,6 +79,8 @@ class RetryRun implements DispatchController {
   #hedgeTimer: NodeJS.Timeout | undefined;
   #signal: AbortSignal | undefined;
   #onSignal: (() => void) | undefined;
+  /** Holds one of the service's maxRetries slots (from the first retry to the end). */
+  #retrying = false;
 
   aborted = false;
   paused = false;
@@ -103,6 +107,8 @@ class RetryRun implements DispatchController {
       req.opts.headers['idempotency-key'] !== undefined;
     this.#body = req.opts.body;
     req.service.retry.active++;
+    // (Layer tests give a small fake of the service's retry state, without these.)
+    req.service.retry.noteStarted?.();
   }
 
   get #service(): string {
@@ -265,6 +271,7 @@ class RetryRun implements DispatchController {
     if (this.#finished || this.#winner) return false;
     const p = this.#policy;
     const grpc = headerValue(headers, 'grpc-status');
+    if (!this.#safe && retriesStatus(p.retryOn, status, grpc)) this.#skippedUnsafe(String(status));
     if (this.#safe && retriesStatus(p.retryOn, status, grpc)) {
       this.#live.delete(att);
       clearTimeout(att.timer);
@@ -321,9 +328,22 @@ class RetryRun implements DispatchController {
     if (this.#live.size > 0) return; // a hedge is still running
     const kind = classify(err);
     const allowed = this.#safe || provablyNotSent(kind);
+    if (!allowed && retriesFailure(this.#policy.retryOn, kind)) this.#skippedUnsafe(kind);
     if (allowed && retriesFailure(this.#policy.retryOn, kind) && this.#scheduleRetry(undefined, kind, att))
       return;
     this.#fail(err);
+  }
+
+  /**
+   * A retryOn condition matched, but the request is not idempotent and may have reached the
+   * server, so it is not retried (Envoy would retry it): counted, and warned about once per service.
+   */
+  #skippedUnsafe(reason: string): void {
+    if (this.#sends > this.#policy.attempts || !this.#replayable) return; // no retry was left anyway
+    const r = this.#req.service.retry;
+    r.nonIdempotentSkipped++;
+    if (r.nonIdempotentSkipped === 1)
+      r.onNonIdempotentSkip?.(String(this.#req.opts.method).toUpperCase(), reason);
   }
 
   #scheduleRetry(retryAfterMs: number | undefined, reason: string, failed: Attempt): boolean {
@@ -332,12 +352,22 @@ class RetryRun implements DispatchController {
     const delay = retryAfterMs ?? backoffMs(this.#retries, p.backoffBaseMs, p.backoffMaxMs, this.#random);
     if (this.#deadline !== undefined && this.#clock() + delay >= this.#deadline) return false;
     const telemetry = this.#req.service.telemetry;
-    if (this.#req.service.retry.budget?.tryWithdraw() === false) {
+    const service = this.#req.service.retry;
+    // connectionPool.http.maxRetries and trafficPolicy.retryBudget: a bound on requests retrying at once (Envoy).
+    if (!this.#retrying && service.retrying >= (service.retryCap?.() ?? service.maxRetries)) {
+      service.retryOverflows++;
+      return false;
+    }
+    if (service.budget?.tryWithdraw() === false) {
       telemetry.retryBudgetExhausted({ req: this.#req, attempt: this.#retries + 1, reason });
       return false;
     }
+    if (!this.#retrying) {
+      this.#retrying = true;
+      service.retrying++;
+    }
     this.#retries++;
-    this.#trackTried(failed);
+    if (p.avoidTried) this.#trackTried(failed);
     const endpoint = failed.req?.endpoint?.address;
     telemetry.retry({ req: this.#req, attempt: this.#retries, reason, delayMs: delay, endpoint });
     // No hedge during the backoff: the retry's own launch re-arms it.
@@ -399,6 +429,7 @@ class RetryRun implements DispatchController {
   #cleanup(): void {
     this.#finished = true;
     this.#req.service.retry.active--;
+    if (this.#retrying) this.#req.service.retry.retrying--;
     clearTimeout(this.#timer);
     clearTimeout(this.#waitTimer);
     clearTimeout(this.#hedgeTimer);

@@ -24,22 +24,25 @@ export const hedgeSchema = z.strictObject({
 
 /** `retries` (Istio HTTPRetry), at the service level and on each route (the route's wins). */
 export const retriesSchema = z.strictObject({
-  /** Number of retries (not counting the first attempt), as in Istio. 0 disables retries. */
-  attempts: z.number().int().min(0).max(10).optional(),
+  /**
+   * Number of retries (not counting the first attempt), as in Istio. 0 disables retries. No cap
+   * but Istio's int32 range: the retry budget and `maxRetries` bound the extra load.
+   */
+  attempts: z.number().int().min(0).max(2_147_483_647).optional(),
   perTryTimeout: duration.optional(),
   retryOn: retryOnSchema.optional(),
   /** Retry POST/PATCH on any retryOn condition (default false). */
   retryNonIdempotent: z.boolean().optional(),
+  /** Base of the jittered exponential backoff between retries (Istio's `backoff`; default 25 ms, max 10 × base, as Envoy). */
+  backoff: durationAtLeast(1, 'Envoy requires a base interval above 0').optional(),
+  /**
+   * true (default): a retry avoids the endpoints this request already tried (Envoy's
+   * previous_hosts predicate, which Istio sets by default); false: any endpoint may be picked.
+   */
+  retryIgnorePreviousHosts: z.boolean().optional(),
   /** Upper bound on an honoured Retry-After (default 2s); a longer one ends retrying. */
   retryAfterMax: duration.optional(),
   hedge: hedgeSchema.optional(),
-  /** Backoff between retries (Envoy's retry_back_off): base 25ms, max 10 × base by default. */
-  backoff: z
-    .strictObject({
-      baseInterval: durationAtLeast(1, 'Envoy requires more than 0'),
-      maxInterval: durationAtLeast(1, 'Envoy requires more than 0').optional(),
-    })
-    .optional(),
   /**
    * Istio: whether retries may go to other localities. Accepted for compatibility; meshwork's
    * retries may always use any endpoint of the pick group (locality preference still applies).

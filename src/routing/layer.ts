@@ -35,12 +35,33 @@ export function routingLayer(
       return;
     }
     req.telemetry?.noteRoute(d.route.config.name ?? `${req.service.name}.http[${d.route.index}]`);
+    // CORS (as the sidecar's CORS filter): a preflight from an allowed origin is answered here.
+    const cors = d.route.cors;
+    const origin = cors === undefined ? undefined : req.opts.headers.origin;
+    if (cors !== undefined && typeof origin === 'string') {
+      const pre = cors.preflight(req.opts.method, req.opts.headers);
+      if (pre !== undefined) return respondLocally(handler, pre.status, pre.body, pre.headers);
+    }
+    // redirect / directResponse: the mesh answers by itself (Envoy's redirect and direct_response).
+    const local = d.route.local;
+    if (local !== undefined) {
+      const host = req.opts.headers.host;
+      const a = local(
+        {
+          origin: req.opts.origin,
+          path: req.opts.path,
+          host: typeof host === 'string' ? host : req.authority,
+        },
+        d.hit,
+      );
+      return respondLocally(handler, a.status, a.body, a.headers);
+    }
     // The route's retries and timeout (compiled once per route by the owning service).
     req.retryPolicy = req.service.retry.routes[d.route.index];
     const dest = d.destination.destination;
     if (dest.host !== undefined && dest.host !== req.service.name) {
-      // Validated at createMesh: the host is a configured service.
-      req.service = services.get(dest.host) as ServiceView;
+      // Validated with the config: the host is a service of the config the request started on.
+      req.service = (req.services ?? services).get(dest.host) as ServiceView;
     }
     // The destination decides what goes on the wire: an https:// request is never sent in cleartext.
     if (req.service.tls === undefined && wantsTls(req.opts.origin)) {
@@ -48,11 +69,24 @@ export function routingLayer(
       return;
     }
     req.route = d;
-    req.subset = dest.subset;
+    // A per-call subset pin wins over the route's choice (set by the dispatcher when there are no routes).
+    req.subset = req.call?.subset ?? dest.subset;
+    req.port = dest.port?.number;
     req.opts.path = applyRequestRoute(d, req.opts.path, req.opts.headers);
+    const corsHeaders =
+      cors !== undefined && typeof origin === 'string' ? cors.responseHeaders(origin) : undefined;
     const editsResponse =
+      corsHeaders !== undefined ||
       d.route.headers.response !== undefined ||
       d.route.destinationHeaders.get(d.destination)?.response !== undefined;
-    next(req, editsResponse ? new ResponseHeadersHandler(handler, (h) => applyResponseRoute(d, h)) : handler);
+    next(
+      req,
+      editsResponse
+        ? new ResponseHeadersHandler(handler, (h) => {
+            applyResponseRoute(d, h);
+            if (corsHeaders !== undefined) Object.assign(h, corsHeaders);
+          })
+        : handler,
+    );
   };
 }

@@ -12,7 +12,7 @@ function req(path: string, headers: RouteRequest['headers'] = {}, method = 'GET'
   return { method, path, headers };
 }
 
-const subsetOf = (hit: { route: HttpRoute } | undefined) => hit?.route.route[0]?.destination.subset;
+const subsetOf = (hit: { route: HttpRoute } | undefined) => hit?.route.route?.[0]?.destination.subset;
 
 describe('compileRoutes / match', () => {
   it('no routes: no match', () => {

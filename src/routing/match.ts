@@ -25,6 +25,24 @@ export interface RouteRequest {
   /** The path with its query string (`/a/b?x=1`). */
   readonly path: string;
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The request URL's origin (`http://svc:8080`), for `scheme` and `port` conditions. */
+  readonly origin?: unknown;
+}
+
+/** `http` or `https`, from the request's origin (undici's `origin` is a string or a URL). */
+export function requestScheme(origin: unknown): string {
+  const o = origin instanceof URL ? origin.protocol : typeof origin === 'string' ? origin : '';
+  return o.startsWith('https:') ? 'https' : 'http';
+}
+
+/** The request URL's port: the one written, else the scheme's default (80, 443). */
+export function requestPort(origin: unknown): number {
+  if (origin instanceof URL)
+    return origin.port ? Number(origin.port) : origin.protocol === 'https:' ? 443 : 80;
+  const s = typeof origin === 'string' ? origin : '';
+  const m = /^[a-z][a-z0-9+.-]*:\/\/(?:\[[^\]]*\]|[^/:?#]*)(?::(\d+))?/i.exec(s);
+  if (m?.[1]) return Number(m[1]);
+  return s.startsWith('https:') ? 443 : 80;
 }
 
 /**
@@ -61,13 +79,19 @@ export interface RouteHit<R extends HttpRoute = HttpRoute> {
   readonly index: number;
   /** Index of the match block that matched; -1 for a route without match blocks. */
   readonly block: number;
-  /** When the matching block's uri condition is a prefix: that prefix (for rewrite.uri). */
+  /**
+   * The prefix `rewrite.uri` replaces: the block's uri prefix, or "/" for a block without a uri
+   * condition and a route without match blocks (Istio gives them a default prefix "/" match);
+   * undefined after an exact or regex uri match (the whole path is replaced).
+   */
   readonly uriPrefix: string | undefined;
 }
 
 interface CompiledBlock<R extends HttpRoute> {
   readonly hit: RouteHit<R>;
   readonly uri: Cond | undefined;
+  readonly scheme: Cond | undefined;
+  readonly port: number | undefined;
   readonly method: Cond | undefined;
   readonly headers: readonly Named[];
   readonly withoutHeaders: readonly Named[];
@@ -141,10 +165,13 @@ function compileBlock<R extends HttpRoute>(
   blockIndex: number,
   block: MatchBlock | undefined,
 ): CompiledBlock<R> {
-  const uriPrefix = block?.uri?.prefix;
+  // Istio: a block without a uri condition (or a route without blocks) matches prefix "/".
+  const uriPrefix = block?.uri === undefined ? '/' : block.uri.prefix;
   return {
     hit: Object.freeze({ route, index, block: blockIndex, uriPrefix }),
     uri: block?.uri ? compileStringMatch(block.uri, block.ignoreUriCase === true) : undefined,
+    scheme: block?.scheme ? compileStringMatch(block.scheme) : undefined,
+    port: block?.port,
     method: block?.method ? compileStringMatch(block.method) : undefined,
     headers: compileRecord(block?.headers),
     withoutHeaders: compileRecord(block?.withoutHeaders),
@@ -175,13 +202,31 @@ function headerText(v: string | string[] | undefined): string | undefined {
   return typeof v === 'string' ? v : v.join(',');
 }
 
-/** Compiles an ordered route list. Throws on a bad regex (the schema has refused those already). */
-export function compileRoutes<R extends HttpRoute>(routes: readonly R[] | undefined): RouteTable<R> {
+/** True when `own` has every label of `wanted` (`match.sourceLabels` against this workload's labels). */
+function sourceMatches(
+  wanted: Readonly<Record<string, string>>,
+  own: Readonly<Record<string, string>> | undefined,
+) {
+  if (own === undefined) return false;
+  for (const k of Object.keys(wanted)) if (!Object.hasOwn(own, k) || own[k] !== wanted[k]) return false;
+  return true;
+}
+
+/**
+ * Compiles an ordered route list. Throws on a bad regex (the schema has refused those already).
+ * `ownLabels`: this workload's labels; a block whose `sourceLabels` they do not include never
+ * matches (the caller is always this process, so it is decided here, once).
+ */
+export function compileRoutes<R extends HttpRoute>(
+  routes: readonly R[] | undefined,
+  ownLabels?: Readonly<Record<string, string>>,
+): RouteTable<R> {
   const blocks: CompiledBlock<R>[] = [];
   (routes ?? []).forEach((route, i) => {
     if (!route.match || route.match.length === 0) blocks.push(compileBlock(route, i, -1, undefined));
     else
       route.match.forEach((b, j) => {
+        if (b.sourceLabels !== undefined && !sourceMatches(b.sourceLabels, ownLabels)) return;
         blocks.push(compileBlock(route, i, j, b));
       });
   });
@@ -227,6 +272,8 @@ export function compileRoutes<R extends HttpRoute>(routes: readonly R[] | undefi
           } else if (!testUri(b.uri, full, end)) continue;
         }
         if (b.method !== undefined && !test(b.method, req.method)) continue;
+        if (b.scheme !== undefined && !test(b.scheme, requestScheme(req.origin))) continue;
+        if (b.port !== undefined && b.port !== requestPort(req.origin)) continue;
         for (let j = 0; j < b.headers.length; j++) {
           const h = b.headers[j] as Named;
           const v = header(h, req.headers);

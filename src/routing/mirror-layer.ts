@@ -12,9 +12,10 @@ import { compileRetryPolicy } from '../retry/policy.ts';
 import { wantsTls } from '../tls/scheme.ts';
 import type { Random } from './destination.ts';
 import { MirrorGate, shadowAuthority, shouldMirror, startMirror } from './mirror.ts';
+import type { Destination } from './schema.ts';
 
 /**
- * Mirroring (`mirror` + `mirrorPercentage`): after the main request has been handed on, a copy
+ * Mirroring (`mirror` + `mirrorPercentage`, or several `mirrors`): after the main request has been handed on, a copy
  * goes fire-and-forget to the mirror service (Host gets "-shadow", as Envoy does). The copy takes
  * a slot of a bounded gate or is dropped; it is aborted after a bound; its answer is discarded;
  * it never delays or fails the main request. Only bodies that can be sent twice are mirrored
@@ -29,25 +30,37 @@ export function mirrorLayer(
   return (next) => (req, handler) => {
     const cfg = req.route?.route.config;
     if (
-      cfg?.mirror === undefined ||
-      !shouldMirror(cfg.mirrorPercentage?.value, random) ||
+      cfg === undefined ||
+      (cfg.mirror === undefined && cfg.mirrors === undefined) ||
       !isReplayable(req.opts.body)
     ) {
       return next(req, handler);
     }
-    const target = services.get(cfg.mirror.host ?? req.service.name) as ServiceView;
-    // An https:// request is never copied in cleartext.
-    if (target.tls === undefined && wantsTls(req.opts.origin)) return next(req, handler);
-    const copy = mirrorRequest(req, target, cfg.mirror.subset);
+    // `mirror` + `mirrorPercentage`, or several `mirrors`, each with its own percentage (Istio).
+    const copies: MeshRequest[] = [];
+    const consider = (dest: Destination, percentage: number | undefined) => {
+      if (!shouldMirror(percentage, random)) return;
+      const target = (req.services ?? services).get(dest.host ?? req.service.name) as ServiceView;
+      // An https:// request is never copied in cleartext.
+      if (target.tls === undefined && wantsTls(req.opts.origin)) return;
+      copies.push(mirrorRequest(req, target, dest.subset, dest.port?.number));
+    };
+    if (cfg.mirror !== undefined) consider(cfg.mirror, cfg.mirrorPercentage?.value);
+    for (const m of cfg.mirrors ?? []) consider(m.destination, m.percentage?.value);
     next(req, handler);
-    startMirror(gate, (signal) => sendDiscarding(next, copy, signal));
+    for (const copy of copies) startMirror(gate, (signal) => sendDiscarding(next, copy, signal));
   };
 }
 
 /** Copies are never retried (and never hedged): a shadow gets one try. */
 const NO_RETRY = compileRetryPolicy({ retries: { attempts: 0 } });
 
-function mirrorRequest(req: MeshRequest, service: ServiceView, subset: string | undefined): MeshRequest {
+function mirrorRequest(
+  req: MeshRequest,
+  service: ServiceView,
+  subset: string | undefined,
+  port: number | undefined,
+): MeshRequest {
   const headers = { ...req.opts.headers };
   // The copy is bounded by the mirror's own signal, never by the caller's.
   const { signal: _callerSignal, ...opts } = req.opts as typeof req.opts & { signal?: unknown };
@@ -55,6 +68,8 @@ function mirrorRequest(req: MeshRequest, service: ServiceView, subset: string | 
   return newMeshRequest(service, { ...opts, headers }, req.authority, req.startedAt, {
     retryPolicy: NO_RETRY,
     subset,
+    services: req.services,
+    port,
   });
 }
 

@@ -44,9 +44,11 @@ export function applyHeaderOps(ops: CompiledHeaderOps | undefined, headers: Muta
 }
 
 /**
- * The path to send after `rewrite.uri`, keeping the query string. As in Istio: when the block
- * that matched has a uri prefix, only that prefix is replaced (`/old/x` with prefix `/old` and
- * rewrite `/new` gives `/new/x`); otherwise (exact, regex, no uri condition) the whole path is.
+ * The path to send after `rewrite.uri`, keeping the query string. As in Istio (Envoy's
+ * prefix_rewrite): when the block that matched has a uri prefix, only that prefix is replaced
+ * (`/old/x` with prefix `/old` and rewrite `/new` gives `/new/x`); a block without a uri condition
+ * matches the prefix "/" (`/x` with rewrite `/new/` gives `/new/x`); after an exact or regex
+ * match the whole path is replaced.
  */
 export function rewritePath(path: string, uri: string, matchedPrefix: string | undefined): string {
   const q = path.indexOf('?');
@@ -54,6 +56,26 @@ export function rewritePath(path: string, uri: string, matchedPrefix: string | u
   if (matchedPrefix === undefined) return uri + query;
   const bare = q < 0 ? path : path.slice(0, q);
   return uri + bare.slice(matchedPrefix.length) + query;
+}
+
+/**
+ * RE2's substitution syntax (`\1` for a group, as Istio documents `uriRegexRewrite.rewrite`) in
+ * JavaScript's (`$1`; a literal `$` becomes `$$`). Done once, at compile time.
+ */
+export function jsReplacement(rewrite: string): string {
+  return rewrite
+    .replace(/\$/g, '$$$$')
+    .replace(/\\([0-9])/g, (_m, n: string) => (n === '0' ? '$&' : `$${n}`));
+}
+
+/**
+ * `rewrite.uriRegexRewrite` (Envoy's regex_rewrite): every match of `re` (global) in the path,
+ * not the query string, replaced by `replacement` (see jsReplacement). The query string is kept.
+ */
+export function rewritePathRegex(path: string, re: RegExp, replacement: string): string {
+  const q = path.indexOf('?');
+  const bare = q < 0 ? path : path.slice(0, q);
+  return bare.replace(re, replacement) + (q < 0 ? '' : path.slice(q));
 }
 
 /** `rewritePath` for a hit, or the path unchanged when the route has no uri rewrite. */

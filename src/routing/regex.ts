@@ -122,3 +122,13 @@ export function compileRegex(pattern: string): RegExp {
   if (typeof t === 'string') throw new SyntaxError(`regex ${JSON.stringify(pattern)}: ${t}`);
   return new RegExp(`^(?:${t.source})$`, t.ignoreCase ? 'i' : '');
 }
+
+/**
+ * Compiles an RE2-syntax pattern for search and replace (`rewrite.uriRegexRewrite`, Envoy's
+ * regex_rewrite): not anchored, global, so every non-overlapping match is replaced.
+ */
+export function compileSearchRegex(pattern: string): RegExp {
+  const t = translate(pattern);
+  if (typeof t === 'string') throw new SyntaxError(`regex ${JSON.stringify(pattern)}: ${t}`);
+  return new RegExp(t.source, t.ignoreCase ? 'gi' : 'g');
+}

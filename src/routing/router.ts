@@ -6,15 +6,20 @@
  */
 
 import { DEFAULT_PATH_OPTIONS, normalizeTarget, type PathOptions, type PathRejection } from '../http/path.ts';
+import { type CompiledCors, compileCors } from './cors.ts';
 import { compileDestinations, type DestinationPicker, type Random } from './destination.ts';
+import { compileLocal, type LocalResponder } from './local.ts';
 import { compileRoutes, type RouteHit, type RouteRequest } from './match.ts';
 import {
   applyHeaderOps,
   type CompiledHeaderOps,
   compileHeaderOps,
+  jsReplacement,
   type MutableHeaders,
   rewritePath,
+  rewritePathRegex,
 } from './mutate.ts';
+import { compileSearchRegex } from './regex.ts';
 import type { HttpRoute, RouteDestination } from './schema.ts';
 
 interface OpsPair {
@@ -30,7 +35,16 @@ export interface CompiledRoute {
   readonly headers: OpsPair;
   /** Destination-level header operations (only destinations that have some). */
   readonly destinationHeaders: ReadonlyMap<RouteDestination, OpsPair>;
+  /** `redirect` / `directResponse`: the mesh answers by itself; undefined for a forwarding route. */
+  readonly local: LocalResponder | undefined;
+  /** `corsPolicy`, compiled. */
+  readonly cors: CompiledCors | undefined;
+  /** `rewrite.uriRegexRewrite`, compiled (global, not anchored; `rewrite` in JavaScript's syntax). */
+  readonly regexRewrite: { readonly re: RegExp; readonly rewrite: string } | undefined;
 }
+
+/** The destination a local-answer route (redirect, directResponse) "picks": its own service. */
+const LOCAL_DESTINATION: RouteDestination = Object.freeze({ destination: Object.freeze({}) });
 
 export interface RouteDecision {
   readonly route: CompiledRoute;
@@ -62,21 +76,26 @@ function ops(h: HttpRoute['headers']): OpsPair {
 export function compileRouter(
   http: readonly HttpRoute[] | undefined,
   paths: PathOptions = DEFAULT_PATH_OPTIONS,
+  ownLabels?: Readonly<Record<string, string>>,
 ): Router {
   const list = http ?? [];
-  const table = compileRoutes(list);
+  const table = compileRoutes(list, ownLabels);
   const routes: CompiledRoute[] = list.map((config, index) => {
     const destinationHeaders = new Map<RouteDestination, OpsPair>();
-    for (const d of config.route) {
+    for (const d of config.route ?? []) {
       const p = ops(d.headers);
       if (p.request || p.response) destinationHeaders.set(d, p);
     }
+    const rr = config.rewrite?.uriRegexRewrite;
     return {
       config,
       index,
-      picker: compileDestinations(config.route),
+      picker: compileDestinations(config.route ?? [LOCAL_DESTINATION]),
       headers: ops(config.headers),
       destinationHeaders,
+      local: compileLocal(config),
+      cors: config.corsPolicy ? compileCors(config.corsPolicy) : undefined,
+      regexRewrite: rr ? { re: compileSearchRegex(rr.match), rewrite: jsReplacement(rr.rewrite) } : undefined,
     };
   });
   // Decisions are precomputed per (hit, destination), so routing a request allocates nothing.
@@ -117,6 +136,8 @@ export function applyRequestRoute(d: RouteDecision, path: string, headers: Mutab
   const rewrite = d.route.config.rewrite;
   if (rewrite === undefined) return path;
   if (rewrite.authority !== undefined) headers.host = rewrite.authority;
+  const rr = d.route.regexRewrite;
+  if (rr !== undefined) return rewritePathRegex(path, rr.re, rr.rewrite);
   return rewrite.uri === undefined ? path : rewritePath(path, rewrite.uri, d.hit.uriPrefix);
 }
 

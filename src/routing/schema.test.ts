@@ -102,7 +102,7 @@ describe('routing schema', () => {
   });
 
   it('refuses unknown fields, a catch-all route before others, mirrorPercentage alone, duplicate subsets', () => {
-    expect(problems({ http: [{ route: [dest('v1')], corsPolicy: {} }] })[0]).toMatch(/^http\[0\]: /);
+    expect(problems({ http: [{ route: [dest('v1')], websocketUpgrade: true }] })[0]).toMatch(/^http\[0\]: /);
     expect(problems({ http: [{ route: [dest('v1')] }, { route: [dest('v2')] }] })).toEqual([
       'http[0]: has no match, so it takes every request and the 1 route(s) after it can never match; move it last',
     ]);
@@ -112,6 +112,37 @@ describe('routing schema', () => {
     expect(problems({ subsets: [{ name: 'v1' }, { name: 'v1' }] })).toEqual([
       'subsets[1].name: "v1" is a duplicate subset name',
     ]);
+  });
+
+  it('a route forwards, redirects or answers directly: exactly one of route, redirect, directResponse', () => {
+    expect(problems({ http: [{ redirect: { uri: '/x' } }] })).toEqual([]);
+    expect(problems({ http: [{ directResponse: { status: 503, body: { string: 'down' } } }] })).toEqual([]);
+    expect(problems({ http: [{ name: 'nothing' }] })).toEqual([
+      'http[0].route: is required (or a redirect or directResponse)',
+    ]);
+    expect(problems({ http: [{ route: [dest('v1')], redirect: { uri: '/x' } }] })[0]).toMatch(
+      /^http\[0\]\.redirect: .*cannot be set together with route/,
+    );
+    expect(problems({ http: [{ redirect: { uri: '/x', redirectCode: 200 } }] })[0]).toMatch(
+      /redirectCode: 200 must be 301, 302, 303, 307 or 308/,
+    );
+    expect(problems({ http: [{ directResponse: { status: 700 } }] })[0]).toMatch(
+      /^http\[0\]\.directResponse\.status/,
+    );
+  });
+
+  it('weights may be fractions that sum to 100 (fromIstio scales relative weights); mirror and mirrors exclude each other', () => {
+    expect(problems({ http: [{ route: [dest('v1', 100 / 3), dest('v2', 200 / 3)] }] })).toEqual([]);
+    expect(problems({ http: [{ route: [dest('v1', 33.3), dest('v2', 66.6)] }] })[0]).toMatch(
+      /weights sum to 99\.9/,
+    );
+    expect(
+      problems({
+        http: [
+          { route: [dest('v1')], mirror: { subset: 'v2' }, mirrors: [{ destination: { subset: 'v2' } }] },
+        ],
+      })[0],
+    ).toMatch(/^http\[0\]\.mirrors: .*cannot be set together with mirror/);
   });
 
   it("validates a subset's trafficPolicy with the service trafficPolicy schema", () => {

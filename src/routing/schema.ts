@@ -56,11 +56,20 @@ export const stringMatchSchema = z
 export const matchSchema = z.strictObject({
   name: z.string().optional(),
   uri: stringMatchSchema.optional(),
+  /** `http` or `https`, the scheme of the request URL. */
+  scheme: stringMatchSchema.optional(),
   method: stringMatchSchema.optional(),
   headers: userRecord(headerName, stringMatchSchema).optional(),
   withoutHeaders: userRecord(headerName, stringMatchSchema).optional(),
   queryParams: userRecord(z.string().min(1), stringMatchSchema).optional(),
   ignoreUriCase: z.boolean().optional(),
+  /** The port of the request URL (80 or 443 when the URL has none). */
+  port: z.number().int().min(1).max(65535).optional(),
+  /**
+   * This workload's own labels (the mesh's `labels`) must include these: decided once at
+   * createMesh, since the caller is always this process.
+   */
+  sourceLabels: labels.optional(),
 });
 
 export const headerOpsSchema = z.strictObject({
@@ -85,7 +94,8 @@ export const destinationSchema = z.strictObject({
 
 export const routeDestinationSchema = z.strictObject({
   destination: destinationSchema,
-  weight: z.number().int().min(0).max(100).optional(),
+  /** A percentage (fractions allowed: fromIstio scales Istio's relative weights to 100). */
+  weight: z.number().min(0).max(100).optional(),
   headers: headersSchema.optional(),
 });
 
@@ -100,13 +110,14 @@ export const routeListSchema = z
     const given = list.filter((d) => d.weight !== undefined);
     if (given.length === 0) return;
     const sum = given.reduce((s, d) => s + (d.weight as number), 0);
-    if (sum !== 100) {
+    // Fractions (33.33 + 66.67...) may miss 100 by a rounding error, never by more.
+    if (Math.abs(sum - 100) > 1e-6) {
       const missing = list.length - given.length;
       ctx.addIssue({
         code: 'custom',
         input: undefined,
         message:
-          `weights sum to ${sum}, not 100` +
+          `weights sum to ${Number(sum.toFixed(6))}, not 100` +
           (missing > 0 ? ` (${missing} destination(s) without weight count as 0)` : ''),
       });
     }
@@ -131,17 +142,110 @@ export const rewriteSchema = z
         'is not a valid authority (a host or host:port: no spaces, control characters, "/", "?", "#" or "@")',
       )
       .optional(),
+    /**
+     * Istio's uriRegexRewrite (Envoy's regex_rewrite): every match of `match` in the path (not
+     * the query) is replaced by `rewrite`, where `\\1` stands for the first group.
+     */
+    uriRegexRewrite: z.strictObject({ match: regexString, rewrite: z.string() }).optional(),
   })
-  .refine((r) => r.uri !== undefined || r.authority !== undefined, { message: 'needs uri or authority' });
+  .refine((r) => r.uri !== undefined || r.authority !== undefined || r.uriRegexRewrite !== undefined, {
+    message: 'needs uri, authority or uriRegexRewrite',
+  })
+  .refine((r) => r.uri === undefined || r.uriRegexRewrite === undefined, {
+    message: 'sets uri and uriRegexRewrite: use only one (Istio)',
+  });
 
 /** `retries` on a route: the same schema as the service level (src/retry/schema.ts). */
 export const retrySchema = retriesSchema;
+
+const AUTHORITY = /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]+$/;
+
+/**
+ * `redirect` (Istio's HTTPRedirect): the mesh answers the request itself with a redirect,
+ * as the sidecar does (Envoy's redirect action). Unset parts keep the request's own.
+ */
+export const redirectSchema = z
+  .strictObject({
+    /** Replaces the whole path (the query string is kept). */
+    uri: z
+      .string()
+      .startsWith('/', 'must start with "/"')
+      .regex(/^[\x21-\xff]*$/)
+      .optional(),
+    /** Replaces the prefix the route matched (as rewrite.uri does). */
+    prefixRewrite: z
+      .string()
+      .regex(/^[\x21-\xff]*$/)
+      .optional(),
+    authority: z.string().regex(AUTHORITY, 'is not a valid authority').optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    derivePort: z.enum(['FROM_PROTOCOL_DEFAULT', 'FROM_REQUEST_PORT']).optional(),
+    scheme: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9+.-]*$/, 'is not a URL scheme')
+      .optional(),
+    /** 301 by default (Istio). */
+    redirectCode: z
+      .number()
+      .int()
+      .refine((c) => [301, 302, 303, 307, 308].includes(c), { message: 'must be 301, 302, 303, 307 or 308' })
+      .optional(),
+  })
+  .refine((r) => r.uri === undefined || r.prefixRewrite === undefined, {
+    message: 'sets uri and prefixRewrite: use only one',
+  })
+  .refine((r) => r.port === undefined || r.derivePort === undefined, {
+    message: 'sets port and derivePort: use only one',
+  });
+
+/** The largest directResponse body (Envoy's max_direct_response_body_size_bytes allows raising it). */
+export const DIRECT_RESPONSE_MAX_BODY = 100 * 1024;
+
+/** `directResponse` (Istio's HTTPDirectResponse): the mesh answers with this status and body. */
+export const directResponseSchema = z.strictObject({
+  status: z.number().int().min(200).max(599),
+  body: z
+    .union([
+      z.strictObject({ string: z.string().max(DIRECT_RESPONSE_MAX_BODY) }),
+      z.strictObject({
+        /** Base64, as Istio's `bytes` in YAML. */
+        bytes: z.base64().max(Math.ceil((DIRECT_RESPONSE_MAX_BODY * 4) / 3) + 4),
+      }),
+    ])
+    .optional(),
+});
+
+/** One entry of `mirrors` (Istio's HTTPMirrorPolicy). */
+export const mirrorPolicySchema = z.strictObject({
+  destination: destinationSchema,
+  /** Share of requests copied (default 100). */
+  percentage: percentage.optional(),
+});
+
+/**
+ * `corsPolicy` (Istio's CorsPolicy), enforced as the client sidecar's CORS filter does: a
+ * preflight from an allowed origin is answered by the mesh, other requests from an allowed
+ * origin get the CORS response headers.
+ */
+export const corsPolicySchema = z.strictObject({
+  allowOrigins: z.array(stringMatchSchema).optional(),
+  allowMethods: z.array(z.string().min(1)).optional(),
+  allowHeaders: z.array(z.string().min(1)).optional(),
+  exposeHeaders: z.array(z.string().min(1)).optional(),
+  maxAge: duration.optional(),
+  allowCredentials: z.boolean().optional(),
+  /** What to do with a preflight from an origin not allowed: FORWARD it (default) or IGNORE the policy. */
+  unmatchedPreflights: z.enum(['UNSPECIFIED', 'FORWARD', 'IGNORE']).optional(),
+});
 
 export const httpRouteSchema = z
   .strictObject({
     name: z.string().optional(),
     match: z.array(matchSchema).optional(),
-    route: routeListSchema,
+    /** Where the request goes; a route without it answers with `redirect` or `directResponse`. */
+    route: routeListSchema.optional(),
+    redirect: redirectSchema.optional(),
+    directResponse: directResponseSchema.optional(),
     headers: headersSchema.optional(),
     rewrite: rewriteSchema.optional(),
     timeout: duration.optional(),
@@ -150,15 +254,32 @@ export const httpRouteSchema = z
     chaos: chaosSchema.optional(),
     mirror: destinationSchema.optional(),
     mirrorPercentage: percentage.optional(),
+    mirrors: z.array(mirrorPolicySchema).optional(),
+    corsPolicy: corsPolicySchema.optional(),
   })
   .superRefine((r, ctx) => {
+    const issue = (path: string, input: unknown, message: string) =>
+      ctx.addIssue({ code: 'custom', path: [path], input, message });
     if (r.mirrorPercentage !== undefined && r.mirror === undefined) {
+      issue('mirrorPercentage', r.mirrorPercentage, 'is set but mirror is not');
+    }
+    if (r.mirror !== undefined && r.mirrors !== undefined) {
+      issue('mirrors', r.mirrors, 'cannot be set together with mirror (Istio)');
+    }
+    const actions = (['route', 'redirect', 'directResponse'] as const).filter((k) => r[k] !== undefined);
+    if (actions.length === 0) {
       ctx.addIssue({
         code: 'custom',
-        path: ['mirrorPercentage'],
-        input: r.mirrorPercentage,
-        message: 'is set but mirror is not',
+        input: undefined,
+        path: ['route'],
+        message: 'is required (or a redirect or directResponse)',
       });
+    } else if (actions.length > 1) {
+      issue(
+        actions[1] as string,
+        r[actions[1] as 'route'],
+        `cannot be set together with ${actions[0]}: use one`,
+      );
     }
   });
 
@@ -216,6 +337,10 @@ export type HeadersConfig = z.output<typeof headersSchema>;
 export type Destination = z.output<typeof destinationSchema>;
 export type RouteDestination = z.output<typeof routeDestinationSchema>;
 export type RewriteConfig = z.output<typeof rewriteSchema>;
+export type RedirectConfig = z.output<typeof redirectSchema>;
+export type DirectResponseConfig = z.output<typeof directResponseSchema>;
+export type CorsPolicyConfig = z.output<typeof corsPolicySchema>;
+export type MirrorPolicy = z.output<typeof mirrorPolicySchema>;
 export type RetryConfig = z.output<typeof retrySchema>;
 export type HttpRoute = z.output<typeof httpRouteSchema>;
 export interface Subset {
@@ -281,10 +406,36 @@ export function routeReferenceIssues(
   for (const [name, svc] of Object.entries(services)) {
     svc.http?.forEach((route, i) => {
       const base = ['services', name, 'http', i];
-      route.route.forEach((d, j) => {
+      route.route?.forEach((d, j) => {
         check(name, d.destination, [...base, 'route', j, 'destination']);
       });
       if (route.mirror) check(name, route.mirror, [...base, 'mirror']);
+      route.mirrors?.forEach((m, j) => {
+        check(name, m.destination, [...base, 'mirrors', j, 'destination']);
+      });
+    });
+  }
+  return issues;
+}
+
+/**
+ * `match.sourceLabels` compares with this workload's labels (the mesh's `labels`): without them
+ * the condition cannot be decided, so it is refused rather than guessed.
+ */
+export function sourceLabelIssues(services: Readonly<Record<string, ServiceRouting>>): RoutingIssue[] {
+  const issues: RoutingIssue[] = [];
+  for (const [name, svc] of Object.entries(services)) {
+    svc.http?.forEach((route, i) => {
+      route.match?.forEach((m, j) => {
+        if (m.sourceLabels === undefined) return;
+        issues.push({
+          code: 'custom',
+          path: ['services', name, 'http', i, 'match', j, 'sourceLabels'],
+          input: m.sourceLabels,
+          message:
+            "needs this workload's own labels: set the mesh's `labels` (e.g. { app: 'reviews', version: 'v2' })",
+        });
+      });
     });
   }
   return issues;

@@ -1,10 +1,14 @@
+import { context, propagation } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { isTracingSuppressed, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { describe, expect, it } from 'vitest';
 import { endpointsOf, recorder, testRequest, testService } from '../../test/support/layers.ts';
 import type { Endpoint } from '../balancer/endpoint.ts';
+import type { EndpointDispatch } from '../pipeline.ts';
 import { attemptLayer } from './attempt-layer.ts';
 
 describe('attempt layer', () => {
-  it('tells the request observer about every attempt, with its endpoint and number', () => {
+  it('hands every attempt to the request observer, which sends it on', () => {
     const svc = testService();
     const [ep] = endpointsOf(svc);
     if (!ep) throw new Error('no endpoint');
@@ -15,7 +19,10 @@ describe('attempt layer', () => {
       span: undefined,
       noteRoute() {},
       noteRetry() {},
-      noteAttempt: (e: Endpoint, n: number) => noted.push([e.address, n]),
+      attempt: (e: Endpoint, r, h, next: EndpointDispatch) => {
+        noted.push([e.address, r.attempt]);
+        next(e, r, h);
+      },
     };
     let sent = 0;
     attemptLayer()(() => {
@@ -28,10 +35,30 @@ describe('attempt layer', () => {
   it('costs nothing when nothing observes the request', () => {
     const svc = testService();
     const [ep] = endpointsOf(svc);
-    let sent = 0;
-    attemptLayer()(() => {
-      sent++;
-    })(ep as Endpoint, testRequest(svc), recorder());
-    expect(sent).toBe(1);
+    const r = recorder();
+    let passed: unknown;
+    attemptLayer()((_ep, _req, h) => {
+      passed = h;
+    })(ep as Endpoint, testRequest(svc), r);
+    expect(passed).toBe(r);
+  });
+
+  it('with a propagator registered, sends a request nothing observes (a mirrored copy) with tracing suppressed', () => {
+    const svc = testService();
+    const [ep] = endpointsOf(svc);
+    const seen: boolean[] = [];
+    const layer = attemptLayer()(() => {
+      seen.push(isTracingSuppressed(context.active()));
+    });
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    try {
+      layer(ep as Endpoint, testRequest(svc), recorder());
+      propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+      layer(ep as Endpoint, testRequest(svc), recorder());
+    } finally {
+      propagation.disable();
+      context.disable();
+    }
+    expect(seen).toEqual([false, true]);
   });
 });

@@ -19,6 +19,8 @@ export const CHANNELS = {
   circuitBreakerState: 'meshwork:circuit_breaker:state',
   discoveryChange: 'meshwork:discovery:change',
   discoveryError: 'meshwork:discovery:error',
+  /** A live config update, applied or refused (message: ConfigUpdateMessage, src/live/controller.ts). */
+  configUpdate: 'meshwork:config:update',
 } as const;
 
 /** One logical request (all its attempts). Published on start, then on end or error. */

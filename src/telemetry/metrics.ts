@@ -31,8 +31,12 @@ export const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'open', 'half_
 
 export interface Instruments {
   readonly meter: Meter;
+  /** Per attempt (one HTTP request sent to an endpoint). */
   readonly clientDuration: Histogram;
+  /** Attempts in flight. */
   readonly clientActive: UpDownCounter;
+  /** Per logical request (every attempt and backoff of it). */
+  readonly requestDuration: Histogram;
   readonly serverDuration: Histogram;
   readonly retries: Counter;
   readonly retryBudgetExhausted: Counter;
@@ -108,13 +112,19 @@ function create(meter: Meter): Instruments {
     meter,
     clientDuration: meter.createHistogram('http.client.request.duration', {
       description:
-        'Duration of HTTP client requests (one logical request through the mesh, retries included).',
+        'Duration of HTTP client requests: each HTTP request the mesh sends to an endpoint (each attempt) once.',
       unit: 's',
       advice: { explicitBucketBoundaries: HTTP_DURATION_BUCKETS },
     }),
     clientActive: meter.createUpDownCounter('http.client.active_requests', {
-      description: 'Number of outbound HTTP requests in flight through the mesh.',
+      description: 'HTTP requests the mesh has sent to endpoints and not finished (attempts in flight).',
       unit: '{request}',
+    }),
+    requestDuration: meter.createHistogram('meshwork.request.duration', {
+      description:
+        'Duration of logical requests through the mesh, as the caller waits for them: routing, every attempt and backoff, until the response ends.',
+      unit: 's',
+      advice: { explicitBucketBoundaries: HTTP_DURATION_BUCKETS },
     }),
     serverDuration: meter.createHistogram('http.server.request.duration', {
       description: 'Duration of inbound HTTP server requests.',

@@ -26,6 +26,7 @@ import {
 } from './channels.ts';
 import type { Logger } from './logger.ts';
 import { type EndpointState, type GaugeSource, instruments, registerGaugeSource } from './metrics.ts';
+import { ServiceStats, statsEnabled } from './stats.ts';
 import { otelRegistered, spanEvent, splitAuthority } from './tracing.ts';
 
 export interface RetryEvent {
@@ -80,6 +81,8 @@ export class ServiceTelemetry implements GaugeSource {
   /** Outlier ejections by endpoint address. */
   readonly ejections = new Map<string, EjectionRecord>();
   retryBudgetExhaustedCount = 0;
+  /** The admin page's rolling minute (fed only once an admin handler exists, see stats.ts). */
+  readonly stats = new ServiceStats();
 
   constructor(service: string, endpoints: EndpointSet, logger: Logger, clock: Clock) {
     this.service = service;
@@ -94,6 +97,7 @@ export class ServiceTelemetry implements GaugeSource {
   /** A retry is about to be sent. Call it from the retry layer before each resend. */
   retry(e: RetryEvent): void {
     e.req?.telemetry?.noteRetry(e.reason);
+    if (statsEnabled()) this.stats.retry(this.#clock());
     if (otelRegistered()) instruments().retries.add(1, this.#reason(e.reason));
     publishRetry({
       service: this.service,
@@ -255,13 +259,23 @@ export class ServiceTelemetry implements GaugeSource {
     });
   }
 
-  /** `http.client.request.duration` attributes. */
-  durationAttrs(authority: string, method: string, status: number, errType: string | undefined): Attributes {
-    const key = `${authority}\u0000${method}\u0000${status}\u0000${errType ?? ''}`;
+  /**
+   * `meshwork.request.duration` attributes, and with `protocolVersion`, those of
+   * `http.client.request.duration` (one attempt).
+   */
+  durationAttrs(
+    authority: string,
+    method: string,
+    status: number,
+    errType: string | undefined,
+    protocolVersion?: string,
+  ): Attributes {
+    const key = `${authority}\u0000${method}\u0000${status}\u0000${errType ?? ''}\u0000${protocolVersion ?? ''}`;
     return this.#cached(key, () => {
       const a: Attributes = { ...this.activeAttrs(authority), 'http.request.method': method };
       if (status > 0) a['http.response.status_code'] = status;
       if (errType !== undefined) a['error.type'] = errType;
+      if (protocolVersion !== undefined) a['network.protocol.version'] = protocolVersion;
       return a;
     });
   }

@@ -7,6 +7,7 @@
 
 import type { ContextCounters } from '../context/runtime.ts';
 import type { DiscoveryStatus } from '../discovery/types.ts';
+import type { ConfigSnapshot } from '../live/controller.ts';
 import type { BudgetSnapshot } from '../retry/budget.ts';
 import type { ServiceRuntime } from '../service.ts';
 import { type IdentitySnapshot, type TlsSnapshot, tlsSnapshot } from '../tls/snapshot.ts';
@@ -14,6 +15,9 @@ import type { XdsSnapshot } from '../xds/client.ts';
 import type { CircuitState } from './channels.ts';
 import type { EndpointState } from './metrics.ts';
 import { endpointState } from './service-telemetry.ts';
+import type { WindowSummary } from './stats.ts';
+
+export type { WindowSummary } from './stats.ts';
 
 export interface EndpointSnapshot {
   address: string;
@@ -39,8 +43,17 @@ export interface EndpointSnapshot {
   errors: number;
   /** Peak-EWMA round-trip estimate, ms. */
   ewmaMs: number;
-  /** Outlier ejections so far (when any), with the last reason and time. */
+  /**
+   * Outlier ejections so far (when any), with the last reason (the outlierDetection setting
+   * whose counter tripped: `consecutive5xxErrors`, `consecutiveGatewayErrors`,
+   * `consecutiveLocalOriginFailures`, `successRate`, `failurePercentage`) and time.
+   */
   ejections?: { count: number; lastReason: string; lastAt: string } | undefined;
+  /**
+   * Its attempts over the last minute (rate, success rate, p50, p99). Kept once an admin
+   * handler exists (`mesh.adminHandler()`), and only for an endpoint that has had attempts since.
+   */
+  lastMinute?: WindowSummary | undefined;
   /** Outlier-detection counters. */
   outlier?: Record<string, unknown> | undefined;
 }
@@ -55,7 +68,14 @@ export interface RouteSnapshot {
   name?: string | undefined;
   match?: unknown;
   destinations?:
-    | { host?: string | undefined; subset?: string | undefined; weight?: number | undefined }[]
+    | {
+        host?: string | undefined;
+        subset?: string | undefined;
+        /** Configured weight (Istio: all destinations of a route share 100). */
+        weight?: number | undefined;
+        /** Requests this route sent there in the last minute (once an admin handler exists). */
+        observed?: number | undefined;
+      }[]
     | undefined;
   [key: string]: unknown;
 }
@@ -71,7 +91,12 @@ export interface ServiceSnapshot {
   /** The service-level breaker; undefined unless configured. `pending`: let through, not judged yet. */
   circuitBreaker?: { state: CircuitState; rejected: number; pending: number } | undefined;
   /** Requests in the retry layer now: started, not finished (retries and hedges of one request count once). */
-  requests?: { active: number } | undefined;
+  /**
+   * `active`: requests in the mesh now. `retryOverflows`: retries not made because
+   * connectionPool.http.maxRetries requests were already retrying. `nonIdempotentRetriesSkipped`:
+   * retries not made because the request (POST, PATCH) is not idempotent and may have been sent.
+   */
+  requests?: { active: number; retryOverflows?: number; nonIdempotentRetriesSkipped?: number } | undefined;
   /** The retry budget; undefined when `retryBudget.enabled: false`. */
   retryBudget?: BudgetSnapshot | undefined;
   outlierDetection?: { enabled: boolean; ejectionsTotal: number } | undefined;
@@ -81,6 +106,11 @@ export interface ServiceSnapshot {
   tls?: TlsSnapshot | undefined;
   routes?: RouteSnapshot[] | undefined;
   subsets?: { name: string; labels: Record<string, string>; endpoints: number }[] | undefined;
+  /**
+   * Requests addressed to this service over the last minute (rate, success rate, retries, p50,
+   * p99). Kept once an admin handler exists (`mesh.adminHandler()`).
+   */
+  lastMinute?: WindowSummary | undefined;
 }
 
 export interface MeshSnapshot {
@@ -95,6 +125,8 @@ export interface MeshSnapshot {
   identity?: IdentitySnapshot | undefined;
   /** Mirrored copies: in flight now (bounded by `max`), sent and dropped so far. */
   mirrors?: { inFlight: number; max: number; sent: number; dropped: number } | undefined;
+  /** The running config: version, hash, source, when applied, the last refused update (docs/live-config.md). */
+  config?: ConfigSnapshot | undefined;
   /** The xDS client: control plane connection, versions, ACKs/NACKs, listeners (docs/xds.md). */
   xds?: XdsSnapshot | undefined;
 }
@@ -166,6 +198,8 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
     if (ejected) e.ejectedForMs = Math.round(ep.ejectedUntil - now);
     const rec = tel.ejections.get(ep.address);
     if (rec) e.ejections = { ...rec };
+    const recent = tel.stats.endpoint(ep, now);
+    if (recent) e.lastMinute = recent;
     inflight += ep.inflight;
     endpoints.push(e);
   }
@@ -187,21 +221,31 @@ export function serviceSnapshot(svc: ServiceRuntime, now: number): ServiceSnapsh
       rejected: svc.breaker.rejected,
       pending: svc.breaker.pending,
     };
-  s.requests = { active: svc.retry.active };
+  s.requests = {
+    active: svc.retry.active,
+    retryOverflows: svc.retry.retryOverflows,
+    nonIdempotentRetriesSkipped: svc.retry.nonIdempotentSkipped,
+  };
   s.connectionPool = { active: svc.limits.active, overflows: svc.limits.overflows };
   const tls = tlsSnapshot(svc);
   if (tls) s.tls = tls;
   if (svc.router.size > 0) {
-    s.routes = svc.router.routes.map((r) => ({
-      name: r.config.name ?? `${svc.name}.http[${r.index}]`,
-      match: r.config.match,
-      destinations: r.config.route.map((d) => ({
-        host: d.destination.host,
-        subset: d.destination.subset,
-        weight: d.weight,
-      })),
-    }));
+    s.routes = svc.router.routes.map((r) => {
+      const observed = tel.stats.route(r, r.config.route?.length ?? 0, now);
+      return {
+        name: r.config.name ?? `${svc.name}.http[${r.index}]`,
+        match: r.config.match,
+        destinations: (r.config.route ?? []).map((d, i) => ({
+          host: d.destination.host,
+          subset: d.destination.subset,
+          weight: d.weight,
+          ...(observed ? { observed: observed[i] ?? 0 } : {}),
+        })),
+      };
+    });
   }
+  const recent = tel.stats.requests(now);
+  if (recent) s.lastMinute = recent;
   if (svc.config.subsets?.length) {
     s.subsets = svc.config.subsets.map((sub) => ({
       name: sub.name,

@@ -49,6 +49,8 @@ export interface ClientTlsOptions {
   path: string;
   identity: MeshIdentity | undefined;
   connectTimeoutMs: number;
+  /** Idle time before TCP keepalive probes (connectionPool.tcp.tcpKeepalive.time); default 60 s. */
+  keepAliveInitialDelayMs?: number | undefined;
   logger: Logger;
   /** What the handshake offers by ALPN (src/http/protocol.ts); default `http/1.1` only. */
   alpn?: string[] | undefined;
@@ -86,13 +88,19 @@ export class ClientTls {
       this.#material = (opts.identity as MeshIdentity).material;
       this.#ownsMaterial = false;
     } else {
-      const f = (k: 'caCertificates' | 'clientCertificate' | 'privateKey') =>
+      const f = (k: 'caCertificates' | 'clientCertificate' | 'privateKey' | 'caCrl') =>
         tls[k] ? { path: `${opts.path}.${k}`, value: tls[k] as string } : undefined;
       this.#material = new TlsMaterial(
-        { ca: f('caCertificates'), cert: f('clientCertificate'), key: f('privateKey') },
+        { ca: f('caCertificates'), cert: f('clientCertificate'), key: f('privateKey'), crl: f('caCrl') },
         opts.logger,
       );
       this.#ownsMaterial = true;
+    }
+    if (tls.insecureSkipVerify) {
+      opts.logger.warn(
+        { service: opts.service, path: `${opts.path}.insecureSkipVerify` },
+        'TLS server verification is OFF (insecureSkipVerify: true): any server, or anyone in between, is trusted',
+      );
     }
     this.#context = this.#build(this.#material.pem);
     this.#unsubscribe = this.#material.onChange((pem) => {
@@ -107,7 +115,13 @@ export class ClientTls {
 
   #build(pem: Pem): SecureContext {
     // Without a CA, Node's default roots verify the server (SIMPLE against a public server).
-    return createSecureContext({ ca: pem.ca, cert: pem.cert, key: pem.key, minVersion: 'TLSv1.2' });
+    return createSecureContext({
+      ca: pem.ca,
+      cert: pem.cert,
+      key: pem.key,
+      crl: pem.crl,
+      minVersion: 'TLSv1.2',
+    });
   }
 
   /** The identities a server must present, or undefined for "any identity of the trust domain". */
@@ -145,9 +159,10 @@ export class ClientTls {
       port: Number(opts.port),
       servername,
       secureContext: this.#context,
-      rejectUnauthorized: true,
+      rejectUnauthorized: this.#opts.tls.insecureSkipVerify !== true,
       ALPNProtocols: this.#opts.alpn ?? HTTP1_ONLY,
-      checkServerIdentity: (_name, cert) => this.#check(servername, where, cert),
+      checkServerIdentity: (_name, cert) =>
+        this.#opts.tls.insecureSkipVerify === true ? undefined : this.#check(servername, where, cert),
       ...(session ? { session } : {}),
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       ...(opts.httpSocket ? { socket: opts.httpSocket } : {}),
@@ -155,7 +170,7 @@ export class ClientTls {
     this.handshakes++;
     const socket = tlsConnect(options);
     socket.setNoDelay(true);
-    socket.setKeepAlive(true, 60_000);
+    socket.setKeepAlive(true, this.#opts.keepAliveInitialDelayMs ?? 60_000);
     const context = this.#context;
     socket.on('session', (s: Buffer) => {
       // Only cache sessions made with the current certificates.

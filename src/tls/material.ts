@@ -18,7 +18,8 @@ export interface MaterialField {
   value: string;
 }
 
-export type Pem = { ca?: string; cert?: string; key?: string };
+/** `crl`: certificate revocation lists (PEM), checked against the peer's chain. */
+export type Pem = { ca?: string; cert?: string; key?: string; crl?: string };
 
 export function isPem(v: string): boolean {
   return v.includes('-----BEGIN');
@@ -114,7 +115,12 @@ export class TlsMaterial {
       );
       return false;
     }
-    if (next.ca === this.#current.ca && next.cert === this.#current.cert && next.key === this.#current.key)
+    if (
+      next.ca === this.#current.ca &&
+      next.cert === this.#current.cert &&
+      next.key === this.#current.key &&
+      next.crl === this.#current.crl
+    )
       return false;
     this.#current = next;
     this.rotations++;
@@ -125,15 +131,15 @@ export class TlsMaterial {
 
   #load(initial: boolean): Pem {
     const out: Pem = {};
-    for (const k of ['ca', 'cert', 'key'] as const) {
+    for (const k of ['ca', 'cert', 'key', 'crl'] as const) {
       const f = this.#fields[k];
       if (f) out[k] = read(f);
     }
     try {
-      createSecureContext({ ca: out.ca, cert: out.cert, key: out.key });
+      createSecureContext({ ca: out.ca, cert: out.cert, key: out.key, crl: out.crl });
     } catch (err) {
       if (!initial) throw err;
-      const f = this.#fields.key ?? this.#fields.cert ?? this.#fields.ca;
+      const f = this.#fields.key ?? this.#fields.cert ?? this.#fields.ca ?? this.#fields.crl;
       throw new MeshworkConfigError([
         { path: f?.path ?? 'tls', message: `is not valid TLS material (${(err as Error).message})` },
       ]);

@@ -23,6 +23,16 @@ export const tlsSchema = z
       .min(1)
       .refine((l) => new Set(l).size === l.length, 'lists a protocol twice')
       .optional(),
+    /**
+     * Certificate revocation lists (PEM or path), as Istio's caCrl: a server whose certificate
+     * (or an intermediate) is listed is refused. Watched for rotation like the other files.
+     */
+    caCrl: pemOrPath.optional(),
+    /**
+     * true: the server's certificate and name are NOT verified (Istio's insecureSkipVerify).
+     * Logged as a warning when the mesh starts; for tests and migrations only.
+     */
+    insecureSkipVerify: z.boolean().optional(),
   })
   .superRefine((v, ctx) => {
     if (v.alpnProtocols !== undefined && v.mode === 'DISABLE')

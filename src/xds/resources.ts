@@ -878,9 +878,18 @@ function retries(r: Obj, path: string, p: Problems): Fragment {
   if (bo) {
     const base = durationMs(bo.base_interval);
     const max = durationMs(bo.max_interval);
-    if (base !== undefined && base > 0)
-      out.backoff = { baseInterval: base, ...(max !== undefined && max > 0 ? { maxInterval: max } : {}) };
+    if (base !== undefined && base > 0) {
+      out.backoff = base;
+      if (max !== undefined && max > 0 && max !== base * 10)
+        p.warn(
+          `${path}.retry_back_off.max_interval`,
+          `${max} ms: meshwork's largest backoff is 10 × the base (${base * 10} ms)`,
+        );
+    }
   }
+  // Envoy avoids the hosts already tried only with the previous_hosts predicate (Istio sets it).
+  const predicates = arr(r.retry_host_predicate).map((x) => str(obj(x)?.name));
+  out.retryIgnorePreviousHosts = predicates.includes('envoy.retry_host_predicates.previous_hosts');
   for (const k of [
     'retry_host_predicate',
     'retry_priority',
@@ -890,7 +899,7 @@ function retries(r: Obj, path: string, p: Problems): Fragment {
     'per_try_idle_timeout',
   ])
     if (r[k] !== undefined && !(Array.isArray(r[k]) && (r[k] as unknown[]).length === 0)) {
-      if (k === 'retry_host_predicate') continue; // meshwork always prefers another endpoint for a retry
+      if (k === 'retry_host_predicate') continue;
       p.warn(`${path}.${k}`, 'is not supported: ignored');
     }
   return out;

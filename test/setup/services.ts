@@ -3,7 +3,8 @@
  * fresh Debian machine with nothing else done.
  *
  *   - binaries: dnsmasq (dnsmasq-base), etcd (etcd-server), redis-server, haproxy, chromium
- *     (+ fonts-liberation for the admin page screenshot). Missing ones are installed with apt-get
+ *     (+ fonts-liberation for the admin page screenshot), prometheus (the tests that scrape the
+ *     mesh's metrics start their own, on a random port). Missing ones are installed with apt-get
  *     when running as root (a policy-rc.d keeps the packages' own services from starting);
  *     otherwise the run stops with the one command to run.
  *   - services, on 127.0.0.1, random free ports (another port is tried when one is taken):
@@ -11,6 +12,7 @@
  *       MESHWORK_TEST_DNS_HOSTSDIR=<dir>            hosts files dropped here are served within ~1 s
  *       MESHWORK_TEST_ETCD=http://127.0.0.1:<port>  etcd client URL
  *       MESHWORK_TEST_REDIS=redis://127.0.0.1:<port> redis-server, no persistence
+ *       MESHWORK_TEST_PROMETHEUS=<path>             the prometheus binary (not started here)
  *     started in parallel, set in process.env (test workers and the processes they spawn inherit
  *     it) and given to tests through `provide('meshworkServices')`.
  *     A variable that is already set and points at a service that answers is reused as is.
@@ -66,6 +68,7 @@ const TOOLS = {
   redis: { bin: 'redis-server', packages: ['redis-server'] },
   haproxy: { bin: 'haproxy', packages: ['haproxy'] },
   chromium: { bin: 'chromium', packages: ['chromium', 'fonts-liberation'], path: '/usr/bin/chromium' },
+  prometheus: { bin: 'prometheus', packages: ['prometheus'] },
 } satisfies Record<string, Tool>;
 type ToolName = keyof typeof TOOLS;
 
@@ -544,7 +547,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   chmodSync(runDir, 0o755);
   writeFileSync(join(runDir, 'owner.pid'), String(process.pid));
 
-  const needed: ToolName[] = ['haproxy', 'chromium'];
+  const needed: ToolName[] = ['haproxy', 'chromium', 'prometheus'];
   if (!reuseDns) needed.push('dnsmasq');
   if (!reuseEtcd) needed.push('etcd');
   if (!reuseRedis) needed.push('redis');
@@ -588,11 +591,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (e) env.MESHWORK_TEST_ETCD = e.url;
   const r = value(redis);
   if (r) env.MESHWORK_TEST_REDIS = r.url;
+  env.MESHWORK_TEST_PROMETHEUS = bins.prometheus;
   const services: TestServices = {
     dns: env.MESHWORK_TEST_DNS,
     dnsHostsDir: env.MESHWORK_TEST_DNS_HOSTSDIR,
     etcd: env.MESHWORK_TEST_ETCD,
     redis: env.MESHWORK_TEST_REDIS,
+    prometheus: env.MESHWORK_TEST_PROMETHEUS,
   };
   project.provide('meshworkServices', services);
   log(

@@ -18,6 +18,13 @@
  *
  * Test controls: register/deregister instances, set check and node health, count requests,
  * make the index go backwards, fail every request with a 500, stop and restart on the same port.
+ *
+ * KV store (config from Consul, `liveConfig.consul`): GET /v1/kv/:key answers
+ * `[{ LockIndex, Key, Flags, Value (base64, null when empty), CreateIndex, ModifyIndex }]` with
+ * X-Consul-Index; a missing key is a 404 with an empty body and still an X-Consul-Index (so a
+ * client can block until the key appears); `index`/`wait` block as above on the key's own index
+ * (the raft index of its last write or delete). PUT /v1/kv/:key stores the body and answers
+ * `true`; DELETE answers `true`. Same token and dc checks. Test controls: putKey, deleteKey.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -66,6 +73,9 @@ export class ConsulDouble {
   #waiters = new Set<Waiter>();
   #failing: { status: number; body: string } | undefined;
   #requests: { path: string; query: string; at: number }[] = [];
+  /** KV entries by key, and the raft index of each key's last write or delete. */
+  #kv = new Map<string, { value: Buffer; createIndex: number; modifyIndex: number; flags: number }>();
+  #kvIndex = new Map<string, number>();
 
   constructor(options: { datacenter?: string; token?: string } = {}) {
     this.datacenter = options.datacenter ?? 'dc1';
@@ -157,6 +167,27 @@ export class ConsulDouble {
     this.#forceWake = false;
   }
 
+  /** Writes a KV entry (as `consul kv put` does). */
+  putKey(key: string, value: string | Buffer, flags = 0): void {
+    const idx = ++this.#index;
+    const old = this.#kv.get(key);
+    this.#kv.set(key, {
+      value: Buffer.from(value),
+      createIndex: old?.createIndex ?? idx,
+      modifyIndex: idx,
+      flags,
+    });
+    this.#kvIndex.set(key, idx);
+    this.#wake();
+  }
+
+  /** Deletes a KV entry (its index moves on, so blocked readers wake and see the 404). */
+  deleteKey(key: string): void {
+    if (!this.#kv.delete(key)) return;
+    this.#kvIndex.set(key, ++this.#index);
+    this.#wake();
+  }
+
   /** Bumps the index of a service without changing what it returns (index churn). */
   touch(service: string): void {
     this.#bump(service);
@@ -208,6 +239,7 @@ export class ConsulDouble {
   #handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://consul');
     this.#requests.push({ path: url.pathname, query: url.search, at: Date.now() });
+    if (url.pathname.startsWith('/v1/kv/')) return this.#handleKv(req, res, url);
     const m = /^\/v1\/health\/service\/([^/]+)$/.exec(url.pathname);
     if (req.method !== 'GET' || !m) return this.#text(res, 404, 'Not found');
     if (this.#failing) return this.#text(res, this.#failing.status, this.#failing.body);
@@ -280,6 +312,94 @@ export class ConsulDouble {
           const f = this.#failing;
           finish(() => this.#text(res, f.status, f.body));
         } else if (this.#forceWake || this.indexOf(service) > minIndex) finish(answer);
+      },
+    };
+    const timer = setTimeout(() => finish(answer), total);
+    this.#waiters.add(waiter);
+    res.on('close', () => finish(() => {}));
+  }
+
+  #handleKv(req: IncomingMessage, res: ServerResponse, url: URL) {
+    if (this.#failing) return this.#text(res, this.#failing.status, this.#failing.body);
+    if (this.token !== undefined && req.headers['x-consul-token'] !== this.token)
+      return this.#text(res, 403, 'ACL not found');
+    const q = url.searchParams;
+    const dc = q.get('dc');
+    if (dc && dc !== this.datacenter) return this.#text(res, 500, 'No path to datacenter');
+    const key = decodeURIComponent(url.pathname.slice('/v1/kv/'.length));
+    if (req.method === 'PUT') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        this.putKey(key, Buffer.concat(chunks));
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end('true');
+      });
+      return;
+    }
+    if (req.method === 'DELETE') {
+      this.deleteKey(key);
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end('true');
+      return;
+    }
+    if (req.method !== 'GET') return this.#text(res, 405, 'Method not allowed');
+    let wait = 5 * 60_000;
+    if (q.has('wait')) {
+      const w = parseGoDuration(q.get('wait') as string);
+      if (w === undefined) return this.#text(res, 400, 'Invalid wait time');
+      wait = w;
+    }
+    wait = Math.min(wait, 10 * 60_000);
+    let minIndex = 0;
+    if (q.has('index')) {
+      const v = q.get('index') as string;
+      if (!/^\d+$/.test(v)) return this.#text(res, 400, 'Invalid index');
+      minIndex = Number(v);
+    }
+    const indexOf = () => this.#kvIndex.get(key) ?? this.#index;
+    const answer = () => {
+      const e = this.#kv.get(key);
+      const headers = {
+        'X-Consul-Index': String(indexOf()),
+        'X-Consul-KnownLeader': 'true',
+        'X-Consul-LastContact': '0',
+      };
+      if (!e) {
+        res.writeHead(404, headers);
+        res.end();
+        return;
+      }
+      res.writeHead(200, { ...headers, 'Content-Type': 'application/json' });
+      res.end(
+        JSON.stringify([
+          {
+            LockIndex: 0,
+            Key: key,
+            Flags: e.flags,
+            Value: e.value.length > 0 ? e.value.toString('base64') : null,
+            CreateIndex: e.createIndex,
+            ModifyIndex: e.modifyIndex,
+          },
+        ]),
+      );
+    };
+    if (minIndex === 0 || indexOf() > minIndex) return answer();
+    const total = wait + Math.random() * (wait / 16);
+    let done = false;
+    const finish = (fn: () => void) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.#waiters.delete(waiter);
+      fn();
+    };
+    const waiter: Waiter = {
+      check: () => {
+        if (this.#failing) {
+          const f = this.#failing;
+          finish(() => this.#text(res, f.status, f.body));
+        } else if (this.#forceWake || indexOf() > minIndex) finish(answer);
       },
     };
     const timer = setTimeout(() => finish(answer), total);

@@ -36,6 +36,7 @@ export function testService(
   cfg: Record<string, unknown> = {},
   addresses: string[] = ['10.0.0.1:80', '10.0.0.2:80', '10.0.0.3:80'],
   clock: FakeClock = fakeClock(),
+  opts: { start?: boolean } = {},
 ): ServiceRuntime {
   const config = validateConfig({ services: { svc: { discovery: { static: addresses }, ...cfg } } });
   const svc = new ServiceRuntime('svc', config.services.svc as ServiceConfig, {
@@ -44,7 +45,7 @@ export function testService(
     zone: undefined,
     env: {},
   });
-  svc.start();
+  if (opts.start !== false) svc.start();
   return svc;
 }
 

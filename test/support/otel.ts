@@ -3,7 +3,8 @@
 // `install()` registers it globally; `uninstall()` removes every global again.
 import { context, metrics, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { type Instrumentation, registerInstrumentations } from '@opentelemetry/instrumentation';
 import {
   AggregationTemporality,
   type DataPoint,
@@ -29,31 +30,61 @@ class ManualReader extends MetricReader {
 
 export interface TestOtel {
   spans(): ReadableSpan[];
-  /** Collects every metric now, by name. */
+  /** Collects every metric now, by name (meshwork's own when several scopes record one name). */
   collect(): Promise<Map<string, MetricData>>;
+  /** Collects every metric now, with the instrumentation scope that recorded it. */
+  collectScoped(): Promise<{ scope: string; metric: MetricData }[]>;
   uninstall(): Promise<void>;
 }
 
-export function installOtel(opts: { traces?: boolean; metrics?: boolean } = {}): TestOtel {
+export interface InstallOptions {
+  traces?: boolean;
+  metrics?: boolean;
+  /**
+   * Real instrumentations (instrumentation-http, instrumentation-undici...) to enable with
+   * these providers. They patch modules for the rest of the process: give them only in a test
+   * file of their own.
+   */
+  instrumentations?: Instrumentation[];
+}
+
+export function installOtel(opts: InstallOptions = {}): TestOtel {
   const exporter = new InMemorySpanExporter();
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   const reader = new ManualReader();
   const meterProvider = new MeterProvider({ readers: [reader] });
   const cm = new AsyncLocalStorageContextManager().enable();
   context.setGlobalContextManager(cm);
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  propagation.setGlobalPropagator(
+    new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
+  );
   if (opts.traces !== false) trace.setGlobalTracerProvider(tracerProvider);
   if (opts.metrics !== false) metrics.setGlobalMeterProvider(meterProvider);
+  const unregister = opts.instrumentations
+    ? registerInstrumentations({
+        instrumentations: opts.instrumentations,
+        ...(opts.traces !== false ? { tracerProvider } : {}),
+        ...(opts.metrics !== false ? { meterProvider } : {}),
+      })
+    : undefined;
+  const collectScoped = async () => {
+    const { resourceMetrics } = await reader.collect();
+    const out: { scope: string; metric: MetricData }[] = [];
+    for (const sm of resourceMetrics.scopeMetrics)
+      for (const m of sm.metrics) out.push({ scope: sm.scope.name, metric: m });
+    return out;
+  };
   return {
     spans: () => exporter.getFinishedSpans(),
     async collect() {
-      const { resourceMetrics } = await reader.collect();
       const out = new Map<string, MetricData>();
-      for (const sm of resourceMetrics.scopeMetrics)
-        for (const m of sm.metrics) out.set(m.descriptor.name, m);
+      for (const { scope, metric } of await collectScoped())
+        if (scope === 'meshwork' || !out.has(metric.descriptor.name)) out.set(metric.descriptor.name, metric);
       return out;
     },
+    collectScoped,
     async uninstall() {
+      unregister?.();
       trace.disable();
       metrics.disable();
       propagation.disable();

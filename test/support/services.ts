@@ -10,6 +10,8 @@ export interface TestServices {
   dnsHostsDir?: string | undefined;
   etcd?: string | undefined;
   redis?: string | undefined;
+  /** The prometheus binary (tests start their own, on a random port). */
+  prometheus?: string | undefined;
 }
 
 export function testServices(): TestServices {
@@ -27,6 +29,7 @@ export function testServices(): TestServices {
     dnsHostsDir: env.MESHWORK_TEST_DNS_HOSTSDIR,
     etcd: env.MESHWORK_TEST_ETCD,
     redis: env.MESHWORK_TEST_REDIS,
+    prometheus: env.MESHWORK_TEST_PROMETHEUS,
   };
 }
 
