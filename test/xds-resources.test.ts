@@ -197,6 +197,53 @@ describe('RDS → http routes', () => {
     expect(r?.clusters).toEqual(['c', 'shadow']);
   });
 
+  it('regex_rewrite, redirect, direct_response and several mirrors: uriRegexRewrite, redirect, directResponse, mirrors', () => {
+    const rw = route({
+      match: { prefix: '/' },
+      route: { cluster: 'c', regex_rewrite: { pattern: { regex: '^/v1/(.*)$' }, substitution: '/v2/\\1' } },
+    });
+    expect(rw.errors).toEqual([]);
+    expect(rw.route?.http.rewrite).toEqual({ uriRegexRewrite: { match: '^/v1/(.*)$', rewrite: '/v2/\\1' } });
+    const rd = route({
+      match: { prefix: '/old' },
+      redirect: {
+        host_redirect: 'new.example',
+        path_redirect: '/new',
+        response_code: 'FOUND',
+        https_redirect: true,
+      },
+    });
+    expect(rd.errors).toEqual([]);
+    expect(rd.route?.http.redirect).toEqual({
+      uri: '/new',
+      authority: 'new.example',
+      scheme: 'https',
+      redirectCode: 302,
+    });
+    expect(rd.route?.local).toBe(true);
+    const dr = route({
+      match: { prefix: '/gone' },
+      direct_response: { status: 410, body: { inline_string: 'gone' } },
+    });
+    expect(dr.errors).toEqual([]);
+    expect(dr.route?.http.directResponse).toEqual({ status: 410, body: { string: 'gone' } });
+    const mm = route({
+      match: { prefix: '/' },
+      route: {
+        cluster: 'c',
+        request_mirror_policies: [
+          { cluster: 'm1' },
+          { cluster: 'm2', runtime_fraction: { default_value: { numerator: 5 } } },
+        ],
+      },
+    });
+    expect(mm.errors).toEqual([]);
+    expect(mm.route?.http.mirrors).toEqual([
+      { destination: { host: 'xds-cluster-ref-1' } },
+      { destination: { host: 'xds-cluster-ref-2' }, percentage: { value: 5 } },
+    ]);
+  });
+
   it('refuses what it cannot do exactly, naming the resource and the field', () => {
     expect(
       route({
