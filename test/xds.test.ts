@@ -161,6 +161,11 @@ describe('xDS: routing from a control plane', () => {
         'outbound-9080-reviews.default.svc.cluster.local',
       ]),
     );
+    // xDS is a layer of the live config: mesh.update changes the code layer, the xDS services stay.
+    expect(m.snapshot().config?.source).toBe(`xds ${cp.address}`);
+    await m.update({ services: { local: { discovery: { static: [local.address] }, timeout: '5s' } } });
+    expect(await body(m, `http://${name}/r`)).toBe('200 blue');
+    expect(await body(m, 'http://local/')).toBe('200 static');
     // The cluster's service cannot be reached by host name: that name is asked for as a listener.
     const hits = blue.hits.length;
     await expect(m.fetch('http://outbound-9080-reviews.default.svc.cluster.local/')).rejects.toMatchObject({
