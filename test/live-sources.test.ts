@@ -236,7 +236,11 @@ spec:
     unlinkSync(join(dir, 'ratings-vs.yaml'));
 
     // Unsupported Istio (strict by default): the whole directory is refused; v2 keeps running.
-    writeFileSync(join(dir, 'bad.yaml'), vs(50, 50).replace('http:', 'gateways: [mesh-gw]\n  http:'));
+    // (A TCP route: Istio applies it to TCP traffic, which meshwork does not carry.)
+    writeFileSync(
+      join(dir, 'bad.yaml'),
+      vs(50, 50).replace('http:', 'tcp:\n    - route: [{ destination: { host: reviews } }]\n  http:'),
+    );
     await waitFor(() => m.snapshot().config?.lastRefused !== undefined, 'the refusal');
     expect(m.snapshot().config?.lastRefused?.code).toBe('MESHWORK_ERR_ISTIO_UNSUPPORTED');
     expect(await body(m)).toBe('v2');

@@ -171,12 +171,27 @@ export const meshConfigSchema = z
     ).default(() => nullProtoRecord<z.output<typeof serviceSchema>>()),
   })
   .superRefine((c, ctx) => {
-    // References across services: route/mirror hosts and subsets must exist.
-    for (const issue of subsetPolicyIssues(c.services)) ctx.addIssue(issue);
-    for (const issue of routeReferenceIssues(c.services, c.unknownServices === 'passthrough'))
-      ctx.addIssue({ ...issue });
-    if (c.labels === undefined) for (const issue of sourceLabelIssues(c.services)) ctx.addIssue({ ...issue });
+    for (const issue of crossServiceIssues(c)) ctx.addIssue({ ...issue });
   });
+
+/**
+ * THE checks across services and top-level fields (the live update's fast path runs the same):
+ * route and mirror hosts and subsets must exist, subset policies must be per-service ones, and
+ * sourceLabels need this workload's own labels.
+ */
+export function crossServiceIssues(c: {
+  services: Record<string, z.output<typeof serviceSchema>>;
+  unknownServices?: 'reject' | 'passthrough' | undefined;
+  labels?: Readonly<Record<string, string>> | undefined;
+}): { code: 'custom'; path: PropertyKey[]; message: string; input?: unknown }[] {
+  const issues: { code: 'custom'; path: PropertyKey[]; message: string; input?: unknown }[] = [];
+  for (const issue of subsetPolicyIssues(c.services)) issues.push({ ...issue, code: 'custom' });
+  for (const issue of routeReferenceIssues(c.services, c.unknownServices === 'passthrough'))
+    issues.push({ ...issue, code: 'custom' });
+  if (c.labels === undefined)
+    for (const issue of sourceLabelIssues(c.services)) issues.push({ ...issue, code: 'custom' });
+  return issues;
+}
 
 export type MeshConfig = z.output<typeof meshConfigSchema>;
 export type MeshConfigInput = z.input<typeof meshConfigSchema>;

@@ -23,6 +23,8 @@ export const MESHWORK_EXTENSIONS: ReadonlySet<string> = new Set([
   'trafficPolicy.outlierDetection.failurePercentageRequestVolume',
   'trafficPolicy.outlierDetection.enforcingFailurePercentage',
   'trafficPolicy.circuitBreaker',
+  // ALPN offered to the upstream (Envoy's alpn_protocols); Istio derives it, meshwork lets you set it.
+  'trafficPolicy.tls.alpnProtocols',
 ]);
 
 /**

@@ -9,13 +9,12 @@
 import { assertConfigObject, validateConfig } from '../config/load.ts';
 import { nullProtoRecord, protoKeyPaths } from '../config/reserved.ts';
 import {
+  crossServiceIssues,
   type MeshConfig,
   meshConfigSchema,
   type ServiceConfig,
   serviceSchema,
-  subsetPolicyIssues,
 } from '../config/schema.ts';
-import { routeReferenceIssues } from '../routing/schema.ts';
 
 /** Stands in for each service while the top level and the names are checked. */
 const PLACEHOLDER = Object.freeze({ discovery: Object.freeze({ static: Object.freeze([]) }) });
@@ -45,9 +44,7 @@ export class IncrementalValidator {
       if (key !== undefined) next.set(key, v);
       out[name] = v;
     }
-    const passthrough = top.data.unknownServices === 'passthrough';
-    if (subsetPolicyIssues(out).length > 0 || routeReferenceIssues(out, passthrough).length > 0)
-      return this.#full(input);
+    if (crossServiceIssues({ ...top.data, services: out }).length > 0) return this.#full(input);
     this.#cache = next;
     return { ...top.data, services: out };
   }
