@@ -35,6 +35,7 @@ const SCENARIOS = [
   'discovery/propagation', // script: registry change -> provider update; idle Consul requests
   'ratelimit', // rate limits: decision cost, accuracy shared by 4 processes vs Kong-style sync, Redis killed
   'live', // mesh.update under load, time to apply (10-1000 services), etcd write -> 10 mesh processes
+  'xds/propagation', // script: control-plane push -> traffic moved (vs grpc-js-xds); 1,000 clusters
   'soak/run', // script, only when named (`npm run bench -- soak`): 10 minutes with faults, churn, rotation
 ];
 
@@ -54,6 +55,7 @@ const SCRIPTS = new Set([
   'balancing/fleet',
   'resilience/run',
   'discovery/propagation',
+  'xds/propagation',
   'soak/run',
 ]);
 

@@ -38,6 +38,17 @@ interface LegacyAdapter {
   wrapHandler(handler: unknown): DispatchHandler;
 }
 
+/**
+ * Services found by the URL's authority as written rather than by host name: the listeners of an
+ * xDS control plane (src/xds). The first request to an authority may wait (bounded) for it.
+ */
+export interface AuthorityResolver {
+  /** True for a service name the resolver made: such a service is never found by host name. */
+  owns(name: string): boolean;
+  /** Its service name, null when there is none, or a promise of either (rejected when it cannot tell in time). */
+  resolve(authority: string, secure: boolean): string | null | Promise<string | null>;
+}
+
 /** The services a request can address, and what to do with a host that is none of them. */
 export interface DispatchTable {
   readonly services: ReadonlyMap<string, ServiceRuntime>;
@@ -53,6 +64,8 @@ export interface MeshDispatcherOptions extends DispatchTable {
   stack: Dispatch;
   clock: Clock;
   onClose: (destroy: boolean) => Promise<void>;
+  /** Hosts that are not configured services are looked up here by authority (xDS). */
+  resolver?: AuthorityResolver | undefined;
 }
 
 /**
@@ -125,6 +138,42 @@ export class MeshDispatcher extends Dispatcher {
     }
     const table = this.#opts.table?.() ?? this.#opts;
     const service = table.services.get(target.host);
+    const resolver = this.#opts.resolver;
+    if (resolver !== undefined && (service === undefined || resolver.owns(target.host))) {
+      const found = resolver.resolve(target.authority, target.secure);
+      if (found === null || typeof found === 'string')
+        return this.#route(
+          table,
+          found === null ? undefined : table.services.get(found),
+          target,
+          options,
+          handler,
+        );
+      // The first request to this authority waits (bounded) for the control plane's answer, then
+      // runs on the configuration of that moment.
+      found.then(
+        (name) => {
+          const now = this.#opts.table?.() ?? this.#opts;
+          this.#route(now, name === null ? undefined : now.services.get(name), target, options, handler);
+        },
+        (err: Error) => failRequest(handler, err),
+      );
+      return true;
+    }
+    return this.#route(table, service, target, options, handler);
+  }
+
+  #route(
+    table: DispatchTable,
+    service: ServiceRuntime | undefined,
+    target: Target,
+    options: Dispatcher.DispatchOptions,
+    handler: DispatchHandler,
+  ): boolean {
+    if (this.#closed) {
+      failRequest(handler, new MeshClosedError());
+      return false;
+    }
     if (!service) {
       if (table.unknownServices === 'passthrough') {
         this.#passthrough ??= new Agent();

@@ -35,6 +35,8 @@ import {
   watchServer,
 } from './tls/server.ts';
 import { identitySnapshot } from './tls/snapshot.ts';
+import { xdsLayer } from './xds/apply.ts';
+import { prepareXds, XdsHandle } from './xds/index.ts';
 
 /** How long close() lets in-flight requests finish before it destroys the pools. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
@@ -84,6 +86,8 @@ export class Mesh {
   readonly #mirrorGate: MirrorGate;
   readonly #identity: MeshIdentity | undefined;
   readonly #inbound: InboundMiddleware;
+  /** The xDS client (src/xds), when `xds` is configured. */
+  readonly #xds: XdsHandle | undefined;
   /** @internal The context machinery, for the server adapters (src/context/adapters.ts). */
   readonly contextRuntime: ContextRuntime;
   readonly #rateLimits: RateLimitRuntime | undefined;
@@ -99,8 +103,27 @@ export class Mesh {
     // Every layer read and validated (MESHWORK_CONFIG, code, Istio directory); watchers built.
     const first = boot(config, env, this.logger);
     this.#clock = clock ?? (() => performance.now());
-    const identity = first.config.identity ? new MeshIdentity(first.config.identity, this.logger) : undefined;
+    // xds: the bootstrap is read first (its certificate provider may be the mesh identity).
+    let xds: ReturnType<typeof prepareXds> | undefined;
+    try {
+      xds = first.config.xds
+        ? prepareXds(first.config.xds, env, first.config.identity !== undefined)
+        : undefined;
+    } catch (err) {
+      for (const s of first.sources) void s.close();
+      throw err;
+    }
+    const identityConfig = first.config.identity ?? xds?.identity;
+    const identity = identityConfig ? new MeshIdentity(identityConfig, this.logger) : undefined;
     this.#identity = identity;
+    // The control plane's services are one more layer of the live config (src/xds/apply.ts).
+    this.#xds = xds
+      ? new XdsHandle(xds, {
+          logger: this.logger,
+          staticNames: Object.keys(first.config.services),
+          apply: xdsLayer(() => this.#live, `xds ${xds.bootstrap.server.uri}`),
+        })
+      : undefined;
     try {
       // Rate limits are built once from the first config (a live update does not change them).
       this.#rateLimits = RateLimitRuntime.fromConfig(first.config, {
@@ -109,12 +132,21 @@ export class Mesh {
         endpointsOf: (name) => this.#live?.generation.services.get(name)?.endpoints.size,
       });
       this.#live = new ConfigController(
-        { clock: this.#clock, logger: this.logger, env, identity, fallbacks, rateLimits: this.#rateLimits },
+        {
+          clock: this.#clock,
+          logger: this.logger,
+          env,
+          identity,
+          fallbacks,
+          rateLimits: this.#rateLimits,
+          xds: this.#xds,
+        },
         first.docs,
         first.config,
         first.validator,
       );
     } catch (err) {
+      this.#xds?.close();
       identity?.close();
       void this.#rateLimits?.close();
       for (const s of first.sources) void s.close();
@@ -144,6 +176,7 @@ export class Mesh {
       stack,
       clock: this.#clock,
       onClose: (destroy) => this.#close(destroy),
+      resolver: this.#xds,
     });
     for (const source of first.sources) live.watch(source);
   }
@@ -205,7 +238,7 @@ export class Mesh {
     if (target === null || target.credentials)
       throw new InvalidUrlError(String(url), target ? 'credentials' : 'not-a-url');
     const gen = this.#live.generation;
-    if (!gen.services.has(target.host) && gen.unknownServices !== 'passthrough') {
+    if (!gen.services.has(target.host) && gen.unknownServices !== 'passthrough' && !this.#xds) {
       throw new UnknownServiceError(target.host, [...gen.services.keys()]);
     }
     const { meshwork, ...rest } = init ?? {};
@@ -229,10 +262,20 @@ export class Mesh {
    * `mesh.dispatcher` (routing, retries, telemetry, context) without touching the network on the
    * way; other hosts follow `unknownServices`. See docs/http-clients.md.
    */
+  /**
+   * With xds, a host that is not a configured service may be a listener: it goes to the mesh
+   * (which asks the control plane), unless unknown hosts pass through and xDS does not serve it.
+   */
+  #xdsClaims(host: string): boolean {
+    const xds = this.#xds;
+    if (!xds) return false;
+    return this.#live.generation.unknownServices !== 'passthrough' || xds.serves(host.toLowerCase());
+  }
+
   get agent(): MeshAgent {
     this.#agent ??= new MeshAgent({
       dispatcher: this.dispatcher,
-      isService: (host) => this.#live.generation.services.has(host.toLowerCase()),
+      isService: (host) => this.#live.generation.services.has(host.toLowerCase()) || this.#xdsClaims(host),
       unknownServices: () => this.#live.generation.unknownServices,
       services: () => [...this.#live.generation.services.keys()],
       closed: () => this.#closing !== undefined,
@@ -297,6 +340,7 @@ export class Mesh {
       },
       config: this.#live.snapshot(),
       ...(this.#rateLimits ? { rateLimits: this.#rateLimits.snapshot() } : {}),
+      ...(this.#xds ? { xds: this.#xds.snapshot() } : {}),
     };
   }
 
@@ -317,6 +361,7 @@ export class Mesh {
     this.#closing ??= (async () => {
       const timeout = destroy ? 0 : (this.config.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT_MS);
       await this.dispatcher.shutdownOwn(destroy);
+      this.#xds?.close();
       const services = [...this.#live.generation.services.values()];
       await Promise.all([this.#live.close(timeout), ...services.map((s) => s.close(timeout))]);
       this.#agent?.destroy();

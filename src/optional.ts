@@ -1,5 +1,5 @@
 /**
- * Optional peer dependencies (etcd3, consul, opossum, redis): loaded when a config first needs them,
+ * Optional peer dependencies (etcd3, consul, opossum, redis; @grpc/grpc-js and protobufjs for xds): loaded when a config first needs them,
  * from createMesh (never at import, never at the first request), so that a service on static or
  * DNS discovery installs and loads none of them. A missing one is a MissingDependencyError that
  * names the package to install.
@@ -10,7 +10,7 @@
 import { createRequire } from 'node:module';
 import { MissingDependencyError } from './errors.ts';
 
-export type OptionalPackage = 'etcd3' | 'consul' | 'opossum' | 'redis';
+export type OptionalPackage = 'etcd3' | 'consul' | 'opossum' | 'redis' | '@grpc/grpc-js' | 'protobufjs';
 
 const loaded = new Map<OptionalPackage, unknown>();
 let requireHere: NodeJS.Require | undefined;

@@ -8,7 +8,7 @@ import { type Fallback, ServiceBreaker } from './breaker/breaker.ts';
 import type { Clock } from './clock.ts';
 import type { ServiceConfig } from './config/schema.ts';
 import { HealthCheckingSink } from './discovery/health-check.ts';
-import { createDiscovery } from './discovery/index.ts';
+import { createDiscovery, type DiscoveryContext } from './discovery/index.ts';
 import { DISCOVERY_DEFAULTS } from './discovery/schema.ts';
 import type { DiscoveryProvider, DiscoveryStatus } from './discovery/types.ts';
 import { ServiceLimits } from './endpoint/limits.ts';
@@ -43,6 +43,8 @@ export interface ServiceRuntimeOptions {
   labels?: Readonly<Record<string, string>> | undefined;
   /** The mesh's rate limits, for the service's own `rateLimits` (src/ratelimit). */
   rateLimits?: RateLimitRuntime | undefined;
+  /** The mesh's xDS client, for `discovery.xds`. */
+  xds?: DiscoveryContext['xds'];
 }
 
 /**
@@ -98,6 +100,7 @@ export class ServiceCore {
   /** The grouping applied to `endpoints` now. */
   layout: GroupLayout;
   readonly #healthCheck: ServiceConfig['discovery']['healthCheck'];
+  readonly #routingOnly: boolean;
   #health: HealthCheckingSink | undefined;
   #started = false;
   #discoveryClosed: Promise<void> | undefined;
@@ -108,6 +111,8 @@ export class ServiceCore {
     this.layout = layout;
     const policy = config.trafficPolicy;
     this.#healthCheck = config.discovery.healthCheck;
+    // Routes and no endpoints of its own (an xDS listener): no warning for discovery's 0 endpoints.
+    this.#routingOnly = (config.http?.length ?? 0) > 0 && config.discovery.static?.length === 0;
     this.limits = new ServiceLimits(policy?.connectionPool);
     this.tls = createClientTls(name, config, opts);
     const clusters = new Clusters({
@@ -121,7 +126,7 @@ export class ServiceCore {
     });
     this.clusters = clusters;
     try {
-      this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env });
+      this.discovery = createDiscovery(config.discovery, { service: name, env: opts.env, xds: opts.xds });
     } catch (err) {
       this.tls?.close();
       clusters.close();
@@ -151,7 +156,7 @@ export class ServiceCore {
     if (this.#started) return;
     this.#started = true;
     // provider → (health checks) → telemetry → endpoint set
-    const sink = this.telemetry.discoverySink(this.endpoints);
+    const sink = this.telemetry.discoverySink(this.endpoints, this.#routingOnly);
     const hc = this.#healthCheck;
     this.#health = hc ? new HealthCheckingSink(sink, hc) : undefined;
     this.discovery.start(this.#health ?? sink);

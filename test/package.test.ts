@@ -31,6 +31,8 @@ const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
 const run = promisify(execFile);
 const INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall', 'prepare'];
 const OPTIONAL = ['etcd3', 'consul', 'opossum'];
+/** The xDS client's optional packages (etcd3 brings @grpc/grpc-js along, so they are checked apart). */
+const XDS_OPTIONAL = ['@grpc/grpc-js', 'protobufjs'];
 
 describe('the built package', () => {
   it('loads as ESM and as CommonJS through the exports map', async () => {
@@ -81,10 +83,41 @@ describe('the built package', () => {
     });
   });
 
+  it('loads no xDS package (@grpc/grpc-js, protobufjs, the client, the Envoy descriptor) until a config has xds', () => {
+    const script = `
+      const fs = require('node:fs');
+      const read = fs.readFileSync;
+      const files = [];
+      fs.readFileSync = function (p, ...rest) { files.push(String(p)); return read.call(this, p, ...rest); };
+      const loaded = () => ${JSON.stringify(XDS_OPTIONAL)}.filter((p) =>
+        Object.keys(require.cache).some((k) => k.includes('/node_modules/' + p + '/')));
+      const { createMesh } = require('meshwork');
+      const atImport = loaded();
+      const s = createMesh({ env: {}, services: { a: { discovery: { static: ['127.0.0.1:1'] } } } });
+      const withStatic = loaded();
+      const descriptorBefore = files.some((f) => f.includes('envoy-v3.json'));
+      const x = createMesh({ env: {}, xds: { bootstrap: { xds_servers: [{ server_uri: '127.0.0.1:1', channel_creds: [{ type: 'insecure' }] }] } } });
+      const withXds = loaded();
+      x.snapshot();
+      setTimeout(() => {
+        console.log(JSON.stringify({ atImport, withStatic, descriptorBefore, withXds, descriptor: files.some((f) => f.includes('envoy-v3.json')) }));
+        Promise.all([s.close(), x.close()]).then(() => process.exit(0));
+      }, 300);
+    `;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(JSON.parse(out.trim().split('\n').pop() as string)).toEqual({
+      atImport: [],
+      withStatic: [],
+      descriptorBefore: false,
+      withXds: XDS_OPTIONAL,
+      descriptor: true,
+    });
+  });
+
   it('keeps the optional packages out of the bundles: no static import or require of them', () => {
     for (const f of readdirSync(join(ROOT, 'dist')).filter((f) => /\.(c?js)$/.test(f))) {
       const code = readFileSync(join(ROOT, 'dist', f), 'utf8');
-      for (const p of OPTIONAL) {
+      for (const p of [...OPTIONAL, ...XDS_OPTIONAL]) {
         expect(code, `${f} imports ${p}`).not.toMatch(new RegExp(`from\\s*["']${p}["']`));
         expect(code, `${f} requires ${p}`).not.toMatch(new RegExp(`require\\(\\s*["']${p}["']\\s*\\)`));
         expect(code, `${f} imports ${p}`).not.toMatch(new RegExp(`import\\(\\s*["']${p}["']\\s*\\)`));
@@ -258,6 +291,11 @@ describe('the npm tarball, installed in a throwaway project', { timeout: 120_000
       } catch (e) {
         out.missing = { code: e.code, brand: isMeshworkError(e, 'MESHWORK_ERR_MISSING_DEPENDENCY'), message: e.message };
       }
+      try {
+        createMesh({ env: {}, xds: { bootstrap: { xds_servers: [{ server_uri: 'istiod:15010', channel_creds: [{ type: 'insecure' }] }] } } });
+      } catch (e) {
+        out.xds = { code: e.code, message: e.message };
+      }
       console.log(JSON.stringify(out));`;
     return ext === 'mjs'
       ? `import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);\n${body}`
@@ -277,6 +315,10 @@ describe('the npm tarball, installed in a throwaway project', { timeout: 120_000
           code: 'MESHWORK_ERR_MISSING_DEPENDENCY',
           brand: true,
           message: expect.stringContaining('npm install etcd3'),
+        },
+        xds: {
+          code: 'MESHWORK_ERR_MISSING_DEPENDENCY',
+          message: expect.stringContaining('npm install @grpc/grpc-js'),
         },
       });
     });

@@ -15,6 +15,7 @@ import { rateLimitIssues, rateLimitsSchema, serviceRateLimitsSchema } from '../r
 import { retriesSchema, retryBudgetSchema } from '../retry/schema.ts';
 import { createRoutingFields, routeReferenceIssues, sourceLabelIssues } from '../routing/schema.ts';
 import { identitySchema, tlsSchema } from '../tls/schema.ts';
+import { xdsField } from '../xds/schema.ts';
 import { nullProtoRecord } from './reserved.ts';
 import { duration, durationAtLeast, labels, userRecord } from './zod-helpers.ts';
 
@@ -167,6 +168,8 @@ export const meshConfigSchema = z
     liveConfig: liveConfigSchema.optional(),
     /** Rate limits, plans and quotas enforced by mesh.inbound() (src/ratelimit, docs/rate-limits.md). */
     rateLimits: rateLimitsSchema.optional(),
+    /** Join an xDS control plane (Istio's proxyless mode, any ADS server): docs/xds.md. */
+    xds: xdsField.optional(),
     services: userRecord(
       z.string().regex(SERVICE_NAME, 'is not a valid service name (lowercase DNS label(s))'),
       serviceSchema,

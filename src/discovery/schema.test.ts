@@ -54,7 +54,7 @@ describe('discovery schema', () => {
   });
 
   it('needs exactly one provider', () => {
-    expect(issues({})).toEqual([': needs exactly one provider (static, dns, consul, etcd, file)']);
+    expect(issues({})).toEqual([': needs exactly one provider (static, dns, consul, etcd, file, xds)']);
     expect(issues({ static: [], file: { path: 'x' } })[0]).toMatch(/exactly one provider/);
     expect(issues({ initialTimeout: '1s' })[0]).toMatch(/exactly one provider/);
   });

@@ -131,7 +131,10 @@ export const healthCheckSchema = z.strictObject({
   unhealthyThreshold: z.number().int().positive().optional(),
 });
 
-export const PROVIDER_KEYS = ['static', 'dns', 'consul', 'etcd', 'file'] as const;
+/** `discovery.xds`: the endpoints of a cluster of the mesh's xDS control plane (EDS). */
+export const xdsDiscoverySchema = z.strictObject({ cluster: z.string().min(1) });
+
+export const PROVIDER_KEYS = ['static', 'dns', 'consul', 'etcd', 'file', 'xds'] as const;
 
 /** Defaults of the lifecycle fields (applied by the endpoint set, not by the schema). */
 export const DISCOVERY_DEFAULTS = {
@@ -147,7 +150,7 @@ export const DISCOVERY_DEFAULTS = {
 } as const;
 
 /**
- * `services.<name>.discovery`: exactly one provider key (static, dns, consul, etcd, file) plus
+ * `services.<name>.discovery`: exactly one provider key (static, dns, consul, etcd, file, xds) plus
  * the lifecycle fields.
  */
 export const discoverySchema = z
@@ -157,6 +160,7 @@ export const discoverySchema = z
     consul: consulSchema.optional(),
     etcd: etcdSchema.optional(),
     file: fileSchema.optional(),
+    xds: xdsDiscoverySchema.optional(),
     /** How long the first request waits for the first resolution. Default 5s. */
     initialTimeout: duration.optional(),
     /** How long a removed endpoint's in-flight requests may take before its pool is closed. Default 30s. */

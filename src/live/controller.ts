@@ -394,6 +394,7 @@ export class ConfigController {
       paths: this.#context.paths,
       labels: config.labels,
       rateLimits: ctx.rateLimits,
+      xds: ctx.xds,
       fallback: v.fallback,
     };
   }

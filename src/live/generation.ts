@@ -44,6 +44,8 @@ export interface BuildContext {
   fallbacks: Readonly<Record<string, Fallback>> | undefined;
   /** The mesh's rate limits (built once at createMesh), for each service's outbound limits. */
   rateLimits?: RateLimitRuntime | undefined;
+  /** The xDS client, for `discovery.xds` (when `xds` is configured). */
+  xds?: ServiceRuntimeOptions['xds'];
 }
 
 /** A generation built and not yet live; `dispose` undoes it when the update is refused. */
@@ -116,6 +118,7 @@ export function plan(
         paths,
         labels: config.labels,
         rateLimits: ctx.rateLimits,
+        xds: ctx.xds,
         fallback: ctx.fallbacks && Object.hasOwn(ctx.fallbacks, name) ? ctx.fallbacks[name] : undefined,
       };
       let version: ServiceRuntime;

@@ -1,15 +1,16 @@
 /**
  * The running config is the merge of layers, lowest first: the config file (MESHWORK_CONFIG or
  * liveConfig.file), the config given in code (createMesh, then mesh.update), the Istio
- * directory, Consul, etcd. Objects merge key by key, arrays and scalars are replaced (as
+ * directory, Consul, etcd, the xDS control plane. Objects merge key by key, arrays and scalars are replaced (as
  * MESHWORK_CONFIG and code always merged). Each layer keeps its last accepted document: a
  * refused one leaves the layer as it was.
  */
 import { deepMerge } from '../config/load.ts';
 
-export type LayerName = 'file' | 'code' | 'istio' | 'consul' | 'etcd';
+export type LayerName = 'file' | 'code' | 'istio' | 'consul' | 'etcd' | 'xds';
 
-export const LAYER_ORDER: readonly LayerName[] = ['file', 'code', 'istio', 'consul', 'etcd'];
+/** `xds`: the services an xDS control plane makes (src/xds), whose names no other layer uses. */
+export const LAYER_ORDER: readonly LayerName[] = ['file', 'code', 'istio', 'consul', 'etcd', 'xds'];
 
 /** What fromIstio gives: routes, subsets and policies per service, and authorization. */
 export interface IstioLayer {

@@ -177,7 +177,8 @@ export class ServiceTelemetry implements GaugeSource {
    * The sink discovery pushes into: forwards to the endpoint set, then counts the update or
    * error, publishes it on its channel, and (for errors) the endpoint set logs it.
    */
-  discoverySink(set: EndpointSet): DiscoverySink {
+  /** `routingOnly`: a service with routes and no endpoints of its own (an xDS listener): no warning for 0 endpoints. */
+  discoverySink(set: EndpointSet, routingOnly = false): DiscoverySink {
     const provider = set.status.provider;
     const attrs = { 'meshwork.service': this.service, 'meshwork.discovery.provider': provider };
     const registryErr = { ...attrs, 'meshwork.discovery.error.kind': 'registry' };
@@ -216,7 +217,7 @@ export class ServiceTelemetry implements GaugeSource {
       ready: () => {
         const first = !set.isReady;
         set.ready();
-        if (first && set.all.endpoints.length === 0)
+        if (first && set.all.endpoints.length === 0 && !routingOnly)
           this.logger.warn(
             { service: this.service, provider },
             'discovery is ready with 0 endpoints: requests fail with MESHWORK_ERR_NO_ENDPOINTS until some appear',

@@ -12,6 +12,7 @@ import type { RateLimitsSnapshot } from '../ratelimit/runtime.ts';
 import type { BudgetSnapshot } from '../retry/budget.ts';
 import type { ServiceRuntime } from '../service.ts';
 import { type IdentitySnapshot, type TlsSnapshot, tlsSnapshot } from '../tls/snapshot.ts';
+import type { XdsSnapshot } from '../xds/client.ts';
 import type { CircuitState } from './channels.ts';
 import type { EndpointState } from './metrics.ts';
 import { endpointState } from './service-telemetry.ts';
@@ -129,6 +130,8 @@ export interface MeshSnapshot {
   config?: ConfigSnapshot | undefined;
   /** Rate limits: the store, every policy's decisions, refusals, usage per application (docs/rate-limits.md). */
   rateLimits?: RateLimitsSnapshot | undefined;
+  /** The xDS client: control plane connection, versions, ACKs/NACKs, listeners (docs/xds.md). */
+  xds?: XdsSnapshot | undefined;
 }
 
 /**
