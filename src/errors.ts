@@ -51,12 +51,15 @@ export class MeshworkError extends Error {
    * `instanceof` works across copies of the package (two versions in one node_modules tree):
    * any branded error is a MeshworkError, and one of a subclass's name is that subclass.
    */
+  // `this` is the class `instanceof` asks about (a subclass too): that is the point here.
+  // biome-ignore-start lint/complexity/noThisInStatic: the receiver is the subclass being tested
   static override [Symbol.hasInstance](value: unknown): boolean {
     if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
     if (typeof value !== 'object' || value === null || (value as Record<symbol, unknown>)[BRAND] !== true)
       return false;
     return this === MeshworkError || (value as { name?: unknown }).name === this.name;
   }
+  // biome-ignore-end lint/complexity/noThisInStatic: the receiver is the subclass being tested
 }
 
 /** One problem found while validating a config: where it is, what was there, what is wrong. */

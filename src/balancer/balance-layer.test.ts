@@ -3,7 +3,7 @@ import { fakeClock, recorder, testRequest, testService } from '../../test/suppor
 import { balance } from './balance-layer.ts';
 import type { Endpoint } from './endpoint.ts';
 
-function picks(svc: ReturnType<typeof testService>, clock: ReturnType<typeof fakeClock>) {
+function picks(_svc: ReturnType<typeof testService>, clock: ReturnType<typeof fakeClock>) {
   const seen: Endpoint[] = [];
   const dispatch = balance((ep) => {
     seen.push(ep);

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { requestFailure } from '../errors.ts';
-import { failRequest, type Layer, type MeshRequest } from '../pipeline.ts';
+import { failRequest, type Layer } from '../pipeline.ts';
 
 /** Linkerd buffers request bodies up to 64 KiB so that a retry can send them again. */
 export const DEFAULT_REPLAY_BUFFER_BYTES = 64 * 1024;

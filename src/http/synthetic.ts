@@ -1,8 +1,11 @@
 import { STATUS_CODES } from 'node:http';
 import type { DispatchController, DispatchHandler } from '../pipeline.ts';
 
-/** A controller for a response the mesh makes itself (no connection behind it). */
-class LocalController implements DispatchController {
+/**
+ * A controller for a response the mesh makes itself (no connection behind it): it records what
+ * is asked of it (abort, pause) and controls nothing else. Layer tests use it as the transport's.
+ */
+export class LocalController implements DispatchController {
   rawHeaders: Buffer[] | null = null;
   paused = false;
   aborted = false;

@@ -7,12 +7,8 @@
 import type { Endpoint } from '../../src/balancer/endpoint.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import type { ServiceConfig } from '../../src/config/schema.ts';
-import {
-  type DispatchController,
-  type DispatchHandler,
-  type MeshRequest,
-  newMeshRequest,
-} from '../../src/pipeline.ts';
+import { LocalController as RecordingController } from '../../src/http/synthetic.ts';
+import { type DispatchHandler, type MeshRequest, newMeshRequest } from '../../src/pipeline.ts';
 import { ServiceRuntime } from '../../src/service.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
 
@@ -65,21 +61,8 @@ export function testRequest(
   );
 }
 
-export class RecordingController implements DispatchController {
-  aborted = false;
-  paused = false;
-  reason: Error | null = null;
-  abort(reason: Error): void {
-    this.aborted = true;
-    this.reason = reason;
-  }
-  pause(): void {
-    this.paused = true;
-  }
-  resume(): void {
-    this.paused = false;
-  }
-}
+/** A controller that records aborts and pauses (the mesh's own local controller). */
+export { LocalController as RecordingController } from '../../src/http/synthetic.ts';
 
 /** A handler that records the callbacks reaching it, in order, with statuses and errors. */
 export interface Recorder
