@@ -22,6 +22,7 @@ import { hasUserinfo } from '../telemetry/url.ts';
 import { CONSUL_CREDENTIALS, type ConsulConfig } from './schema.ts';
 import { backoffDelay, ProviderTracker } from './tracker.ts';
 import type { DiscoveryProvider, DiscoverySink, DiscoveryStatus, EndpointSpec } from './types.ts';
+import { WakeableSleep } from './wakeable-sleep.ts';
 
 export const CONSUL_DEFAULTS = {
   host: '127.0.0.1',
@@ -168,8 +169,7 @@ export class ConsulDiscovery implements DiscoveryProvider {
   #lastFull = 0;
   #failures = 0;
   #ctx: EventEmitter | undefined;
-  #sleepTimer: NodeJS.Timeout | undefined;
-  #wakeSleep: (() => void) | undefined;
+  readonly #sleeper = new WakeableSleep();
   #loop: Promise<void> | undefined;
   /** Requests sent to Consul (for the snapshot and the bench). */
   requests = 0;
@@ -204,8 +204,7 @@ export class ConsulDiscovery implements DiscoveryProvider {
     this.#closed = true;
     this.#tracker.close();
     this.#ctx?.emit('cancel');
-    if (this.#sleepTimer) clearTimeout(this.#sleepTimer);
-    this.#wakeSleep?.();
+    this.#sleeper.wake();
     await this.#loop;
     this.#consul.destroy();
   }
@@ -296,15 +295,7 @@ export class ConsulDiscovery implements DiscoveryProvider {
   }
 
   #sleep(ms: number): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#wakeSleep = () => {
-        this.#wakeSleep = undefined;
-        resolve();
-      };
-      this.#sleepTimer = setTimeout(() => this.#wakeSleep?.(), ms);
-      this.#sleepTimer.unref();
-    });
+    return this.#closed ? Promise.resolve() : this.#sleeper.sleep(ms);
   }
 }
 

@@ -17,6 +17,7 @@ import { consulSettings } from '../discovery/consul.ts';
 import { ETCD_DEFAULTS } from '../discovery/etcd.ts';
 import { ETCD_CREDENTIALS } from '../discovery/schema.ts';
 import { backoffDelay } from '../discovery/tracker.ts';
+import { WakeableSleep } from '../discovery/wakeable-sleep.ts';
 import { MeshworkConfigError } from '../errors.ts';
 import { loadOptional } from '../optional.ts';
 import { hasUserinfo } from '../telemetry/url.ts';
@@ -65,8 +66,7 @@ export class ConsulKeySource implements ConfigSource {
   #failures = 0;
   #closed = false;
   #ctx: EventEmitter | undefined;
-  #sleepTimer: NodeJS.Timeout | undefined;
-  #wake: (() => void) | undefined;
+  readonly #sleeper = new WakeableSleep();
   #loop: Promise<void> | undefined;
   #lastValue: string | null | undefined;
   /** Queries sent (for the bench). */
@@ -91,8 +91,7 @@ export class ConsulKeySource implements ConfigSource {
     if (this.#closed) return;
     this.#closed = true;
     this.#ctx?.emit('cancel');
-    if (this.#sleepTimer) clearTimeout(this.#sleepTimer);
-    this.#wake?.();
+    this.#sleeper.wake();
     await this.#loop;
     this.#consul.destroy();
   }
@@ -170,15 +169,7 @@ export class ConsulKeySource implements ConfigSource {
   }
 
   #sleep(ms: number): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#wake = () => {
-        this.#wake = undefined;
-        resolve();
-      };
-      this.#sleepTimer = setTimeout(() => this.#wake?.(), ms);
-      this.#sleepTimer.unref();
-    });
+    return this.#closed ? Promise.resolve() : this.#sleeper.sleep(ms);
   }
 }
 
