@@ -16,7 +16,7 @@ import {
   HEALTHY,
   INFLIGHT,
   type LoadCell,
-  table,
+  tables,
 } from './load-table.ts';
 import { PeakEwma } from './peak-ewma.ts';
 
@@ -98,7 +98,7 @@ export class Endpoint {
     this.zone = spec.zone;
     this.load = allocateCell();
     this.#row = this.load.o;
-    table[this.#row + FLAGS] = HEALTHY;
+    tables.hot[this.#row + FLAGS] = HEALTHY;
     this.weight = spec.weight;
     this.addedAt = options.now;
     this.ewma = new PeakEwma(
@@ -116,15 +116,15 @@ export class Endpoint {
 
   /** Requests dispatched to this endpoint and not finished yet. */
   get inflight(): number {
-    return table[this.#row + INFLIGHT] as number;
+    return tables.hot[this.#row + INFLIGHT] as number;
   }
   set inflight(n: number) {
-    table[this.#row + INFLIGHT] = n;
+    tables.hot[this.#row + INFLIGHT] = n;
   }
 
   /** Active health checks / registry health. */
   get healthy(): boolean {
-    return ((table[this.#row + FLAGS] as number) & HEALTHY) !== 0;
+    return ((tables.hot[this.#row + FLAGS] as number) & HEALTHY) !== 0;
   }
   set healthy(v: boolean) {
     this.#flag(HEALTHY, v);
@@ -132,7 +132,7 @@ export class Endpoint {
 
   /** Removed by discovery: takes no new requests, lets in-flight ones finish. */
   get draining(): boolean {
-    return ((table[this.#row + FLAGS] as number) & DRAINING) !== 0;
+    return ((tables.hot[this.#row + FLAGS] as number) & DRAINING) !== 0;
   }
   set draining(v: boolean) {
     this.#flag(DRAINING, v);
@@ -140,15 +140,15 @@ export class Endpoint {
 
   #flag(bit: number, on: boolean): void {
     const i = this.#row + FLAGS;
-    table[i] = on ? (table[i] as number) | bit : (table[i] as number) & ~bit;
+    tables.hot[i] = on ? (tables.hot[i] as number) | bit : (tables.hot[i] as number) & ~bit;
   }
 
   /** Outlier detection: ejected until this monotonic time (ms). 0 = not ejected. */
   get ejectedUntil(): number {
-    return table[this.#row + EJECTED_UNTIL] as number;
+    return tables.hot[this.#row + EJECTED_UNTIL] as number;
   }
   set ejectedUntil(ms: number) {
-    table[this.#row + EJECTED_UNTIL] = ms;
+    tables.hot[this.#row + EJECTED_UNTIL] = ms;
   }
 
   /** The weight discovery gave it. */
@@ -157,7 +157,7 @@ export class Endpoint {
   }
   set weight(w: number) {
     this.#weight = w;
-    table[this.#row + EFFECTIVE_WEIGHT] = w * this.#weightFactor;
+    tables.hot[this.#row + EFFECTIVE_WEIGHT] = w * this.#weightFactor;
   }
 
   /** Multiplier on the weight applied by slow start (0 < factor <= 1). */
@@ -166,7 +166,7 @@ export class Endpoint {
   }
   set weightFactor(f: number) {
     this.#weightFactor = f;
-    table[this.#row + EFFECTIVE_WEIGHT] = this.#weight * f;
+    tables.hot[this.#row + EFFECTIVE_WEIGHT] = this.#weight * f;
   }
 
   /**
@@ -257,13 +257,13 @@ export class Endpoint {
   isAvailable(now: number): boolean {
     const o = this.#row;
     return (
-      ((table[o + FLAGS] as number) & (HEALTHY | DRAINING)) === HEALTHY &&
-      (table[o + EJECTED_UNTIL] as number) <= now
+      ((tables.hot[o + FLAGS] as number) & (HEALTHY | DRAINING)) === HEALTHY &&
+      (tables.hot[o + EJECTED_UNTIL] as number) <= now
     );
   }
 
   effectiveWeight(_now: number): number {
-    return table[this.#row + EFFECTIVE_WEIGHT] as number;
+    return tables.hot[this.#row + EFFECTIVE_WEIGHT] as number;
   }
 
   /**

@@ -1,11 +1,10 @@
 import {
   allocateCell,
-  cold,
   FAILURE_LAMBDA,
   FAILURE_RATE,
   FAILURE_UPDATED_AT,
   type LoadCell,
-  table,
+  tables,
 } from './load-table.ts';
 
 /**
@@ -35,23 +34,23 @@ export class FailureRate {
     this.cell = cell;
     this.#o = cell.o;
     this.#c = cell.c;
-    table[this.#o + FAILURE_RATE] = 0;
-    cold[this.#c + FAILURE_UPDATED_AT] = now;
-    cold[this.#c + FAILURE_LAMBDA] = Math.LN2 / halfLifeMs;
+    tables.hot[this.#o + FAILURE_RATE] = 0;
+    tables.cold[this.#c + FAILURE_UPDATED_AT] = now;
+    tables.cold[this.#c + FAILURE_LAMBDA] = Math.LN2 / halfLifeMs;
   }
 
   /** Records one attempt's outcome that completed at `now`. */
   observe(failed: boolean, now: number): void {
     const o = this.#o;
     const c = this.#c;
-    const rate = table[o + FAILURE_RATE] as number;
-    const updatedAt = cold[c + FAILURE_UPDATED_AT] as number;
-    if (now > updatedAt) cold[c + FAILURE_UPDATED_AT] = now;
+    const rate = tables.hot[o + FAILURE_RATE] as number;
+    const updatedAt = tables.cold[c + FAILURE_UPDATED_AT] as number;
+    if (now > updatedAt) tables.cold[c + FAILURE_UPDATED_AT] = now;
     // The common case, nothing ever failed: nothing to average (no exp()).
     if (!failed && rate === 0) return;
     const elapsed = Math.max(0, now - updatedAt);
-    const w = Math.max(MIN_WEIGHT, 1 - Math.exp(-elapsed * (cold[c + FAILURE_LAMBDA] as number)));
-    table[o + FAILURE_RATE] = rate + ((failed ? 1 : 0) - rate) * w;
+    const w = Math.max(MIN_WEIGHT, 1 - Math.exp(-elapsed * (tables.cold[c + FAILURE_LAMBDA] as number)));
+    tables.hot[o + FAILURE_RATE] = rate + ((failed ? 1 : 0) - rate) * w;
   }
 
   /** The failure share now, decayed toward 0 over the time since the last attempt. */
@@ -67,15 +66,15 @@ export class FailureRate {
 
 /** `FailureRate.rate` of the row at `o` in `table` and `c` in `cold`. */
 export function failureRate(o: number, c: number, now: number): number {
-  const r = table[o + FAILURE_RATE] as number;
+  const r = tables.hot[o + FAILURE_RATE] as number;
   if (r === 0) return 0;
-  const elapsed = now - (cold[c + FAILURE_UPDATED_AT] as number);
-  return elapsed > 0 ? r * Math.exp(-elapsed * (cold[c + FAILURE_LAMBDA] as number)) : r;
+  const elapsed = now - (tables.cold[c + FAILURE_UPDATED_AT] as number);
+  return elapsed > 0 ? r * Math.exp(-elapsed * (tables.cold[c + FAILURE_LAMBDA] as number)) : r;
 }
 
 /** `FailureRate.penalty` of the row at `o` / `c` (balancers read rows directly). */
 export function failurePenalty(o: number, c: number, now: number): number {
-  if (table[o + FAILURE_RATE] === 0) return 1;
+  if (tables.hot[o + FAILURE_RATE] === 0) return 1;
   const inv = 1 / (1 - Math.min(failureRate(o, c, now), MAX_RATE));
   return inv * inv;
 }

@@ -35,12 +35,14 @@ export const DRAINING = 2;
 export const SAMPLED = 4;
 
 /**
- * Every row, one after the other. When full it is replaced by one twice the size (rows keep their
- * offsets), so always read it through this binding, never keep it.
+ * Every row, one after the other (`hot`), and the rest of each row in the same order (`cold`, row r
+ * at r × COLD_ROW). When full they are replaced by arrays twice the size (rows keep their offsets),
+ * so always read them through this object, never keep them.
  */
-export let table = new Float64Array(256 * ROW);
-/** The rest of each row, in the same order (row r at r × COLD_ROW), same rules. */
-export let cold = new Float64Array(256 * COLD_ROW);
+export const tables = {
+  hot: new Float64Array(256 * ROW),
+  cold: new Float64Array(256 * COLD_ROW),
+};
 const free: number[] = [];
 let nextRow = 0;
 
@@ -59,23 +61,23 @@ export function allocateCell(): LoadCell {
   let row = free.pop();
   if (row === undefined) {
     row = nextRow++;
-    if ((row + 1) * ROW > table.length) {
-      const bigger = new Float64Array(table.length * 2);
-      bigger.set(table);
-      table = bigger;
-      const biggerCold = new Float64Array(cold.length * 2);
-      biggerCold.set(cold);
-      cold = biggerCold;
+    if ((row + 1) * ROW > tables.hot.length) {
+      const hot = new Float64Array(tables.hot.length * 2);
+      hot.set(tables.hot);
+      const cold = new Float64Array(tables.cold.length * 2);
+      cold.set(tables.cold);
+      tables.hot = hot;
+      tables.cold = cold;
     }
   }
   const cell: LoadCell = { o: row * ROW, c: row * COLD_ROW };
-  table.fill(0, cell.o, cell.o + ROW);
-  cold.fill(0, cell.c, cell.c + COLD_ROW);
+  tables.hot.fill(0, cell.o, cell.o + ROW);
+  tables.cold.fill(0, cell.c, cell.c + COLD_ROW);
   registry.register(cell, row);
   return cell;
 }
 
 /** Rows in use, free, and the table's capacity (for tests and benchmarks). */
 export function loadTableStats(): { rows: number; free: number; capacity: number } {
-  return { rows: nextRow - free.length, free: free.length, capacity: table.length / ROW };
+  return { rows: nextRow - free.length, free: free.length, capacity: tables.hot.length / ROW };
 }

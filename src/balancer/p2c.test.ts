@@ -1,6 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Endpoint } from './endpoint.ts';
-import { EFFECTIVE_WEIGHT, EJECTED_UNTIL, EWMA_ESTIMATE, INFLIGHT, table } from './load-table.ts';
+import {
+  EFFECTIVE_WEIGHT,
+  EJECTED_UNTIL,
+  EWMA_ESTIMATE,
+  INFLIGHT,
+  loadTableStats,
+  tables,
+} from './load-table.ts';
 import { leastRequestCost, P2CBalancer, peakEwmaCost } from './p2c.ts';
 import { closeAll, makeEndpoints, seeded, tally } from './test-support.ts';
 
@@ -133,7 +140,7 @@ describe('P2CBalancer', () => {
     eps = makeEndpoints(1);
     const ep = eps[0]!;
     const { o } = ep.load;
-    const t = table;
+    const t = tables.hot;
     ep.inflight = 3;
     ep.ejectedUntil = 42;
     ep.weight = 2;
@@ -146,5 +153,24 @@ describe('P2CBalancer', () => {
     ep.healthy = true;
     expect(ep.isAvailable(41)).toBe(false);
     expect(ep.isAvailable(42)).toBe(true);
+  });
+
+  it('keeps every row when the load table grows (the endpoints made before and after)', () => {
+    eps = makeEndpoints(2);
+    eps[0]!.ewma.observe(12, 1);
+    eps[0]!.inflight = 2;
+    const before = loadTableStats().capacity;
+    // Enough endpoints to double the table at least once.
+    const more = makeEndpoints(before + 10, {}, 100);
+    expect(loadTableStats().capacity).toBeGreaterThan(before);
+    eps.push(...more);
+    expect(eps[0]!.ewma.estimate(1)).toBe(12);
+    expect(eps[0]!.inflight).toBe(2);
+    const last = more[more.length - 1]!;
+    expect(last.healthy).toBe(true);
+    expect(last.isAvailable(0)).toBe(true);
+    last.ewma.observe(40, 1);
+    expect(last.ewma.sampled).toBe(true);
+    expect(last.ewma.estimate(1)).toBe(40);
   });
 });

@@ -10,7 +10,7 @@ import {
   INFLIGHT,
   ROW,
   SAMPLED,
-  table,
+  tables,
 } from './load-table.ts';
 import { ewmaEstimate } from './peak-ewma.ts';
 import type { Balancer, PickContext } from './types.ts';
@@ -101,7 +101,7 @@ export class P2CBalancer implements Balancer {
 
   /** `pick` over the load table's rows: the same draws and the same comparison as above. */
   #pickRows(endpoints: readonly Endpoint[], ctx: PickContext): Endpoint | undefined {
-    const t = table;
+    const t = tables.hot;
     const a = this.#drawRow(t, endpoints, ctx, -1);
     if (a < 0) return undefined;
     const b = this.#drawRow(t, endpoints, ctx, a);

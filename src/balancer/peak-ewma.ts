@@ -6,7 +6,7 @@ import {
   FLAGS,
   type LoadCell,
   SAMPLED,
-  table,
+  tables,
 } from './load-table.ts';
 
 /**
@@ -40,25 +40,25 @@ export class PeakEwma {
   constructor(defaultRttMs: number, halfLifeMs: number, now: number, cell: LoadCell = allocateCell()) {
     this.cell = cell;
     this.#o = cell.o;
-    table[this.#o + EWMA_ESTIMATE] = defaultRttMs;
-    table[this.#o + EWMA_UPDATED_AT] = now;
-    table[this.#o + EWMA_LAMBDA] = Math.LN2 / halfLifeMs;
-    table[this.#o + FLAGS] = (table[this.#o + FLAGS] as number) & ~SAMPLED;
+    tables.hot[this.#o + EWMA_ESTIMATE] = defaultRttMs;
+    tables.hot[this.#o + EWMA_UPDATED_AT] = now;
+    tables.hot[this.#o + EWMA_LAMBDA] = Math.LN2 / halfLifeMs;
+    tables.hot[this.#o + FLAGS] = (tables.hot[this.#o + FLAGS] as number) & ~SAMPLED;
   }
 
   /** True once a real round trip has been recorded (until then the estimate is the default). */
   get sampled(): boolean {
-    return ((table[this.#o + FLAGS] as number) & SAMPLED) !== 0;
+    return ((tables.hot[this.#o + FLAGS] as number) & SAMPLED) !== 0;
   }
 
   #markSampled(): void {
-    table[this.#o + FLAGS] = (table[this.#o + FLAGS] as number) | SAMPLED;
+    tables.hot[this.#o + FLAGS] = (tables.hot[this.#o + FLAGS] as number) | SAMPLED;
   }
 
   /** Records one round trip of `rttMs` that completed at `now`. */
   observe(rttMs: number, now: number): void {
     if (!(rttMs >= 0)) return; // NaN or negative: a broken clock reading, ignore it
-    const t = table;
+    const t = tables.hot;
     const o = this.#o;
     const estimate = t[o + EWMA_ESTIMATE] as number;
     const updatedAt = t[o + EWMA_UPDATED_AT] as number;
@@ -80,7 +80,7 @@ export class PeakEwma {
    */
   raise(rttMs: number, now: number): void {
     if (!(rttMs >= 0)) return;
-    const t = table;
+    const t = tables.hot;
     const o = this.#o;
     const current = this.estimate(now);
     if (!this.sampled) {
@@ -95,7 +95,7 @@ export class PeakEwma {
 
   /** The current estimate in ms, decayed toward 0 over the time since the last sample. */
   estimate(now: number): number {
-    return ewmaEstimate(table, this.#o, now);
+    return ewmaEstimate(tables.hot, this.#o, now);
   }
 
   cost(inflight: number, now: number): number {
