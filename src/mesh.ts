@@ -92,6 +92,8 @@ export class Mesh {
   readonly contextRuntime: ContextRuntime;
   readonly #rateLimits: RateLimitRuntime | undefined;
   #closing: Promise<void> | undefined;
+  /** `{ dispatcher }` for `mesh.fetch(url)` without an init (fetch only reads it). */
+  #fetchInit: { dispatcher: Dispatcher } | undefined;
   #agent: MeshAgent | undefined;
 
   constructor(input: CreateMeshInput = {}) {
@@ -241,10 +243,15 @@ export class Mesh {
     if (!gen.services.has(target.host) && gen.unknownServices !== 'passthrough' && !this.#xds) {
       throw new UnknownServiceError(target.host, [...gen.services.keys()]);
     }
-    const { meshwork, ...rest } = init ?? {};
-    const call = compileCallOptions(meshwork);
     const request = isForeignRequest(input) ? toUndiciRequest(input) : (input as string | URL);
     try {
+      if (init === undefined) {
+        // The common call, `mesh.fetch(url)`: one shared init, no per-call copies.
+        this.#fetchInit ??= { dispatcher: this.dispatcher };
+        return (await undiciFetch(request as never, this.#fetchInit)) as unknown as Response;
+      }
+      const { meshwork, ...rest } = init;
+      const call = compileCallOptions(meshwork);
       return (await runWithCall(call, () =>
         undiciFetch(request as never, { ...(rest as object), dispatcher: this.dispatcher }),
       )) as unknown as Response;

@@ -4,9 +4,10 @@
 // run the same transport-free path and the difference is the mesh: the dispatcher, the request
 // layers, the balancer and the endpoint layers. CPU µs per request, median of interleaved
 // rounds, concurrency 16. Three meshes: the defaults (retries, retry budget, outlier detection,
-// telemetry hooks), and a bare one (retries, budget and outlier detection off).
+// telemetry hooks), and a bare one (retries, budget and outlier detection off); then undici's
+// fetch on the stubbed Pool and mesh.fetch on the default mesh (what fetch costs on top).
 // `node bench/overhead/layers.ts [--quick]`. A script scenario of bench/run.ts.
-import { Pool, request } from 'undici';
+import { Pool, request, fetch as undiciFetch } from 'undici';
 import { createMesh } from '../../src/index.ts';
 
 const quick = process.argv.includes('--quick');
@@ -72,6 +73,14 @@ const systems: Record<string, () => Promise<void>> = {
   'mesh.dispatcher, bare': async () => {
     const r = await request('http://up/', { dispatcher: bare.dispatcher });
     await r.body.dump();
+  },
+  'undici fetch (stubbed)': async () => {
+    const r = await undiciFetch('http://127.0.0.1:8080/', { dispatcher: pool }); // port 9 is on fetch's bad-port list; the stub ignores the origin;
+    await r.arrayBuffer();
+  },
+  'mesh.fetch, defaults': async () => {
+    const r = await defaults.fetch('http://up/');
+    await r.arrayBuffer();
   },
 };
 

@@ -1,8 +1,10 @@
 /**
- * Soak: `npm run bench -- soak` (10 minutes; `--quick`: 1 minute). Steady closed-loop load
+ * Soak: `npm run bench -- soak` (10 minutes; `--quick`: 1 minute; alone, `node bench/soak/run.ts
+ * --minutes 3` for another length, the warm-up staying a tenth of it). Steady closed-loop load
  * (concurrency 16) through the default stack over mTLS (ISTIO_MUTUAL) to six upstreams, with:
  *   - one flaky replica (10% 503, 2% connections reset mid-answer);
- *   - endpoint churn: file discovery, one endpoint swapped for a spare every 15 s;
+ *   - endpoint churn: file discovery, every 2 s one of the five steady replicas replaced by a new
+ *     upstream on a new loopback address (127.1.x.y), the old one stopped 5 s later;
  *   - a certificate rotation of the mesh identity (the watched files rewritten) halfway through.
  * Reports the heap slope after warm-up (KB/min, least squares over samples taken after a full GC),
  * the request outcomes, and the counters once the load stops (snapshotProblems, all back to zero).
@@ -22,9 +24,14 @@ import { createPki } from '../../test/support/certs.ts';
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 const quick = process.argv.includes('--quick');
-const DURATION_MS = quick ? 60_000 : 600_000;
-const WARMUP_MS = quick ? 15_000 : 60_000;
-const SAMPLE_MS = quick ? 5_000 : 15_000;
+const minutesArg = process.argv.indexOf('--minutes');
+const minutes = minutesArg >= 0 ? Number(process.argv[minutesArg + 1]) : quick ? 1 : 10;
+if (!(minutes > 0 && minutes <= 120)) {
+  throw new Error(`--minutes: expected a number of minutes in (0, 120], got ${process.argv[minutesArg + 1]}`);
+}
+const DURATION_MS = minutes * 60_000;
+const WARMUP_MS = quick ? 15_000 : DURATION_MS / 10;
+const SAMPLE_MS = quick ? 5_000 : Math.min(15_000, DURATION_MS / 40);
 const CONCURRENCY = 16;
 const ID = 'spiffe://cluster.local/ns/default/sa/soak';
 
@@ -39,6 +46,13 @@ const writeAtomically = (path: string, text: string) => {
 };
 writeAtomically(identityCert, first.cert);
 writeAtomically(identityKey, first.key);
+
+/** A fresh loopback address for every upstream (127.1.x.y), so churn brings new endpoint names. */
+let serial = 0;
+const nextHost = () => {
+  const i = serial++;
+  return `127.1.${Math.floor(i / 250) % 250}.${(i % 250) + 2}`;
+};
 
 async function upstream(flaky: boolean): Promise<{ server: Server; address: string }> {
   const server = createServer(
@@ -60,16 +74,24 @@ async function upstream(flaky: boolean): Promise<{ server: Server; address: stri
       res.end('ok');
     },
   );
-  server.listen(0, '127.0.0.1');
+  const host = nextHost();
+  server.listen(0, host);
   await once(server, 'listening');
-  return { server, address: `127.0.0.1:${(server.address() as AddressInfo).port}` };
+  return { server, address: `${host}:${(server.address() as AddressInfo).port}` };
 }
 
-const ups = await Promise.all([true, false, false, false, false, false, false].map((f) => upstream(f)));
+type Upstream = Awaited<ReturnType<typeof upstream>>;
+// The flaky replica stays; the five others are replaced one at a time by new upstreams on new
+// addresses (a rolling fleet: every replacement is an endpoint name the mesh never saw).
+const active: Upstream[] = await Promise.all(
+  [true, false, false, false, false, false].map((f) => upstream(f)),
+);
+const retired = new Set<Upstream>();
 const endpointsFile = join(pki.dir, 'endpoints.json');
-let active = ups.slice(0, 6).map((u) => u.address);
-let spare = ups[6]?.address as string;
-writeAtomically(endpointsFile, JSON.stringify(active));
+const writeEndpoints = () => writeAtomically(endpointsFile, JSON.stringify(active.map((u) => u.address)));
+writeEndpoints();
+const CHURN_MS = 2_000;
+let replaced = 0;
 
 const mesh = createMesh({
   identity: { cert: identityCert, key: identityKey, ca: pki.caPath },
@@ -106,13 +128,25 @@ const worker = async () => {
 
 const started = performance.now();
 const workers = Array.from({ length: CONCURRENCY }, worker);
-const churn = setInterval(() => {
-  const i = Math.floor(Math.random() * active.length);
-  const out = active[i] as string;
-  active = active.map((a, j) => (j === i ? spare : a));
-  spare = out;
-  writeAtomically(endpointsFile, JSON.stringify(active));
-}, 15_000);
+let churning = false;
+const churn = setInterval(async () => {
+  if (churning) return;
+  churning = true;
+  const i = 1 + Math.floor(Math.random() * (active.length - 1));
+  const out = active[i] as Upstream;
+  active[i] = await upstream(false);
+  writeEndpoints();
+  replaced++;
+  // The old replica goes away a little later, as a terminating pod does after its endpoint is
+  // removed (the mesh drains it first).
+  retired.add(out);
+  setTimeout(() => {
+    out.server.close();
+    out.server.closeAllConnections();
+    retired.delete(out);
+  }, 5_000).unref();
+  churning = false;
+}, CHURN_MS);
 let rotated = false;
 const samples: { minutes: number; heapKB: number }[] = [];
 while (performance.now() - started < DURATION_MS) {
@@ -151,7 +185,7 @@ const slope =
 
 const total = ok + failed;
 console.log(
-  `soak: ${(DURATION_MS / 60_000).toFixed(0)} min, concurrency ${CONCURRENCY}, mTLS, 1 flaky of 6, churn every 15 s, 1 rotation`,
+  `soak: ${(DURATION_MS / 60_000).toFixed(1)} min, concurrency ${CONCURRENCY}, mTLS, 1 flaky of 6, one replica replaced by a new address every ${CHURN_MS / 1000} s (${replaced} in all), 1 rotation`,
 );
 console.log(
   `  requests ${total} (${((total / DURATION_MS) * 1000).toFixed(0)}/s), ok ${((ok / total) * 100).toFixed(3)}%, failed ${failed} ${JSON.stringify(Object.fromEntries(failures))}`,
@@ -166,6 +200,9 @@ console.log(
   `  counters at the end: inflight ${svc?.inflight}, pool active ${svc?.connectionPool?.active}, requests active ${svc?.requests?.active}, problems ${problems.length === 0 ? 'none' : problems.join('; ')}`,
 );
 await mesh.close();
-for (const u of ups) u.server.close();
+for (const u of [...active, ...retired]) {
+  u.server.close();
+  u.server.closeAllConnections();
+}
 pki.cleanup();
 process.exit(problems.length === 0 ? 0 : 1);

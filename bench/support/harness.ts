@@ -723,7 +723,9 @@ export async function startSystems(specs: ProcessSystem[]): Promise<SystemHandle
           else resolve(m);
         });
       });
-    const ready = next(20_000);
+    // Five processes load the mesh on one pinned core at once: on a machine busy with other work
+    // that took more than 20 s.
+    const ready = next(60_000);
     const handle: SystemHandle = {
       name: spec.name,
       pid: child.pid ?? 0,

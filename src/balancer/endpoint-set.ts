@@ -109,6 +109,13 @@ export class EndpointSet implements DiscoverySink {
     return this.#byAddress.size;
   }
 
+  /** True while an endpoint of this address is live or still draining. */
+  has(address: string): boolean {
+    if (this.#byAddress.has(address)) return true;
+    for (const ep of this.#drainingEps) if (ep.address === address) return true;
+    return false;
+  }
+
   /** Every endpoint, draining ones included (for the snapshot). */
   *endpoints(): IterableIterator<Endpoint> {
     yield* this.#byAddress.values();

@@ -7,6 +7,17 @@ import { poolProtocolOptions } from '../http/protocol.ts';
 import { serverNameFor } from '../http/server-name.ts';
 import type { Connector } from '../tls/client.ts';
 import { FailureRate } from './failure-rate.ts';
+import {
+  allocateCell,
+  DRAINING,
+  EFFECTIVE_WEIGHT,
+  EJECTED_UNTIL,
+  FLAGS,
+  HEALTHY,
+  INFLIGHT,
+  type LoadCell,
+  tables,
+} from './load-table.ts';
 import { PeakEwma } from './peak-ewma.ts';
 
 /** Defaults, with their sources (see docs/configuration.md). */
@@ -40,11 +51,16 @@ export class Endpoint {
   readonly host: string;
   readonly port: number;
   labels: Record<string, string>;
-  weight: number;
   zone: string | undefined;
-
-  /** Requests dispatched to this endpoint and not finished yet. */
-  inflight = 0;
+  /**
+   * The endpoint's row of the load table (load-table.ts): in-flight count, health, ejection,
+   * drain, effective weight and the estimates' state, where a balancer reads them without
+   * touching this object.
+   */
+  readonly load: LoadCell;
+  readonly #row: number;
+  #weight = 1;
+  #weightFactor = 1;
   /** Lifetime counters, kept by the load layer: attempts sent here (retries and hedges included). */
   attempts = 0;
   /** Attempts answered with a 5xx status. */
@@ -57,16 +73,8 @@ export class Endpoint {
   readonly ewma: PeakEwma;
   /** Recent share of failed attempts (failure-aware PEAK_EWMA). */
   readonly failures: FailureRate;
-  /** Active health checks / registry health. */
-  healthy = true;
-  /** Outlier detection: ejected until this monotonic time (ms). 0 = not ejected. */
-  ejectedUntil = 0;
-  /** Removed by discovery: takes no new requests, lets in-flight ones finish. */
-  draining = false;
   /** When discovery added it (monotonic ms), for slow start. */
   readonly addedAt: number;
-  /** Multiplier on the weight applied by slow start (0 < factor <= 1). */
-  weightFactor = 1;
   /** The HTTP version spoken to this endpoint, for `network.protocol.version` on attempt spans. */
   httpVersion: '1.1' | '2' = '1.1';
 
@@ -87,15 +95,78 @@ export class Endpoint {
     this.host = spec.host;
     this.port = spec.port;
     this.labels = spec.labels;
-    this.weight = spec.weight;
     this.zone = spec.zone;
+    this.load = allocateCell();
+    this.#row = this.load.o;
+    tables.hot[this.#row + FLAGS] = HEALTHY;
+    this.weight = spec.weight;
     this.addedAt = options.now;
-    this.ewma = new PeakEwma(ENDPOINT_DEFAULTS.defaultRttMs, ENDPOINT_DEFAULTS.ewmaHalfLifeMs, options.now);
-    this.failures = new FailureRate(ENDPOINT_DEFAULTS.ewmaHalfLifeMs, options.now);
+    this.ewma = new PeakEwma(
+      ENDPOINT_DEFAULTS.defaultRttMs,
+      ENDPOINT_DEFAULTS.ewmaHalfLifeMs,
+      options.now,
+      this.load,
+    );
+    this.failures = new FailureRate(ENDPOINT_DEFAULTS.ewmaHalfLifeMs, options.now, this.load);
     this.#connectionPool = options.connectionPool;
     this.#connect = options.connect;
     this.maxConnections = options.connectionPool?.tcp?.maxConnections ?? ENDPOINT_DEFAULTS.maxConnections;
     this.maxPending = options.connectionPool?.http?.http1MaxPendingRequests;
+  }
+
+  /** Requests dispatched to this endpoint and not finished yet. */
+  get inflight(): number {
+    return tables.hot[this.#row + INFLIGHT] as number;
+  }
+  set inflight(n: number) {
+    tables.hot[this.#row + INFLIGHT] = n;
+  }
+
+  /** Active health checks / registry health. */
+  get healthy(): boolean {
+    return ((tables.hot[this.#row + FLAGS] as number) & HEALTHY) !== 0;
+  }
+  set healthy(v: boolean) {
+    this.#flag(HEALTHY, v);
+  }
+
+  /** Removed by discovery: takes no new requests, lets in-flight ones finish. */
+  get draining(): boolean {
+    return ((tables.hot[this.#row + FLAGS] as number) & DRAINING) !== 0;
+  }
+  set draining(v: boolean) {
+    this.#flag(DRAINING, v);
+  }
+
+  #flag(bit: number, on: boolean): void {
+    const i = this.#row + FLAGS;
+    tables.hot[i] = on ? (tables.hot[i] as number) | bit : (tables.hot[i] as number) & ~bit;
+  }
+
+  /** Outlier detection: ejected until this monotonic time (ms). 0 = not ejected. */
+  get ejectedUntil(): number {
+    return tables.hot[this.#row + EJECTED_UNTIL] as number;
+  }
+  set ejectedUntil(ms: number) {
+    tables.hot[this.#row + EJECTED_UNTIL] = ms;
+  }
+
+  /** The weight discovery gave it. */
+  get weight(): number {
+    return this.#weight;
+  }
+  set weight(w: number) {
+    this.#weight = w;
+    tables.hot[this.#row + EFFECTIVE_WEIGHT] = w * this.#weightFactor;
+  }
+
+  /** Multiplier on the weight applied by slow start (0 < factor <= 1). */
+  get weightFactor(): number {
+    return this.#weightFactor;
+  }
+  set weightFactor(f: number) {
+    this.#weightFactor = f;
+    tables.hot[this.#row + EFFECTIVE_WEIGHT] = this.#weight * f;
   }
 
   /**
@@ -184,11 +255,15 @@ export class Endpoint {
 
   /** Can take a new request: healthy, not ejected, not draining. */
   isAvailable(now: number): boolean {
-    return this.healthy && !this.draining && this.ejectedUntil <= now;
+    const o = this.#row;
+    return (
+      ((tables.hot[o + FLAGS] as number) & (HEALTHY | DRAINING)) === HEALTHY &&
+      (tables.hot[o + EJECTED_UNTIL] as number) <= now
+    );
   }
 
   effectiveWeight(_now: number): number {
-    return this.weight * this.weightFactor;
+    return tables.hot[this.#row + EFFECTIVE_WEIGHT] as number;
   }
 
   /**

@@ -1,3 +1,12 @@
+import {
+  allocateCell,
+  FAILURE_LAMBDA,
+  FAILURE_RATE,
+  FAILURE_UPDATED_AT,
+  type LoadCell,
+  tables,
+} from './load-table.ts';
+
 /**
  * The share of an endpoint's recent attempts that failed, for failure-aware balancing: a 5xx
  * answer or an error that was not a cancellation counts as a failure (the outcome model's
@@ -15,43 +24,59 @@
  * (`error_utilization_penalty`), and Linkerd's balancer is failure-aware.
  */
 export class FailureRate {
-  #rate = 0;
-  #updatedAt: number;
-  readonly #lambda: number;
+  /** The state lives in a row of the load table (load-table.ts): rate, update time, λ. */
+  /** Its row (held so that the row stays its own while it lives). */
+  readonly cell: LoadCell;
+  readonly #o: number;
+  readonly #c: number;
 
-  constructor(halfLifeMs: number, now: number) {
-    this.#updatedAt = now;
-    this.#lambda = Math.LN2 / halfLifeMs;
+  constructor(halfLifeMs: number, now: number, cell: LoadCell = allocateCell()) {
+    this.cell = cell;
+    this.#o = cell.o;
+    this.#c = cell.c;
+    tables.hot[this.#o + FAILURE_RATE] = 0;
+    tables.cold[this.#c + FAILURE_UPDATED_AT] = now;
+    tables.cold[this.#c + FAILURE_LAMBDA] = Math.LN2 / halfLifeMs;
   }
 
   /** Records one attempt's outcome that completed at `now`. */
   observe(failed: boolean, now: number): void {
-    if (!failed && this.#rate === 0) {
-      // The common case, nothing ever failed: nothing to average (no exp()).
-      if (now > this.#updatedAt) this.#updatedAt = now;
-      return;
-    }
-    const elapsed = Math.max(0, now - this.#updatedAt);
-    const w = Math.max(MIN_WEIGHT, 1 - Math.exp(-elapsed * this.#lambda));
-    this.#rate += ((failed ? 1 : 0) - this.#rate) * w;
-    if (now > this.#updatedAt) this.#updatedAt = now;
+    const o = this.#o;
+    const c = this.#c;
+    const rate = tables.hot[o + FAILURE_RATE] as number;
+    const updatedAt = tables.cold[c + FAILURE_UPDATED_AT] as number;
+    if (now > updatedAt) tables.cold[c + FAILURE_UPDATED_AT] = now;
+    // The common case, nothing ever failed: nothing to average (no exp()).
+    if (!failed && rate === 0) return;
+    const elapsed = Math.max(0, now - updatedAt);
+    const w = Math.max(MIN_WEIGHT, 1 - Math.exp(-elapsed * (tables.cold[c + FAILURE_LAMBDA] as number)));
+    tables.hot[o + FAILURE_RATE] = rate + ((failed ? 1 : 0) - rate) * w;
   }
 
   /** The failure share now, decayed toward 0 over the time since the last attempt. */
   rate(now: number): number {
-    const r = this.#rate;
-    if (r === 0) return 0;
-    const elapsed = now - this.#updatedAt;
-    return elapsed > 0 ? r * Math.exp(-elapsed * this.#lambda) : r;
+    return failureRate(this.#o, this.#c, now);
   }
 
   /** Cost multiplier: (1 / (1 − p))², p capped at 0.99 (so at most 10,000×). */
   penalty(now: number): number {
-    const r = this.#rate;
-    if (r === 0) return 1;
-    const inv = 1 / (1 - Math.min(this.rate(now), MAX_RATE));
-    return inv * inv;
+    return failurePenalty(this.#o, this.#c, now);
   }
+}
+
+/** `FailureRate.rate` of the row at `o` in `table` and `c` in `cold`. */
+export function failureRate(o: number, c: number, now: number): number {
+  const r = tables.hot[o + FAILURE_RATE] as number;
+  if (r === 0) return 0;
+  const elapsed = now - (tables.cold[c + FAILURE_UPDATED_AT] as number);
+  return elapsed > 0 ? r * Math.exp(-elapsed * (tables.cold[c + FAILURE_LAMBDA] as number)) : r;
+}
+
+/** `FailureRate.penalty` of the row at `o` / `c` (balancers read rows directly). */
+export function failurePenalty(o: number, c: number, now: number): number {
+  if (tables.hot[o + FAILURE_RATE] === 0) return 1;
+  const inv = 1 / (1 - Math.min(failureRate(o, c, now), MAX_RATE));
+  return inv * inv;
 }
 
 /** Each attempt weighs at least this much in the average (a window of about 16 attempts). */

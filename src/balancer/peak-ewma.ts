@@ -1,3 +1,14 @@
+import {
+  allocateCell,
+  EWMA_ESTIMATE,
+  EWMA_LAMBDA,
+  EWMA_UPDATED_AT,
+  FLAGS,
+  type LoadCell,
+  SAMPLED,
+  tables,
+} from './load-table.ts';
+
 /**
  * Peak-EWMA load estimate (after tower's load/peak_ewma and Finagle's PeakEwma).
  *
@@ -21,34 +32,45 @@
  * still matters after hours of idleness (Finagle adds a penalty for the same reason).
  */
 export class PeakEwma {
-  #estimate: number;
-  #updatedAt: number;
-  #sampled = false;
-  readonly #lambda: number;
+  /** The state lives in a row of the load table (load-table.ts): estimate, update time, λ, sampled bit. */
+  /** Its row (held so that the row stays its own while it lives). */
+  readonly cell: LoadCell;
+  readonly #o: number;
 
-  constructor(defaultRttMs: number, halfLifeMs: number, now: number) {
-    this.#estimate = defaultRttMs;
-    this.#updatedAt = now;
-    this.#lambda = Math.LN2 / halfLifeMs;
+  constructor(defaultRttMs: number, halfLifeMs: number, now: number, cell: LoadCell = allocateCell()) {
+    this.cell = cell;
+    this.#o = cell.o;
+    tables.hot[this.#o + EWMA_ESTIMATE] = defaultRttMs;
+    tables.hot[this.#o + EWMA_UPDATED_AT] = now;
+    tables.hot[this.#o + EWMA_LAMBDA] = Math.LN2 / halfLifeMs;
+    tables.hot[this.#o + FLAGS] = (tables.hot[this.#o + FLAGS] as number) & ~SAMPLED;
   }
 
   /** True once a real round trip has been recorded (until then the estimate is the default). */
   get sampled(): boolean {
-    return this.#sampled;
+    return ((tables.hot[this.#o + FLAGS] as number) & SAMPLED) !== 0;
+  }
+
+  #markSampled(): void {
+    tables.hot[this.#o + FLAGS] = (tables.hot[this.#o + FLAGS] as number) | SAMPLED;
   }
 
   /** Records one round trip of `rttMs` that completed at `now`. */
   observe(rttMs: number, now: number): void {
     if (!(rttMs >= 0)) return; // NaN or negative: a broken clock reading, ignore it
-    if (!this.#sampled || rttMs > this.#estimate) {
-      this.#sampled = true;
-      this.#estimate = rttMs;
+    const t = tables.hot;
+    const o = this.#o;
+    const estimate = t[o + EWMA_ESTIMATE] as number;
+    const updatedAt = t[o + EWMA_UPDATED_AT] as number;
+    if (!this.sampled || rttMs > estimate) {
+      this.#markSampled();
+      t[o + EWMA_ESTIMATE] = rttMs;
     } else {
-      const w = Math.exp(-Math.max(0, now - this.#updatedAt) * this.#lambda);
-      this.#estimate = this.#estimate * w + rttMs * (1 - w);
+      const w = Math.exp(-Math.max(0, now - updatedAt) * (t[o + EWMA_LAMBDA] as number));
+      t[o + EWMA_ESTIMATE] = estimate * w + rttMs * (1 - w);
     }
     // Completions may be reported out of order: time never goes backwards here.
-    if (now > this.#updatedAt) this.#updatedAt = now;
+    if (now > updatedAt) t[o + EWMA_UPDATED_AT] = now;
   }
 
   /**
@@ -58,27 +80,35 @@ export class PeakEwma {
    */
   raise(rttMs: number, now: number): void {
     if (!(rttMs >= 0)) return;
+    const t = tables.hot;
+    const o = this.#o;
     const current = this.estimate(now);
-    if (!this.#sampled) {
-      this.#sampled = true;
-      this.#estimate = Math.max(rttMs, current);
-      this.#updatedAt = Math.max(this.#updatedAt, now);
+    if (!this.sampled) {
+      this.#markSampled();
+      t[o + EWMA_ESTIMATE] = Math.max(rttMs, current);
+      t[o + EWMA_UPDATED_AT] = Math.max(t[o + EWMA_UPDATED_AT] as number, now);
     } else if (rttMs > current) {
-      this.#estimate = rttMs;
-      this.#updatedAt = Math.max(this.#updatedAt, now);
+      t[o + EWMA_ESTIMATE] = rttMs;
+      t[o + EWMA_UPDATED_AT] = Math.max(t[o + EWMA_UPDATED_AT] as number, now);
     }
   }
 
   /** The current estimate in ms, decayed toward 0 over the time since the last sample. */
   estimate(now: number): number {
-    const elapsed = now - this.#updatedAt;
-    const value = elapsed > 0 ? this.#estimate * Math.exp(-elapsed * this.#lambda) : this.#estimate;
-    return Math.max(value, MIN_ESTIMATE_MS);
+    return ewmaEstimate(tables.hot, this.#o, now);
   }
 
   cost(inflight: number, now: number): number {
     return this.estimate(now) * (inflight + 1);
   }
+}
+
+/** The estimate held in row `o` of `t` at `now` (what `PeakEwma.estimate` returns; balancers read rows directly). */
+export function ewmaEstimate(t: Float64Array, o: number, now: number): number {
+  const estimate = t[o + EWMA_ESTIMATE] as number;
+  const elapsed = now - (t[o + EWMA_UPDATED_AT] as number);
+  const value = elapsed > 0 ? estimate * Math.exp(-elapsed * (t[o + EWMA_LAMBDA] as number)) : estimate;
+  return Math.max(value, MIN_ESTIMATE_MS);
 }
 
 /** 1 ns: keeps `estimate × (inflight + 1)` from collapsing to 0 when exp() underflows. */

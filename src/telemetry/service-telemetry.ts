@@ -161,6 +161,15 @@ export class ServiceTelemetry implements GaugeSource {
     );
   }
 
+  /**
+   * Drops the ejection records of endpoints the set no longer has (neither live nor draining):
+   * with churn (new pod addresses all the time) they would otherwise pile up for ever.
+   */
+  #forgetGone(set: EndpointSet): void {
+    if (this.ejections.size === 0) return;
+    for (const address of this.ejections.keys()) if (!set.has(address)) this.ejections.delete(address);
+  }
+
   /** A circuit breaker changed state. */
   circuitBreaker(e: CircuitBreakerEvent): void {
     const key = e.endpoint ?? '';
@@ -189,6 +198,7 @@ export class ServiceTelemetry implements GaugeSource {
         const watched = discoveryChangeChannel.hasSubscribers;
         const known = watched ? new Set(Array.from(set.endpoints(), (ep) => ep.address)) : undefined;
         set.apply(changes);
+        this.#forgetGone(set);
         if (otelRegistered()) instruments().discoveryUpdates.add(1, attrs);
         if (known) {
           const msg = {
