@@ -115,6 +115,11 @@ export class ContextRuntime {
   wallClock: () => number = Date.now;
   /** The check after authorization and the context (rate limits); set by the mesh. */
   gate: InboundGate | undefined;
+  /**
+   * The gateway context's header names (the configured headers, the signed token's, `baggage`):
+   * what `services.<name>.context.propagate` carries or strips. Trace headers and the deadline are not in it.
+   */
+  gatewayHeaders: readonly string[] = [];
 
   constructor(
     config: ContextConfig | undefined,
@@ -160,6 +165,14 @@ export class ContextRuntime {
         issuer: sig.issuer,
       });
     }
+    this.gatewayHeaders = this.#gatewayHeaderNames();
+  }
+
+  #gatewayHeaderNames(): string[] {
+    const names = new Set(this.headers);
+    if (this.#tokenHeader !== undefined) names.add(this.#tokenHeader);
+    names.add(BAGGAGE_HEADER);
+    return [...names];
   }
 
   /**
@@ -176,6 +189,7 @@ export class ContextRuntime {
     this.#verifier = next.#verifier;
     this.#authz = next.#authz;
     this.#pathCase = next.#pathCase;
+    this.gatewayHeaders = next.gatewayHeaders;
   }
 
   /** True when some trust rule limits who may set context. */

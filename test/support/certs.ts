@@ -80,3 +80,96 @@ export function createPki(
 export const TRAVELS_ID = 'spiffe://cluster.local/ns/default/sa/travels';
 export const GATEWAY_ID = 'spiffe://cluster.local/ns/default/sa/gateway';
 export const OTHER_ID = 'spiffe://cluster.local/ns/default/sa/intruder';
+
+export interface PublicSite {
+  /** The root CA (what a client trusts, as a system store would). */
+  root: string;
+  /** The server's chain: leaf, then the intermediate that signed it. */
+  chain: string;
+  key: string;
+  cleanup(): void;
+}
+
+/**
+ * A certificate as a public site has one: root CA -> intermediate CA -> leaf with DNS SANs
+ * (serverAuth only), the server sending leaf + intermediate.
+ */
+export function createPublicSite(dnsNames: string[]): PublicSite {
+  const dir = mkdtempSync(join(tmpdir(), 'meshwork-public-'));
+  const write = (name: string, text: string) => writeFileSync(join(dir, name), text);
+  openssl(
+    [
+      'req',
+      '-x509',
+      ...EC,
+      '-keyout',
+      'root.key',
+      '-out',
+      'root.pem',
+      '-subj',
+      '/CN=Test Public Root CA',
+      '-days',
+      '2',
+    ],
+    dir,
+  );
+  write('ca.ext', 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n');
+  openssl(
+    ['req', ...EC, '-keyout', 'int.key', '-out', 'int.csr', '-subj', '/CN=Test Public Issuing CA'],
+    dir,
+  );
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'int.csr',
+      '-CA',
+      'root.pem',
+      '-CAkey',
+      'root.key',
+      '-set_serial',
+      '2',
+      '-out',
+      'int.pem',
+      '-days',
+      '2',
+      '-extfile',
+      'ca.ext',
+    ],
+    dir,
+  );
+  write(
+    'leaf.ext',
+    `subjectAltName=${dnsNames.map((d) => `DNS:${d}`).join(',')}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`,
+  );
+  openssl(['req', ...EC, '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', `/CN=${dnsNames[0]}`], dir);
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'leaf.csr',
+      '-CA',
+      'int.pem',
+      '-CAkey',
+      'int.key',
+      '-set_serial',
+      '3',
+      '-out',
+      'leaf.pem',
+      '-days',
+      '1',
+      '-extfile',
+      'leaf.ext',
+    ],
+    dir,
+  );
+  const read = (f: string) => readFileSync(join(dir, f), 'utf8');
+  return {
+    root: read('root.pem'),
+    chain: read('leaf.pem') + read('int.pem'),
+    key: read('leaf.key'),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
