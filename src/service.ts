@@ -408,6 +408,14 @@ function createClientTls(
       { path: `${path}.mode`, message: '"ISTIO_MUTUAL" needs the mesh-wide `identity { cert, key, ca }`' },
     ]);
   }
+  if (tls.trustDomain !== undefined && !opts.identity) {
+    throw new MeshworkConfigError([
+      {
+        path: `${path}.trustDomain`,
+        message: `${JSON.stringify(tls.trustDomain)} needs the mesh-wide \`identity\` (its trustBundles hold the bundle of each trust domain)`,
+      },
+    ]);
+  }
   return new ClientTls({
     service: name,
     tls,

@@ -1,5 +1,6 @@
 /** Real certificates for the mTLS tests, made with the openssl CLI in a temp directory. */
 import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -172,4 +173,21 @@ export function createPublicSite(dnsNames: string[]): PublicSite {
     key: read('leaf.key'),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/** The SPIFFE bundle (JWKS) of a CA, as SPIRE's bundle endpoint serves it, with a JWT key beside. */
+export function spiffeBundleOf(...pems: string[]): string {
+  return JSON.stringify({
+    keys: [
+      ...pems.map((pem) => ({
+        use: 'x509-svid',
+        kty: 'EC',
+        crv: 'P-256',
+        x5c: [new X509Certificate(pem).raw.toString('base64')],
+      })),
+      { use: 'jwt-svid', kty: 'EC', kid: 'k1', crv: 'P-256', x: 'AAAA', y: 'AAAA' },
+    ],
+    spiffe_refresh_hint: 300,
+    spiffe_sequence: 1,
+  });
 }
