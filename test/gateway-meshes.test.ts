@@ -27,6 +27,7 @@ const INGRESS = 'spiffe://west.example/ns/istio-system/sa/ingress-gateway';
 const REVIEWS_HOST = 'reviews.default.svc.west.local';
 const RATINGS_HOST = 'ratings.default.svc.west.local';
 const DETAILS_HOST = 'details.default.svc.west.local';
+const FORGED_HOST = 'reviews-copy.default.svc.west.local';
 const sni = (subset: string, host: string) => `outbound_.9080_.${subset}_.${host}`;
 
 // haproxy comes with the test setup (Debian's package); a machine without it says so, loudly.
@@ -76,12 +77,20 @@ beforeAll(async () => {
   reviewsV1 = v1;
   const v2 = await westWorkload('reviews-v2', REVIEWS);
   const intruder = await westWorkload('ratings-intruder', INTRUDER);
+  // A certificate naming west's reviews identity, but signed by east's CA: only west's bundle vouches for west.
+  const f = east.issue('forged', [`URI:${REVIEWS}`]);
+  const forged = await startTlsServer(
+    { cert: f.cert, key: f.key, ca: east.ca, requestCert: true },
+    echo('forged'),
+  );
+  closers.push(() => forged.close());
   eastWest = await startSniGateway({
     [sni('', REVIEWS_HOST)]: v1.address,
     [sni('v1', REVIEWS_HOST)]: v1.address,
     [sni('v2', REVIEWS_HOST)]: v2.address,
     // The west mesh's gateway sends ratings to a workload with a valid west certificate but another identity.
     [sni('', RATINGS_HOST)]: intruder.address,
+    [sni('', FORGED_HOST)]: forged.address,
   });
   closers.push(() => eastWest.stop());
   details = await startServer((req, res) => {
@@ -112,15 +121,17 @@ afterAll(async () => {
   publicSite?.cleanup();
 });
 
-/** Client mTLS of the east workload towards a west workload: west's CA, the remote identity. */
+/**
+ * Client mTLS of the east workload towards a west workload: the mesh identity's certificate,
+ * verified against west's bundle only (trustDomain), as the remote identity.
+ */
 function toWest(subjectAltNames: string[]) {
-  return {
-    mode: 'MUTUAL' as const,
-    caCertificates: west.ca,
-    clientCertificate: portal.cert,
-    privateKey: portal.key,
-    subjectAltNames,
-  };
+  return { mode: 'ISTIO_MUTUAL' as const, trustDomain: 'west.example', subjectAltNames };
+}
+
+/** The east workload's identity: east's CA for its own domain, west's bundle for west.example. */
+function eastIdentity() {
+  return { cert: portal.cert, key: portal.key, ca: east.ca, trustBundles: { 'west.example': west.ca } };
 }
 
 function passthrough(extra: Record<string, unknown> = {}) {
@@ -128,7 +139,7 @@ function passthrough(extra: Record<string, unknown> = {}) {
 }
 
 function eastMesh(services: MeshConfigInput['services']): Mesh {
-  const m = createMesh({ context: { headers: ['x-app-id', 'x-plan'] }, services });
+  const m = createMesh({ identity: eastIdentity(), context: { headers: ['x-app-id', 'x-plan'] }, services });
   closers.push(() => m.close());
   return m;
 }
@@ -223,6 +234,18 @@ group('AUTO_PASSTHROUGH: through the east-west gateway, TLS end to end to the re
     expect(err2.presented).toContain(`URI:${REVIEWS}`);
   });
 
+  it("a workload whose certificate claims the right identity but is not signed by west's bundle is refused", async () => {
+    const m = eastMesh({
+      [FORGED_HOST]: {
+        gateway: passthrough(),
+        trafficPolicy: { tls: toWest([REVIEWS]) },
+        retries: { attempts: 0 },
+      },
+    });
+    const err = await errorOf(m.fetch(`http://${FORGED_HOST}/`));
+    expect(`${err.cause?.code} ${err.cause?.message}`).toMatch(/UNABLE_TO_VERIFY|SELF_SIGNED_CERT_IN_CHAIN/);
+  });
+
   it('a service the gateway does not route (wrong SNI) is refused by the gateway; an unconfigured one by the mesh', async () => {
     const m = eastMesh({
       [REVIEWS_HOST]: {
@@ -261,12 +284,7 @@ group('TERMINATE: TLS to the gateway, verified as the gateway, which forwards by
           mode: 'TERMINATE',
           address: ingress.address,
           subjectAltNames,
-          tls: {
-            mode: 'MUTUAL',
-            caCertificates: west.ca,
-            clientCertificate: portal.cert,
-            privateKey: portal.key,
-          },
+          tls: { mode: 'ISTIO_MUTUAL', trustDomain: 'west.example' },
         },
         ...extra,
       },
@@ -302,12 +320,7 @@ group('TERMINATE: TLS to the gateway, verified as the gateway, which forwards by
           mode: 'TERMINATE',
           address: ingress.address,
           subjectAltNames: [INGRESS],
-          tls: {
-            mode: 'MUTUAL',
-            caCertificates: west.ca,
-            clientCertificate: portal.cert,
-            privateKey: portal.key,
-          },
+          tls: { mode: 'ISTIO_MUTUAL', trustDomain: 'west.example' },
         },
       },
     });
@@ -370,12 +383,7 @@ group('gateway context per destination', () => {
           mode: 'TERMINATE',
           address: ingress.address,
           subjectAltNames: [INGRESS],
-          tls: {
-            mode: 'MUTUAL',
-            caCertificates: west.ca,
-            clientCertificate: portal.cert,
-            privateKey: portal.key,
-          },
+          tls: { mode: 'ISTIO_MUTUAL', trustDomain: 'west.example' },
         },
         context: { propagate: ['x-plan'] },
       },

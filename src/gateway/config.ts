@@ -24,7 +24,7 @@ export function gatewayIssues(
       issues.push({
         path: ['trafficPolicy', 'tls'],
         message:
-          'is required with gateway.mode AUTO_PASSTHROUGH: TLS goes through the gateway, end to end to the remote workload (mode MUTUAL or ISTIO_MUTUAL, with the remote identity in subjectAltNames)',
+          'is required with gateway.mode AUTO_PASSTHROUGH: TLS goes through the gateway, end to end to the remote workload (mode ISTIO_MUTUAL or MUTUAL, with the remote trustDomain and/or subjectAltNames)',
         input: tls,
       });
       return issues;
@@ -38,10 +38,10 @@ export function gatewayIssues(
       });
     if (tls.mode !== 'ISTIO_MUTUAL' && !hasRemoteIdentity(tls))
       issues.push({
-        path: ['trafficPolicy', 'tls', 'subjectAltNames'],
+        path: ['trafficPolicy', 'tls'],
         message:
-          'is required with gateway.mode AUTO_PASSTHROUGH: the server verified is the remote workload (its SPIFFE ID), not the SNI, which names a route through the gateway',
-        input: tls.subjectAltNames,
+          'needs subjectAltNames or trustDomain with gateway.mode AUTO_PASSTHROUGH: the server verified is the remote workload (its SPIFFE ID or trust domain), not the SNI, which names a route through the gateway',
+        input: tls,
       });
   } else if (g.tls !== undefined && tls !== undefined) {
     issues.push({
@@ -64,9 +64,9 @@ export function gatewayIssues(
   return issues;
 }
 
-/** Whether client TLS names the identity the remote workload must present. */
+/** Whether client TLS names the identity the remote workload must present (exact IDs, or its trust domain). */
 function hasRemoteIdentity(tls: TlsConfig): boolean {
-  return (tls.subjectAltNames?.length ?? 0) > 0;
+  return (tls.subjectAltNames?.length ?? 0) > 0 || tls.trustDomain !== undefined;
 }
 
 /** The TLS settings of a TERMINATE gateway's connections (gateway.tls, else trafficPolicy.tls, else SIMPLE), with the gateway's identity. */
