@@ -98,10 +98,15 @@ beforeAll(async () => {
     res.end(JSON.stringify({ name: 'details', host: req.headers.host, headers: req.headers }));
   });
   closers.push(() => details.close());
+  const broken = await startServer((_req, res) => {
+    res.statusCode = 500;
+    res.end('broken');
+  });
+  closers.push(() => broken.close());
   const gw = west.issue('ingress', [`URI:${INGRESS}`, 'DNS:gateway.west.example']);
   ingress = await startTerminatingGateway(
     { cert: gw.cert, key: gw.key, ca: east.ca, requestCert: true, rejectUnauthorized: true },
-    { [DETAILS_HOST]: details.address },
+    { [DETAILS_HOST]: details.address, 'broken.default.svc.west.local': broken.address },
   );
   closers.push(() => ingress.stop());
   publicSite = createPublicSite(['api.weather.example']);
@@ -201,7 +206,11 @@ group('AUTO_PASSTHROUGH: through the east-west gateway, TLS end to end to the re
     const snap = m.snapshot().services[REVIEWS_HOST];
     // Every connection went to the gateway's address, none to a workload's.
     expect(snap?.endpoints.map((e: { address: string }) => e.address)).toEqual([eastWest.address]);
-    expect(snap?.tls?.identityFailures).toBe(0);
+    expect(snap?.tls).toMatchObject({
+      mode: 'ISTIO_MUTUAL',
+      gateway: 'AUTO_PASSTHROUGH',
+      identityFailures: 0,
+    });
   });
 
   it("the client certificate reached the workload itself: the gateway never terminated TLS (the workload's peer is east's identity)", async () => {
@@ -311,6 +320,25 @@ group('TERMINATE: TLS to the gateway, verified as the gateway, which forwards by
   it('a DNS name works as the gateway identity too', async () => {
     const m = detailsMesh(['gateway.west.example']);
     expect((await m.fetch(`http://${DETAILS_HOST}/`)).status).toBe(200);
+  });
+
+  it("the remote service's 5xx answers do not eject the gateway (the one address every call goes through)", async () => {
+    const host = 'broken.default.svc.west.local';
+    const m = eastMesh({
+      [host]: {
+        gateway: {
+          mode: 'TERMINATE',
+          address: ingress.address,
+          subjectAltNames: [INGRESS],
+          tls: { mode: 'ISTIO_MUTUAL', trustDomain: 'west.example' },
+        },
+        retries: { attempts: 0 },
+      },
+    });
+    for (let i = 0; i < 8; i++) expect((await m.fetch(`http://${host}/`)).status).toBe(500);
+    expect(m.snapshot().services[host]?.endpoints).toMatchObject([
+      { address: ingress.address, ejected: false },
+    ]);
   });
 
   it('a host the gateway does not forward is refused by the gateway (404)', async () => {

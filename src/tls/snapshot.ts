@@ -12,17 +12,25 @@ export interface TlsSnapshot {
   identityFailures: number;
   /** Certificate generations taken from the watched files. */
   rotations: number;
+  /** Behind another mesh's gateway: its mode (TLS to the gateway with TERMINATE, through it with AUTO_PASSTHROUGH). */
+  gateway?: 'AUTO_PASSTHROUGH' | 'TERMINATE';
 }
 
 export function tlsSnapshot(svc: ServiceRuntime): TlsSnapshot | undefined {
   const tls = svc.tls;
   if (!tls) return undefined;
+  const gw = svc.config.gateway;
+  const mode =
+    gw?.mode === 'TERMINATE'
+      ? (gw.tls ?? svc.config.trafficPolicy?.tls)?.mode
+      : svc.config.trafficPolicy?.tls?.mode;
   return {
-    mode: svc.config.trafficPolicy?.tls?.mode ?? 'DISABLE',
+    mode: mode ?? (gw?.mode === 'TERMINATE' ? 'SIMPLE' : 'DISABLE'),
     handshakes: tls.handshakes,
     resumed: tls.resumed,
     identityFailures: tls.identityFailures,
     rotations: tls.rotations,
+    ...(gw ? { gateway: gw.mode } : {}),
   };
 }
 
