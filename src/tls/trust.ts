@@ -83,6 +83,20 @@ export class TrustDomains {
     return [...(this.own !== undefined ? [this.own] : []), ...this.#foreign.keys()];
   }
 
+  /** New bundles taken from the files of `identity.trustBundles` (the own CA's are the identity's rotations). */
+  get rotations(): number {
+    let n = 0;
+    for (const m of this.#foreign.values()) n += m.rotations;
+    return n;
+  }
+
+  /** Bundle reloads refused (unreadable or invalid files): the previous bundle stays in use. */
+  get reloadErrors(): number {
+    let n = 0;
+    for (const m of this.#foreign.values()) n += m.reloadErrors;
+    return n;
+  }
+
   /** True when federated bundles are configured (the handshake CA list is then a union). */
   get federated(): boolean {
     return this.#foreign.size > 0;
