@@ -377,6 +377,34 @@ describe('inbound: a caller from any configured trust domain, verified by its ow
     expect(r.body).toContain('in trust domain "c.example", which has no trust bundle');
   });
 
+  it('callers with intermediate CAs: the own domain’s through the own certificate file, another’s through its bundle', async () => {
+    // Node's TLS server does not show a client's intermediates: a chain through one cannot be
+    // told from a forgery unless the intermediate is known.
+    const midB = pkiB.intermediate(`mid-b-${++seq}`);
+    const leafB = midB.issue(`mid-leaf-${seq}`, [`URI:${B_CALLER}`]);
+    const unknown = await inboundA(allowOnly('*'));
+    const r = await callWith(unknown.url, { ...leafB, cert: leafB.cert + midB.chain });
+    expect(r.status).toBe(403);
+    expect(r.body).toContain('so those of a trust domain go in its bundle');
+    const known = await inboundA(allowOnly('*'), { trustBundles: { [B]: pkiB.ca + midB.ca } });
+    const ok = await callWith(known.url, { ...leafB, cert: leafB.cert + midB.chain });
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body).principal).toBe(B_CALLER);
+    // The own domain, as with Istio's plugged-in CA: workloads' cert-chain.pem holds the
+    // intermediate, so the server knows it from its own certificate file.
+    const midA = pkiA.intermediate(`mid-a-${++seq}`);
+    const me = midA.issue(`mid-me-${seq}`, [`URI:${A_TRAVELS}`]);
+    const own = await inboundA(allowOnly('*'), { cert: me.cert + midA.chain, key: me.key });
+    const peer = midA.issue(`mid-peer-${seq}`, [`URI:${A_CALLER}`]);
+    expect((await callWith(own.url, { ...peer, cert: peer.cert + midA.chain })).status).toBe(200);
+    // An intermediate under CA-A issuing an ID of b: the handshake accepts it (CA-A is in the
+    // list), the check refuses it, even with that intermediate known.
+    const forged = midA.issue(`mid-forged-${seq}`, [`URI:${B_CALLER}`]);
+    const f = await callWith(own.url, { ...forged, cert: forged.cert + midA.chain });
+    expect(f.status).toBe(403);
+    expect(f.body).toContain(`is not issued by the trust bundle of its trust domain "${B}"`);
+  });
+
   it('context.trust.callers names callers of any domain', async () => {
     const srv = await inboundA({ context: { headers: ['x-tenant'], trust: { callers: [B_CALLER] } } });
     expect(JSON.parse((await callWith(srv.url, issue(pkiB, B_CALLER))).body).tenant).toBe('t1');

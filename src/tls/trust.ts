@@ -30,6 +30,8 @@ export class TrustDomains {
   readonly #anchors = new Map<string, X509Certificate[]>();
   readonly #verdicts = new WeakMap<object, PeerVerdict>();
   #ownAnchors: X509Certificate[] | undefined;
+  /** The intermediate CAs of the identity's own certificate file (after its leaf). */
+  #ownIntermediates: X509Certificate[] | undefined;
   /** Inbound peers refused because no bundle of their trust domain vouches for them. */
   refused = 0;
 
@@ -55,6 +57,7 @@ export class TrustDomains {
       ]);
     ownMaterial.onChange(() => {
       this.#ownAnchors = undefined;
+      this.#ownIntermediates = undefined;
       this.#emit();
     });
     try {
@@ -200,9 +203,17 @@ export class TrustDomains {
       };
     // One bundle in the handshake: the handshake already checked the chain against it.
     if (this.#foreign.size === 0) return { principal: id };
-    if (chainsTo(leaf, peerChain(s), anchors)) return { principal: id };
+    // Node's TLS server shows the peer's leaf but not the intermediates it sent: the links
+    // known are what Node has of the chain and the intermediates of the own certificate file
+    // (an Istio workload's cert-chain.pem: the same istiod CA issues its peers).
+    this.#ownIntermediates ??= parsed(this.#ownMaterial.pem.cert)
+      .slice(1)
+      .filter((c) => c.ca);
+    if (chainsTo(leaf, [...peerChain(s), ...this.#ownIntermediates], anchors)) return { principal: id };
     return {
-      refused: `the client certificate ${id ?? '(no SPIFFE ID)'} is not issued by the trust bundle of its trust domain "${td}"`,
+      refused:
+        `the client certificate ${id ?? '(no SPIFFE ID)'} is not issued by the trust bundle of its trust domain "${td}"` +
+        ` (or by an intermediate CA the server cannot see: Node does not expose a client's intermediates, so those of a trust domain go in its bundle)`,
     };
   }
 
