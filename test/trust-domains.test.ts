@@ -428,6 +428,10 @@ describe('inbound: a caller from any configured trust domain, verified by its ow
     });
     expect((await callWith(byAlias.url, issue(pkiA, A_CALLER))).status).toBe(200);
     expect((await callWith(byAlias.url, issue(pkiA, `spiffe://${A}/ns/default/sa/other`))).status).toBe(403);
+    // Istio: cluster.local in a policy points at the current trust domain.
+    const istioStyle = await inboundA(allowOnly('cluster.local/ns/default/sa/caller'));
+    expect((await callWith(istioStyle.url, issue(pkiA, A_CALLER))).status).toBe(200);
+    expect((await callWith(istioStyle.url, issue(pkiB, B_CALLER))).status).toBe(403);
     // An alias-domain ID from CA-B (trusted, but for b) is refused.
     const forged = await callWith(srv.url, issue(pkiB, OLD_CALLER));
     expect(forged.status).toBe(403);

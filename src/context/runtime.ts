@@ -94,6 +94,8 @@ interface Stored {
 export interface InboundTrust {
   verifyPeer(socket: unknown): PeerVerdict;
   canonicalId(id: string): string;
+  /** canonicalId for authorization principals (Istio: `cluster.local` there is the own domain). */
+  policyId(id: string): string;
 }
 
 /**
@@ -277,7 +279,7 @@ export class ContextRuntime {
         this.#authz,
         { principal, method: req.method ?? 'GET', path: pathOf(normalized) },
         this.#pathCase,
-        trust === undefined ? undefined : (id) => trust.canonicalId(id),
+        trust === undefined ? undefined : (id) => trust.policyId(id),
       );
       if (!decision.allowed) {
         this.counters.denied++;

@@ -55,6 +55,18 @@ describe('TrustDomains', () => {
     i.close();
   });
 
+  it('policyId: cluster.local in a policy is the own domain (Istio), unless it is a federated domain here', () => {
+    const i = identity({ trustDomainAliases: ['old.example'] });
+    expect(i.trust.policyId('cluster.local/ns/x/sa/y')).toBe('a.example/ns/x/sa/y');
+    expect(i.trust.policyId('spiffe://cluster.local/ns/x/*')).toBe('spiffe://a.example/ns/x/*');
+    expect(i.trust.policyId('cluster.localx/ns/x')).toBe('cluster.localx/ns/x');
+    expect(i.trust.policyId('old.example/ns/x')).toBe('a.example/ns/x');
+    i.close();
+    const f = identity({ trustBundles: { 'cluster.local': b.ca } });
+    expect(f.trust.policyId('cluster.local/ns/x/sa/y')).toBe('cluster.local/ns/x/sa/y');
+    f.close();
+  });
+
   it('trustBundles or aliases need a known own domain', () => {
     const me = a.issue('no-uri', ['DNS:x']);
     expect(

@@ -11,6 +11,9 @@ import type { IdentityConfig } from './schema.ts';
 /** What an inbound peer's certificate is worth: its SPIFFE ID, or why it is refused. */
 export type PeerVerdict = { principal: string | undefined; refused?: undefined } | { refused: string };
 
+/** Istio's default trust domain: in an AuthorizationPolicy it stands for the current one. */
+const ISTIO_DEFAULT_DOMAIN = 'cluster.local';
+
 const UNVERIFIED: PeerVerdict = Object.freeze({ principal: undefined });
 
 /**
@@ -128,6 +131,26 @@ export class TrustDomains {
     const td = slash < 0 ? rest : rest.slice(0, slash);
     if (!this.aliases.has(td)) return id;
     return `${scheme}${this.own}${slash < 0 ? '' : rest.slice(slash)}`;
+  }
+
+  /**
+   * canonicalId for authorization principals, plus Istio's rule that `cluster.local` in a
+   * policy points at the current trust domain (and its aliases), unless `cluster.local` is a
+   * federated domain of its own here. A peer cannot present a `cluster.local` ID otherwise (it
+   * has no bundle), so mapping both sides is safe.
+   */
+  policyId(id: string): string {
+    const c = this.canonicalId(id);
+    if (
+      this.own === undefined ||
+      this.own === ISTIO_DEFAULT_DOMAIN ||
+      this.#foreign.has(ISTIO_DEFAULT_DOMAIN)
+    )
+      return c;
+    const scheme = c.startsWith('spiffe://') ? 'spiffe://' : '';
+    const rest = c.slice(scheme.length);
+    if (rest !== ISTIO_DEFAULT_DOMAIN && !rest.startsWith(`${ISTIO_DEFAULT_DOMAIN}/`)) return c;
+    return `${scheme}${this.own}${rest.slice(ISTIO_DEFAULT_DOMAIN.length)}`;
   }
 
   /** The bundle (PEM) that verifies IDs of `td`, or undefined when there is none. */
