@@ -11,6 +11,9 @@ import type { IdentityConfig } from './schema.ts';
 /** What an inbound peer's certificate is worth: its SPIFFE ID, or why it is refused. */
 export type PeerVerdict = { principal: string | undefined; refused?: undefined } | { refused: string };
 
+/** Istio's default trust domain: in an AuthorizationPolicy it stands for the current one. */
+const ISTIO_DEFAULT_DOMAIN = 'cluster.local';
+
 const UNVERIFIED: PeerVerdict = Object.freeze({ principal: undefined });
 
 /**
@@ -30,6 +33,8 @@ export class TrustDomains {
   readonly #anchors = new Map<string, X509Certificate[]>();
   readonly #verdicts = new WeakMap<object, PeerVerdict>();
   #ownAnchors: X509Certificate[] | undefined;
+  /** The intermediate CAs of the identity's own certificate file (after its leaf). */
+  #ownIntermediates: X509Certificate[] | undefined;
   /** Inbound peers refused because no bundle of their trust domain vouches for them. */
   refused = 0;
 
@@ -55,6 +60,7 @@ export class TrustDomains {
       ]);
     ownMaterial.onChange(() => {
       this.#ownAnchors = undefined;
+      this.#ownIntermediates = undefined;
       this.#emit();
     });
     try {
@@ -81,6 +87,20 @@ export class TrustDomains {
   /** The trust domains with a bundle: the own one (when known) and the federated ones. */
   get domains(): string[] {
     return [...(this.own !== undefined ? [this.own] : []), ...this.#foreign.keys()];
+  }
+
+  /** New bundles taken from the files of `identity.trustBundles` (the own CA's are the identity's rotations). */
+  get rotations(): number {
+    let n = 0;
+    for (const m of this.#foreign.values()) n += m.rotations;
+    return n;
+  }
+
+  /** Bundle reloads refused (unreadable or invalid files): the previous bundle stays in use. */
+  get reloadErrors(): number {
+    let n = 0;
+    for (const m of this.#foreign.values()) n += m.reloadErrors;
+    return n;
   }
 
   /** True when federated bundles are configured (the handshake CA list is then a union). */
@@ -111,6 +131,26 @@ export class TrustDomains {
     const td = slash < 0 ? rest : rest.slice(0, slash);
     if (!this.aliases.has(td)) return id;
     return `${scheme}${this.own}${slash < 0 ? '' : rest.slice(slash)}`;
+  }
+
+  /**
+   * canonicalId for authorization principals, plus Istio's rule that `cluster.local` in a
+   * policy points at the current trust domain (and its aliases), unless `cluster.local` is a
+   * federated domain of its own here. A peer cannot present a `cluster.local` ID otherwise (it
+   * has no bundle), so mapping both sides is safe.
+   */
+  policyId(id: string): string {
+    const c = this.canonicalId(id);
+    if (
+      this.own === undefined ||
+      this.own === ISTIO_DEFAULT_DOMAIN ||
+      this.#foreign.has(ISTIO_DEFAULT_DOMAIN)
+    )
+      return c;
+    const scheme = c.startsWith('spiffe://') ? 'spiffe://' : '';
+    const rest = c.slice(scheme.length);
+    if (rest !== ISTIO_DEFAULT_DOMAIN && !rest.startsWith(`${ISTIO_DEFAULT_DOMAIN}/`)) return c;
+    return `${scheme}${this.own}${rest.slice(ISTIO_DEFAULT_DOMAIN.length)}`;
   }
 
   /** The bundle (PEM) that verifies IDs of `td`, or undefined when there is none. */
@@ -186,9 +226,17 @@ export class TrustDomains {
       };
     // One bundle in the handshake: the handshake already checked the chain against it.
     if (this.#foreign.size === 0) return { principal: id };
-    if (chainsTo(leaf, peerChain(s), anchors)) return { principal: id };
+    // Node's TLS server shows the peer's leaf but not the intermediates it sent: the links
+    // known are what Node has of the chain and the intermediates of the own certificate file
+    // (an Istio workload's cert-chain.pem: the same istiod CA issues its peers).
+    this.#ownIntermediates ??= parsed(this.#ownMaterial.pem.cert)
+      .slice(1)
+      .filter((c) => c.ca);
+    if (chainsTo(leaf, [...peerChain(s), ...this.#ownIntermediates], anchors)) return { principal: id };
     return {
-      refused: `the client certificate ${id ?? '(no SPIFFE ID)'} is not issued by the trust bundle of its trust domain "${td}"`,
+      refused:
+        `the client certificate ${id ?? '(no SPIFFE ID)'} is not issued by the trust bundle of its trust domain "${td}"` +
+        ` (or by an intermediate CA the server cannot see: Node does not expose a client's intermediates, so those of a trust domain go in its bundle)`,
     };
   }
 

@@ -18,6 +18,11 @@ export interface Pki {
   caPath: string;
   /** Issues a cert signed by this CA with the given SANs (`URI:spiffe://…`, `DNS:x`). `days: -1` = expired. */
   issue(name: string, sans: string[], opts?: { days?: number }): Cert;
+  /**
+   * An intermediate CA signed by this one, as a Pki of its own (same directory): its `ca` is the
+   * intermediate's certificate, and `chain` the intermediate to send after a leaf.
+   */
+  intermediate(name: string): Pki & { chain: string };
   cleanup(): void;
 }
 
@@ -30,15 +35,47 @@ const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes
 export function createPki(
   caName = 'meshwork-test-ca',
   dir = mkdtempSync(join(tmpdir(), 'meshwork-pki-')),
+  signedBy?: { caPath: string; caKey: string },
 ): Pki {
   const caKey = join(dir, `${caName}.key`);
   const caPath = join(dir, `${caName}.pem`);
-  openssl(
-    ['req', '-x509', ...EC, '-keyout', caKey, '-out', caPath, '-subj', `/CN=${caName}`, '-days', '2'],
-    dir,
-  );
+  if (signedBy) {
+    const csr = join(dir, `${caName}.csr`);
+    const ext = join(dir, `${caName}.ext`);
+    writeFileSync(ext, 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
+    openssl(['req', ...EC, '-keyout', caKey, '-out', csr, '-subj', `/CN=${caName}`], dir);
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        signedBy.caPath,
+        '-CAkey',
+        signedBy.caKey,
+        '-set_serial',
+        String(Date.now()),
+        '-out',
+        caPath,
+        '-days',
+        '2',
+        '-extfile',
+        ext,
+      ],
+      dir,
+    );
+  } else
+    openssl(
+      ['req', '-x509', ...EC, '-keyout', caKey, '-out', caPath, '-subj', `/CN=${caName}`, '-days', '2'],
+      dir,
+    );
   let serial = 1;
   return {
+    intermediate(name) {
+      const p = createPki(name, dir, { caPath, caKey });
+      return { ...p, chain: p.ca, cleanup() {} };
+    },
     dir,
     caPath,
     ca: readFileSync(caPath, 'utf8'),
