@@ -162,7 +162,12 @@ export const serviceSchema = serviceFields
           'cannot be used with `gateway`: connections go to the gateway, so give its address in gateway.address (or gateway.discovery)',
         input: s.discovery,
       });
-    for (const issue of gatewayIssues(s.gateway, s.trafficPolicy?.tls, s.subsets))
+    for (const issue of gatewayIssues(
+      s.gateway,
+      s.trafficPolicy?.tls,
+      s.subsets,
+      s.trafficPolicy?.portLevelSettings,
+    ))
       ctx.addIssue({ code: 'custom', ...issue });
   })
   .transform((s) => {

@@ -17,8 +17,16 @@ export function gatewayIssues(
   g: GatewayConfig,
   tls: TlsConfig | undefined,
   subsets: readonly { trafficPolicy?: unknown }[] | undefined,
+  portLevelSettings?: readonly unknown[] | undefined,
 ): Issue[] {
   const issues: Issue[] = [];
+  if (portLevelSettings !== undefined && portLevelSettings.length > 0)
+    issues.push({
+      path: ['trafficPolicy', 'portLevelSettings'],
+      message:
+        "is not supported behind a gateway: the endpoints are the gateway's addresses, and the remote service's port is a route through it (gateway.port, a route's destination.port)",
+      input: portLevelSettings,
+    });
   if (g.mode === 'AUTO_PASSTHROUGH') {
     if (tls === undefined || tls.mode === 'DISABLE') {
       issues.push({

@@ -71,6 +71,17 @@ describe('services.<name>.gateway: config errors name the path and the value', (
     );
   });
 
+  it('refuses portLevelSettings behind a gateway (the port is a remote route, not an endpoint port)', () => {
+    expect(
+      svc({
+        gateway: { mode: 'TERMINATE', address: 'gw:443' },
+        trafficPolicy: {
+          portLevelSettings: [{ port: { number: 9080 }, loadBalancer: { simple: 'RANDOM' } }],
+        },
+      }),
+    ).toThrow(/services\.reviews\.trafficPolicy\.portLevelSettings: .*is not supported behind a gateway/);
+  });
+
   it('TERMINATE: TLS settings in one place, no SNI fields, no cleartext', () => {
     const gw = { mode: 'TERMINATE', address: 'gw:443' };
     expect(
