@@ -1,6 +1,9 @@
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import { copyFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createSecureServer } from 'node:http2';
 import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
@@ -403,6 +406,41 @@ describe('inbound: a caller from any configured trust domain, verified by its ow
     const f = await callWith(own.url, { ...forged, cert: forged.cert + midA.chain });
     expect(f.status).toBe(403);
     expect(f.body).toContain(`is not issued by the trust bundle of its trust domain "${B}"`);
+  });
+
+  it('HTTP/2: the same check through the compatibility API', async () => {
+    const me = issue(pkiA, A_TRAVELS);
+    const m = mesh({
+      identity: { cert: me.cert, key: me.key, ca: pkiA.ca, trustBundles: { [B]: pkiB.ca } },
+      services: {},
+    });
+    const handler = meshHandler(m, (_req, res) => {
+      res.end(String(m.context()?.principal));
+    });
+    const server = createSecureServer(m.serverTlsOptions(), handler as never);
+    const sessions = new Set<{ destroy(): void }>();
+    server.on('session', (s) => sessions.add(s));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const l = { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}` };
+    closers.push(async () => {
+      for (const s of sessions) s.destroy();
+      await new Promise((r) => server.close(r));
+    });
+    const h2 = async (client: Cert) => {
+      const agent = new Agent({
+        allowH2: true,
+        connect: { ca: pkiA.ca, cert: client.cert, key: client.key, checkServerIdentity: () => undefined },
+      });
+      try {
+        const res = await request(`${l.url}/`, { dispatcher: agent });
+        return { status: res.statusCode, body: await res.body.text() };
+      } finally {
+        await agent.close();
+      }
+    };
+    expect(await h2(issue(pkiB, B_CALLER))).toEqual({ status: 200, body: B_CALLER });
+    expect((await h2(issue(pkiA, B_CALLER))).status).toBe(403);
   });
 
   it('context.trust.callers names callers of any domain', async () => {
