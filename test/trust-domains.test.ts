@@ -494,6 +494,23 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
 }
 
 describe('bundle rotation', () => {
+  it('outbound: a server of b moved to a new CA is trusted once the bundle file of b has it', async () => {
+    const pkiB3 = createPki('ca-b3');
+    try {
+      const bundle = join(pkiA.dir, `bundle-out-${++seq}.pem`);
+      writeFileSync(bundle, pkiB.ca);
+      const s = await server(issue(pkiB3, B_TRAVELS), pkiA.ca);
+      const m = meshA(s.address, { mode: 'ISTIO_MUTUAL', trustDomain: B }, { trustBundles: { [B]: bundle } });
+      const err = await errorOf(m.fetch('http://travels/'));
+      expect(String(err.cause?.code ?? err.code)).toMatch(unknownCa);
+      replace(bundle, pkiB.ca + pkiB3.ca);
+      await until(() => m.snapshot().identity?.trustBundleRotations === 1, 'bundle reload');
+      expect((await m.fetch('http://travels/')).status).toBe(200);
+    } finally {
+      pkiB3.cleanup();
+    }
+  });
+
   it('under steady traffic: a new CA added to the bundle, the caller moved to it, the old CA removed; no request fails; a bad bundle keeps the last good one', async () => {
     const pkiB2 = createPki('ca-b2');
     try {
