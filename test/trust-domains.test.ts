@@ -1,6 +1,9 @@
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import { copyFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createSecureServer } from 'node:http2';
 import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
@@ -405,6 +408,41 @@ describe('inbound: a caller from any configured trust domain, verified by its ow
     expect(f.body).toContain(`is not issued by the trust bundle of its trust domain "${B}"`);
   });
 
+  it('HTTP/2: the same check through the compatibility API', async () => {
+    const me = issue(pkiA, A_TRAVELS);
+    const m = mesh({
+      identity: { cert: me.cert, key: me.key, ca: pkiA.ca, trustBundles: { [B]: pkiB.ca } },
+      services: {},
+    });
+    const handler = meshHandler(m, (_req, res) => {
+      res.end(String(m.context()?.principal));
+    });
+    const server = createSecureServer(m.serverTlsOptions(), handler as never);
+    const sessions = new Set<{ destroy(): void }>();
+    server.on('session', (s) => sessions.add(s));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const l = { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}` };
+    closers.push(async () => {
+      for (const s of sessions) s.destroy();
+      await new Promise((r) => server.close(r));
+    });
+    const h2 = async (client: Cert) => {
+      const agent = new Agent({
+        allowH2: true,
+        connect: { ca: pkiA.ca, cert: client.cert, key: client.key, checkServerIdentity: () => undefined },
+      });
+      try {
+        const res = await request(`${l.url}/`, { dispatcher: agent });
+        return { status: res.statusCode, body: await res.body.text() };
+      } finally {
+        await agent.close();
+      }
+    };
+    expect(await h2(issue(pkiB, B_CALLER))).toEqual({ status: 200, body: B_CALLER });
+    expect((await h2(issue(pkiA, B_CALLER))).status).toBe(403);
+  });
+
   it('context.trust.callers names callers of any domain', async () => {
     const srv = await inboundA({ context: { headers: ['x-tenant'], trust: { callers: [B_CALLER] } } });
     expect(JSON.parse((await callWith(srv.url, issue(pkiB, B_CALLER))).body).tenant).toBe('t1');
@@ -456,6 +494,23 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
 }
 
 describe('bundle rotation', () => {
+  it('outbound: a server of b moved to a new CA is trusted once the bundle file of b has it', async () => {
+    const pkiB3 = createPki('ca-b3');
+    try {
+      const bundle = join(pkiA.dir, `bundle-out-${++seq}.pem`);
+      writeFileSync(bundle, pkiB.ca);
+      const s = await server(issue(pkiB3, B_TRAVELS), pkiA.ca);
+      const m = meshA(s.address, { mode: 'ISTIO_MUTUAL', trustDomain: B }, { trustBundles: { [B]: bundle } });
+      const err = await errorOf(m.fetch('http://travels/'));
+      expect(String(err.cause?.code ?? err.code)).toMatch(unknownCa);
+      replace(bundle, pkiB.ca + pkiB3.ca);
+      await until(() => m.snapshot().identity?.trustBundleRotations === 1, 'bundle reload');
+      expect((await m.fetch('http://travels/')).status).toBe(200);
+    } finally {
+      pkiB3.cleanup();
+    }
+  });
+
   it('under steady traffic: a new CA added to the bundle, the caller moved to it, the old CA removed; no request fails; a bad bundle keeps the last good one', async () => {
     const pkiB2 = createPki('ca-b2');
     try {

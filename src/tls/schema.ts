@@ -1,5 +1,6 @@
 /** `trafficPolicy.tls` (Istio ClientTLSSettings) and the mesh-wide `identity`. See docs/mtls.md. */
 import { z } from 'zod';
+import { userRecord } from '../config/zod-helpers.ts';
 import { TRUST_DOMAIN } from './bundle.ts';
 
 /** A PEM string (contains "-----BEGIN") or a path to a PEM file (watched for rotation). */
@@ -114,7 +115,7 @@ export const identitySchema = z
      * The bundles of other trust domains, by domain name: peers whose SPIFFE ID is in one of
      * them are verified against that bundle only. Watched like the identity files.
      */
-    trustBundles: z.record(z.string(), trustBundleSchema).optional(),
+    trustBundles: userRecord(z.string(), trustBundleSchema).optional(),
     /**
      * Istio's MeshConfig trustDomainAliases: SPIFFE IDs in these domains are the own domain's
      * (verified against `ca`, matched as the own domain by principals and context trust).

@@ -42,6 +42,12 @@ export class TrustDomains {
     this.#ownMaterial = ownMaterial;
     this.own = config.trustDomain ?? (ownId ? trustDomain(ownId) : undefined);
     this.aliases = new Set((config.trustDomainAliases ?? []).filter((a) => a !== this.own));
+    const certDomain = ownId ? trustDomain(ownId) : undefined;
+    if (certDomain !== undefined && certDomain !== this.own && !this.aliases.has(certDomain))
+      logger.warn(
+        { path: 'identity.trustDomain', trustDomain: this.own, certificate: ownId },
+        'identity.cert is not in identity.trustDomain nor in one of its aliases: peers of its own domain will be refused',
+      );
     const bundles = config.trustBundles ?? {};
     if (this.own === undefined && (Object.keys(bundles).length > 0 || this.aliases.size > 0))
       throw new MeshworkConfigError([
