@@ -156,6 +156,8 @@ export class Mesh {
     }
     this.contextRuntime = this.#live.context;
     this.contextRuntime.gate = this.#rateLimits?.gate();
+    // Peers judged by their own trust domain's bundle; aliases count as the own domain.
+    this.contextRuntime.trust = identity?.trust;
     this.#inbound = inboundMiddleware(this.contextRuntime);
     this.#mirrorGate = new MirrorGate();
     const live = this.#live;

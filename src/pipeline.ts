@@ -14,6 +14,7 @@ import type { EndpointSet } from './balancer/endpoint-set.ts';
 import type { Fallback, ServiceBreaker } from './breaker/breaker.ts';
 import type { ServiceLimits } from './endpoint/limits.ts';
 import type { OutlierDetector } from './endpoint/outlier.ts';
+import type { ServiceGateway } from './gateway/service-gateway.ts';
 import type { CallOverrides } from './http/call-options.ts';
 import type { MeshDispatchOptions } from './http/dispatch-options.ts';
 import type { Limiter } from './ratelimit/limiter.ts';
@@ -83,6 +84,13 @@ export interface ServiceView {
   readonly telemetry: ServiceEvents;
   /** Outbound rate limits (`rateLimits` of the service); undefined when it has none. */
   readonly rateLimits?: Limiter | undefined;
+  /** The other mesh's gateway the service is reached through (`gateway`); undefined for most. */
+  readonly gateway?: ServiceGateway | undefined;
+  /**
+   * The gateway context headers this service may receive (`context.propagate`); undefined = all
+   * of them (a service of this mesh, by default).
+   */
+  readonly contextAllowed?: ReadonlySet<string> | undefined;
 }
 
 /** What the telemetry layer records of one request, reachable by the layers below. */

@@ -14,6 +14,8 @@ import type { DiscoveryProvider, DiscoveryStatus } from './discovery/types.ts';
 import { ServiceLimits } from './endpoint/limits.ts';
 import { OutlierDetector, outlierSettings } from './endpoint/outlier.ts';
 import { MeshworkConfigError } from './errors.ts';
+import { terminateTls } from './gateway/config.ts';
+import { ServiceGateway } from './gateway/service-gateway.ts';
 import type { PathOptions } from './http/path.ts';
 import { alpnProtocols } from './http/protocol.ts';
 import { configKey } from './live/key.ts';
@@ -77,7 +79,13 @@ export function coreKey(config: ServiceConfig): string {
     ports: policy?.portLevelSettings,
     subsets: (config.subsets ?? []).map((s) => [s.name, s.labels, s.trafficPolicy]),
   };
-  return configKey({ source, tls: policy?.tls, pool: { ...cp, http: poolHttp }, clusters });
+  return configKey({
+    source,
+    tls: policy?.tls,
+    pool: { ...cp, http: poolHttp },
+    clusters,
+    gateway: config.gateway,
+  });
 }
 
 /**
@@ -147,6 +155,8 @@ export class ServiceCore {
       // (port, subset) cluster says; portLevelSettings and a subset's pools and TLS apply to it.
       balancerFor: (subset, port) => clusters.balancer(subset, port),
       clusterOptions: clusters.varies ? (port, subset) => clusters.options(port, subset) : undefined,
+      // Behind another mesh's gateway: the endpoints are the gateway's (src/gateway).
+      gateway: config.gateway ? { poolPerServerName: config.gateway.mode === 'AUTO_PASSTHROUGH' } : undefined,
     });
     this.telemetry = new ServiceTelemetry(name, this.endpoints, opts.logger, opts.clock);
   }
@@ -234,6 +244,10 @@ export class ServiceRuntime implements ServiceView {
   readonly #breakerKey: string;
   /** Outbound rate limits (src/ratelimit/ratelimit-layer.ts); undefined when none. */
   readonly rateLimits: Limiter | undefined;
+  /** The other mesh's gateway this service is reached through (src/gateway); undefined for most. */
+  readonly gateway: ServiceGateway | undefined;
+  /** Gateway context headers this service may receive (`context.propagate`); undefined = all. */
+  readonly contextAllowed: ReadonlySet<string> | undefined;
 
   constructor(
     name: string,
@@ -273,7 +287,11 @@ export class ServiceRuntime implements ServiceView {
         { service: name, method, reason },
         'a non-idempotent request was not retried (it may have reached the server); set retries.retryNonIdempotent: true to retry it as Istio does. Counted in snapshot().services[name].requests.nonIdempotentRetriesSkipped; warned once',
       );
-    const od = outlierSettings(policy?.outlierDetection);
+    this.gateway = config.gateway ? new ServiceGateway(name, config.gateway) : undefined;
+    this.contextAllowed = contextAllowed(config);
+    // Behind a gateway, one address carries the whole remote service: by default only the
+    // gateway's own failures (refused, reset, timed out) eject it, not the remote workloads' 5xx.
+    const od = outlierSettings(policy?.outlierDetection ?? (config.gateway ? GATEWAY_OUTLIER : undefined));
     this.#outlierKey = configKey(od);
     if (sameCore && prev.#outlierKey === this.#outlierKey) this.outlier = prev.outlier;
     else {
@@ -344,7 +362,9 @@ export function groupLayout(
     const merged = mergeSubsetPolicy(policy, s.trafficPolicy as typeof policy);
     return {
       name: s.name,
-      labels: s.labels ?? {},
+      // Behind a gateway the subset is chosen by the remote mesh (its name is in the SNI): the
+      // gateway's addresses carry no workload labels, so every one of them serves every subset.
+      labels: config.gateway ? {} : (s.labels ?? {}),
       balancer: balancerFor(s.name, merged?.loadBalancer),
       hash: merged?.loadBalancer?.consistentHash,
     };
@@ -359,18 +379,41 @@ export function groupLayout(
   return { balancer, hash: policy?.loadBalancer?.consistentHash, subsets, keys, key, drainTimeoutMs };
 }
 
+/** Outlier detection of a gateway service when none is configured: local-origin failures only. */
+const GATEWAY_OUTLIER = { consecutive5xxErrors: 0, consecutiveLocalOriginFailures: 5 };
+
+/** `context.propagate` as a set of allowed header names; undefined = every gateway context header. */
+function contextAllowed(config: ServiceConfig): ReadonlySet<string> | undefined {
+  const p = config.context?.propagate ?? !config.gateway;
+  if (p === true) return undefined;
+  return new Set(p === false ? [] : p);
+}
+
 function createClientTls(
   name: string,
   config: ServiceConfig,
   opts: ServiceRuntimeOptions,
 ): ClientTls | undefined {
   const policy = config.trafficPolicy;
-  const tls = policy?.tls;
+  const gw = config.gateway;
+  // TERMINATE: the one TLS hop is to the gateway, verified as the gateway's identity.
+  const tls = gw?.mode === 'TERMINATE' ? terminateTls(gw, policy?.tls) : policy?.tls;
   if (!tls || tls.mode === 'DISABLE') return undefined;
-  const path = `services.${name}.trafficPolicy.tls`;
+  const path =
+    gw?.mode === 'TERMINATE' && (gw.tls !== undefined || policy?.tls === undefined)
+      ? `services.${name}.gateway.tls`
+      : `services.${name}.trafficPolicy.tls`;
   if (tls.mode === 'ISTIO_MUTUAL' && !opts.identity) {
     throw new MeshworkConfigError([
       { path: `${path}.mode`, message: '"ISTIO_MUTUAL" needs the mesh-wide `identity { cert, key, ca }`' },
+    ]);
+  }
+  if (tls.trustDomain !== undefined && !opts.identity) {
+    throw new MeshworkConfigError([
+      {
+        path: `${path}.trustDomain`,
+        message: `${JSON.stringify(tls.trustDomain)} needs the mesh-wide \`identity\` (its trustBundles hold the bundle of each trust domain)`,
+      },
     ]);
   }
   return new ClientTls({

@@ -13,6 +13,7 @@
  *     ratelimit → the callee's rate limits and quotas, checked before anything is sent (src/ratelimit/ratelimit-layer.ts)
  *     body      → buffer a streamed body up to 64 KiB so it can be replayed      (src/http/body-layer.ts)
  *     mirror    → fire-and-forget copy to the mirror service, bounded            (src/routing/mirror-layer.ts)
+ *     propagate → the destination's rule on gateway context: carried, or stripped (src/context/propagate-layer.ts)
  *     fault     → Istio fault injection, decided once, before retries            (src/fault/fault-layer.ts)
  *     breaker   → service-level circuit breaker (opossum), judges final outcomes  (src/breaker/breaker-layer.ts)
  *     retry     → retries, budget, hedging, route timeout, deadline              (src/retry/retry-layer.ts)
@@ -26,6 +27,7 @@
  *     load      → in-flight counts (endpoint, service), peak-EWMA RTT sample, counters (src/endpoint/load-layer.ts)
  *     outlier   → consecutive errors / success rate → ejection                    (src/endpoint/outlier-layer.ts)
  *     chaos     → attempt-level chaos (latency/reset/abort), seen by everything above (src/fault/chaos-layer.ts)
+ *     gateway   → (services behind another mesh's AUTO_PASSTHROUGH gateway) the SNI outbound_.<port>_.<subset>_.<host> (src/gateway/gateway-layer.ts)
  *     pool      → the endpoint's own undici Pool (TLS in its connector; server name from the final Host;
  *                 HTTP/1.1 or HTTP/2, src/http/protocol.ts) (src/balancer/endpoint.ts); in tests, the
  *                 `transport` Dispatcher instead (src/http/transport.ts)
@@ -38,6 +40,13 @@
  * Why the breaker is above retry: it must judge the outcome the caller gets, once per request,
  * however many attempts the retry layer made; below retry, one bad request with three attempts
  * would count three failures and open the circuit three times as fast.
+ *
+ * Why propagate sits after mirror: the rule judged is the final destination's (routing may
+ * switch it), and a mirror copy to a service in another mesh passes it as well.
+ *
+ * Why gateway is innermost: it only names the TLS server for the pool's connector; every layer
+ * above sees the gateway's address as the endpoint, as Istio's clusters list a remote network's
+ * gateway as the endpoint of its services.
  *
  * Why rate limits sit right after routing: routing decides which service the request goes to
  * (`destination.host`) and what path it sends, which is what the callee's quota counts; and
@@ -59,6 +68,7 @@ import { balance } from './balancer/balance-layer.ts';
 import { breakerLayer } from './breaker/breaker-layer.ts';
 import type { Clock } from './clock.ts';
 import { contextLayer } from './context/layer.ts';
+import { propagateLayer } from './context/propagate-layer.ts';
 import type { ContextRuntime } from './context/runtime.ts';
 import { limitsLayer } from './endpoint/limits-layer.ts';
 import { loadLayer } from './endpoint/load-layer.ts';
@@ -66,6 +76,7 @@ import { outlierLayer } from './endpoint/outlier-layer.ts';
 import { triedLayer } from './endpoint/tried-layer.ts';
 import { chaosLayer } from './fault/chaos-layer.ts';
 import { faultLayer } from './fault/fault-layer.ts';
+import { gatewayLayer } from './gateway/gateway-layer.ts';
 import { bodyLayer } from './http/body-layer.ts';
 import { sidecarLayer } from './http/sidecar-layer.ts';
 import { viaTransport } from './http/transport.ts';
@@ -104,6 +115,7 @@ export function requestLayers(opts: StackOptions): Layer[] {
     rateLimitLayer(opts.context),
     bodyLayer(),
     mirrorLayer(opts.services, opts.mirrorGate, random),
+    propagateLayer(opts.context),
     faultLayer(random),
     breakerLayer(),
     retryLayer(opts.clock),
@@ -119,6 +131,7 @@ export function endpointLayers(opts: StackOptions): EndpointLayer[] {
     loadLayer(opts.clock),
     outlierLayer(opts.clock),
     chaosLayer(opts.random ?? Math.random),
+    gatewayLayer(),
   ];
 }
 

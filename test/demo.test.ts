@@ -20,14 +20,24 @@ function demo(args: string[]): Promise<{ code: number | null; stdout: string; st
   });
 }
 
-function expectScenario(out: { code: number | null; stdout: string; stderr: string }): void {
+function expectScenario(
+  out: { code: number | null; stdout: string; stderr: string },
+  opts: { partnerMesh?: boolean } = {},
+): void {
   const { code, stdout, stderr } = out;
   expect(code, `${stdout}\n${stderr}`).toBe(0);
   expect(stdout).toContain('✔ partner (acme-travel) -> travels v2: 40/40');
   expect(stdout).toContain('✔ internal (intranet) -> travels v1: 40/40');
   expect(stdout).toContain('✔ unsigned gateway headers are not trusted');
   expect(stdout).toContain('✔ trace context arrives unchanged at the deepest hop');
-  expect(stdout).toContain('✔ gateway context (app, plan) arrives at the deepest hop');
+  if (opts.partnerMesh) {
+    expect(stdout).toContain(
+      "✔ mTLS end to end through the partner's gateway: flights verified travels' own SPIFFE ID",
+    );
+    expect(stdout).toContain(
+      "✔ gateway context stays in Travelz: the partner's flights got no app, plan or token",
+    );
+  } else expect(stdout).toContain('✔ gateway context (app, plan) arrives at the deepest hop');
   expect(stdout).toMatch(/measured canary share \d+\.\d% of \d+/);
   expect(stdout).toContain('✔ every travels process applied the new weights within 5 s, without a restart');
   expect(stdout).toContain('✔ every booking after the change reached flights v2');
@@ -57,4 +67,12 @@ test('the same scenario with --discovery=consul (the Consul double)', { timeout:
   const out = await demo(['--discovery=consul']);
   expectScenario(out);
   expect(out.stdout).toContain('Consul discovery: every instance is registered');
+});
+
+test("--partner-mesh: flights in the partner's own mesh (its own CA), through its east-west gateway", {
+  timeout: 90_000,
+}, async () => {
+  const out = await demo(['--partner-mesh']);
+  expectScenario(out, { partnerMesh: true });
+  expect(out.stdout).toContain("reach them through the partner's east-west gateway");
 });

@@ -3,6 +3,7 @@
 // counters from meshwork's diagnostics channels, and GET /snapshot for the demo driver.
 import dc from 'node:diagnostics_channel';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import {
   CHANNELS,
   createMesh,
@@ -34,7 +35,12 @@ export function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
-export function runNode(name: string, version: string, handler: Handler): void {
+/**
+ * `tls`: the service is served over mTLS with its mesh identity (client certificates required, as
+ * Istio's STRICT), on a port of its own (`tlsPort`); `port` stays the driver's plain window
+ * (/snapshot, /admin/).
+ */
+export function runNode(name: string, version: string, handler: Handler, opts: { tls?: boolean } = {}): void {
   const mesh = createMesh();
   const calls: Record<string, CallStats> = {};
   const stat = (svc: string) => {
@@ -82,9 +88,18 @@ export function runNode(name: string, version: string, handler: Handler): void {
     }
     app(req, res);
   });
+  const secure = opts.tls ? createTlsServer(mesh.serverTlsOptions(), app) : undefined;
+  if (secure) mesh.watchServerTls(secure);
   server.listen(0, '127.0.0.1', () => {
     port = (server.address() as { port: number }).port;
-    process.stdout.write(`${JSON.stringify({ ready: true, name, version, port })}\n`);
+    if (!secure) {
+      process.stdout.write(`${JSON.stringify({ ready: true, name, version, port })}\n`);
+      return;
+    }
+    secure.listen(0, '127.0.0.1', () => {
+      const tlsPort = (secure.address() as { port: number }).port;
+      process.stdout.write(`${JSON.stringify({ ready: true, name, version, port, tlsPort })}\n`);
+    });
   });
 
   let stopping = false;
@@ -93,6 +108,8 @@ export function runNode(name: string, version: string, handler: Handler): void {
     stopping = true;
     server.closeAllConnections();
     server.close();
+    secure?.closeAllConnections();
+    secure?.close();
     await mesh.close();
     process.exit(0);
   };

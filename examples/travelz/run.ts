@@ -4,13 +4,14 @@
 // one broken replica). This driver writes each process's mesh config, sends bookings through the
 // gateway as two different partners, and prints what the mesh did, read from each process's
 // mesh.snapshot() and meshwork's diagnostics channels (GET /snapshot on every process).
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { type SniGateway, startSniGateway } from './sni-gateway.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'travelz-'));
@@ -38,9 +39,47 @@ const consul =
     ? await new (await import('../../test/support/consul-double.ts')).ConsulDouble().start()
     : undefined;
 
+// `--partner-mesh`: the flights services belong to a partner airline that runs its own mesh, with
+// its own CA and trust domain (partner.example); travels (travelz.example) reach them through the
+// partner's east-west gateway (SNI passthrough, mTLS end to end) and keep Travelz's gateway
+// context at home. Needs the openssl command, which makes the two meshes' CAs.
+const partnerMesh = process.argv.includes('--partner-mesh');
+if (partnerMesh && spawnSync('openssl', ['version'], { stdio: 'ignore' }).status !== 0) {
+  console.error("--partner-mesh needs the openssl command (it makes the two meshes' CAs): install openssl");
+  process.exit(2);
+}
+const TRAVELS_ID = 'spiffe://travelz.example/ns/agency/sa/travels';
+const FLIGHTS_ID = 'spiffe://partner.example/ns/air/sa/flights';
+const FLIGHTS_HOST = 'flights.air.svc.partner.local';
+const pkis = partnerMesh
+  ? await (async () => {
+      const { createPki } = await import('../../test/support/certs.ts');
+      const travelz = createPki('travelz-ca', mkdtempSync(join(dir, 'pki-travelz-')));
+      const partner = createPki('partner-ca', mkdtempSync(join(dir, 'pki-partner-')));
+      const t = travelz.issue('travels', [`URI:${TRAVELS_ID}`]);
+      const f = partner.issue('flights', [`URI:${FLIGHTS_ID}`]);
+      return {
+        travels: {
+          cert: t.certPath,
+          key: t.keyPath,
+          ca: travelz.caPath,
+          trustBundles: { 'partner.example': partner.caPath },
+        },
+        flights: {
+          cert: f.certPath,
+          key: f.keyPath,
+          ca: partner.caPath,
+          trustBundles: { 'travelz.example': travelz.caPath },
+        },
+      };
+    })()
+  : undefined;
+let partnerGateway: SniGateway | undefined;
+
 function stopAll(): void {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
   void consul?.stop();
+  void partnerGateway?.close();
   rmSync(dir, { recursive: true, force: true });
 }
 process.on('exit', stopAll);
@@ -91,6 +130,8 @@ interface Started {
   name: string;
   version: string;
   port: number;
+  /** Its mTLS port (`--tls`: a service of the partner's mesh). */
+  tlsPort?: number;
   addr: string;
   /** Its MESHWORK_CONFIG file (watched by its mesh). */
   file: string;
@@ -111,7 +152,13 @@ async function start(
   children.push(child);
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   for await (const line of lines) {
-    const msg = JSON.parse(line) as { ready?: boolean; name: string; version: string; port: number };
+    const msg = JSON.parse(line) as {
+      ready?: boolean;
+      name: string;
+      version: string;
+      port: number;
+      tlsPort?: number;
+    };
     if (msg.ready) {
       if (process.env.TRAVELZ_DEBUG) console.error(file, JSON.stringify(services));
       return { ...msg, addr: `127.0.0.1:${msg.port}`, file };
@@ -146,7 +193,7 @@ interface Hop {
   version?: string;
   replica?: string;
   error?: string;
-  received?: { traceparent?: string; app?: string; plan?: string; signedToken?: boolean };
+  received?: { traceparent?: string; app?: string; plan?: string; signedToken?: boolean; peer?: string };
   flights?: Hop;
 }
 interface Booking {
@@ -181,9 +228,10 @@ const INTERNAL = 'k-intranet-21c9';
 try {
   heading('Starting Travelz: every participant is its own process with its own mesh');
   // The leaf services start together; their callers once their ports are known.
+  const partner = pkis ? { identity: pkis.flights } : {};
   const [flightsV1, flightsV2, ...leaves] = await Promise.all([
-    start(['flights', 'v1']),
-    start(['flights', 'v2']),
+    start(['flights', 'v1', ...(pkis ? ['--tls'] : [])], {}, 'service.ts', partner),
+    start(['flights', 'v2', ...(pkis ? ['--tls'] : [])], {}, 'service.ts', partner),
     start(['hotels', 'v1']),
     start(['hotels', 'v1', '--slow']),
     start(['cars', 'v1']),
@@ -194,9 +242,34 @@ try {
   const cars = leaves.slice(2);
   const broken = cars[2] as Started;
 
+  // --partner-mesh: the partner's east-west gateway, routing on Istio's SNI to its flights.
+  const sni = (subset: string) => `outbound_.8080_.${subset}_.${FLIGHTS_HOST}`;
+  if (pkis) {
+    partnerGateway = await startSniGateway({
+      [sni('')]: `127.0.0.1:${flightsV1.tlsPort}`,
+      [sni('v1')]: `127.0.0.1:${flightsV1.tlsPort}`,
+      [sni('v2')]: `127.0.0.1:${flightsV2.tlsPort}`,
+    });
+  }
+  // How travels reach flights: by discovery in Travelz's mesh, or through the partner's gateway.
+  const reachFlights = partnerGateway
+    ? {
+        gateway: {
+          mode: 'AUTO_PASSTHROUGH',
+          address: `127.0.0.1:${partnerGateway.port}`,
+          host: FLIGHTS_HOST,
+          port: 8080,
+        },
+        trafficPolicy: {
+          tls: { mode: 'ISTIO_MUTUAL', trustDomain: 'partner.example', subjectAltNames: [FLIGHTS_ID] },
+        },
+      }
+    : { discovery: discovery([flightsV1, flightsV2]) };
+  const travelsExtra = pkis ? { ...travelsLimits, identity: pkis.travels } : travelsLimits;
+
   // travels v1 and v2 call flights: a 90/10 canary between flights v1 and v2.
   const flights = {
-    discovery: discovery([flightsV1, flightsV2]),
+    ...reachFlights,
     subsets: [
       { name: 'v1', labels: { version: 'v1' } },
       { name: 'v2', labels: { version: 'v2' } },
@@ -212,8 +285,8 @@ try {
     ],
   };
   const [travelsV1, travelsV2] = await Promise.all([
-    start(['travels', 'v1', 'flights'], { flights }, 'service.ts', travelsLimits),
-    start(['travels', 'v2', 'flights'], { flights }, 'service.ts', travelsLimits),
+    start(['travels', 'v1', 'flights'], { flights }, 'service.ts', travelsExtra),
+    start(['travels', 'v2', 'flights'], { flights }, 'service.ts', travelsExtra),
   ]);
 
   // Hotels: one replica is slow (300 ms on 30% of its answers). A demo header picks the route:
@@ -283,6 +356,13 @@ try {
       ? `Consul discovery: every instance is registered in the Consul double on :${consul.port}, meshes watch it`
       : "static discovery (the addresses are in each process's mesh config)",
   );
+  if (partnerGateway) {
+    say('--partner-mesh: flights v1/v2 belong to a partner airline with its own mesh, CA and trust domain');
+    note(
+      `(partner.example); travels (travelz.example) reach them through the partner's east-west gateway on :${partnerGateway.port},`,
+    );
+    note(`which passes TLS through on Istio's SNI (${sni('v1')}); mTLS ends at flights itself`);
+  }
   say(`partner key ${PARTNER} = acme-travel (plan partner); ${INTERNAL} = intranet (plan internal)`);
 
   heading('1. Routing by partner plan');
@@ -346,10 +426,21 @@ try {
     'no service copied a header: mesh.inbound() stored them, every mesh.fetch inside the request added them',
   );
   check(seen.traceparent === sample.body.traceparent, 'trace context arrives unchanged at the deepest hop');
-  check(
-    seen.app === 'acme-travel' && seen.plan === 'partner',
-    'gateway context (app, plan) arrives at the deepest hop',
-  );
+  if (partnerGateway) {
+    note(`flights (partner mesh) saw its TLS peer as ${seen.peer}`);
+    check(
+      seen.peer === TRAVELS_ID,
+      "mTLS end to end through the partner's gateway: flights verified travels' own SPIFFE ID",
+    );
+    check(
+      seen.app === undefined && seen.plan === undefined && seen.signedToken === false,
+      "gateway context stays in Travelz: the partner's flights got no app, plan or token",
+    );
+  } else
+    check(
+      seen.app === 'acme-travel' && seen.plan === 'partner',
+      'gateway context (app, plan) arrives at the deepest hop',
+    );
 
   heading('3. Flights canary: 90% v1, 10% v2 (weighted route in travels\u2019 mesh)');
   await many(200, async () => {
@@ -381,7 +472,11 @@ try {
   };
   const shiftedAt = performance.now();
   for (const t of [travelsV1, travelsV2]) {
-    writeFileSync(`${t.file}.tmp`, JSON.stringify({ context, services: { flights: promoted } }, null, 2));
+    const identity = pkis ? { identity: pkis.travels } : {};
+    writeFileSync(
+      `${t.file}.tmp`,
+      JSON.stringify({ context, ...identity, services: { flights: promoted } }, null, 2),
+    );
     renameSync(`${t.file}.tmp`, t.file);
   }
   const applied = async () => {

@@ -60,6 +60,12 @@ export interface EndpointSetOptions {
    * of the service's endpoints on that port; for a subset: undefined when it shares them.
    */
   clusterOptions?: ((port: number, subset: string | undefined) => ClusterOptions | undefined) | undefined;
+  /**
+   * The endpoints are a gateway's (`services.<name>.gateway`): a route's `destination.port` and a
+   * subset name the remote service's port and subset (in the SNI), never the gateway's, so every
+   * group holds every endpoint; with AUTO_PASSTHROUGH, each endpoint keeps a pool per SNI.
+   */
+  gateway?: { poolPerServerName: boolean } | undefined;
 }
 
 /**
@@ -129,7 +135,7 @@ export class EndpointSet implements DiscoverySink {
    */
   group(subset: string | undefined, port?: number): PickGroup | undefined {
     const base = subset === undefined ? this.all : (this.#bySubset.get(subset) ?? this.#retired.get(subset));
-    if (port === undefined || base === undefined) return base;
+    if (port === undefined || base === undefined || this.#opts.gateway !== undefined) return base;
     let ports = this.#byPort.get(subset);
     if (ports === undefined) {
       ports = new Map();
@@ -215,6 +221,7 @@ export class EndpointSet implements DiscoverySink {
             connectionPool: cluster ? cluster.connectionPool : this.#opts.connectionPool,
             connect: cluster ? cluster.connect : this.#opts.connect,
             now,
+            poolPerServerName: this.#opts.gateway?.poolPerServerName,
           });
           this.#byAddress.set(ep.address, ep);
         }
@@ -343,7 +350,11 @@ export class EndpointSet implements DiscoverySink {
       };
       let mine = own.get(ep.address);
       if (mine === undefined) {
-        mine = new Endpoint(spec, { ...options, now: this.#opts.clock() });
+        mine = new Endpoint(spec, {
+          ...options,
+          now: this.#opts.clock(),
+          poolPerServerName: this.#opts.gateway?.poolPerServerName,
+        });
         own.set(ep.address, mine);
       } else mine.update(spec);
       mine.healthy = ep.healthy;

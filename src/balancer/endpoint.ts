@@ -39,6 +39,12 @@ export interface EndpointOptions {
   now: number;
   /** undici connect options, or a connector function (TLS, src/tls/client.ts). */
   connect?: Record<string, unknown> | Connector | undefined;
+  /**
+   * One pool per TLS server name (a gateway in AUTO_PASSTHROUGH: each SNI is a route to other
+   * workloads, so connections are never shared across names; undici would otherwise close a
+   * connection to reopen it with the next request's name).
+   */
+  poolPerServerName?: boolean | undefined;
 }
 
 /**
@@ -80,6 +86,8 @@ export class Endpoint {
 
   /** The endpoint's own undici Pool: made on the first request, let go when idle (`releaseIfIdle`). */
   #pool: Pool | undefined;
+  /** With `poolPerServerName`: the pools by TLS server name (the default pool is the '' one). */
+  readonly #byName: Map<string, Pool> | undefined;
   /** Shared by every endpoint of the cluster (one object, not one per endpoint). */
   readonly #connectionPool: ConnectionPoolConfig | undefined;
   readonly #connect: EndpointOptions['connect'];
@@ -112,6 +120,7 @@ export class Endpoint {
     this.#connect = options.connect;
     this.maxConnections = options.connectionPool?.tcp?.maxConnections ?? ENDPOINT_DEFAULTS.maxConnections;
     this.maxPending = options.connectionPool?.http?.http1MaxPendingRequests;
+    this.#byName = options.poolPerServerName ? new Map() : undefined;
   }
 
   /** Requests dispatched to this endpoint and not finished yet. */
@@ -179,10 +188,23 @@ export class Endpoint {
 
   /** True while the endpoint holds a pool (for the snapshot and tests). */
   get hasPool(): boolean {
-    return this.#pool !== undefined;
+    return this.#pool !== undefined || (this.#byName?.size ?? 0) > 0;
+  }
+
+  /** Every pool it holds (several only with `poolPerServerName`). */
+  #allPools(): Pool[] {
+    const out = this.#pool ? [this.#pool] : [];
+    if (this.#byName) out.push(...this.#byName.values());
+    return out;
   }
 
   #open(): Pool {
+    const pool = this.#newPool();
+    this.#pool = pool;
+    return pool;
+  }
+
+  #newPool(): Pool {
     const cp = this.#connectionPool;
     const secure = this.#connect !== undefined;
     const hostForUrl = this.host.includes(':') ? `[${this.host}]` : this.host;
@@ -201,7 +223,6 @@ export class Endpoint {
           ? { connect: { keepAlive: true, keepAliveInitialDelay: cp.tcp.tcpKeepalive.time } }
           : {}),
     } as Pool.Options);
-    this.#pool = pool;
     return pool;
   }
 
@@ -211,12 +232,13 @@ export class Endpoint {
    * periodically by the endpoint set. Returns true when it let go.
    */
   releaseIfIdle(): boolean {
-    const pool = this.#pool;
+    const pools = this.#allPools();
     const idle = this.attempts === this.#sweptAttempts && this.inflight === 0;
     this.#sweptAttempts = this.attempts;
-    if (pool === undefined || !idle) return false;
+    if (pools.length === 0 || !idle) return false;
     this.#pool = undefined;
-    pool.close().catch(() => {});
+    this.#byName?.clear();
+    for (const pool of pools) pool.close().catch(() => {});
     return true;
   }
 
@@ -225,20 +247,9 @@ export class Endpoint {
    * destroys what is left.
    */
   async closePool(timeoutMs: number): Promise<void> {
-    const pool = this.#pool;
-    if (pool === undefined) return;
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), timeoutMs);
-      timer.unref();
-    });
-    const closed = pool.close().then(
-      () => 'closed' as const,
-      () => 'closed' as const,
-    );
-    const outcome = await Promise.race([closed, bound]);
-    clearTimeout(timer);
-    if (outcome === 'timeout') await pool.destroy().catch(() => {});
+    const pools = this.#allPools();
+    this.#byName?.clear();
+    await Promise.all(pools.map((p) => closeBounded(p, timeoutMs)));
   }
 
   /** Applies an update from discovery (same address, new labels/weight/zone). */
@@ -279,6 +290,32 @@ export class Endpoint {
         if (name !== '') opts.servername = name;
       }
     }
+    const byName = this.#byName;
+    if (byName !== undefined) {
+      const name = opts.servername ?? '';
+      let pool = byName.get(name);
+      if (pool === undefined) {
+        pool = this.#newPool();
+        byName.set(name, pool);
+      }
+      return pool.dispatch(opts, handler);
+    }
     return (this.#pool ?? this.#open()).dispatch(opts, handler);
   }
+}
+
+/** Closes a pool: waits up to `timeoutMs` for its in-flight requests, then destroys what is left. */
+async function closeBounded(pool: Pool, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    timer.unref();
+  });
+  const closed = pool.close().then(
+    () => 'closed' as const,
+    () => 'closed' as const,
+  );
+  const outcome = await Promise.race([closed, bound]);
+  clearTimeout(timer);
+  if (outcome === 'timeout') await pool.destroy().catch(() => {});
 }

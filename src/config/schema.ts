@@ -9,6 +9,8 @@ import { loadBalancerSchema } from '../balancer/schema.ts';
 import { circuitBreakerSchema } from '../breaker/schema.ts';
 import { authorizationSchema, contextSchema } from '../context/schema.ts';
 import { discoverySchema } from '../discovery/schema.ts';
+import { gatewayDiscovery, gatewayIssues } from '../gateway/config.ts';
+import { type GatewayConfig, gatewaySchema, serviceContextSchema } from '../gateway/schema.ts';
 import { pathNormalizationSchema } from '../http/path-schema.ts';
 import { liveConfigSchema } from '../live/schema.ts';
 import { rateLimitIssues, rateLimitsSchema, serviceRateLimitsSchema } from '../ratelimit/schema.ts';
@@ -117,8 +119,13 @@ export const trafficPolicySchema = z.strictObject({
 
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
-export const serviceSchema = z.strictObject({
-  discovery: discoverySchema,
+export const serviceFields = z.strictObject({
+  /** Where the endpoints come from. Not with `gateway`: its address is where connections go. */
+  discovery: discoverySchema.optional(),
+  /** The service is in another mesh, reached through that mesh's gateway (src/gateway). */
+  gateway: gatewaySchema.optional(),
+  /** Which gateway context headers go to this service (src/gateway/schema.ts). */
+  context: serviceContextSchema.optional(),
   trafficPolicy: trafficPolicySchema.optional(),
   /** `http` (VirtualService routes) and `subsets` (DestinationRule subsets): src/routing/schema.ts. */
   ...createRoutingFields(trafficPolicySchema),
@@ -130,6 +137,43 @@ export const serviceSchema = z.strictObject({
   /** Rate limits on calls to this service, checked before anything is sent (src/ratelimit). */
   rateLimits: serviceRateLimitsSchema.optional(),
 });
+
+/**
+ * A service: `discovery` finds its endpoints, or, behind a gateway, the gateway's address (or its
+ * own discovery) does; the output always has `discovery`.
+ */
+export const serviceSchema = serviceFields
+  .superRefine((s, ctx) => {
+    if (s.gateway === undefined) {
+      if (s.discovery === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['discovery'],
+          message: 'is required (or `gateway`, for a service of another mesh)',
+          input: undefined,
+        });
+      return;
+    }
+    if (s.discovery !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['discovery'],
+        message:
+          'cannot be used with `gateway`: connections go to the gateway, so give its address in gateway.address (or gateway.discovery)',
+        input: s.discovery,
+      });
+    for (const issue of gatewayIssues(
+      s.gateway,
+      s.trafficPolicy?.tls,
+      s.subsets,
+      s.trafficPolicy?.portLevelSettings,
+    ))
+      ctx.addIssue({ code: 'custom', ...issue });
+  })
+  .transform((s) => {
+    const { discovery, ...rest } = s;
+    return { ...rest, discovery: discovery ?? gatewayDiscovery(s.gateway as GatewayConfig) };
+  });
 
 export const meshConfigSchema = z
   .strictObject({

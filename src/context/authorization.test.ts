@@ -107,3 +107,30 @@ describe('authorize: path case (authorization.pathCase)', () => {
     expect(allowed(denyButPublic, '/PUBLIC/x', 'INSENSITIVE')).toBe(true);
   });
 });
+
+describe('trust domain aliases (Istio trustDomainAliases)', () => {
+  // own domain a.example, alias old.example
+  const canon = (id: string) => id.replace(/^(spiffe:\/\/)?old\.example(\/|$)/, '$1a.example$2');
+  const allowOnly = (principals: string[]) =>
+    policies([{ action: 'ALLOW', rules: [{ from: [{ source: { principals } }] }] }]);
+
+  it('a caller in an alias domain matches a policy naming the own domain, and the other way round', () => {
+    const own = allowOnly(['a.example/ns/x/sa/y']);
+    expect(authorize(own, req('spiffe://old.example/ns/x/sa/y'), 'FAIL_CLOSED', canon).allowed).toBe(true);
+    expect(authorize(own, req('spiffe://old.example/ns/x/sa/y')).allowed).toBe(false);
+    const alias = allowOnly(['spiffe://old.example/ns/x/*']);
+    expect(authorize(alias, req('spiffe://a.example/ns/x/sa/y'), 'FAIL_CLOSED', canon).allowed).toBe(true);
+    expect(authorize(alias, req('spiffe://b.example/ns/x/sa/y'), 'FAIL_CLOSED', canon).allowed).toBe(false);
+  });
+  it('notPrincipals too, and the refusal names the ID the caller presented', () => {
+    const p = policies([
+      { action: 'DENY', rules: [{ from: [{ source: { notPrincipals: ['a.example/*'] } }] }] },
+    ]);
+    expect(authorize(p, req('spiffe://old.example/ns/x/sa/y'), 'FAIL_CLOSED', canon).allowed).toBe(true);
+    const d = authorize(p, req('spiffe://b.example/ns/x/sa/y'), 'FAIL_CLOSED', canon);
+    expect(d).toMatchObject({
+      allowed: false,
+      reason: expect.stringContaining('spiffe://b.example/ns/x/sa/y'),
+    });
+  });
+});

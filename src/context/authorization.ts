@@ -49,12 +49,17 @@ function pathFold(pathCase: PathCase, deny: boolean): PathFold {
 
 const identity = (s: string) => s;
 
-function ruleMatches(rule: AuthorizationRule, req: AuthzRequest, fold: PathFold): boolean {
+function ruleMatches(
+  rule: AuthorizationRule,
+  req: AuthzRequest,
+  fold: PathFold,
+  principal: (p: string) => string,
+): boolean {
   const fromOk =
     !rule.from ||
     rule.from.some(({ source: s }) => {
-      if (s.principals && !anyMatch(s.principals, req.principal, bare)) return false;
-      if (s.notPrincipals && anyMatch(s.notPrincipals, req.principal, bare)) return false;
+      if (s.principals && !anyMatch(s.principals, req.principal, principal)) return false;
+      if (s.notPrincipals && anyMatch(s.notPrincipals, req.principal, principal)) return false;
       return true;
     });
   if (!fromOk) return false;
@@ -77,26 +82,32 @@ const policyName = (p: AuthorizationPolicy, i: number) => (p.name ? `"${p.name}"
  * Istio's AuthorizationPolicy evaluation: any matching DENY policy refuses; then, when at least
  * one ALLOW policy exists, the request must match one of them; with no ALLOW policy, it is allowed.
  * `pathCase` (default FAIL_CLOSED) says how path patterns compare; see docs/context.md.
+ * `canonicalId` maps an alias trust domain to the own one (principals and patterns alike).
  */
 export function authorize(
   policies: readonly AuthorizationPolicy[],
   req: AuthzRequest,
   pathCase: PathCase = 'FAIL_CLOSED',
+  canonicalId?: (id: string) => string,
 ): AuthzDecision {
+  // Trust domain aliases: an ID (or pattern) in an alias domain is the own domain's, on both
+  // sides, as Istio expands a policy's principals to every alias.
+  const principal = canonicalId === undefined ? bare : (p: string) => bare(canonicalId(p));
   const who = `principal ${req.principal ?? '(none: no verified client certificate)'}, ${req.method} ${req.path}`;
   const denyFold = pathFold(pathCase, true);
   const allowFold = pathFold(pathCase, false);
   let hasAllow = false;
   for (const [i, p] of policies.entries()) {
     if (p.action === 'DENY') {
-      if (p.rules.some((r) => ruleMatches(r, req, denyFold))) {
+      if (p.rules.some((r) => ruleMatches(r, req, denyFold, principal))) {
         return { allowed: false, reason: `denied by DENY policy ${policyName(p, i)} (${who})` };
       }
     } else hasAllow = true;
   }
   if (!hasAllow) return { allowed: true };
   for (const p of policies) {
-    if (p.action === 'ALLOW' && p.rules.some((r) => ruleMatches(r, req, allowFold))) return { allowed: true };
+    if (p.action === 'ALLOW' && p.rules.some((r) => ruleMatches(r, req, allowFold, principal)))
+      return { allowed: true };
   }
   return { allowed: false, reason: `no ALLOW policy matches (${who})` };
 }

@@ -13,6 +13,7 @@ import {
 } from '../http/path.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { peerPrincipal } from '../tls/san.ts';
+import type { PeerVerdict } from '../tls/trust.ts';
 import { type AuthzDecision, authorize } from './authorization.ts';
 import { type JwsAlgorithm, type JwsKeys, type JwsResult, JwsVerifier, loadPublicKey } from './jws.ts';
 import { editRequestHeaders } from './request-headers.ts';
@@ -86,6 +87,18 @@ interface Stored {
 }
 
 /**
+ * The mesh's trust domains as the inbound side needs them (src/tls/trust.ts): the verdict on a
+ * peer certificate (its own domain's bundle must vouch for it) and IDs with alias domains
+ * replaced by the own domain.
+ */
+export interface InboundTrust {
+  verifyPeer(socket: unknown): PeerVerdict;
+  canonicalId(id: string): string;
+  /** canonicalId for authorization principals (Istio: `cluster.local` there is the own domain). */
+  policyId(id: string): string;
+}
+
+/**
  * The per-mesh context machinery: reads an inbound request (trust, token, trace, deadline,
  * authorization) into a MeshContext and keeps it in AsyncLocalStorage for the request's life.
  */
@@ -105,6 +118,9 @@ export class ContextRuntime {
   readonly #clock: Clock;
   readonly #logger: Logger;
   #callers: ReadonlySet<string> | undefined;
+  /** `#callers` with alias domains replaced by the own domain. */
+  #canonicalCallers: ReadonlySet<string> | undefined;
+  #trust: InboundTrust | undefined;
   #tokenHeader: string | undefined;
   #verifier: JwsVerifier | undefined;
   #authz: AuthorizationConfig['policies'];
@@ -115,6 +131,11 @@ export class ContextRuntime {
   wallClock: () => number = Date.now;
   /** The check after authorization and the context (rate limits); set by the mesh. */
   gate: InboundGate | undefined;
+  /**
+   * The gateway context's header names (the configured headers, the signed token's, `baggage`):
+   * what `services.<name>.context.propagate` carries or strips. Trace headers and the deadline are not in it.
+   */
+  gatewayHeaders: readonly string[] = [];
 
   constructor(
     config: ContextConfig | undefined,
@@ -130,6 +151,7 @@ export class ContextRuntime {
     this.#authz = authorization?.policies ?? [];
     const trust = config?.trust;
     this.#callers = trust?.callers ? new Set(trust.callers) : undefined;
+    this.#canonicalCallers = this.#callers;
     const sig = trust?.signature;
     if (sig) {
       this.#tokenHeader = sig.header ?? DEFAULT_TOKEN_HEADER;
@@ -160,6 +182,14 @@ export class ContextRuntime {
         issuer: sig.issuer,
       });
     }
+    this.gatewayHeaders = this.#gatewayHeaderNames();
+  }
+
+  #gatewayHeaderNames(): string[] {
+    const names = new Set(this.headers);
+    if (this.#tokenHeader !== undefined) names.add(this.#tokenHeader);
+    names.add(BAGGAGE_HEADER);
+    return [...names];
   }
 
   /**
@@ -172,10 +202,27 @@ export class ContextRuntime {
     this.baggage = next.baggage;
     this.paths = next.paths;
     this.#callers = next.#callers;
+    this.#canonicalCallers = this.#canonical(this.#callers);
     this.#tokenHeader = next.#tokenHeader;
     this.#verifier = next.#verifier;
     this.#authz = next.#authz;
     this.#pathCase = next.#pathCase;
+    this.gatewayHeaders = next.gatewayHeaders;
+  }
+
+  /**
+   * The mesh's trust domains (set by the mesh when it has an `identity`): peers are then judged
+   * by their own domain's bundle, and alias domains count as the own one in principals and
+   * `context.trust.callers`.
+   */
+  set trust(trust: InboundTrust | undefined) {
+    this.#trust = trust;
+    this.#canonicalCallers = this.#canonical(this.#callers);
+  }
+
+  #canonical(ids: ReadonlySet<string> | undefined): ReadonlySet<string> | undefined {
+    const t = this.#trust;
+    return ids && t ? new Set([...ids].map((id) => t.canonicalId(id))) : ids;
   }
 
   /** True when some trust rule limits who may set context. */
@@ -228,12 +275,25 @@ export class ContextRuntime {
     const target = original ?? req.url ?? '/';
     const normalized = normalizeTarget(target, this.paths);
     if (typeof normalized !== 'string') return this.#badRequest(normalized);
-    const principal = peerPrincipal(req.socket);
+    const trust = this.#trust;
+    let principal: string | undefined;
+    if (trust === undefined) principal = peerPrincipal(req.socket);
+    else {
+      const verdict = trust.verifyPeer(req.socket);
+      if (verdict.refused !== undefined) {
+        // A certificate that no bundle of its own trust domain vouches for: refused whatever the
+        // policies say (the connection is closed at the handshake when watchServerTls is used).
+        this.counters.denied++;
+        return { denied: { status: 403, reason: verdict.refused }, ctx: EMPTY };
+      }
+      principal = verdict.principal;
+    }
     if (this.#authz.length > 0) {
       const decision: AuthzDecision = authorize(
         this.#authz,
         { principal, method: req.method ?? 'GET', path: pathOf(normalized) },
         this.#pathCase,
+        trust === undefined ? undefined : (id) => trust.policyId(id),
       );
       if (!decision.allowed) {
         this.counters.denied++;
@@ -261,7 +321,9 @@ export class ContextRuntime {
     const h = req.headers;
     const out: Record<string, string> = {};
     const plainTrusted =
-      !this.restricted || (principal !== undefined && this.#callers?.has(principal) === true);
+      !this.restricted ||
+      (principal !== undefined &&
+        this.#canonicalCallers?.has(this.#trust ? this.#trust.canonicalId(principal) : principal) === true);
     let claims: Readonly<Record<string, unknown>> | undefined;
     // Header edits, applied once at the end (rare: only forged, refused or token-given values).
     let remove: Set<string> | undefined;

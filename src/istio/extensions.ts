@@ -25,6 +25,9 @@ export const MESHWORK_EXTENSIONS: ReadonlySet<string> = new Set([
   'trafficPolicy.circuitBreaker',
   // ALPN offered to the upstream (Envoy's alpn_protocols); Istio derives it, meshwork lets you set it.
   'trafficPolicy.tls.alpnProtocols',
+  // The trust domain whose bundle verifies the server; Istio takes it from the mesh's trust
+  // bundles (MeshConfig), meshwork names it per destination.
+  'trafficPolicy.tls.trustDomain',
 ]);
 
 /**

@@ -7,7 +7,7 @@
 import { expect, describe as group, it } from 'vitest';
 import type { z } from 'zod';
 import * as zodModule from 'zod';
-import { serviceSchema } from '../config/schema.ts';
+import { serviceFields } from '../config/schema.ts';
 import { destinationRuleSpec } from './destination-rule.ts';
 import { extensionPath, MESHWORK_EXTENSIONS, PER_SERVICE_ONLY } from './extensions.ts';
 import { virtualServiceSpec } from './virtual-service.ts';
@@ -100,7 +100,7 @@ function drift(h: Handler, schema: Zod, path: string, out: string[]): string[] {
   }
 }
 
-const service = serviceSchema.shape;
+const service = serviceFields.shape;
 
 group('fromIstio field tables against the config schemas', () => {
   it('VirtualService http routes match services.<name>.http', () => {

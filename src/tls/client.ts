@@ -9,7 +9,7 @@ import {
   connect as tlsConnect,
 } from 'node:tls';
 import { errors as undiciErrors } from 'undici';
-import { TlsIdentityError } from '../errors.ts';
+import { MeshworkConfigError, TlsIdentityError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { MeshIdentity } from './identity.ts';
 import { type Pem, TlsMaterial } from './material.ts';
@@ -69,6 +69,8 @@ export class ClientTls {
   readonly #unsubscribe: () => void;
   readonly #sessions = new Map<string, Buffer>();
   #context: SecureContext;
+  /** The server's trust domain (`tls.trustDomain`, or the own one with ISTIO_MUTUAL) and the names it goes by (aliases). */
+  #domain: { name: string; accepted: readonly string[] } | undefined;
   /** Connections dialed / refused for identity. */
   handshakes = 0;
   /** Handshakes that resumed a cached TLS session (cheaper: no certificate exchange). */
@@ -102,11 +104,53 @@ export class ClientTls {
         'TLS server verification is OFF (insecureSkipVerify: true): any server, or anyone in between, is trusted',
       );
     }
+    // Which trust domain the server must be in, and whose bundle verifies it: trustDomain, or
+    // the own domain with ISTIO_MUTUAL.
+    const trust = opts.identity?.trust;
+    const td = tls.trustDomain ?? (tls.mode === 'ISTIO_MUTUAL' ? trust?.own : undefined);
+    if (td !== undefined && trust !== undefined) {
+      if (trust.bundlePem(td) === undefined) {
+        if (this.#ownsMaterial) this.#material.close();
+        throw new MeshworkConfigError([
+          {
+            path: `${opts.path}.trustDomain`,
+            message: `${JSON.stringify(td)} has no trust bundle: add it to identity.trustBundles, or list it in identity.trustDomainAliases when it is the own domain under another name`,
+          },
+        ]);
+      }
+      this.#domain = { name: td, accepted: trust.equivalents(td) };
+      for (const [i, san] of (tls.subjectAltNames ?? []).entries()) {
+        const sanDomain = trustDomain(san);
+        if (sanDomain !== undefined && !this.#domain.accepted.includes(sanDomain)) {
+          if (this.#ownsMaterial) this.#material.close();
+          throw new MeshworkConfigError([
+            {
+              path: `${opts.path}.subjectAltNames[${i}]`,
+              message: `${JSON.stringify(san)} is in trust domain "${sanDomain}", but the server is verified against the bundle of "${td}": set trustDomain: ${sanDomain}`,
+            },
+          ]);
+        }
+      }
+    }
     this.#context = this.#build(this.#material.pem);
-    this.#unsubscribe = this.#material.onChange((pem) => {
-      this.#context = this.#build(pem);
+    const rebuild = () => {
+      this.#context = this.#build(this.#material.pem);
       this.#sessions.clear();
-    });
+    };
+    const offMaterial = this.#material.onChange(rebuild);
+    // ISTIO_MUTUAL in the own domain: the bundle is the identity's material, whose change is seen above.
+    const ownMaterialOnly =
+      tls.mode === 'ISTIO_MUTUAL' &&
+      this.#domain !== undefined &&
+      trust?.canonical(this.#domain.name) === trust?.own;
+    const offTrust =
+      this.#domain !== undefined && trust !== undefined && !ownMaterialOnly
+        ? trust.onChange(rebuild)
+        : () => {};
+    this.#unsubscribe = () => {
+      offMaterial();
+      offTrust();
+    };
   }
 
   get rotations(): number {
@@ -115,8 +159,10 @@ export class ClientTls {
 
   #build(pem: Pem): SecureContext {
     // Without a CA, Node's default roots verify the server (SIMPLE against a public server).
+    // With a trust domain, that domain's bundle alone: another domain's CA cannot vouch for it.
+    const ca = this.#domain ? this.#opts.identity?.trust.bundlePem(this.#domain.name) : pem.ca;
     return createSecureContext({
-      ca: pem.ca,
+      ca,
       cert: pem.cert,
       key: pem.key,
       crl: pem.crl,
@@ -124,25 +170,38 @@ export class ClientTls {
     });
   }
 
-  /** The identities a server must present, or undefined for "any identity of the trust domain". */
-  #expected(servername: string): { names: string[]; domainOnly?: string } {
+  /** The identities a server must present, or the trust domains one of its URI SANs must be in. */
+  #expected(servername: string): { names: string[]; domains?: readonly string[] } {
     const { tls, identity } = this.#opts;
-    if (tls.subjectAltNames && tls.subjectAltNames.length > 0) return { names: tls.subjectAltNames };
-    if (tls.mode === 'ISTIO_MUTUAL') {
-      const own = identity?.spiffeId;
-      const td = own ? trustDomain(own) : undefined;
-      return { names: td ? [`spiffe://${td}/*`] : [], ...(td ? { domainOnly: td } : {}) };
+    const domains = this.#domain?.accepted;
+    if (tls.subjectAltNames && tls.subjectAltNames.length > 0) {
+      if (domains === undefined || identity === undefined) return { names: tls.subjectAltNames };
+      // An alias names the own domain: spiffe://alias/x is spiffe://own/x.
+      const names = tls.subjectAltNames.flatMap((n) => {
+        const td = trustDomain(n);
+        if (td === undefined || !domains.includes(td)) return [n];
+        const rest = n.slice(`spiffe://${td}`.length);
+        return domains.map((d) => `spiffe://${d}${rest}`);
+      });
+      return { names: [...new Set(names)], domains };
     }
+    if (domains !== undefined) return { names: domains.map((d) => `spiffe://${d}/*`), domains };
+    if (tls.mode === 'ISTIO_MUTUAL') return { names: [] };
     return { names: [servername] };
   }
 
   #check(servername: string, where: string, cert: PeerCertificate): Error | undefined {
     const presented = presentedSans(cert);
-    const { names, domainOnly } = this.#expected(servername);
+    const { names, domains } = this.#expected(servername);
+    // A server's SPIFFE ID must be in the expected domain, whatever else it presents.
+    const inDomain = (san: string) => domains?.some((d) => san.startsWith(`URI:spiffe://${d}/`)) === true;
+    const foreignId =
+      domains !== undefined && presented.some((s) => s.startsWith('URI:spiffe://') && !inDomain(s));
     let ok: boolean;
-    if (domainOnly !== undefined) ok = presented.some((s) => s.startsWith(`URI:spiffe://${domainOnly}/`));
-    else if (names.length === 0) ok = true;
+    if (foreignId) ok = false;
     else if (this.#opts.tls.subjectAltNames?.length) ok = sanMatches(names, presented);
+    else if (domains !== undefined) ok = presented.some(inDomain);
+    else if (names.length === 0) ok = true;
     else ok = checkServerIdentity(servername, cert) === undefined;
     if (ok) return undefined;
     this.identityFailures++;

@@ -2,10 +2,15 @@ import type { Logger } from '../telemetry/logger.ts';
 import { TlsMaterial } from './material.ts';
 import { spiffeIdOfPem } from './san.ts';
 import type { IdentityConfig } from './schema.ts';
+import { TrustDomains } from './trust.ts';
 
-/** The mesh-wide workload identity (`identity { cert, key, ca }`), watched for rotation. */
+/**
+ * The mesh-wide workload identity (`identity { cert, key, ca }`), watched for rotation, and the
+ * trust domains it knows (`trustDomain`, `trustBundles`, `trustDomainAliases`).
+ */
 export class MeshIdentity {
   readonly material: TlsMaterial;
+  readonly trust: TrustDomains;
 
   constructor(config: IdentityConfig, logger: Logger) {
     this.material = new TlsMaterial(
@@ -16,6 +21,12 @@ export class MeshIdentity {
       },
       logger,
     );
+    try {
+      this.trust = new TrustDomains(config, this.material, this.spiffeId, logger);
+    } catch (err) {
+      this.material.close();
+      throw err;
+    }
   }
 
   /** This workload's SPIFFE ID (URI SAN of its certificate). */
@@ -25,6 +36,7 @@ export class MeshIdentity {
   }
 
   close(): void {
+    this.trust.close();
     this.material.close();
   }
 }

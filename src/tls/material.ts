@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { MeshworkConfigError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { certificatesOfPem, pemOfSpiffeBundle } from './bundle.ts';
 
 /** How long file events are gathered before the files are re-read (an editor or a Kubernetes
  * secret update writes several files; the cert and the key must be read as a pair). */
@@ -14,8 +15,13 @@ export const RELOAD_POLL_MS = 30_000;
 export interface MaterialField {
   /** Config path, for errors: `services.travels.trafficPolicy.tls.caCertificates`. */
   path: string;
-  /** A PEM string or a path to a PEM file. */
+  /** A PEM string or a path to a PEM file (with `format: 'spiffe-bundle'`: JSON or a path to it). */
   value: string;
+  /**
+   * A trust bundle, checked when read: `pem-bundle` must hold certificates that parse;
+   * `spiffe-bundle` is a SPIFFE bundle (JWKS) whose X.509 authorities become the PEM.
+   */
+  format?: 'pem-bundle' | 'spiffe-bundle' | undefined;
 }
 
 /** `crl`: certificate revocation lists (PEM), checked against the peer's chain. */
@@ -25,16 +31,37 @@ export function isPem(v: string): boolean {
   return v.includes('-----BEGIN');
 }
 
+/** True when a field's value is the material itself rather than a path. */
+function inline(field: MaterialField): boolean {
+  return field.format === 'spiffe-bundle' ? field.value.trimStart().startsWith('{') : isPem(field.value);
+}
+
+/** The value as an error shows it: a path whole, inline material shortened. */
+function shown(field: MaterialField): string {
+  const v = inline(field) && field.value.length > 60 ? `${field.value.slice(0, 57)}...` : field.value;
+  return JSON.stringify(v);
+}
+
 function read(field: MaterialField): string {
-  if (isPem(field.value)) return field.value;
+  let text: string;
+  if (inline(field)) text = field.value;
+  else {
+    try {
+      text = readFileSync(field.value, 'utf8');
+    } catch (err) {
+      throw new MeshworkConfigError([
+        { path: field.path, message: `${shown(field)} cannot be read (${(err as Error).message})` },
+      ]);
+    }
+  }
+  if (field.format === undefined) return text;
   try {
-    return readFileSync(field.value, 'utf8');
+    if (field.format === 'spiffe-bundle') return pemOfSpiffeBundle(text);
+    certificatesOfPem(text);
+    return text;
   } catch (err) {
     throw new MeshworkConfigError([
-      {
-        path: field.path,
-        message: `${JSON.stringify(field.value)} cannot be read (${(err as Error).message})`,
-      },
+      { path: field.path, message: `${shown(field)} ${(err as Error).message}` },
     ]);
   }
 }
@@ -60,9 +87,9 @@ export class TlsMaterial {
   constructor(fields: Partial<Record<keyof Pem, MaterialField>>, logger: Logger) {
     this.#fields = fields;
     this.#logger = logger;
-    this.#current = this.#load(true);
+    this.#current = this.#load();
     const dirs = new Set<string>();
-    for (const f of Object.values(fields)) if (f && !isPem(f.value)) dirs.add(dirname(f.value));
+    for (const f of Object.values(fields)) if (f && !inline(f)) dirs.add(dirname(f.value));
     // Watch directories, not files: an atomic rename (or Kubernetes' `..data` symlink swap)
     // replaces the inode a file watch would follow.
     for (const dir of dirs) {
@@ -106,11 +133,12 @@ export class TlsMaterial {
   reload(): boolean {
     let next: Pem;
     try {
-      next = this.#load(false);
+      next = this.#load();
     } catch (err) {
       this.reloadErrors++;
+      const paths = Object.values(this.#fields).flatMap((f) => (f && !inline(f) ? [f.value] : []));
       this.#logger.warn(
-        { err: (err as Error).message },
+        { err: (err as Error).message, files: paths },
         'TLS files changed but are not valid yet; keeping the previous ones',
       );
       return false;
@@ -129,7 +157,7 @@ export class TlsMaterial {
     return true;
   }
 
-  #load(initial: boolean): Pem {
+  #load(): Pem {
     const out: Pem = {};
     for (const k of ['ca', 'cert', 'key', 'crl'] as const) {
       const f = this.#fields[k];
@@ -138,7 +166,6 @@ export class TlsMaterial {
     try {
       createSecureContext({ ca: out.ca, cert: out.cert, key: out.key, crl: out.crl });
     } catch (err) {
-      if (!initial) throw err;
       const f = this.#fields.key ?? this.#fields.cert ?? this.#fields.ca ?? this.#fields.crl;
       throw new MeshworkConfigError([
         { path: f?.path ?? 'tls', message: `is not valid TLS material (${(err as Error).message})` },

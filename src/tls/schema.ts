@@ -1,8 +1,15 @@
 /** `trafficPolicy.tls` (Istio ClientTLSSettings) and the mesh-wide `identity`. See docs/mtls.md. */
 import { z } from 'zod';
+import { userRecord } from '../config/zod-helpers.ts';
+import { TRUST_DOMAIN } from './bundle.ts';
 
 /** A PEM string (contains "-----BEGIN") or a path to a PEM file (watched for rotation). */
 const pemOrPath = z.string().min(1);
+
+/** A SPIFFE trust domain name (`cluster.local`, `prod.example.org`). */
+const trustDomainName = z
+  .string()
+  .regex(TRUST_DOMAIN, 'is not a SPIFFE trust domain name (lowercase letters, digits, ".", "-", "_")');
 
 export const tlsSchema = z
   .strictObject({
@@ -33,6 +40,12 @@ export const tlsSchema = z
      * Logged as a warning when the mesh starts; for tests and migrations only.
      */
     insecureSkipVerify: z.boolean().optional(),
+    /**
+     * The SPIFFE trust domain the server belongs to: its certificate is verified against that
+     * domain's bundle only (`identity.trustBundles`, or `identity.ca` for the own domain and its
+     * aliases), and its URI SAN must be in that domain. Default with ISTIO_MUTUAL: the own domain.
+     */
+    trustDomain: trustDomainName.optional(),
   })
   .superRefine((v, ctx) => {
     if (v.alpnProtocols !== undefined && v.mode === 'DISABLE')
@@ -42,6 +55,21 @@ export const tlsSchema = z
           'needs TLS (mode SIMPLE, MUTUAL or ISTIO_MUTUAL); for HTTP/2 in cleartext use connectionPool.http.h2UpgradePolicy: UPGRADE',
         input: v.alpnProtocols,
         path: ['alpnProtocols'],
+      });
+    if (v.trustDomain !== undefined && v.mode === 'DISABLE')
+      ctx.addIssue({
+        code: 'custom',
+        message: 'needs TLS (mode SIMPLE, MUTUAL or ISTIO_MUTUAL)',
+        input: v.trustDomain,
+        path: ['trustDomain'],
+      });
+    if (v.trustDomain !== undefined && v.caCertificates !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'and trustDomain both say which CA verifies the server: set one (trustDomain takes the bundle from identity.trustBundles)',
+        input: v.caCertificates,
+        path: ['caCertificates'],
       });
     if (v.mode === 'MUTUAL') {
       for (const f of ['clientCertificate', 'privateKey'] as const) {
@@ -65,13 +93,62 @@ export const tlsSchema = z
     }
   });
 
-export const identitySchema = z.strictObject({
-  /** This workload's certificate (PEM or path); its URI SAN is its SPIFFE ID. */
-  cert: pemOrPath,
-  key: pemOrPath,
-  /** The mesh CA bundle (PEM or path). */
-  ca: pemOrPath,
-});
+/** A trust bundle: PEM (or a path to it), or a SPIFFE bundle (JWKS JSON, or a path to it). */
+const trustBundleSchema = z.union([
+  pemOrPath,
+  z.strictObject({
+    /** The SPIFFE bundle format (what SPIRE's bundle endpoint serves): JSON, or a path to a JSON file. */
+    spiffeBundle: z.string().min(1),
+  }),
+]);
+
+export const identitySchema = z
+  .strictObject({
+    /** This workload's certificate (PEM or path); its URI SAN is its SPIFFE ID. */
+    cert: pemOrPath,
+    key: pemOrPath,
+    /** The CA bundle of the own trust domain (PEM or path). */
+    ca: pemOrPath,
+    /** The own trust domain. Default: the trust domain of the URI SAN of `cert`. */
+    trustDomain: trustDomainName.optional(),
+    /**
+     * The bundles of other trust domains, by domain name: peers whose SPIFFE ID is in one of
+     * them are verified against that bundle only. Watched like the identity files.
+     */
+    trustBundles: userRecord(z.string(), trustBundleSchema).optional(),
+    /**
+     * Istio's MeshConfig trustDomainAliases: SPIFFE IDs in these domains are the own domain's
+     * (verified against `ca`, matched as the own domain by principals and context trust).
+     */
+    trustDomainAliases: z.array(trustDomainName).optional(),
+  })
+  .superRefine((v, ctx) => {
+    for (const td of Object.keys(v.trustBundles ?? {})) {
+      if (!TRUST_DOMAIN.test(td))
+        ctx.addIssue({
+          code: 'custom',
+          message: `is not a SPIFFE trust domain name (lowercase letters, digits, ".", "-", "_")`,
+          input: td,
+          path: ['trustBundles', td],
+        });
+      else if (td === v.trustDomain)
+        ctx.addIssue({
+          code: 'custom',
+          message: 'is the own trust domain: its bundle is identity.ca',
+          input: td,
+          path: ['trustBundles', td],
+        });
+      else if (v.trustDomainAliases?.includes(td))
+        ctx.addIssue({
+          code: 'custom',
+          message:
+            'is in trustDomainAliases: an alias is verified against identity.ca and has no bundle of its own',
+          input: td,
+          path: ['trustBundles', td],
+        });
+    }
+  });
 
 export type TlsConfig = z.output<typeof tlsSchema>;
 export type IdentityConfig = z.output<typeof identitySchema>;
+export type TrustBundleConfig = z.output<typeof trustBundleSchema>;
