@@ -17,6 +17,7 @@ import {
   testService,
 } from '../../test/support/layers.ts';
 import { MeshTimeoutError } from '../errors.ts';
+import { withCallOverrides } from '../http/call-options.ts';
 import { DISCARDED } from '../outcome.ts';
 import type { DispatchHandler, MeshRequest, ResponseHeaders } from '../pipeline.ts';
 import { LOSER_DRAIN_MS, retryLayer } from './retry-layer.ts';
@@ -36,7 +37,13 @@ interface Sent {
  */
 function harness(
   cfg: Record<string, unknown> = {},
-  opts: { random?: () => number; startAttempts?: boolean } = {},
+  opts: {
+    random?: () => number;
+    /** false, or which attempts (by index) the transport starts at once. */
+    startAttempts?: boolean | ((i: number) => boolean);
+    /** false: attempts never get an endpoint (still waiting for discovery). */
+    endpoints?: boolean;
+  } = {},
 ) {
   const svc = testService({ retryBudget: { enabled: false }, ...cfg });
   const eps = endpointsOf(svc);
@@ -46,7 +53,8 @@ function harness(
     opts.random ?? (() => 0),
   )((req, h) => {
     const c = new RecordingController();
-    req.endpoint = eps[sent.length % eps.length];
+    const i = sent.length;
+    if (opts.endpoints !== false) req.endpoint = eps[i % eps.length];
     const s: Sent = {
       req,
       h,
@@ -61,7 +69,8 @@ function harness(
       },
     };
     sent.push(s);
-    if (opts.startAttempts !== false) h.onRequestStart?.(c, {});
+    const start = opts.startAttempts;
+    if (typeof start === 'function' ? start(i) : start !== false) h.onRequestStart?.(c, {});
   });
   const send = (req: MeshRequest = testRequest(svc)) => {
     const r = recorder();
@@ -890,5 +899,113 @@ describe('retry layer: the caller’s controller', () => {
     at(0).h.onRequestUpgrade?.(at(0).c, 101, {}, {} as never);
     expect(r.calls).toEqual(['start', 'upgrade']);
     expect(svc.retry.active).toBe(0);
+  });
+});
+
+describe('retry layer: more edges', () => {
+  it('the request’s own headers are not changed by the deadline header of its attempts', () => {
+    const { send, at, svc } = harness({ timeout: '1s' });
+    const req = testRequest(svc);
+    send(req);
+    expect(at(0).req.opts.headers['x-meshwork-deadline']).toBe('1000');
+    expect(req.opts.headers['x-meshwork-deadline']).toBeUndefined();
+  });
+
+  it('an attempt that got headers and then broke is counted once', () => {
+    const { send, at } = harness();
+    const r = send();
+    at(0).h.onResponseStart?.(at(0).c, 200, {}, '');
+    at(0).h.onResponseError?.(at(0).c, resetError());
+    expect((r.errors[0] as { attempts?: number }).attempts).toBe(1);
+    expect((r.errors[0] as { endpoint?: string }).endpoint).toBe('10.0.0.1:80');
+  });
+
+  it('an attempt that never reached an endpoint is not counted', () => {
+    const { send } = harness(
+      { retries: { perTryTimeout: '50ms' } },
+      { startAttempts: false, endpoints: false },
+    );
+    const r = send();
+    vi.advanceTimersByTime(50);
+    const err = r.errors[0] as { attempts?: number; endpoint?: string };
+    expect(err.attempts).toBe(0);
+    expect(err.endpoint).toBeUndefined();
+  });
+
+  it('the budget’s refusal is published with the attempt it refused and the reason', () => {
+    const events: unknown[] = [];
+    const ch = channel('meshwork:retry_budget:exhausted');
+    const sub = (m: unknown) => events.push(m);
+    ch.subscribe(sub);
+    try {
+      const { send, at } = harness({ retryBudget: { retryPercent: 0, minRetriesPerSecond: 0 } });
+      send();
+      at(0).answer(503);
+      expect(events).toEqual([{ service: 'svc', attempt: 1, reason: '503' }]);
+    } finally {
+      ch.unsubscribe(sub);
+    }
+  });
+
+  it('no hedge during a backoff: the retry’s own launch arms it again', () => {
+    const { send, at, sent } = harness(
+      { retries: { hedge: { delay: '20ms', maxExtraLoad: 1 } } },
+      { random: () => 0.999 },
+    );
+    send();
+    vi.advanceTimersByTime(5);
+    at(0).answer(503); // backoff 24 ms: the retry goes at 29 ms
+    vi.advanceTimersByTime(20); // 25 ms: the hedge (due at 20 ms) was cancelled
+    expect(sent).toHaveLength(1);
+    vi.advanceTimersByTime(4);
+    expect(sent).toHaveLength(2);
+    vi.advanceTimersByTime(20); // the retry's hedge
+    expect(sent).toHaveLength(3);
+  });
+
+  it('a hedge still waiting to start when another attempt wins is aborted the moment it starts', () => {
+    const { send, at } = harness(
+      { retries: { hedge: { delay: '20ms', maxExtraLoad: 1 } } },
+      { startAttempts: (i) => i === 0 },
+    );
+    const r = send();
+    vi.advanceTimersByTime(20);
+    at(0).answer(200);
+    expect(r.status).toBe(200);
+    const late = new RecordingController();
+    at(1).h.onRequestStart?.(late, {});
+    expect(late.aborted).toBe(true);
+    expect(late.reason).toBe(DISCARDED);
+  });
+
+  it('a discarded attempt’s upgrade, error or data never reach the caller', () => {
+    const { send, at } = harness({ retries: { hedge: { delay: '20ms', maxExtraLoad: 1 } } });
+    const r = send();
+    vi.advanceTimersByTime(20);
+    at(1).answer(200);
+    at(0).h.onRequestUpgrade?.(at(0).c, 101, {}, {} as never);
+    at(0).h.onResponseData?.(at(0).c, Buffer.from('x'));
+    at(0).h.onResponseError?.(at(0).c, resetError());
+    expect(r.calls).toEqual(['start', 'headers 200', 'data', 'end']);
+  });
+
+  it('a route’s policy (set by routing) wins over the service’s; per-call overrides win over both', () => {
+    const a = harness({ retries: { attempts: 3 } });
+    const req = testRequest(a.svc);
+    req.retryPolicy = { ...a.svc.retry.policy, attempts: 0 };
+    const r = a.send(req);
+    a.at(0).answer(503);
+    settle();
+    expect(a.sent).toHaveLength(1);
+    expect(r.status).toBe(503);
+
+    const b = harness({ retries: { attempts: 3 } });
+    const req2 = testRequest(b.svc);
+    req2.call = { retries: { attempts: 0 } } as never;
+    b.send(req2);
+    b.at(0).answer(503);
+    settle();
+    expect(b.sent).toHaveLength(1);
+    expect(withCallOverrides(b.svc.retry.policy, { timeoutMs: 5 } as never).timeoutMs).toBe(5);
   });
 });
