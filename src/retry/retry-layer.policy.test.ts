@@ -1001,7 +1001,7 @@ describe('retry layer: more edges', () => {
 
     const b = harness({ retries: { attempts: 3 } });
     const req2 = testRequest(b.svc);
-    req2.call = { retries: { attempts: 0 } } as never;
+    (req2 as { call: unknown }).call = { retries: { attempts: 0 } };
     b.send(req2);
     b.at(0).answer(503);
     settle();
