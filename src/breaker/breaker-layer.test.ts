@@ -95,3 +95,89 @@ describe('breaker layer', () => {
     });
   });
 });
+
+describe('breaker layer: what counts, and the fallback', () => {
+  it('without a breaker the handler is passed through untouched', () => {
+    const svc = testService();
+    const r = recorder();
+    let got: DispatchHandler | undefined;
+    breakerLayer()((_req, h) => {
+      got = h;
+    })(testRequest(svc), r);
+    expect(got).toBe(r);
+  });
+
+  it('a 5xx is one failure (settled at the headers, not again at the end); a 4xx or a 499 is a success', async () => {
+    const { svc, send } = setup();
+    answer(send() as DispatchHandler, 404);
+    answer(send() as DispatchHandler, 499);
+    answer(send() as DispatchHandler, 200);
+    await tick();
+    expect(svc.breaker?.stats()).toMatchObject({ failures: 0, successes: 3 });
+    answer(send() as DispatchHandler, 500);
+    await tick();
+    expect(svc.breaker?.stats()).toMatchObject({ failures: 1, successes: 3 });
+  });
+
+  it('a cancelled answer (the caller stopped reading) is released as a success', async () => {
+    const { svc, send } = setup();
+    for (let i = 0; i < 3; i++) breakBody(send() as DispatchHandler, 200, new MeshAbortedError('svc'));
+    await tick();
+    expect(svc.breaker?.stats()).toMatchObject({ failures: 0, successes: 3 });
+  });
+
+  function openWith(fallback: unknown) {
+    const { svc, send } = setup();
+    (svc as { fallback: unknown }).fallback = fallback;
+    answer(send() as DispatchHandler, 503);
+    answer(send() as DispatchHandler, 503);
+    return { svc, send };
+  }
+
+  it('the fallback is asked with the service, method and path; its headers win over the marker; no body is empty', async () => {
+    const asked: unknown[] = [];
+    const { send } = openWith((req: unknown) => {
+      asked.push(req);
+      return { status: 299, headers: { 'x-meshwork-fallback': 'mine' } };
+    });
+    await tick();
+    const headers: Record<string, unknown>[] = [];
+    const chunks: string[] = [];
+    const r = recorder();
+    send({
+      ...r,
+      onResponseStart: (c, status, h) => {
+        headers.push(h);
+        r.onResponseStart(c, status, h);
+      },
+      onResponseData: (_c, chunk) => {
+        chunks.push(chunk.toString());
+      },
+    });
+    expect(asked).toEqual([{ service: 'svc', method: 'GET', path: '/' }]);
+    expect(r.status).toBe(299);
+    expect(headers[0]?.['x-meshwork-fallback']).toBe('mine');
+    expect(chunks.join('')).toBe('');
+  });
+
+  it('a fallback that throws fails the request with its error (a thrown non-Error becomes one)', async () => {
+    const boom = new Error('fallback broke');
+    const a = openWith(() => {
+      throw boom;
+    });
+    await tick();
+    const r = recorder();
+    a.send(r);
+    expect(r.calls).toEqual(['start', 'error Error']);
+    expect(r.errors[0]).toBe(boom);
+
+    const b = openWith(() => {
+      throw 'just a string';
+    });
+    await tick();
+    const r2 = recorder();
+    b.send(r2);
+    expect(r2.errors[0]).toBeInstanceOf(Error);
+    expect(r2.errors[0]?.message).toBe('just a string');
+  });
+});

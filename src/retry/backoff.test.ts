@@ -28,3 +28,24 @@ describe('backoff', () => {
     expect(parseRetryAfter('Wed, 31 Dec 2025 00:00:00 GMT', now)).toBe(0);
   });
 });
+
+describe('Retry-After: the edges', () => {
+  it('delta-seconds only as plain digits (spaces trimmed); anything else is read as a date or ignored', () => {
+    expect(parseRetryAfter(' 2 ', 0)).toBe(2000);
+    expect(parseRetryAfter('0', 0)).toBe(0);
+    expect(parseRetryAfter('2s', 0)).toBeUndefined();
+    expect(parseRetryAfter('', 0)).toBeUndefined();
+  });
+
+  it('a date is measured from the given time, not the clock', () => {
+    const now = Date.parse('2030-06-01T00:00:00Z');
+    expect(parseRetryAfter('Sat, 01 Jun 2030 00:00:05 GMT', now)).toBe(5000);
+  });
+
+  it('the ceiling is base × 2^retry below the cap', () => {
+    const half = () => 0.5;
+    expect(backoffMs(2, 10, 1_000, half)).toBe(20);
+    expect(backoffMs(6, 10, 1_000, half)).toBe(320);
+    expect(backoffMs(7, 10, 1_000, half)).toBe(500);
+  });
+});
