@@ -37,6 +37,23 @@ describe('Retry-After: the edges', () => {
     expect(parseRetryAfter('', 0)).toBeUndefined();
   });
 
+  it('only the three HTTP-date forms are dates; other text Date.parse would accept is ignored', () => {
+    const now = Date.parse('1994-11-06T08:49:30Z');
+    expect(parseRetryAfter('Sun, 06 Nov 1994 08:49:37 GMT', now)).toBe(7000);
+    expect(parseRetryAfter('Sunday, 06-Nov-94 08:49:37 GMT', now)).toBe(7000);
+    expect(parseRetryAfter('Sun Nov  6 08:49:37 1994', now)).toBe(7000);
+    for (const junk of [
+      '1.5',
+      '-1',
+      '2x',
+      '1e3',
+      '2026-01-01',
+      'Nov 6 1994',
+      'Sun, 06 Nov 1994 08:49:37 PST',
+    ])
+      expect(parseRetryAfter(junk, now), junk).toBeUndefined();
+  });
+
   it('a date is measured from the given time, not the clock', () => {
     const now = Date.parse('2030-06-01T00:00:00Z');
     expect(parseRetryAfter('Sat, 01 Jun 2030 00:00:05 GMT', now)).toBe(5000);
