@@ -1,3 +1,4 @@
+import diagnostics from 'node:diagnostics_channel';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { isMeshworkError } from '../src/errors.ts';
@@ -40,18 +41,42 @@ describe('per-try timeouts against a hanging upstream', () => {
   it('never sends an attempt after its caller was told it timed out (no ghost POST)', async () => {
     const s = await server(hangOrAnswer());
     const m = mesh(cfg, [s.address]);
-    // Dispatched in one tick (undici.request dispatches synchronously), so every per-try timer
-    // starts in the same millisecond and fires in the same batch, before any connection frees up.
-    const results = await Promise.allSettled(
-      Array.from({ length: 10 }, (_, i) =>
-        request('http://svc/hang', { dispatcher: m.dispatcher, method: 'POST', body: `p${i}` }),
-      ),
-    );
-    expect(results.every((r) => r.status === 'rejected' && isMeshworkError(r.reason))).toBe(true);
-    await sleep(300);
-    // Two connections: at most two POSTs were on the wire when the timeouts fired; the eight
-    // queued behind them were never sent, not even once the connections were free again.
-    expect(s.hits.length).toBeLessThanOrEqual(2);
+    // The order of events in this process: each POST's headers going on the wire (undici's
+    // sendHeaders channel) and each caller's rejection. A ghost is a send after its rejection.
+    let seq = 0;
+    const sentAt = new Map<string, number>();
+    const rejectedAt = new Map<string, number>();
+    const onSend = (msg: unknown) => {
+      const call = /x-call: (\d+)/i.exec(String((msg as { headers?: unknown }).headers))?.[1];
+      if (call !== undefined) sentAt.set(call, ++seq);
+    };
+    diagnostics.subscribe('undici:client:sendHeaders', onSend);
+    try {
+      // Dispatched in one tick (undici.request dispatches synchronously), so the per-try timers
+      // start together and fire in one batch, before any connection frees up.
+      const results = await Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) =>
+          request('http://svc/hang', {
+            dispatcher: m.dispatcher,
+            method: 'POST',
+            body: `p${i}`,
+            headers: { 'x-call': String(i) },
+          }).catch((err: unknown) => {
+            rejectedAt.set(String(i), ++seq);
+            throw err;
+          }),
+        ),
+      );
+      expect(results.every((r) => r.status === 'rejected' && isMeshworkError(r.reason))).toBe(true);
+      await sleep(300);
+    } finally {
+      diagnostics.unsubscribe('undici:client:sendHeaders', onSend);
+    }
+    // On a quiet machine two POSTs are sent (two connections) and eight never; on a slow one a
+    // timer may fire a little later, so a third may go in time. None goes after its rejection.
+    const ghosts = [...sentAt].filter(([call, at]) => at > (rejectedAt.get(call) ?? 0));
+    expect(ghosts).toEqual([]);
+    expect(s.hits.length).toBe(sentAt.size);
   });
 
   it('every counter returns to zero and the service keeps serving after bursts of timeouts', async () => {
