@@ -130,10 +130,18 @@ export function haproxyConfig(port: number, backends: string[], opts: HaproxyOpt
 }
 
 /** Starts haproxy in the foreground (`-db`) in front of `backends`; ready when its port accepts. Bounded: 10 s. */
-export async function startHaproxy(backends: string[], opts: HaproxyOptions = {}): Promise<Haproxy> {
-  const dir = mkdtempSync(join(tmpdir(), 'meshwork-bench-haproxy-'));
+export function startHaproxy(backends: string[], opts: HaproxyOptions = {}): Promise<Haproxy> {
+  return runHaproxy((port) => haproxyConfig(port, backends, opts));
+}
+
+/**
+ * Starts haproxy in the foreground (`-db`) with the config `configFor` writes for a free loopback
+ * port, checked first (`-c`); ready when the port accepts. Bounded: 10 s.
+ */
+export async function runHaproxy(configFor: (port: number) => string): Promise<Haproxy> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshwork-haproxy-'));
   const port = await freePort();
-  const config = haproxyConfig(port, backends, opts);
+  const config = configFor(port);
   const file = join(dir, 'haproxy.cfg');
   writeFileSync(file, config);
   const check = spawnSync('haproxy', ['-c', '-q', '-f', file], { encoding: 'utf8', timeout: 10_000 });

@@ -3,15 +3,13 @@
  * passing TLS through on the SNI as Istio's east-west gateway does (AUTO_PASSTHROUGH), and a small
  * node TLS-terminating proxy that forwards by Host (TERMINATE).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions } from 'node:https';
-import { type AddressInfo, createConnection, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { runHaproxy } from '../../bench/support/haproxy.ts';
 
 export interface RunningGateway {
   address: string;
@@ -22,31 +20,6 @@ export interface RunningGateway {
 export function haproxyMissing(): string | undefined {
   const r = spawnSync('haproxy', ['-v'], { encoding: 'utf8', timeout: 5000 });
   return r.status === 0 ? undefined : `haproxy is not installed (${r.error?.message ?? `exit ${r.status}`})`;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ host: '127.0.0.1', port });
-    sock.setTimeout(500);
-    sock.once('connect', () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once('error', () => resolve(false));
-    sock.once('timeout', () => {
-      sock.destroy();
-      resolve(false);
-    });
-  });
 }
 
 /**
@@ -78,40 +51,8 @@ export function sniPassthroughConfig(port: number, routes: Record<string, string
 
 /** Starts haproxy in the foreground as an SNI passthrough gateway. Bounded: 10 s to accept. */
 export async function startSniGateway(routes: Record<string, string>): Promise<RunningGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'meshwork-eastwest-'));
-  const port = await freePort();
-  const file = join(dir, 'haproxy.cfg');
-  writeFileSync(file, sniPassthroughConfig(port, routes));
-  const child = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    if (stderr.length < 4000) stderr += d.toString();
-  });
-  let exited = false;
-  const exit = new Promise<void>((resolve) =>
-    child.once('exit', () => {
-      exited = true;
-      resolve();
-    }),
-  );
-  const stop = async () => {
-    if (!exited) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exit;
-      clearTimeout(t);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const until = Date.now() + 10_000;
-  while (!(await accepts(port))) {
-    if (exited || Date.now() > until) {
-      await stop();
-      throw new Error(`haproxy did not start: ${stderr.trim() || 'no output'}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { address: `127.0.0.1:${port}`, stop };
+  const haproxy = await runHaproxy((port) => sniPassthroughConfig(port, routes));
+  return { address: haproxy.address, stop: haproxy.stop };
 }
 
 export interface Terminated {
