@@ -42,6 +42,17 @@ describe('Retry-After: the edges', () => {
     expect(parseRetryAfter('Sun, 06 Nov 1994 08:49:37 GMT', now)).toBe(7000);
     expect(parseRetryAfter('Sunday, 06-Nov-94 08:49:37 GMT', now)).toBe(7000);
     expect(parseRetryAfter('Sun Nov  6 08:49:37 1994', now)).toBe(7000);
+    expect(parseRetryAfter('Thu Nov 10 08:49:37 1994', now)).toBe(4 * 86_400_000 + 7000);
+    expect(parseRetryAfter('12', now)).toBe(12_000);
+    const around = [
+      'x Sun, 06 Nov 1994 08:49:37 GMT',
+      'Sun, 06 Nov 1994 08:49:37 GMT+1',
+      'x Sunday, 06-Nov-94 08:49:37 GMT',
+      'Sunday, 06-Nov-94 08:49:37 GMT+2',
+      'x Sun Nov  6 08:49:37 1994',
+      'Sun Nov  6 08:49:37 19945',
+    ];
+    for (const junk of around) expect(parseRetryAfter(junk, now), junk).toBeUndefined();
     for (const junk of [
       '1.5',
       '-1',
